@@ -1,0 +1,21 @@
+//! Compiles etcd's v3 API and MetaStore's internal messages with protox, so no
+//! system `protoc` is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [
+        "etcdserverpb/rpc.proto",
+        "mvccpb/kv.proto",
+        "authpb/auth.proto",
+        "v3lockpb/v3lock.proto",
+        "v3electionpb/v3election.proto",
+        "internal.proto",
+    ];
+    let fds = protox::compile(files, [&root])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    println!("cargo:rerun-if-changed={}", root.display());
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! Command-line flags with etcd's names (and etcd's `ETCD_*` environment
+//! variables), resolved into a `ServerConfig` plus the addresses to bind.
+//! Bad or contradictory flags are a `FlagError`, which main turns into a
+//! message on stderr and exit code 2.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use server::{ids, Member, ServerConfig};
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "metastore", about = "MetaStore: a distributed metadata store speaking the etcd v3 API", disable_version_flag = true)]
+pub struct Flags {
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    pub name: String,
+    /// Path to the data directory (default: ./<name>.metastore).
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// List of URLs to listen on for client traffic.
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
+    pub listen_client_urls: String,
+    /// List of this member's client URLs to advertise to the public.
+    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
+    pub advertise_client_urls: String,
+    /// List of URLs to listen on for peer traffic.
+    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
+    pub listen_peer_urls: String,
+    /// List of this member's peer URLs to advertise to the rest of the cluster.
+    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster configuration for bootstrapping (default: <name>=<initial-advertise-peer-urls>).
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Initial cluster token for the cluster during bootstrap.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Number of committed transactions to trigger a snapshot to disk.
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    pub max_request_bytes: u64,
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: u64,
+    /// Log level: debug, info, warn, error, panic or fatal.
+    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Storage engine: 'memory' (memory + WAL).
+    #[arg(long, env = "METASTORE_STORAGE", default_value = "memory")]
+    pub storage: String,
+    /// Print the version and exit.
+    #[arg(long)]
+    pub version: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{0}")]
+pub struct FlagError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, FlagError> {
+    Err(FlagError(msg.into()))
+}
+
+pub struct Resolved {
+    pub config: ServerConfig,
+    pub client_addrs: Vec<SocketAddr>,
+    pub peer_addrs: Vec<SocketAddr>,
+    pub log_level: tracing::Level,
+}
+
+fn split_urls(flag: &str, value: &str) -> Result<Vec<String>, FlagError> {
+    let urls: Vec<String> = value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if urls.is_empty() {
+        return err(format!("--{flag} must not be empty"));
+    }
+    for u in &urls {
+        parse_url(flag, u)?;
+    }
+    Ok(urls)
+}
+
+/// Accepts `http://host:port`; TLS and unix sockets are not served yet.
+fn parse_url(flag: &str, url: &str) -> Result<(String, u16), FlagError> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        if url.starts_with("https://") || url.starts_with("unix") {
+            return err(format!("--{flag}: {url:?}: TLS and unix socket URLs are not supported yet; use http://host:port"));
+        }
+        return err(format!("--{flag}: URL scheme must be http (got {url:?})"));
+    };
+    let rest = rest.trim_end_matches('/');
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return err(format!("--{flag}: {url:?} has no port"));
+    };
+    let port: u16 = port.parse().map_err(|_| FlagError(format!("--{flag}: {url:?} has an invalid port")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return err(format!("--{flag}: {url:?} has no host"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// `localhost` binds the IPv4 loopback, as a single address keeps ports
+/// predictable; other names resolve normally.
+fn bind_addrs(flag: &str, urls: &[String]) -> Result<Vec<SocketAddr>, FlagError> {
+    let mut out = Vec::new();
+    for u in urls {
+        let (host, port) = parse_url(flag, u)?;
+        let host = if host == "localhost" { "127.0.0.1".to_string() } else { host };
+        let addr = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| FlagError(format!("--{flag}: cannot resolve {u:?}: {e}")))?
+            .next()
+            .ok_or_else(|| FlagError(format!("--{flag}: {u:?} resolves to no address")))?;
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+fn parse_cluster(value: &str) -> Result<Vec<(String, Vec<String>)>, FlagError> {
+    let mut members: Vec<(String, Vec<String>)> = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((name, url)) = part.split_once('=') else {
+            return err(format!("--initial-cluster: {part:?} is not name=url"));
+        };
+        parse_url("initial-cluster", url)?;
+        match members.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url.to_string()),
+            None => members.push((name.to_string(), vec![url.to_string()])),
+        }
+    }
+    if members.is_empty() {
+        return err("--initial-cluster must not be empty");
+    }
+    Ok(members)
+}
+
+fn parse_level(s: &str) -> Result<tracing::Level, FlagError> {
+    Ok(match s {
+        "debug" => tracing::Level::DEBUG,
+        "info" => tracing::Level::INFO,
+        "warn" => tracing::Level::WARN,
+        "error" | "dpanic" | "panic" | "fatal" => tracing::Level::ERROR,
+        other => return err(format!("--log-level: unknown level {other:?} (debug, info, warn, error, panic, fatal)")),
+    })
+}
+
+impl Flags {
+    pub fn resolve(&self) -> Result<Resolved, FlagError> {
+        let log_level = parse_level(&self.log_level)?;
+        if self.storage != "memory" {
+            return err(format!("--storage: unknown engine {:?} (this build has: memory)", self.storage));
+        }
+        if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
+            return err(format!("--initial-cluster-state: {:?} is neither 'new' nor 'existing'", self.initial_cluster_state));
+        }
+        if self.heartbeat_interval == 0 || self.election_timeout == 0 {
+            return err("--heartbeat-interval and --election-timeout must be positive");
+        }
+        if 5 * self.heartbeat_interval > self.election_timeout {
+            return err(format!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                self.election_timeout, self.heartbeat_interval
+            ));
+        }
+        if self.snapshot_count == 0 {
+            return err("--snapshot-count must be at least 1");
+        }
+        if self.max_txn_ops == 0 {
+            return err("--max-txn-ops must be at least 1");
+        }
+        if self.max_request_bytes == 0 || self.max_request_bytes > 1 << 30 {
+            return err("--max-request-bytes must be between 1 and 1073741824");
+        }
+        let client_urls = split_urls("listen-client-urls", &self.listen_client_urls)?;
+        let advertise_client = split_urls("advertise-client-urls", &self.advertise_client_urls)?;
+        let peer_urls = split_urls("listen-peer-urls", &self.listen_peer_urls)?;
+        let advertise_peer = split_urls("initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
+        let cluster_text = match &self.initial_cluster {
+            Some(c) => c.clone(),
+            None => advertise_peer.iter().map(|u| format!("{}={u}", self.name)).collect::<Vec<_>>().join(","),
+        };
+        let cluster = parse_cluster(&cluster_text)?;
+        let Some((_, my_urls)) = cluster.iter().find(|(n, _)| *n == self.name) else {
+            return err(format!("couldn't find local name {:?} in the initial cluster configuration", self.name));
+        };
+        let mut a = advertise_peer.clone();
+        let mut b = my_urls.clone();
+        a.sort();
+        b.sort();
+        if a != b {
+            return err(format!(
+                "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={}",
+                self.name,
+                my_urls.join(","),
+                advertise_peer.join(",")
+            ));
+        }
+        if cluster.len() > 1 {
+            return err("multi-member clusters are not supported yet: --initial-cluster must name only this member");
+        }
+        if self.initial_cluster_state == "existing" {
+            return err("--initial-cluster-state=existing (joining a running cluster) is not supported yet");
+        }
+        let members: Vec<Member> = cluster
+            .iter()
+            .map(|(name, urls)| Member {
+                name: name.clone(),
+                id: ids::member_id(urls, &self.initial_cluster_token),
+                peer_urls: urls.clone(),
+                client_urls: if *name == self.name { advertise_client.clone() } else { vec![] },
+            })
+            .collect();
+        let member_id = ids::member_id(my_urls, &self.initial_cluster_token);
+        let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
+        let config = ServerConfig {
+            name: self.name.clone(),
+            data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.metastore", self.name))),
+            member_id,
+            cluster_id,
+            members,
+            snapshot_count: self.snapshot_count,
+            heartbeat: Duration::from_millis(self.heartbeat_interval),
+            election_timeout: Duration::from_millis(self.election_timeout),
+            max_request_bytes: self.max_request_bytes as usize,
+            max_txn_ops: self.max_txn_ops as usize,
+        };
+        Ok(Resolved {
+            config,
+            client_addrs: bind_addrs("listen-client-urls", &client_urls)?,
+            peer_addrs: bind_addrs("listen-peer-urls", &peer_urls)?,
+            log_level,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        let mut all = vec!["metastore"];
+        all.extend_from_slice(args);
+        Flags::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_etcd() {
+        let r = flags(&[]).resolve().unwrap();
+        assert_eq!(r.config.data_dir, PathBuf::from("default.metastore"));
+        assert_eq!(format!("{:x}", r.config.member_id), "8e9e05c52164694d");
+        assert_eq!(format!("{:x}", r.config.cluster_id), "cdf818194e3a8c32");
+        assert_eq!(r.client_addrs, vec!["127.0.0.1:2379".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(r.config.max_txn_ops, 128);
+        assert_eq!(r.config.election_ticks(), 10);
+    }
+
+    #[test]
+    fn contradictions_are_errors() {
+        let e = flags(&["--name", "a", "--initial-cluster", "b=http://127.0.0.1:2380"]).resolve().err().unwrap();
+        assert_eq!(e.0, "couldn't find local name \"a\" in the initial cluster configuration");
+        let e = flags(&["--heartbeat-interval", "300"]).resolve().err().unwrap();
+        assert!(e.0.contains("should be at least as 5 times"), "{e}");
+        assert!(flags(&["--listen-client-urls", "127.0.0.1:2379"]).resolve().is_err());
+        assert!(flags(&["--storage", "floppy"]).resolve().is_err());
+        let mismatch = ["--initial-advertise-peer-urls", "http://127.0.0.1:9999", "--initial-cluster", "default=http://localhost:2380"];
+        let e = flags(&mismatch).resolve().err().unwrap();
+        assert!(e.0.contains("missing from --initial-advertise-peer-urls"), "{e}");
+        assert!(Flags::try_parse_from(["metastore", "--snapshot-count", "x"]).is_err());
+    }
+}

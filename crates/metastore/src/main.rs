@@ -1,0 +1,80 @@
+//! The `metastore` binary: etcd-style flags in, a running member out.
+
+mod flags;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+
+use flags::Flags;
+
+const EXIT_USAGE: i32 = 2;
+
+fn main() {
+    let flags = Flags::parse();
+    if flags.version {
+        println!("metastore Version: {}", env!("CARGO_PKG_VERSION"));
+        println!("etcd API Version: {}", api::ETCD_VERSION);
+        return;
+    }
+    let resolved = match flags.resolve() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("metastore: {e}");
+            std::process::exit(EXIT_USAGE);
+        }
+    };
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_max_level(resolved.log_level)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("metastore: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(serve(resolved)) {
+        eprintln!("metastore: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(r: flags::Resolved) -> Result<(), String> {
+    let mut client = Vec::new();
+    for addr in &r.client_addrs {
+        client.push(TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for clients: {e}"))?);
+    }
+    let mut peer = Vec::new();
+    for addr in &r.peer_addrs {
+        peer.push(TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for peers: {e}"))?);
+    }
+    for l in &client {
+        if let Ok(a) = l.local_addr() {
+            tracing::info!(address = %a, "serving client requests");
+        }
+    }
+    server::run(r.config, server::Listeners { client, peer }, shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    tracing::info!("signal received");
+}

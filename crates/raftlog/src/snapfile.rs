@@ -1,0 +1,374 @@
+//! Snapshot files: one file per snapshot, written atomically, verified before
+//! use, newest two kept.
+//!
+//! File `{term:016x}-{index:016x}.snap`:
+//!
+//! ```text
+//! magic "MSSNAP\r\n" | u32 LE version (1) | u32 LE meta_len | SnapshotMetadata (protobuf)
+//! data (streamed, any length)
+//! u64 LE data_len | u32 LE crc32 of every preceding byte
+//! ```
+//!
+//! Invariants:
+//! - A `.snap` file only ever appears complete: it is written as `.snap.tmp`,
+//!   fsynced, renamed, and the directory fsynced. Leftover `.tmp` files (a
+//!   crash mid-save) are removed by [`SnapshotStore::open`].
+//! - Nothing is handed out before its CRC verifies; a reader returned by a
+//!   load covers exactly the data section of a verified file.
+//! - At most [`KEEP_SNAPSHOTS`] files are kept; the one just saved is never
+//!   the one deleted.
+
+#[cfg(test)]
+mod tests;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use protobuf::Message;
+use raft::eraftpb::SnapshotMetadata;
+use tracing::{debug, warn};
+
+use crate::fsutil::sync_dir;
+
+/// Snapshot files kept on disk (the newest ones).
+pub const KEEP_SNAPSHOTS: usize = 2;
+const MAGIC: [u8; 8] = *b"MSSNAP\r\n";
+const VERSION: u32 = 1;
+const PREFIX_LEN: u64 = 16; // magic + version + meta_len
+const TRAILER_LEN: u64 = 12; // data_len + crc
+/// Metadata holds only the index, term and conf state: 16 MiB is generous.
+const MAX_META_BYTES: u32 = 16 << 20;
+const SNAP_SUFFIX: &str = ".snap";
+const TMP_SUFFIX: &str = ".tmp";
+/// Buffer for streaming snapshot data in and out (256 KiB).
+const IO_BUFFER_BYTES: usize = 256 << 10;
+
+/// A loaded snapshot: its metadata and a reader over its data section.
+pub type LoadedSnapshot = (SnapshotMetadata, Box<dyn Read + Send>);
+
+/// Errors raised by [`SnapshotStore`].
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// An I/O failure on `path` (including errors returned by the caller's
+    /// data writer while saving).
+    #[error("snapshot I/O error on {path}: {source}")]
+    Io {
+        /// File or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file fails verification.
+    #[error("corrupt snapshot file {path}: {reason}")]
+    Corrupt {
+        /// The snapshot file.
+        path: PathBuf,
+        /// What check failed.
+        reason: String,
+    },
+    /// Encoding the metadata failed.
+    #[error("encoding snapshot metadata: {0}")]
+    Encode(#[source] protobuf::ProtobufError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A directory of snapshot files. Cheap to clone (it is just the path).
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    dir: PathBuf,
+}
+
+/// Where a verified file's data section lies.
+struct Verified {
+    meta: SnapshotMetadata,
+    data_offset: u64,
+    data_len: u64,
+}
+
+impl SnapshotStore {
+    /// Opens `dir`, creating it if missing and removing leftover `*.tmp` files.
+    pub fn open(dir: &Path) -> Result<SnapshotStore, SnapshotError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        for ent in fs::read_dir(dir).map_err(io_err(dir))? {
+            let ent = ent.map_err(io_err(dir))?;
+            if ent.file_name().to_string_lossy().ends_with(TMP_SUFFIX) {
+                warn!(file = %ent.path().display(), "removing leftover snapshot temp file");
+                fs::remove_file(ent.path()).map_err(io_err(&ent.path()))?;
+            }
+        }
+        Ok(SnapshotStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The snapshot directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes a snapshot file for `meta` with the data produced by
+    /// `write_data`, durably and atomically, then prunes old files. Returns
+    /// the path of the new file.
+    pub fn save(
+        &self,
+        meta: &SnapshotMetadata,
+        write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<PathBuf, SnapshotError> {
+        let name = file_name(meta.index, meta.term);
+        let path = self.dir.join(&name);
+        let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
+        let meta_bytes = meta.write_to_bytes().map_err(SnapshotError::Encode)?;
+        let result = write_file(&tmp, &meta_bytes, write_data)
+            .and_then(|()| fs::rename(&tmp, &path).map_err(io_err(&tmp)))
+            .and_then(|()| sync_dir(&self.dir).map_err(io_err(&self.dir)));
+        if let Err(e) = result {
+            // Best effort: `open` removes it next time anyway.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        debug!(file = %path.display(), "saved snapshot");
+        self.prune(&path)?;
+        Ok(path)
+    }
+
+    /// The newest snapshot whose checks pass. A corrupt file is reported with
+    /// a warning and the next older one is tried.
+    pub fn load_latest(&self) -> Result<Option<LoadedSnapshot>, SnapshotError> {
+        for (_, _, path) in self.list()?.into_iter().rev() {
+            match verify(&path) {
+                Ok(Ok(v)) => return open_data(&path, v).map(Some),
+                Ok(Err(reason)) => {
+                    warn!(file = %path.display(), %reason, "skipping corrupt snapshot file");
+                }
+                // Pruned between listing and opening: try the next one.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The snapshot for exactly `(index, term)`: `None` if no such file,
+    /// [`SnapshotError::Corrupt`] if it fails its checks.
+    pub fn load(&self, index: u64, term: u64) -> Result<Option<LoadedSnapshot>, SnapshotError> {
+        let path = self.dir.join(file_name(index, term));
+        match verify(&path) {
+            Ok(Ok(v)) => open_data(&path, v).map(Some),
+            Ok(Err(reason)) => Err(SnapshotError::Corrupt { path, reason }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// `(index, term, path)` of every snapshot file, oldest first.
+    pub fn list(&self) -> Result<Vec<(u64, u64, PathBuf)>, SnapshotError> {
+        let mut out = Vec::new();
+        for ent in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let ent = ent.map_err(io_err(&self.dir))?;
+            let name = ent.file_name();
+            if let Some((index, term)) = name.to_str().and_then(parse_name) {
+                out.push((index, term, ent.path()));
+            }
+        }
+        out.sort_by_key(|(index, term, _)| (*index, *term));
+        Ok(out)
+    }
+
+    /// Deletes all but the newest [`KEEP_SNAPSHOTS`] files, never `keep`.
+    fn prune(&self, keep: &Path) -> Result<(), SnapshotError> {
+        let all = self.list()?;
+        let excess = all.len().saturating_sub(KEEP_SNAPSHOTS);
+        let mut removed = false;
+        for (_, _, path) in all.into_iter().take(excess) {
+            if path == keep {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+            debug!(file = %path.display(), "removed old snapshot");
+        }
+        if removed {
+            sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        }
+        Ok(())
+    }
+}
+
+/// `{term:016x}-{index:016x}.snap`
+pub fn file_name(index: u64, term: u64) -> String {
+    format!("{term:016x}-{index:016x}{SNAP_SUFFIX}")
+}
+
+/// Parses a snapshot file name into `(index, term)`.
+fn parse_name(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(SNAP_SUFFIX)?;
+    let (term, index) = stem.split_once('-')?;
+    if term.len() != 16 || index.len() != 16 {
+        return None;
+    }
+    Some((
+        u64::from_str_radix(index, 16).ok()?,
+        u64::from_str_radix(term, 16).ok()?,
+    ))
+}
+
+/// Counts and checksums everything written through it.
+struct CrcWriter<W: Write> {
+    inner: W,
+    hasher: crc32fast::Hasher,
+    written: u64,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes and fsyncs the complete file at `tmp`.
+fn write_file(
+    tmp: &Path,
+    meta_bytes: &[u8],
+    write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), SnapshotError> {
+    let meta_len = u32::try_from(meta_bytes.len())
+        .ok()
+        .filter(|l| *l <= MAX_META_BYTES)
+        .ok_or_else(|| SnapshotError::Corrupt {
+            path: tmp.to_path_buf(),
+            reason: format!("metadata of {} bytes is too large", meta_bytes.len()),
+        })?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)
+        .map_err(io_err(tmp))?;
+    let mut w = CrcWriter {
+        inner: BufWriter::with_capacity(IO_BUFFER_BYTES, file),
+        hasher: crc32fast::Hasher::new(),
+        written: 0,
+    };
+    let mut write_all = |w: &mut CrcWriter<BufWriter<File>>| -> io::Result<()> {
+        w.write_all(&MAGIC)?;
+        w.write_all(&VERSION.to_le_bytes())?;
+        w.write_all(&meta_len.to_le_bytes())?;
+        w.write_all(meta_bytes)?;
+        let header_len = w.written;
+        write_data(w)?;
+        let data_len = w.written - header_len;
+        w.write_all(&data_len.to_le_bytes())?;
+        let crc = w.hasher.clone().finalize();
+        w.inner.write_all(&crc.to_le_bytes())?;
+        w.inner.flush()
+    };
+    write_all(&mut w).map_err(io_err(tmp))?;
+    let file = w
+        .inner
+        .into_inner()
+        .map_err(|e| io_err(tmp)(e.into_error()))?;
+    file.sync_all().map_err(io_err(tmp))
+}
+
+fn read_u32(r: &mut impl Read) -> io::Result<u32> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// Checks a file end to end. The outer `Err` is an I/O failure; the inner
+/// `Err` says why the file is corrupt.
+fn verify(path: &Path) -> io::Result<Result<Verified, String>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len < PREFIX_LEN + TRAILER_LEN {
+        return Ok(Err(format!("file of {len} bytes is too short")));
+    }
+    let mut r = BufReader::with_capacity(IO_BUFFER_BYTES, file);
+    let mut hasher = crc32fast::Hasher::new();
+    let mut prefix = [0u8; PREFIX_LEN as usize];
+    r.read_exact(&mut prefix)?;
+    hasher.update(&prefix);
+    if prefix[..8] != MAGIC {
+        return Ok(Err("bad magic".to_string()));
+    }
+    let version = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
+    if version != VERSION {
+        return Ok(Err(format!("unsupported version {version}")));
+    }
+    let meta_len = u32::from_le_bytes([prefix[12], prefix[13], prefix[14], prefix[15]]);
+    if meta_len > MAX_META_BYTES || u64::from(meta_len) > len - PREFIX_LEN - TRAILER_LEN {
+        return Ok(Err(format!("metadata length {meta_len} is out of range")));
+    }
+    let mut meta_bytes = vec![0u8; meta_len as usize];
+    r.read_exact(&mut meta_bytes)?;
+    hasher.update(&meta_bytes);
+    let data_offset = PREFIX_LEN + u64::from(meta_len);
+    let data_len = len - data_offset - TRAILER_LEN;
+
+    // Stream the data section through the hasher.
+    let mut left = data_len;
+    let mut chunk = vec![0u8; IO_BUFFER_BYTES];
+    while left > 0 {
+        let want = usize::try_from(left.min(IO_BUFFER_BYTES as u64)).unwrap_or(IO_BUFFER_BYTES);
+        r.read_exact(&mut chunk[..want])?;
+        hasher.update(&chunk[..want]);
+        left -= want as u64;
+    }
+    let mut len_field = [0u8; 8];
+    r.read_exact(&mut len_field)?;
+    hasher.update(&len_field);
+    let stored_crc = read_u32(&mut r)?;
+    if hasher.finalize() != stored_crc {
+        return Ok(Err("crc mismatch".to_string()));
+    }
+    if u64::from_le_bytes(len_field) != data_len {
+        return Ok(Err(format!(
+            "trailer says {} data bytes, file holds {data_len}",
+            u64::from_le_bytes(len_field)
+        )));
+    }
+    let meta = match SnapshotMetadata::parse_from_bytes(&meta_bytes) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(format!("undecodable metadata: {e}"))),
+    };
+    let named = path.file_name().and_then(|n| n.to_str()).and_then(parse_name);
+    if named != Some((meta.index, meta.term)) {
+        return Ok(Err(format!(
+            "metadata (index {}, term {}) does not match the file name",
+            meta.index, meta.term
+        )));
+    }
+    Ok(Ok(Verified {
+        meta,
+        data_offset,
+        data_len,
+    }))
+}
+
+/// Opens a verified file and returns a buffered reader over its data only.
+fn open_data(path: &Path, v: Verified) -> Result<LoadedSnapshot, SnapshotError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    file.seek(SeekFrom::Start(v.data_offset))
+        .map_err(io_err(path))?;
+    let reader = BufReader::with_capacity(IO_BUFFER_BYTES, file).take(v.data_len);
+    Ok((v.meta, Box::new(reader)))
+}

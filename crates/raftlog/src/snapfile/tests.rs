@@ -1,0 +1,165 @@
+//! Snapshot file tests: round trip, fallback past corruption, temp files,
+//! pruning, failed saves.
+
+use std::fs;
+use std::io::{self, Read, Write};
+
+use raft::eraftpb::{ConfState, SnapshotMetadata};
+
+use super::{file_name, SnapshotError, SnapshotStore, KEEP_SNAPSHOTS};
+
+fn meta(index: u64, term: u64) -> SnapshotMetadata {
+    let mut m = SnapshotMetadata::default();
+    m.index = index;
+    m.term = term;
+    let mut cs = ConfState::default();
+    cs.voters = vec![1, 2, 3];
+    m.set_conf_state(cs);
+    m
+}
+
+/// Deterministic pseudo-random bytes.
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn save(store: &SnapshotStore, m: &SnapshotMetadata, bytes: &[u8]) {
+    store
+        .save(m, &mut |w: &mut dyn Write| {
+            // Stream in uneven chunks, as a state machine would.
+            for chunk in bytes.chunks(100_003) {
+                w.write_all(chunk)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn read_all(mut r: Box<dyn Read + Send>) -> Vec<u8> {
+    let mut v = Vec::new();
+    r.read_to_end(&mut v).unwrap();
+    v
+}
+
+#[test]
+fn multi_megabyte_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    assert!(store.load_latest().unwrap().is_none());
+    let bytes = data(5 << 20, 7);
+    save(&store, &meta(100, 3), &bytes);
+
+    let (m, r) = store.load_latest().unwrap().unwrap();
+    assert_eq!(m, meta(100, 3));
+    assert_eq!(read_all(r), bytes);
+    let (m, r) = store.load(100, 3).unwrap().unwrap();
+    assert_eq!(m, meta(100, 3));
+    assert_eq!(read_all(r), bytes);
+    assert!(store.load(100, 4).unwrap().is_none());
+    assert!(dir.path().join(file_name(100, 3)).exists());
+}
+
+#[test]
+fn empty_data_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    save(&store, &meta(1, 1), &[]);
+    let (_, r) = store.load(1, 1).unwrap().unwrap();
+    assert!(read_all(r).is_empty());
+}
+
+#[test]
+fn corrupt_newest_falls_back_to_older() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    let old = data(300_000, 1);
+    let new = data(300_000, 2);
+    save(&store, &meta(10, 1), &old);
+    save(&store, &meta(20, 2), &new);
+
+    let newest = dir.path().join(file_name(20, 2));
+    let mut bytes = fs::read(&newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    fs::write(&newest, &bytes).unwrap();
+
+    let (m, r) = store.load_latest().unwrap().unwrap();
+    assert_eq!(m.index, 10);
+    assert_eq!(read_all(r), old);
+    match store.load(20, 2) {
+        Err(SnapshotError::Corrupt { path, .. }) => assert_eq!(path, newest),
+        other => panic!("expected Corrupt, got {:?}", other.map(|o| o.map(|(m, _)| m))),
+    }
+
+    // Truncation is caught too, at any length.
+    for cut in [0, 10, 30, bytes.len() - 5] {
+        fs::write(&newest, &bytes[..cut]).unwrap();
+        assert!(matches!(store.load(20, 2), Err(SnapshotError::Corrupt { .. })));
+        assert_eq!(store.load_latest().unwrap().unwrap().0.index, 10);
+    }
+}
+
+#[test]
+fn misnamed_file_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    save(&store, &meta(10, 1), b"abc");
+    fs::rename(
+        dir.path().join(file_name(10, 1)),
+        dir.path().join(file_name(11, 1)),
+    )
+    .unwrap();
+    assert!(matches!(store.load(11, 1), Err(SnapshotError::Corrupt { .. })));
+    assert!(store.load_latest().unwrap().is_none());
+}
+
+#[test]
+fn tmp_leftovers_are_removed_and_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SnapshotStore::open(dir.path()).unwrap();
+        save(&store, &meta(5, 1), b"five");
+    }
+    let leftover = dir.path().join(format!("{}.tmp", file_name(9, 1)));
+    fs::write(&leftover, b"half a snapshot").unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    assert!(!leftover.exists());
+    let (m, r) = store.load_latest().unwrap().unwrap();
+    assert_eq!(m.index, 5);
+    assert_eq!(read_all(r), b"five");
+}
+
+#[test]
+fn only_the_newest_two_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    for i in 1..=5u64 {
+        save(&store, &meta(i * 10, i), format!("snap {i}").as_bytes());
+    }
+    let left: Vec<u64> = store.list().unwrap().into_iter().map(|(i, _, _)| i).collect();
+    assert_eq!(left.len(), KEEP_SNAPSHOTS);
+    assert_eq!(left, vec![40, 50]);
+}
+
+#[test]
+fn failed_save_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    let err = store
+        .save(&meta(7, 1), &mut |w: &mut dyn Write| {
+            w.write_all(b"partial")?;
+            Err(io::Error::other("state machine failed"))
+        })
+        .unwrap_err();
+    assert!(matches!(err, SnapshotError::Io { .. }), "{err}");
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    assert!(store.load_latest().unwrap().is_none());
+}

@@ -1,0 +1,415 @@
+//! The durable raft log used by the raft Ready loop: a [`Wal`] plus a
+//! [`SnapshotStore`], mirrored into raft-rs's [`MemStorage`], which is what
+//! raft reads.
+//!
+//! Ordering invariants (each step is durable before the next starts):
+//! - `persist`: WAL append (+ fsync when `sync`) → `MemStorage` append /
+//!   hard state. Raft never sees an entry the WAL could lose.
+//! - `install_snapshot` and `create_snapshot`: snapshot file (fsynced,
+//!   renamed) → WAL marker (fsynced) → WAL segment release → `MemStorage`
+//!   (apply or compact). A crash anywhere leaves either the old marker (whose
+//!   snapshot file is still among the two kept) or the new one.
+//!
+//! Recovery (`open`): snapshot named by the WAL's latest marker (its absence
+//! is an error, never a silent fallback) → `MemStorage::apply_snapshot` with
+//! the metadata only → WAL entries after it → hard state (commit raised to the
+//! snapshot index if a crash came between installing a snapshot and persisting
+//! the Ready's hard state) → conf state (the snapshot's, unless the WAL holds a
+//! conf state record written after the marker).
+//!
+//! Example Ready loop step:
+//!
+//! ```text
+//! if !ready.snapshot().is_empty() { store.install_snapshot(ready.snapshot())? }
+//! store.persist(ready.entries(), ready.hs(), ready.must_sync())?;
+//! send(ready.take_persisted_messages()); // only after persist
+//! ```
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::storage::MemStorage;
+use raft::Storage;
+use tracing::{debug, info};
+
+use crate::raft_storage::RaftStorage;
+use crate::snapfile::{LoadedSnapshot, SnapshotError, SnapshotStore};
+use crate::wal::{Wal, WalError, WalOptions};
+
+/// Entries kept in memory below a local snapshot so that slightly lagging
+/// followers can catch up from the log instead of needing a snapshot.
+pub const DEFAULT_CATCHUP_ENTRIES: u64 = 1000;
+const WAL_DIR: &str = "wal";
+const SNAP_DIR: &str = "snap";
+
+/// Tunables for [`LogStore::open_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStoreOptions {
+    /// WAL options (segment size).
+    pub wal: WalOptions,
+    /// Entries kept below a local snapshot; see [`DEFAULT_CATCHUP_ENTRIES`].
+    pub catchup_entries: u64,
+}
+
+impl Default for LogStoreOptions {
+    fn default() -> Self {
+        LogStoreOptions {
+            wal: WalOptions::default(),
+            catchup_entries: DEFAULT_CATCHUP_ENTRIES,
+        }
+    }
+}
+
+/// What [`LogStore::open`] recovered besides the raft log itself.
+pub struct Recovered {
+    /// The snapshot named by the WAL's latest marker: restore the state
+    /// machine from it, then apply committed entries after its index.
+    pub snapshot: Option<LoadedSnapshot>,
+    /// True when the WAL held nothing at all: the caller must bootstrap (or
+    /// wait for a snapshot from the leader, when joining an existing cluster).
+    pub fresh: bool,
+}
+
+impl fmt::Debug for Recovered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recovered")
+            .field("snapshot", &self.snapshot.as_ref().map(|(m, _)| m))
+            .field("fresh", &self.fresh)
+            .finish()
+    }
+}
+
+/// Errors raised by [`LogStore`].
+#[derive(Debug, thiserror::Error)]
+pub enum LogStoreError {
+    /// The WAL failed.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// The snapshot store failed.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// The WAL's snapshot marker names a snapshot file that does not exist.
+    #[error("the WAL marks snapshot (index {index}, term {term}) but its file is missing")]
+    MissingSnapshot {
+        /// Marker index.
+        index: u64,
+        /// Marker term.
+        term: u64,
+    },
+    /// raft-rs's `MemStorage` refused an operation.
+    #[error("raft storage: {0}")]
+    Raft(#[from] raft::Error),
+    /// A snapshot no newer than what the store already holds.
+    #[error("snapshot at index {index} is out of date (store has snapshot {snapshot_index}, first index {first_index})")]
+    SnapshotOutOfDate {
+        /// The rejected snapshot's index.
+        index: u64,
+        /// The store's snapshot index.
+        snapshot_index: u64,
+        /// The store's first log index.
+        first_index: u64,
+    },
+    /// The request does not fit the log (a caller bug or a damaged store).
+    #[error("inconsistent raft log: {0}")]
+    Inconsistent(String),
+    /// `bootstrap` on a store that already has state.
+    #[error("the raft log already has state; bootstrap is only for a fresh member")]
+    AlreadyBootstrapped,
+    /// Creating the member directory failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The durable raft log. See the module docs for the ordering guarantees.
+pub struct LogStore {
+    wal: Wal,
+    snaps: SnapshotStore,
+    storage: MemStorage,
+    opts: LogStoreOptions,
+    /// `(index, term)` of the latest snapshot, `(0, 0)` if none.
+    snapshot: (u64, u64),
+}
+
+impl fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogStore")
+            .field("wal", &self.wal)
+            .field("snapshot", &self.snapshot)
+            .field("first_index", &self.first_index())
+            .field("last_index", &self.last_index())
+            .finish()
+    }
+}
+
+impl LogStore {
+    /// Opens `dir` (`<data-dir>/member`) with default options and recovers.
+    pub fn open(dir: &Path) -> Result<(LogStore, Recovered), LogStoreError> {
+        Self::open_with(dir, LogStoreOptions::default())
+    }
+
+    /// Opens with explicit options and recovers (see the module docs).
+    pub fn open_with(
+        dir: &Path,
+        opts: LogStoreOptions,
+    ) -> Result<(LogStore, Recovered), LogStoreError> {
+        fs::create_dir_all(dir).map_err(|source| LogStoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let (wal, contents) = Wal::open_with(&dir.join(WAL_DIR), opts.wal)?;
+        let snaps = SnapshotStore::open(&dir.join(SNAP_DIR))?;
+        let fresh = contents.is_empty();
+        let storage = MemStorage::new();
+
+        let mut loaded = None;
+        let mut snap_pos = (0, 0);
+        if let Some((index, term)) = contents.snapshot {
+            let (meta, reader) = snaps
+                .load(index, term)?
+                .ok_or(LogStoreError::MissingSnapshot { index, term })?;
+            let mut s = Snapshot::default();
+            s.set_metadata(meta.clone());
+            storage.wl().apply_snapshot(s)?;
+            loaded = Some((meta, reader));
+            snap_pos = (index, term);
+        }
+
+        if let Some(first) = contents.entries.first() {
+            if first.index != snap_pos.0 + 1 {
+                return Err(LogStoreError::Inconsistent(format!(
+                    "WAL entries start at {} but the snapshot is at {}",
+                    first.index, snap_pos.0
+                )));
+            }
+            storage.wl().append(&contents.entries)?;
+        }
+        let last_index = storage.last_index()?;
+
+        if let Some(mut hs) = contents.hard_state {
+            // A crash between install_snapshot and persisting the Ready's
+            // hard state leaves an older commit; the snapshot is committed.
+            hs.commit = hs.commit.max(snap_pos.0);
+            hs.term = hs.term.max(snap_pos.1);
+            if hs.commit > last_index {
+                return Err(LogStoreError::Inconsistent(format!(
+                    "hard state commit {} is beyond the last index {last_index}",
+                    hs.commit
+                )));
+            }
+            storage.wl().set_hardstate(hs);
+        }
+        if let Some(cs) = contents.conf_state {
+            if contents.snapshot.is_none() || contents.conf_state_after_snapshot {
+                storage.wl().set_conf_state(cs);
+            }
+        }
+
+        info!(dir = %dir.display(), fresh, snapshot_index = snap_pos.0,
+            last_index, "raft log recovered");
+        let store = LogStore {
+            wal,
+            snaps,
+            storage,
+            opts,
+            snapshot: snap_pos,
+        };
+        let recovered = Recovered {
+            snapshot: loaded,
+            fresh,
+        };
+        Ok((store, recovered))
+    }
+
+    /// A clone of the in-memory storage (Arc-backed; shares state with the
+    /// store). Its `Storage::snapshot` returns data-less snapshots: prefer
+    /// [`LogStore::raft_storage`] for `RawNode`.
+    pub fn storage(&self) -> MemStorage {
+        self.storage.clone()
+    }
+
+    /// A `raft::Storage` for `RawNode::new`: the same `MemStorage`, except
+    /// that `snapshot()` serves the newest snapshot file with its data.
+    pub fn raft_storage(&self) -> RaftStorage {
+        RaftStorage::new(self.storage.clone(), self.snaps.clone())
+    }
+
+    /// First start of a new cluster: persists the initial conf state durably
+    /// and sets it on the storage.
+    pub fn bootstrap(&mut self, conf_state: &ConfState) -> Result<(), LogStoreError> {
+        let state = self.storage.initial_state()?;
+        if state.initialized() || self.snapshot.0 > 0 || self.last_index() > 0 {
+            return Err(LogStoreError::AlreadyBootstrapped);
+        }
+        self.persist_conf_state(conf_state)
+    }
+
+    /// Durably records `conf_state` so that a restart starts raft with it
+    /// (it wins over the snapshot's conf state). Only needed when the state
+    /// machine resumes past the snapshot index on restart (a persistent
+    /// engine): the conf state must match the applied index given to raft.
+    pub fn persist_conf_state(&mut self, conf_state: &ConfState) -> Result<(), LogStoreError> {
+        self.wal.append_conf_state(conf_state)?;
+        self.wal.sync()?;
+        self.storage.wl().set_conf_state(conf_state.clone());
+        Ok(())
+    }
+
+    /// Persists a Ready's entries and hard state: WAL append (+ fsync when
+    /// `sync`, i.e. `ready.must_sync()`), then the in-memory storage. Entries
+    /// may overwrite a suffix of the log (a raft conflict).
+    pub fn persist(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> Result<(), LogStoreError> {
+        if let Some(first) = entries.first() {
+            let (fi, li) = (self.first_index(), self.last_index());
+            if first.index < fi || first.index > li + 1 {
+                return Err(LogStoreError::Inconsistent(format!(
+                    "entries start at {} but the log holds [{fi}, {li}]",
+                    first.index
+                )));
+            }
+            if let Some(w) = entries.windows(2).find(|w| w[1].index != w[0].index + 1) {
+                return Err(LogStoreError::Inconsistent(format!(
+                    "entries are not contiguous: {} then {}",
+                    w[0].index, w[1].index
+                )));
+            }
+        }
+        self.wal.append(entries, hard_state)?;
+        if sync {
+            self.wal.sync()?;
+        } else {
+            self.wal.flush()?;
+        }
+        let mut core = self.storage.wl();
+        core.append(entries)?;
+        if let Some(hs) = hard_state {
+            core.set_hardstate(hs.clone());
+        }
+        Ok(())
+    }
+
+    /// Records a new commit index (from `LightReady::commit_index`) in the
+    /// hard state. Not fsynced: a lost commit index is re-learned from the
+    /// leader, as in etcd.
+    pub fn persist_commit(&mut self, commit: u64) -> Result<(), LogStoreError> {
+        let mut hs = self.storage.rl().hard_state().clone();
+        if hs.commit == commit {
+            return Ok(());
+        }
+        hs.commit = commit;
+        self.persist(&[], Some(&hs), false)
+    }
+
+    /// Persists a snapshot received from the leader (`ready.snapshot()`):
+    /// snapshot file, then WAL marker, then `MemStorage::apply_snapshot`.
+    pub fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), LogStoreError> {
+        let meta = snap.get_metadata();
+        let first_index = self.first_index();
+        let (si, st) = self.snapshot;
+        if meta.index < si || (meta.index == si && meta.term != st) || first_index > meta.index {
+            return Err(LogStoreError::SnapshotOutOfDate {
+                index: meta.index,
+                snapshot_index: si,
+                first_index,
+            });
+        }
+        self.snaps
+            .save(meta, &mut |w: &mut dyn Write| w.write_all(snap.get_data()))?;
+        self.wal.mark_snapshot(meta.index, meta.term)?;
+        let mut s = Snapshot::default();
+        s.set_metadata(meta.clone());
+        self.storage.wl().apply_snapshot(s)?;
+        self.snapshot = (meta.index, meta.term);
+        info!(index = meta.index, term = meta.term, "installed snapshot from leader");
+        Ok(())
+    }
+
+    /// Local snapshot once the state machine has applied up to `index`
+    /// (which must be committed, with term `term`): writes the snapshot file
+    /// (data streamed by `write_data`), the WAL marker, then drops in-memory
+    /// entries `<= index - catchup_entries` (never entry `index` itself) and
+    /// releases WAL segments.
+    /// A call with `index` not above the current snapshot does nothing.
+    pub fn create_snapshot(
+        &mut self,
+        index: u64,
+        term: u64,
+        conf_state: &ConfState,
+        write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), LogStoreError> {
+        if index <= self.snapshot.0 {
+            debug!(index, snapshot_index = self.snapshot.0, "snapshot not newer; skipped");
+            return Ok(());
+        }
+        let commit = self.storage.rl().hard_state().commit;
+        if index > commit {
+            return Err(LogStoreError::Inconsistent(format!(
+                "snapshot index {index} is beyond the commit index {commit}"
+            )));
+        }
+        let actual = self.storage.term(index)?;
+        if actual != term {
+            return Err(LogStoreError::Inconsistent(format!(
+                "snapshot term {term} does not match entry {index}'s term {actual}"
+            )));
+        }
+        let mut meta = SnapshotMetadata::default();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(conf_state.clone());
+        self.snaps.save(&meta, write_data)?;
+        self.wal.mark_snapshot(index, term)?;
+        // Entry `index` itself always stays: raft-rs needs the term of the
+        // last entry, and MemStorage::compact does not record the snapshot.
+        let compact_to = (index.saturating_sub(self.opts.catchup_entries) + 1).min(index);
+        self.storage.wl().compact(compact_to)?;
+        self.snapshot = (index, term);
+        info!(index, term, first_index = self.first_index(), "created snapshot");
+        Ok(())
+    }
+
+    /// Index of the last log entry (the snapshot index if the log is empty).
+    pub fn last_index(&self) -> u64 {
+        infallible(self.storage.last_index())
+    }
+
+    /// Index of the first log entry still held in memory.
+    pub fn first_index(&self) -> u64 {
+        infallible(self.storage.first_index())
+    }
+
+    /// `(index, term)` of the latest snapshot, if any.
+    pub fn snapshot_marker(&self) -> Option<(u64, u64)> {
+        (self.snapshot.0 > 0).then_some(self.snapshot)
+    }
+
+    /// Number of live WAL segment files.
+    pub fn wal_segment_count(&self) -> usize {
+        self.wal.segment_count()
+    }
+}
+
+/// `MemStorage`'s index queries cannot fail; a failure is a broken invariant
+/// inside raft-rs, not something a disk or a client can cause.
+fn infallible(r: raft::Result<u64>) -> u64 {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("MemStorage first/last index query failed: {e}"),
+    }
+}

@@ -1,0 +1,465 @@
+//! LogStore tests: recovery answers the same `raft::Storage` queries as
+//! before a restart; snapshots (local and installed); and a three-node raft
+//! cluster driven through real `RawNode`s, with a follower caught up by a
+//! snapshot and restarts from disk.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, Snapshot};
+use raft::{Config, GetEntriesContext, RawNode, SnapshotStatus, Storage};
+
+use super::{LogStore, LogStoreError, LogStoreOptions};
+use crate::wal::WalOptions;
+
+fn ent(index: u64, term: u64) -> Entry {
+    let mut e = Entry::default();
+    e.index = index;
+    e.term = term;
+    e.data = format!("e{index}t{term}").into_bytes().into();
+    e
+}
+
+fn ents(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
+    range.map(|i| ent(i, term)).collect()
+}
+
+fn hs(term: u64, vote: u64, commit: u64) -> HardState {
+    let mut h = HardState::default();
+    h.term = term;
+    h.vote = vote;
+    h.commit = commit;
+    h
+}
+
+fn voters(ids: &[u64]) -> ConfState {
+    let mut cs = ConfState::default();
+    cs.voters = ids.to_vec();
+    cs
+}
+
+fn opts(catchup_entries: u64) -> LogStoreOptions {
+    LogStoreOptions {
+        wal: WalOptions { segment_bytes: 4096 },
+        catchup_entries,
+    }
+}
+
+fn data_of(r: Option<(raft::eraftpb::SnapshotMetadata, Box<dyn Read + Send>)>) -> Vec<u8> {
+    let (_, mut r) = r.expect("a snapshot");
+    let mut v = Vec::new();
+    r.read_to_end(&mut v).unwrap();
+    v
+}
+
+/// Everything raft can ask a storage about the log from `from` on.
+fn answers(s: &impl Storage, from: u64) -> (HardState, ConfState, u64, Vec<Entry>, Vec<u64>) {
+    let st = s.initial_state().unwrap();
+    let last = s.last_index().unwrap();
+    let es = s
+        .entries(from, last + 1, None, GetEntriesContext::empty(false))
+        .unwrap();
+    let terms = (from - 1..=last).map(|i| s.term(i).unwrap()).collect();
+    (st.hard_state, st.conf_state, last, es, terms)
+}
+
+#[test]
+fn bootstrap_persist_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let before;
+    {
+        let (mut store, rec) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+        assert!(rec.fresh && rec.snapshot.is_none());
+        store.bootstrap(&voters(&[1, 2, 3])).unwrap();
+        store.persist(&ents(1..=10, 1), Some(&hs(1, 1, 8)), true).unwrap();
+        // A raft conflict overwrites a suffix.
+        store.persist(&ents(7..=9, 2), Some(&hs(2, 2, 6)), true).unwrap();
+        store.persist_commit(8).unwrap();
+        assert_eq!(store.first_index(), 1);
+        assert_eq!(store.last_index(), 9);
+        assert!(matches!(
+            store.persist(&ents(11..=12, 2), None, true),
+            Err(LogStoreError::Inconsistent(_))
+        ));
+        before = answers(&store.storage(), 1);
+        assert_eq!(before.0, hs(2, 2, 8));
+        assert_eq!(before.1, voters(&[1, 2, 3]));
+        assert_eq!(before.4, vec![0, 1, 1, 1, 1, 1, 1, 2, 2, 2]);
+    }
+    let (mut store, rec) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+    assert!(!rec.fresh && rec.snapshot.is_none());
+    assert_eq!(answers(&store.raft_storage(), 1), before);
+    assert_eq!(store.first_index(), 1);
+    assert!(matches!(
+        store.bootstrap(&voters(&[1])),
+        Err(LogStoreError::AlreadyBootstrapped)
+    ));
+}
+
+#[test]
+fn create_snapshot_compacts_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let before;
+    {
+        let (mut store, _) = LogStore::open_with(dir.path(), opts(3)).unwrap();
+        store.bootstrap(&voters(&[1])).unwrap();
+        for batch in 0..20u64 {
+            let r = batch * 10 + 1..=batch * 10 + 10;
+            store
+                .persist(&ents(r, 1 + batch / 10), Some(&hs(2, 1, batch * 10 + 5)), true)
+                .unwrap();
+        }
+        let segments = store.wal_segment_count();
+        assert!(segments > 4);
+        // Not committed yet / wrong term: refused.
+        let mut never = |_: &mut dyn Write| -> std::io::Result<()> { panic!("must not write") };
+        assert!(store.create_snapshot(197, 2, &voters(&[1]), &mut never).is_err());
+        assert!(store.create_snapshot(150, 1, &voters(&[1]), &mut never).is_err());
+
+        store
+            .create_snapshot(150, 2, &voters(&[1, 2]), &mut |w: &mut dyn Write| {
+                w.write_all(b"state@150")
+            })
+            .unwrap();
+        assert_eq!(store.first_index(), 148, "3 catch-up entries kept");
+        assert!(store.wal_segment_count() < segments);
+        assert_eq!(store.snapshot_marker(), Some((150, 2)));
+        // Not newer: a no-op.
+        store.create_snapshot(150, 2, &voters(&[1]), &mut never).unwrap();
+
+        let raft = store.raft_storage();
+        let snap = raft.snapshot(0, 2).unwrap();
+        assert_eq!(snap.get_metadata().index, 150);
+        assert_eq!(snap.get_data(), b"state@150");
+        assert!(raft.snapshot(151, 2).is_err(), "older than requested");
+        before = answers(&store.storage(), 151);
+    }
+    let (store, rec) = LogStore::open_with(dir.path(), opts(3)).unwrap();
+    assert!(!rec.fresh);
+    assert_eq!(data_of(rec.snapshot), b"state@150");
+    assert_eq!(store.first_index(), 151);
+    assert_eq!(store.last_index(), 200);
+    let after = answers(&store.storage(), 151);
+    assert_eq!(after, before);
+    assert_eq!(after.1, voters(&[1, 2]), "conf state from the snapshot");
+}
+
+#[test]
+fn conf_state_written_after_the_snapshot_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+        store.bootstrap(&voters(&[1])).unwrap();
+        store.persist(&ents(1..=5, 1), Some(&hs(1, 1, 5)), true).unwrap();
+        store
+            .create_snapshot(4, 1, &voters(&[1, 2]), &mut |w: &mut dyn Write| w.write_all(b"s"))
+            .unwrap();
+        store.persist_conf_state(&voters(&[1, 2, 3])).unwrap();
+    }
+    let (store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+    let st = store.storage().initial_state().unwrap();
+    assert_eq!(st.conf_state, voters(&[1, 2, 3]));
+}
+
+fn leader_snapshot(index: u64, term: u64, cs: ConfState, data: &[u8]) -> Snapshot {
+    let mut s = Snapshot::default();
+    s.mut_metadata().index = index;
+    s.mut_metadata().term = term;
+    s.mut_metadata().set_conf_state(cs);
+    s.set_data(data.to_vec().into());
+    s
+}
+
+#[test]
+fn install_snapshot_replaces_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+        store.bootstrap(&voters(&[1, 2, 3])).unwrap();
+        store.persist(&ents(1..=5, 1), Some(&hs(1, 1, 3)), true).unwrap();
+        let snap = leader_snapshot(20, 3, voters(&[1, 2]), b"leader state");
+        store.install_snapshot(&snap).unwrap();
+        assert_eq!((store.first_index(), store.last_index()), (21, 20));
+        // Older than what we hold: refused before touching the disk.
+        let old = leader_snapshot(10, 2, voters(&[1]), b"old");
+        assert!(matches!(
+            store.install_snapshot(&old),
+            Err(LogStoreError::SnapshotOutOfDate { .. })
+        ));
+        // Crash before the Ready's hard state (commit 20) is persisted.
+    }
+    {
+        let (mut store, rec) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+        assert_eq!(data_of(rec.snapshot), b"leader state");
+        let st = store.storage().initial_state().unwrap();
+        assert_eq!(st.hard_state.commit, 20, "commit raised to the snapshot");
+        assert_eq!(st.hard_state.term, 3);
+        assert_eq!(st.conf_state, voters(&[1, 2]));
+        assert_eq!((store.first_index(), store.last_index()), (21, 20));
+        assert_eq!(store.storage().term(20).unwrap(), 3);
+        store.persist(&ents(21..=22, 3), Some(&hs(3, 0, 21)), true).unwrap();
+    }
+    let (store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+    let a = answers(&store.storage(), 21);
+    assert_eq!(a.0, hs(3, 0, 21));
+    assert_eq!(a.3, ents(21..=22, 3));
+    assert_eq!(a.4, vec![3, 3, 3]);
+}
+
+#[test]
+fn missing_or_corrupt_marked_snapshot_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+        store.bootstrap(&voters(&[1])).unwrap();
+        store.persist(&ents(1..=5, 1), Some(&hs(1, 1, 5)), true).unwrap();
+        store
+            .create_snapshot(5, 1, &voters(&[1]), &mut |w: &mut dyn Write| w.write_all(b"abcdef"))
+            .unwrap();
+    }
+    let snap_file = dir.path().join("snap").join(crate::snapfile::file_name(5, 1));
+    let good = fs::read(&snap_file).unwrap();
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 14] ^= 0xff;
+    fs::write(&snap_file, &bad).unwrap();
+    assert!(matches!(
+        LogStore::open_with(dir.path(), opts(0)),
+        Err(LogStoreError::Snapshot(crate::SnapshotError::Corrupt { .. }))
+    ));
+    fs::remove_file(&snap_file).unwrap();
+    assert!(matches!(
+        LogStore::open_with(dir.path(), opts(0)),
+        Err(LogStoreError::MissingSnapshot { index: 5, term: 1 })
+    ));
+}
+
+// ---- a three-node cluster driven through real RawNodes -------------------
+
+/// A tiny state machine: the list of applied payloads.
+struct Node {
+    raw: RawNode<crate::RaftStorage>,
+    store: LogStore,
+    applied: Vec<Vec<u8>>,
+    applied_index: u64,
+}
+
+fn logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+fn encode_state(applied: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for a in applied {
+        out.extend_from_slice(&(a.len() as u32).to_le_bytes());
+        out.extend_from_slice(a);
+    }
+    out
+}
+
+fn decode_state(mut bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while bytes.len() >= 4 {
+        let n = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        out.push(bytes[4..4 + n].to_vec());
+        bytes = &bytes[4 + n..];
+    }
+    out
+}
+
+impl Node {
+    fn start(dir: &Path, id: u64, peers: &[u64], catchup: u64) -> Node {
+        let (mut store, rec) = LogStore::open_with(dir, opts(catchup)).unwrap();
+        let mut applied = Vec::new();
+        let mut applied_index = 0;
+        if rec.fresh {
+            store.bootstrap(&voters(peers)).unwrap();
+        }
+        if let Some((meta, mut r)) = rec.snapshot {
+            let mut data = Vec::new();
+            r.read_to_end(&mut data).unwrap();
+            applied = decode_state(&data);
+            applied_index = meta.index;
+        }
+        let cfg = Config {
+            id,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            applied: applied_index,
+            ..Default::default()
+        };
+        let raw = RawNode::new(&cfg, store.raft_storage(), &logger()).unwrap();
+        Node {
+            raw,
+            store,
+            applied,
+            applied_index,
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        for e in entries {
+            assert_eq!(e.get_entry_type(), EntryType::EntryNormal);
+            if !e.data.is_empty() {
+                self.applied.push(e.data.to_vec());
+            }
+            self.applied_index = e.index;
+        }
+    }
+
+    /// One Ready round, in the order the caller must follow.
+    fn handle_ready(&mut self) -> Vec<Message> {
+        let mut out = Vec::new();
+        if !self.raw.has_ready() {
+            return out;
+        }
+        let mut rd = self.raw.ready();
+        out.extend(rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            self.store.install_snapshot(rd.snapshot()).unwrap();
+            self.applied = decode_state(rd.snapshot().get_data());
+            self.applied_index = rd.snapshot().get_metadata().index;
+        }
+        self.apply(rd.take_committed_entries());
+        self.store
+            .persist(rd.entries(), rd.hs(), rd.must_sync())
+            .unwrap();
+        out.extend(rd.take_persisted_messages());
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.store.persist_commit(commit).unwrap();
+        }
+        out.extend(light.take_messages());
+        self.apply(light.take_committed_entries());
+        self.raw.advance_apply();
+        out
+    }
+
+    fn snapshot_now(&mut self) {
+        let index = self.applied_index;
+        let term = self.raw.store().term(index).unwrap();
+        let cs = self.raw.store().initial_state().unwrap().conf_state;
+        let state = encode_state(&self.applied);
+        self.store
+            .create_snapshot(index, term, &cs, &mut |w: &mut dyn Write| w.write_all(&state))
+            .unwrap();
+    }
+}
+
+struct Cluster {
+    nodes: HashMap<u64, Node>,
+    down: HashSet<u64>,
+}
+
+impl Cluster {
+    /// Delivers messages until the cluster is quiet.
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut msgs = Vec::new();
+            let mut ids: Vec<u64> = self.nodes.keys().copied().collect();
+            ids.sort_unstable();
+            for id in ids {
+                if let Some(n) = self.nodes.get_mut(&id) {
+                    msgs.extend(n.handle_ready());
+                }
+            }
+            if msgs.is_empty() {
+                return;
+            }
+            for m in msgs {
+                if self.down.contains(&m.from) || self.down.contains(&m.to) {
+                    continue;
+                }
+                let (from, to, is_snap) = (m.from, m.to, m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot);
+                if let Some(n) = self.nodes.get_mut(&to) {
+                    n.raw.step(m).unwrap();
+                }
+                if is_snap {
+                    if let Some(leader) = self.nodes.get_mut(&from) {
+                        leader.raw.report_snapshot(to, SnapshotStatus::Finish);
+                    }
+                }
+            }
+        }
+        panic!("cluster did not quiesce");
+    }
+
+    fn node(&mut self, id: u64) -> &mut Node {
+        self.nodes.get_mut(&id).expect("node exists")
+    }
+
+    fn tick_leader(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            self.node(1).raw.tick();
+            self.pump();
+        }
+    }
+}
+
+#[test]
+fn raw_node_cluster_catches_up_by_snapshot_and_restarts_from_disk() {
+    let root = tempfile::tempdir().unwrap();
+    let peers = [1u64, 2, 3];
+    let dir = |id: u64| root.path().join(format!("n{id}")).join("member");
+    let mut c = Cluster {
+        nodes: peers
+            .iter()
+            .map(|&id| (id, Node::start(&dir(id), id, &peers, 2)))
+            .collect(),
+        down: HashSet::new(),
+    };
+    c.node(1).raw.campaign().unwrap();
+    c.pump();
+    assert_eq!(c.node(1).raw.raft.state, raft::StateRole::Leader);
+
+    c.down.insert(3);
+    for i in 0..40 {
+        c.node(1).raw.propose(vec![], format!("v{i}").into_bytes()).unwrap();
+        c.pump();
+    }
+    assert_eq!(c.node(1).applied.len(), 40);
+    let leader_state = c.node(1).applied.clone();
+    assert_eq!(c.node(2).applied, leader_state);
+    assert!(c.node(3).applied.is_empty());
+
+    // Snapshot on the leader compacts away what node 3 would need.
+    c.node(1).snapshot_now();
+    c.node(2).snapshot_now();
+    assert!(c.node(1).store.first_index() > c.node(3).store.last_index() + 1);
+
+    c.down.clear();
+    c.tick_leader(5);
+    c.node(1).raw.propose(vec![], b"after".to_vec()).unwrap();
+    c.pump();
+    c.tick_leader(3);
+    let want = c.node(1).applied.clone();
+    assert_eq!(want.len(), 41);
+    assert_eq!(c.node(3).applied, want, "node 3 caught up through the snapshot");
+    assert!(c.node(3).store.snapshot_marker().is_some());
+
+    // Restart every node from disk: state = snapshot + replayed log.
+    let nodes: Vec<u64> = peers.to_vec();
+    c.nodes.clear();
+    for id in nodes {
+        let n = Node::start(&dir(id), id, &peers, 2);
+        c.nodes.insert(id, n);
+    }
+    c.pump();
+    for id in peers {
+        assert_eq!(c.node(id).applied, want, "node {id} after restart");
+    }
+    // And the cluster still makes progress.
+    c.node(2).raw.campaign().unwrap();
+    c.pump();
+    c.node(2).raw.propose(vec![], b"post-restart".to_vec()).unwrap();
+    c.pump();
+    for _ in 0..3 {
+        c.node(2).raw.tick();
+        c.pump();
+    }
+    for id in peers {
+        assert_eq!(c.node(id).applied.len(), 42, "node {id}");
+    }
+}

@@ -1,0 +1,508 @@
+//! The write-ahead log: raft entries, hard states, conf states and snapshot
+//! markers appended to CRC-framed segment files in one directory.
+//!
+//! Write path: [`Wal::append`] / [`Wal::append_conf_state`] only buffer;
+//! [`Wal::flush`] hands the buffer to the kernel; [`Wal::sync`] also
+//! fdatasyncs. Once `sync` returns `Ok`, a `kill -9` or power loss cannot lose
+//! the records. When the active segment has reached
+//! [`WalOptions::segment_bytes`] the next write first cuts a new segment
+//! (fsyncing the old one and the directory), so a segment can exceed the limit
+//! by at most one batch.
+//!
+//! Invariants:
+//! - Every segment but the last is fully synced; only the last may end in a
+//!   torn record, which [`Wal::open`] truncates away (with a warning).
+//! - Any other damage is [`WalError::Corrupt`]: nothing is skipped silently.
+//! - [`Wal::mark_snapshot`] writes the marker durably into a fresh segment,
+//!   preceded by the latest hard state and conf state, and only then deletes
+//!   the oldest segments whose entries all lie strictly below the marker (the
+//!   segment holding the marked entry is kept so replay can tell a local
+//!   snapshot from a conflicting one; see `replay`).
+//! - After a failed write or fsync the `Wal` is poisoned: every call returns
+//!   [`WalError::Poisoned`] until it is reopened, because after an fsync error
+//!   the kernel may already have dropped the dirty pages.
+//! - A `LOCK` file (flock) keeps a second writer out of the directory.
+
+mod error;
+mod record;
+mod replay;
+mod segment;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use raft::eraftpb::{ConfState, Entry, HardState};
+use tracing::{debug, warn};
+
+pub use error::WalError;
+pub use record::MAX_RECORD_BYTES;
+
+use crate::fsutil::sync_dir;
+use record::Record;
+use replay::Replay;
+
+/// Default segment size limit (64 MiB), as etcd.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+const LOCK_FILE: &str = "LOCK";
+/// A write buffer grown past this by a huge batch is shrunk back afterwards.
+const BUFFER_KEEP_BYTES: usize = 4 << 20;
+
+/// Tunables for [`Wal::open_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalOptions {
+    /// Cut a new segment once the active one holds at least this many bytes.
+    pub segment_bytes: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
+
+/// Everything replay recovered from the segments.
+#[derive(Debug, Default)]
+pub struct WalContents {
+    /// The latest hard state record.
+    pub hard_state: Option<HardState>,
+    /// The latest conf state record (bootstrap or explicitly persisted).
+    pub conf_state: Option<ConfState>,
+    /// True when `conf_state` was written after the latest snapshot marker,
+    /// i.e. it is newer than the conf state inside that snapshot.
+    pub conf_state_after_snapshot: bool,
+    /// The latest snapshot marker `(index, term)`.
+    pub snapshot: Option<(u64, u64)>,
+    /// Entries with index > the snapshot index, after applying overwrites.
+    pub entries: Vec<Entry>,
+}
+
+impl WalContents {
+    /// True when the WAL holds no state at all (a brand-new member).
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none()
+            && self.conf_state.is_none()
+            && self.snapshot.is_none()
+            && self.entries.is_empty()
+    }
+}
+
+/// One live segment file.
+#[derive(Debug)]
+struct Segment {
+    seq: u64,
+    path: PathBuf,
+    /// Highest entry index written to the segment (0 if none).
+    max_entry_index: u64,
+}
+
+/// An open write-ahead log. See the module docs for the guarantees.
+pub struct Wal {
+    dir: PathBuf,
+    opts: WalOptions,
+    /// Live segments in sequence order; never empty, the last is active.
+    segments: Vec<Segment>,
+    active: File,
+    active_len: u64,
+    /// Bytes written to `active` since its last fdatasync.
+    dirty: bool,
+    /// Encoded records not yet written.
+    buf: Vec<u8>,
+    buf_first_index: Option<u64>,
+    buf_max_index: u64,
+    /// Index of the last entry appended (or of the snapshot, if later).
+    last_index: u64,
+    hard_state: Option<HardState>,
+    conf_state: Option<ConfState>,
+    snapshot: Option<(u64, u64)>,
+    poisoned: bool,
+    _lock: File,
+}
+
+impl fmt::Debug for Wal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("segments", &self.segments.len())
+            .field("active_len", &self.active_len)
+            .field("buffered", &self.buf.len())
+            .field("last_index", &self.last_index)
+            .field("snapshot", &self.snapshot)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+impl Wal {
+    /// Opens (creating the directory if missing) with default options and
+    /// replays every segment.
+    pub fn open(dir: &Path) -> Result<(Wal, WalContents), WalError> {
+        Self::open_with(dir, WalOptions::default())
+    }
+
+    /// Opens with explicit options. A torn tail in the last segment is
+    /// truncated away; any other damage is [`WalError::Corrupt`].
+    pub fn open_with(dir: &Path, opts: WalOptions) -> Result<(Wal, WalContents), WalError> {
+        fs::create_dir_all(dir).map_err(|e| WalError::io(dir, e))?;
+        let lock = lock_dir(dir)?;
+        let files = segment::list(dir)?;
+
+        let mut replay = Replay::default();
+        let mut segments = Vec::with_capacity(files.len().max(1));
+        let mut torn = None;
+        for (i, f) in files.iter().enumerate() {
+            let is_last = i + 1 == files.len();
+            let mut max_entry_index = 0;
+            let end = segment::scan(&f.path, is_last, |rec, offset| {
+                if let Record::Entry(e) = &rec {
+                    max_entry_index = max_entry_index.max(e.index);
+                }
+                replay
+                    .apply(rec)
+                    .map_err(|reason| WalError::corrupt(&f.path, offset, reason))
+            })?;
+            if let Some(reason) = end.torn {
+                torn = Some((reason, end.valid_len, end.file_len));
+            }
+            segments.push(Segment {
+                seq: f.seq,
+                path: f.path.clone(),
+                max_entry_index,
+            });
+        }
+        let contents = replay
+            .finish()
+            .map_err(|reason| WalError::corrupt(dir, 0, reason))?;
+
+        let active = match segments.last() {
+            Some(last) => {
+                let file = OpenOptions::new()
+                    .append(true)
+                    .open(&last.path)
+                    .map_err(|e| WalError::io(&last.path, e))?;
+                if let Some((reason, valid_len, file_len)) = torn {
+                    warn!(
+                        segment = %last.path.display(),
+                        offset = valid_len,
+                        dropped_bytes = file_len - valid_len,
+                        %reason,
+                        "truncating torn tail of the last WAL segment"
+                    );
+                    file.set_len(valid_len)
+                        .and_then(|()| file.sync_all())
+                        .map_err(|e| WalError::io(&last.path, e))?;
+                }
+                file
+            }
+            None => {
+                let path = dir.join(segment::file_name(0, 1));
+                let file = create_segment(dir, &path)?;
+                segments.push(Segment {
+                    seq: 0,
+                    path,
+                    max_entry_index: 0,
+                });
+                file
+            }
+        };
+        let active_path = segments.last().map(|s| s.path.clone()).unwrap_or_default();
+        let active_len = active
+            .metadata()
+            .map_err(|e| WalError::io(&active_path, e))?
+            .len();
+        let last_entry = contents.entries.last().map_or(0, |e| e.index);
+        let snap_index = contents.snapshot.map_or(0, |(i, _)| i);
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            opts,
+            segments,
+            active,
+            active_len,
+            dirty: false,
+            buf: Vec::new(),
+            buf_first_index: None,
+            buf_max_index: 0,
+            last_index: last_entry.max(snap_index),
+            hard_state: contents.hard_state.clone(),
+            conf_state: contents.conf_state.clone(),
+            snapshot: contents.snapshot,
+            poisoned: false,
+            _lock: lock,
+        };
+        debug!(dir = %dir.display(), segments = wal.segments.len(),
+            entries = contents.entries.len(), snapshot = ?contents.snapshot, "WAL opened");
+        Ok((wal, contents))
+    }
+
+    /// Buffers records (entries then the hard state); nothing is durable
+    /// until [`Wal::sync`]. On error nothing of this call is buffered.
+    pub fn append(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        let start = self.buf.len();
+        let encoded = encode_batch(&mut self.buf, entries, hard_state);
+        if let Err(e) = encoded {
+            self.buf.truncate(start);
+            return Err(e);
+        }
+        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+            self.buf_first_index.get_or_insert(first.index);
+            self.buf_max_index = entries
+                .iter()
+                .map(|e| e.index)
+                .fold(self.buf_max_index, u64::max);
+            self.last_index = last.index;
+        }
+        if let Some(hs) = hard_state {
+            self.hard_state = Some(hs.clone());
+        }
+        Ok(())
+    }
+
+    /// Buffers a conf state record (the bootstrap voters, or a conf state the
+    /// caller wants restored on restart). Durable after [`Wal::sync`].
+    pub fn append_conf_state(&mut self, cs: &ConfState) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        record::encode_conf_state(&mut self.buf, cs)?;
+        self.conf_state = Some(cs.clone());
+        Ok(())
+    }
+
+    /// Writes buffered records to the active segment without fsync: they
+    /// survive a process crash but not a power loss.
+    pub fn flush(&mut self) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        self.write_buffered()
+    }
+
+    /// Writes buffered records and fdatasyncs the active segment. After `Ok`
+    /// every record appended so far is durable.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        self.write_buffered()?;
+        self.fsync_active()
+    }
+
+    /// Durably records a snapshot marker, then deletes the oldest segments
+    /// whose entries all lie below `index`. The marker goes into a freshly
+    /// cut segment after copies of the latest hard state and conf state, so
+    /// deleting older segments never loses them.
+    pub fn mark_snapshot(&mut self, index: u64, term: u64) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        if let Some((ci, ct)) = self.snapshot {
+            if index < ci || (index == ci && term != ct) {
+                return Err(WalError::MarkerRegression {
+                    index,
+                    term,
+                    current_index: ci,
+                    current_term: ct,
+                });
+            }
+        }
+        self.sync()?;
+        if self.active_len > 0 {
+            self.cut()?;
+        }
+        let start = self.buf.len();
+        let encoded = encode_marker_batch(
+            &mut self.buf,
+            self.hard_state.as_ref(),
+            self.conf_state.as_ref(),
+            index,
+            term,
+        );
+        if let Err(e) = encoded {
+            self.buf.truncate(start);
+            return Err(e);
+        }
+        self.sync()?;
+        self.snapshot = Some((index, term));
+        self.last_index = self.last_index.max(index);
+        self.release_below(index)
+    }
+
+    /// Number of live segment files.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The WAL directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The latest snapshot marker, if any.
+    pub fn snapshot_marker(&self) -> Option<(u64, u64)> {
+        self.snapshot
+    }
+
+    fn check_poisoned(&self) -> Result<(), WalError> {
+        if self.poisoned {
+            Err(WalError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn active_path(&self) -> PathBuf {
+        self.segments
+            .last()
+            .map(|s| s.path.clone())
+            .unwrap_or_else(|| self.dir.clone())
+    }
+
+    fn write_buffered(&mut self) -> Result<(), WalError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.active_len >= self.opts.segment_bytes {
+            self.cut()?;
+        }
+        if let Err(e) = self.active.write_all(&self.buf) {
+            self.poisoned = true;
+            return Err(WalError::io(self.active_path(), e));
+        }
+        self.active_len += self.buf.len() as u64;
+        self.dirty = true;
+        if let Some(active) = self.segments.last_mut() {
+            active.max_entry_index = active.max_entry_index.max(self.buf_max_index);
+        }
+        self.buf.clear();
+        if self.buf.capacity() > BUFFER_KEEP_BYTES {
+            self.buf.shrink_to(BUFFER_KEEP_BYTES / 4);
+        }
+        self.buf_first_index = None;
+        self.buf_max_index = 0;
+        Ok(())
+    }
+
+    fn fsync_active(&mut self) -> Result<(), WalError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        if let Err(e) = self.active.sync_data() {
+            self.poisoned = true;
+            return Err(WalError::io(self.active_path(), e));
+        }
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Syncs the active segment and starts a new, empty one.
+    fn cut(&mut self) -> Result<(), WalError> {
+        self.fsync_active()?;
+        let seq = self.segments.last().map_or(0, |s| s.seq + 1);
+        let first_index = self.buf_first_index.unwrap_or(self.last_index + 1);
+        let path = self.dir.join(segment::file_name(seq, first_index));
+        let file = match create_segment(&self.dir, &path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.poisoned = true;
+                return Err(e);
+            }
+        };
+        debug!(segment = %path.display(), "cut WAL segment");
+        self.segments.push(Segment {
+            seq,
+            path,
+            max_entry_index: 0,
+        });
+        self.active = file;
+        self.active_len = 0;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Deletes the longest prefix of non-active segments whose entries are
+    /// all `< index`, oldest first, so the survivors stay contiguous.
+    fn release_below(&mut self, index: u64) -> Result<(), WalError> {
+        let active = self.segments.len() - 1;
+        let releasable = self.segments[..active]
+            .iter()
+            .take_while(|s| s.max_entry_index < index)
+            .count();
+        let mut removed = 0;
+        let mut result = Ok(());
+        for s in &self.segments[..releasable] {
+            match fs::remove_file(&s.path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == ErrorKind::NotFound => removed += 1,
+                Err(e) => {
+                    result = Err(WalError::io(&s.path, e));
+                    break;
+                }
+            }
+            debug!(segment = %s.path.display(), "released WAL segment");
+        }
+        self.segments.drain(..removed);
+        if removed > 0 {
+            sync_dir(&self.dir).map_err(|e| WalError::io(&self.dir, e))?;
+        }
+        result
+    }
+}
+
+fn encode_batch(
+    buf: &mut Vec<u8>,
+    entries: &[Entry],
+    hard_state: Option<&HardState>,
+) -> Result<(), WalError> {
+    for e in entries {
+        record::encode_entry(buf, e)?;
+    }
+    if let Some(hs) = hard_state {
+        record::encode_hard_state(buf, hs)?;
+    }
+    Ok(())
+}
+
+fn encode_marker_batch(
+    buf: &mut Vec<u8>,
+    hard_state: Option<&HardState>,
+    conf_state: Option<&ConfState>,
+    index: u64,
+    term: u64,
+) -> Result<(), WalError> {
+    if let Some(hs) = hard_state {
+        record::encode_hard_state(buf, hs)?;
+    }
+    if let Some(cs) = conf_state {
+        record::encode_conf_state(buf, cs)?;
+    }
+    record::encode_marker(buf, index, term)
+}
+
+/// Creates a new, empty segment and makes its directory entry durable.
+fn create_segment(dir: &Path, path: &Path) -> Result<File, WalError> {
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| WalError::io(path, e))?;
+    sync_dir(dir).map_err(|e| WalError::io(dir, e))?;
+    Ok(file)
+}
+
+/// Takes an exclusive advisory lock on `dir/LOCK`, held while the file lives.
+fn lock_dir(dir: &Path) -> Result<File, WalError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| WalError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(WalError::Locked(dir.to_path_buf())),
+        Err(TryLockError::Error(e)) => Err(WalError::io(&path, e)),
+    }
+}

@@ -1,0 +1,48 @@
+//! Server configuration: what the binary's flags resolve to. Validation of
+//! user input happens in the binary; this struct is already consistent.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub name: String,
+    pub id: u64,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    /// Every member of the initial cluster, this one included.
+    pub members: Vec<Member>,
+    pub snapshot_count: u64,
+    pub heartbeat: Duration,
+    pub election_timeout: Duration,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+}
+
+/// etcd's gRPC allowance on top of `--max-request-bytes` for framing.
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+impl ServerConfig {
+    pub fn member_dir(&self) -> PathBuf {
+        self.data_dir.join("member")
+    }
+
+    /// etcd's `ReqTimeout`: 5 s plus two election timeouts.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + 2 * self.election_timeout
+    }
+
+    /// Election timeout in heartbeat ticks, at least 2 as raft requires.
+    pub fn election_ticks(&self) -> usize {
+        let hb = self.heartbeat.as_millis().max(1);
+        ((self.election_timeout.as_millis() / hb) as usize).max(2)
+    }
+}

@@ -1,0 +1,19 @@
+//! MetaStore server: the raft node, apply, and the etcd v3 gRPC services.
+//! `run` takes already-bound listeners and a shutdown future.
+
+pub mod apply;
+pub mod config;
+pub mod deadline;
+pub mod errors;
+pub mod ids;
+pub mod node;
+pub mod range;
+mod raft_logger;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod txn;
+pub mod waiters;
+
+pub use config::{Member, ServerConfig};
+pub use server::{run, Listeners, ServerError};

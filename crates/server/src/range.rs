@@ -1,0 +1,179 @@
+//! Range execution with etcd's rules (etcd `txn/range.go`): fetch one extra key
+//! to compute `more`, fetch everything when sorting or filtering by revision,
+//! filter, sort (stable), truncate, clear values for keys_only.
+
+use api::pb::etcdserverpb::{
+    range_request::{SortOrder, SortTarget},
+    RangeRequest, RangeResponse, ResponseHeader,
+};
+use api::pb::mvccpb;
+use api::EtcdError;
+use storage::{KeyRange, KeyValue, MvccError, MvccStore, RangeOptions, RangeResult, WriteTxn};
+
+
+use crate::errors::from_mvcc;
+
+/// A consistent view of the store at one revision: the store itself pinned at
+/// a revision (read-only txns, plain ranges) or a write txn in progress.
+pub trait ReadView {
+    fn range(&self, r: &KeyRange, o: RangeOptions) -> Result<RangeResult, MvccError>;
+    /// The revision this view reads at.
+    fn rev(&self) -> i64;
+    /// The compacted revision: requests below it fail.
+    fn first_rev(&self) -> i64;
+}
+
+/// The store read at a fixed revision, so several ranges (a read-only txn)
+/// see the same data while writes go on.
+pub struct PinnedView<'a> {
+    store: &'a MvccStore,
+    rev: i64,
+}
+
+impl<'a> PinnedView<'a> {
+    pub fn new(store: &'a MvccStore) -> Self {
+        PinnedView { store, rev: store.current_revision() }
+    }
+}
+
+impl ReadView for PinnedView<'_> {
+    fn range(&self, r: &KeyRange, mut o: RangeOptions) -> Result<RangeResult, MvccError> {
+        if o.rev <= 0 {
+            o.rev = self.rev;
+        } else if o.rev > self.rev {
+            return Err(MvccError::FutureRevision);
+        }
+        let mut res = self.store.range(r, o)?;
+        res.rev = self.rev;
+        Ok(res)
+    }
+    fn rev(&self) -> i64 {
+        self.rev
+    }
+    fn first_rev(&self) -> i64 {
+        self.store.compact_revision()
+    }
+}
+
+/// A write txn plus the compacted revision at its start (apply is the only
+/// writer and compaction runs in apply, so it cannot move during the txn).
+pub struct TxnWrite<'a> {
+    pub txn: WriteTxn<'a>,
+    first_rev: i64,
+}
+
+impl<'a> TxnWrite<'a> {
+    pub fn new(store: &'a MvccStore) -> Self {
+        TxnWrite { first_rev: store.compact_revision(), txn: store.write_txn() }
+    }
+}
+
+impl ReadView for TxnWrite<'_> {
+    fn range(&self, r: &KeyRange, o: RangeOptions) -> Result<RangeResult, MvccError> {
+        let mut res = self.txn.range(r, o)?;
+        res.rev = self.rev();
+        Ok(res)
+    }
+    /// etcd: a write txn reads at begin+1 once it has changes, so its own
+    /// earlier writes are visible to its later ranges.
+    fn rev(&self) -> i64 {
+        self.txn.begin_revision() + i64::from(!self.txn.changes().is_empty())
+    }
+    fn first_rev(&self) -> i64 {
+        self.first_rev
+    }
+}
+
+pub fn to_pb_kv(kv: KeyValue) -> mvccpb::KeyValue {
+    mvccpb::KeyValue {
+        key: kv.key,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        value: kv.value,
+        lease: kv.lease,
+    }
+}
+
+fn has_revision_filters(r: &RangeRequest) -> bool {
+    r.min_mod_revision != 0 || r.max_mod_revision != 0 || r.min_create_revision != 0 || r.max_create_revision != 0
+}
+
+/// etcd fetches `limit + 1` keys to learn `more`, and everything when the
+/// result is re-sorted or filtered afterwards.
+fn range_limit(r: &RangeRequest) -> i64 {
+    if r.sort_order != SortOrder::None as i32 || has_revision_filters(r) {
+        return 0;
+    }
+    if r.limit > 0 {
+        r.limit + 1
+    } else {
+        r.limit
+    }
+}
+
+pub fn execute_range(view: &dyn ReadView, r: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+    let range = KeyRange::from_etcd(&r.key, &r.range_end);
+    let opts = RangeOptions { limit: range_limit(r), rev: r.revision, count_only: r.count_only };
+    let rr = view.range(&range, opts).map_err(from_mvcc)?;
+    let mut kvs = rr.kvs;
+    if r.max_mod_revision != 0 {
+        kvs.retain(|kv| kv.mod_revision <= r.max_mod_revision);
+    }
+    if r.min_mod_revision != 0 {
+        kvs.retain(|kv| kv.mod_revision >= r.min_mod_revision);
+    }
+    if r.max_create_revision != 0 {
+        kvs.retain(|kv| kv.create_revision <= r.max_create_revision);
+    }
+    if r.min_create_revision != 0 {
+        kvs.retain(|kv| kv.create_revision >= r.min_create_revision);
+    }
+    sort_kvs(&mut kvs, r);
+    let mut more = false;
+    if r.limit > 0 && kvs.len() > r.limit as usize {
+        kvs.truncate(r.limit as usize);
+        more = true;
+    }
+    let kvs = kvs
+        .into_iter()
+        .map(|mut kv| {
+            if r.keys_only {
+                kv.value = Vec::new();
+            }
+            to_pb_kv(kv)
+        })
+        .collect();
+    Ok(RangeResponse {
+        header: Some(ResponseHeader { revision: rr.rev, ..Default::default() }),
+        kvs,
+        more,
+        count: rr.count,
+    })
+}
+
+/// Results come from the store in ascending key order; etcd sorts again only
+/// when asked for another order or target (ascending by default then).
+fn sort_kvs(kvs: &mut [KeyValue], r: &RangeRequest) {
+    let target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
+    let mut order = SortOrder::try_from(r.sort_order).unwrap_or(SortOrder::None);
+    if target != SortTarget::Key && order == SortOrder::None {
+        order = SortOrder::Ascend;
+    } else if target == SortTarget::Key && order == SortOrder::Ascend {
+        order = SortOrder::None;
+    }
+    if order == SortOrder::None {
+        return;
+    }
+    let cmp = |a: &KeyValue, b: &KeyValue| match target {
+        SortTarget::Key => a.key.cmp(&b.key),
+        SortTarget::Version => a.version.cmp(&b.version),
+        SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+        SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+        SortTarget::Value => a.value.cmp(&b.value),
+    };
+    match order {
+        SortOrder::Descend => kvs.sort_by(|a, b| cmp(b, a)),
+        _ => kvs.sort_by(cmp),
+    }
+}

@@ -1,0 +1,114 @@
+//! Wiring: open the engine and the raft node, serve gRPC on the given
+//! listeners until the shutdown future resolves (or the node fails), then
+//! let in-flight requests finish and stop the node, which syncs the WAL.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use api::pb::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer};
+use storage::{Engine, MemoryEngine};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{ServerConfig, GRPC_OVERHEAD_BYTES};
+use crate::node::{self, NodeError};
+use crate::service::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, Ctx};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Node(#[from] NodeError),
+    #[error("data dir {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("data dir {path} was written by the {found} engine; this server runs the {wanted} engine")]
+    EngineMismatch { path: String, found: String, wanted: String },
+    #[error("serving clients: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("the raft node stopped unexpectedly; see the log")]
+    NodeFailed,
+}
+
+/// Already-bound sockets, so callers (and tests) choose ports, port 0 included.
+pub struct Listeners {
+    pub client: Vec<TcpListener>,
+    /// Bound so the peer port is taken as etcd takes it; peers arrive with
+    /// multi-member clusters.
+    pub peer: Vec<TcpListener>,
+}
+
+/// Records which engine owns the data dir; refuses to open another's.
+fn check_engine_marker(member_dir: &Path, wanted: &str) -> Result<(), ServerError> {
+    let io = |source| ServerError::DataDir { path: member_dir.display().to_string(), source };
+    std::fs::create_dir_all(member_dir).map_err(io)?;
+    let marker = member_dir.join("engine");
+    match std::fs::read_to_string(&marker) {
+        Ok(found) if found.trim() == wanted => Ok(()),
+        Ok(found) => Err(ServerError::EngineMismatch {
+            path: member_dir.display().to_string(),
+            found: found.trim().to_string(),
+            wanted: wanted.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::write(&marker, wanted).map_err(io),
+        Err(e) => Err(io(e)),
+    }
+}
+
+pub async fn run(cfg: ServerConfig, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+    check_engine_marker(&cfg.member_dir(), engine.kind())?;
+    let cfg = Arc::new(cfg);
+    let start_cfg = cfg.clone();
+    let node = tokio::task::spawn_blocking(move || node::start(&start_cfg, engine))
+        .await
+        .map_err(|e| NodeError::Io(std::io::Error::other(e.to_string())))??;
+    tracing::info!(
+        name = %cfg.name,
+        member_id = %format!("{:x}", cfg.member_id),
+        cluster_id = %format!("{:x}", cfg.cluster_id),
+        "metastore member started"
+    );
+    let ctx = Ctx { node: node.clone(), cfg: cfg.clone() };
+    let max_recv = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = Vec::new();
+    for listener in listeners.client {
+        let router = tonic::transport::Server::builder()
+            .add_service(KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_recv))
+            .add_service(MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_recv))
+            .add_service(ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_recv));
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut stop = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    let _peer = listeners.peer;
+
+    let node_failed = tokio::select! {
+        _ = shutdown => false,
+        _ = node.state.wait_stopped() => true,
+    };
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    for s in servers {
+        match s.await {
+            Ok(r) => r?,
+            Err(e) => tracing::error!(error = %e, "client server task failed"),
+        }
+    }
+    let stop_node = node.clone();
+    tokio::task::spawn_blocking(move || stop_node.stop())
+        .await
+        .map_err(|e| NodeError::Io(std::io::Error::other(e.to_string())))??;
+    tracing::info!("stopped");
+    if node_failed {
+        return Err(ServerError::NodeFailed);
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! etcd's KV service: Range, Put, DeleteRange, Txn, Compact.
+
+use api::pb::etcdserverpb::{
+    kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use api::pb::metastorepb::internal_request::Request as Internal;
+use api::{validate, EtcdError};
+use tonic::{Request, Response, Status};
+
+use super::Ctx;
+use crate::apply::ApplyResponse;
+use crate::deadline::Deadline;
+use crate::range::{execute_range, PinnedView};
+use crate::txn;
+
+pub struct KvService {
+    ctx: Ctx,
+}
+
+impl KvService {
+    pub fn new(ctx: Ctx) -> Self {
+        KvService { ctx }
+    }
+
+    async fn propose(&self, req: Internal, deadline: Deadline) -> Result<ApplyResponse, Status> {
+        Ok(self.ctx.node.propose(req, deadline).await?)
+    }
+}
+
+fn unexpected(what: &str) -> Status {
+    EtcdError::Internal(format!("apply returned a response of another kind for {what}")).into()
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let r = request.into_inner();
+        validate::check_range(&r)?;
+        if !r.serializable {
+            self.ctx.node.read_barrier(deadline).await?;
+        }
+        let mut resp = execute_range(&PinnedView::new(&self.ctx.node.mvcc), &r)?;
+        resp.header = self.ctx.header(resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let r = request.into_inner();
+        validate::check_put(&r)?;
+        match self.propose(Internal::Put(r), deadline).await? {
+            ApplyResponse::Put(mut resp) => {
+                resp.header = self.ctx.header(resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("put")),
+        }
+    }
+
+    async fn delete_range(&self, request: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let r = request.into_inner();
+        validate::check_delete(&r)?;
+        match self.propose(Internal::DeleteRange(r), deadline).await? {
+            ApplyResponse::DeleteRange(mut resp) => {
+                resp.header = self.ctx.header(resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("delete range")),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let r = request.into_inner();
+        validate::check_txn_full(&r, self.ctx.cfg.max_txn_ops)?;
+        let mut resp = if txn::is_txn_readonly(&r) {
+            if !txn::is_txn_serializable(&r) {
+                self.ctx.node.read_barrier(deadline).await?;
+            }
+            txn::execute_readonly_txn(&PinnedView::new(&self.ctx.node.mvcc), &r)?
+        } else {
+            match self.propose(Internal::Txn(r), deadline).await? {
+                ApplyResponse::Txn(resp) => resp,
+                _ => return Err(unexpected("txn")),
+            }
+        };
+        resp.header = self.ctx.header(resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let r = request.into_inner();
+        match self.propose(Internal::Compaction(r), deadline).await? {
+            ApplyResponse::Compaction(mut resp) => {
+                resp.header = self.ctx.header(resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("compaction")),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! gRPC services, one file per etcd service. Handlers validate, then either
+//! read the MVCC store (after a ReadIndex barrier for linearizable reads) or
+//! propose through raft and wait for apply, always within a deadline.
+
+pub mod cluster;
+pub mod kv;
+pub mod maintenance;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::pb::etcdserverpb::ResponseHeader;
+
+use crate::config::ServerConfig;
+use crate::node::NodeHandle;
+
+/// What every service needs: the node, the config, and header fields.
+#[derive(Clone)]
+pub struct Ctx {
+    pub node: Arc<NodeHandle>,
+    pub cfg: Arc<ServerConfig>,
+}
+
+impl Ctx {
+    pub fn request_timeout(&self) -> Duration {
+        self.cfg.request_timeout()
+    }
+
+    /// Fills cluster_id, member_id and raft_term, keeping the revision that
+    /// the operation set (or the current one when it set none).
+    pub fn header(&self, h: Option<ResponseHeader>) -> Option<ResponseHeader> {
+        let revision = match h {
+            Some(h) if h.revision != 0 => h.revision,
+            _ => self.node.mvcc.current_revision(),
+        };
+        Some(ResponseHeader {
+            cluster_id: self.cfg.cluster_id,
+            member_id: self.cfg.member_id,
+            revision,
+            raft_term: self.node.state.term(),
+        })
+    }
+}

@@ -1,0 +1,574 @@
+//! [`KeyIndex`]: the revision history of one key, as etcd's `keyIndex`.
+//!
+//! The history is a list of *generations*. A generation starts with the put
+//! that (re)creates the key and, unless it is the last generation, ends with
+//! the tombstone (delete) revision. Deleting appends the tombstone to the
+//! current generation and opens a new, empty one.
+//!
+//! Example: put(1.0); put(2.0); delete(3.0); put(4.0); delete(5.0) on "foo":
+//!
+//! ```text
+//! {1.0, 2.0, 3.0(t)}   created 1.0, ver 3
+//! {4.0, 5.0(t)}        created 4.0, ver 2
+//! {}                   current (empty: the key does not exist now)
+//! ```
+//!
+//! Compaction at `rev` (etcd ≥ 3.5.14 semantics) finds the first generation
+//! whose tombstone is `>= rev` (or the current one), keeps in it the latest
+//! revision `<= rev` and everything after, and drops everything before —
+//! including whole generations that ended before `rev`. A tombstone exactly at
+//! `rev` is kept (so a watch from `rev` still sees the delete) until a later
+//! compaction. On the example: compact(2) leaves `{2.0, 3.0(t)} {4.0, 5.0(t)}
+//! {}`; compact(4) leaves `{4.0, 5.0(t)} {}`; compact(5) leaves `{5.0(t)} {}`;
+//! compact(6) leaves `{}` — the key must then be removed from the index.
+//!
+//! Invariants:
+//! - there is always at least one generation; only the last may be empty;
+//! - revisions strictly increase across the whole history (`put` panics
+//!   otherwise: callers only append newer revisions);
+//! - the last revision of every non-last generation is a tombstone;
+//! - `ver` counts all puts of a generation, including compacted ones, so
+//!   versions stay right after compaction.
+
+use super::revision::Revision;
+
+/// One life of a key, from the put that created it to its tombstone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Generation {
+    /// Number of puts in this generation (a tombstone counts too, as etcd).
+    pub ver: i64,
+    /// Revision of the put that created this generation.
+    pub created: Revision,
+    /// Revisions still held, ascending.
+    pub revs: Vec<Revision>,
+}
+
+impl Generation {
+    fn tombstone(&self) -> Revision {
+        *self
+            .revs
+            .last()
+            .expect("key index invariant broken: a closed generation is empty")
+    }
+}
+
+/// What a key looked like at some revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyAt {
+    /// Revision of the version visible at the read revision.
+    pub modified: Revision,
+    /// Revision that created the key's generation.
+    pub created: Revision,
+    /// Version (1 for the creating put).
+    pub version: i64,
+}
+
+/// The history of one key. See the module docs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyIndex {
+    modified: Revision,
+    generations: Vec<Generation>,
+}
+
+impl Default for KeyIndex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KeyIndex {
+    /// A key with no history.
+    pub fn new() -> Self {
+        KeyIndex {
+            modified: Revision::default(),
+            generations: vec![Generation::default()],
+        }
+    }
+
+    /// The last revision appended.
+    pub fn modified(&self) -> Revision {
+        self.modified
+    }
+
+    #[cfg(test)]
+    pub fn generations(&self) -> &[Generation] {
+        &self.generations
+    }
+
+    /// True when no revision is held: the key can be dropped from the index.
+    pub fn is_empty(&self) -> bool {
+        self.generations.len() == 1 && self.generations[0].revs.is_empty()
+    }
+
+    fn current(&mut self) -> &mut Generation {
+        self.generations
+            .last_mut()
+            .expect("key index invariant broken: no generation")
+    }
+
+    /// Appends a put at `rev`. Panics if `rev` is not after the last revision.
+    pub fn put(&mut self, rev: Revision) {
+        assert!(
+            rev > self.modified,
+            "key index invariant broken: put at {rev} after {}",
+            self.modified
+        );
+        let g = self.current();
+        if g.revs.is_empty() {
+            g.created = rev;
+        }
+        g.revs.push(rev);
+        g.ver += 1;
+        self.modified = rev;
+    }
+
+    /// Appends a tombstone at `rev` and opens a new generation. Returns false
+    /// (changing nothing) when the key does not currently exist.
+    #[must_use]
+    pub fn tombstone(&mut self, rev: Revision) -> bool {
+        if self.current().revs.is_empty() {
+            return false;
+        }
+        self.put(rev);
+        self.generations.push(Generation::default());
+        true
+    }
+
+    /// Starts the history of a fresh index from a stored put whose earlier
+    /// revisions were compacted away (restart after compaction).
+    pub fn restore(&mut self, created: Revision, modified: Revision, ver: i64) {
+        assert!(
+            self.is_empty() && self.modified == Revision::default(),
+            "key index invariant broken: restore on a non-empty index"
+        );
+        self.modified = modified;
+        self.generations = vec![Generation {
+            ver,
+            created,
+            revs: vec![modified],
+        }];
+    }
+
+    /// Starts the history of a fresh index from a lone stored tombstone (its
+    /// generation's puts were compacted away; the creating revision is unknown).
+    pub fn restore_tombstone(&mut self, rev: Revision) {
+        self.restore(Revision::default(), rev, 1);
+        self.generations.push(Generation::default());
+    }
+
+    /// The generation holding the key's version at `at_rev`, None if the key
+    /// did not exist then.
+    fn find_generation(&self, at_rev: i64) -> Option<&Generation> {
+        let last = self.generations.len() - 1;
+        for (i, g) in self.generations.iter().enumerate().rev() {
+            let Some(first) = g.revs.first() else {
+                continue;
+            };
+            if i != last && g.tombstone().main <= at_rev {
+                return None;
+            }
+            if first.main <= at_rev {
+                return Some(g);
+            }
+        }
+        None
+    }
+
+    /// The key's version at main revision `at_rev`, None if it did not exist.
+    pub fn get(&self, at_rev: i64) -> Option<KeyAt> {
+        let g = self.find_generation(at_rev)?;
+        let n = g.revs.iter().rposition(|r| r.main <= at_rev)?;
+        Some(KeyAt {
+            modified: g.revs[n],
+            created: g.created,
+            version: g.ver - (g.revs.len() - n - 1) as i64,
+        })
+    }
+
+    /// The revision just before `rev` in the same generation (the version a
+    /// change at `rev` replaced), None if `rev` started its generation or is
+    /// not held.
+    pub fn prev_in_generation(&self, rev: Revision) -> Option<Revision> {
+        self.generations
+            .iter()
+            .find_map(|g| match g.revs.binary_search(&rev) {
+                Ok(i) if i > 0 => Some(Some(g.revs[i - 1])),
+                Ok(_) => Some(None),
+                Err(_) => None,
+            })?
+    }
+
+    /// Where compaction at `at_rev` cuts: the generation index and the
+    /// position of the revision kept in it.
+    ///
+    /// etcd walks to the first generation whose tombstone is `>= at_rev`. That
+    /// is only right when a key changes at most once per main revision (etcd's
+    /// txn validation guarantees it); here one txn may delete and re-create a
+    /// key, giving several generations within one main revision. So: take the
+    /// last generation that starts at or before `at_rev` (it holds the latest
+    /// revision `<= at_rev`), and step past it when it ended before `at_rev`.
+    /// For histories etcd can produce this picks the same generation.
+    fn plan_compact(&self, at_rev: i64) -> (usize, Option<usize>) {
+        let last = self.generations.len() - 1;
+        let mut gi = self
+            .generations
+            .iter()
+            .rposition(|g| g.revs.first().is_some_and(|r| r.main <= at_rev))
+            .unwrap_or(0);
+        if gi < last && self.generations[gi].tombstone().main < at_rev {
+            gi += 1;
+        }
+        let kept = self.generations[gi]
+            .revs
+            .iter()
+            .rposition(|r| r.main <= at_rev);
+        (gi, kept)
+    }
+
+    /// The revision `compact(at_rev)` would keep among those `<= at_rev`, if
+    /// any; does not change the index.
+    pub fn compact_keep(&self, at_rev: i64) -> Option<Revision> {
+        let (gi, kept) = self.plan_compact(at_rev);
+        kept.map(|i| self.generations[gi].revs[i])
+    }
+
+    /// Compacts at `at_rev` (see the module docs); returns the revision kept
+    /// among those `<= at_rev`, if any. Check [`KeyIndex::is_empty`] after.
+    pub fn compact(&mut self, at_rev: i64) -> Option<Revision> {
+        let (gi, kept) = self.plan_compact(at_rev);
+        let rev = kept.map(|i| {
+            let g = &mut self.generations[gi];
+            g.revs.drain(..i);
+            g.revs[0]
+        });
+        self.generations.drain(..gi);
+        rev
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(main: i64) -> Revision {
+        Revision::new(main, 0)
+    }
+
+    fn g(created: i64, ver: i64, revs: &[Revision]) -> Generation {
+        Generation {
+            ver,
+            created: r(created),
+            revs: revs.to_vec(),
+        }
+    }
+
+    /// etcd's newTestKeyIndex: put 2, 4; delete 6; put 8, 10; delete 12;
+    /// put 14, 15.1; delete 16.
+    fn test_index() -> KeyIndex {
+        let mut ki = KeyIndex::new();
+        ki.put(r(2));
+        ki.put(r(4));
+        assert!(ki.tombstone(r(6)));
+        ki.put(r(8));
+        ki.put(r(10));
+        assert!(ki.tombstone(r(12)));
+        ki.put(r(14));
+        ki.put(Revision::new(15, 1));
+        assert!(ki.tombstone(r(16)));
+        ki
+    }
+
+    #[test]
+    fn get_after_compact_matches_etcd() {
+        let mut ki = test_index();
+        ki.compact(4);
+        let found = |m: i64, c: i64, v: i64| Some((r(m), r(c), v));
+        type Want = Option<(Revision, Revision, i64)>;
+        let cases: Vec<(i64, Want)> = vec![
+            (17, None),
+            (16, None),
+            (15, Some((Revision::new(15, 1), r(14), 2))),
+            (14, found(14, 14, 1)),
+            (13, None),
+            (12, None),
+            (11, found(10, 8, 2)),
+            (10, found(10, 8, 2)),
+            (9, found(8, 8, 1)),
+            (8, found(8, 8, 1)),
+            (7, None),
+            (6, None),
+            (5, found(4, 2, 2)),
+            (4, found(4, 2, 2)),
+            (3, None),
+            (2, None),
+            (1, None),
+            (0, None),
+        ];
+        for (at, want) in cases {
+            let got = ki.get(at).map(|k| (k.modified, k.created, k.version));
+            assert_eq!(got, want, "get({at})");
+        }
+    }
+
+    #[test]
+    fn find_generation_matches_etcd() {
+        let ki = test_index();
+        let gens = ki.generations();
+        let cases: [(i64, Option<usize>); 14] = [
+            (0, None),
+            (1, None),
+            (2, Some(0)),
+            (3, Some(0)),
+            (4, Some(0)),
+            (5, Some(0)),
+            (6, None),
+            (7, None),
+            (8, Some(1)),
+            (9, Some(1)),
+            (10, Some(1)),
+            (11, Some(1)),
+            (12, None),
+            (13, None),
+        ];
+        for (at, want) in cases {
+            let got = ki.find_generation(at);
+            assert_eq!(got, want.map(|i| &gens[i]), "find_generation({at})");
+        }
+    }
+
+    /// etcd's TestKeyIndexCompactAndKeep table (3.5.33): the index after
+    /// compact(n) and the revision kept.
+    fn compact_table() -> Vec<(i64, Vec<Generation>, Option<Revision>)> {
+        let g1 = |revs: &[Revision]| g(2, 3, revs);
+        let g2 = |revs: &[Revision]| g(8, 3, revs);
+        let g3 = |revs: &[Revision]| g(14, 3, revs);
+        let r151 = Revision::new(15, 1);
+        let full1 = g1(&[r(2), r(4), r(6)]);
+        let full2 = g2(&[r(8), r(10), r(12)]);
+        let full3 = g3(&[r(14), r151, r(16)]);
+        let empty = Generation::default();
+        vec![
+            (
+                1,
+                vec![full1.clone(), full2.clone(), full3.clone(), empty.clone()],
+                None,
+            ),
+            (
+                2,
+                vec![full1.clone(), full2.clone(), full3.clone(), empty.clone()],
+                Some(r(2)),
+            ),
+            (
+                3,
+                vec![full1.clone(), full2.clone(), full3.clone(), empty.clone()],
+                Some(r(2)),
+            ),
+            (
+                4,
+                vec![
+                    g1(&[r(4), r(6)]),
+                    full2.clone(),
+                    full3.clone(),
+                    empty.clone(),
+                ],
+                Some(r(4)),
+            ),
+            (
+                5,
+                vec![
+                    g1(&[r(4), r(6)]),
+                    full2.clone(),
+                    full3.clone(),
+                    empty.clone(),
+                ],
+                Some(r(4)),
+            ),
+            (
+                6,
+                vec![g1(&[r(6)]), full2.clone(), full3.clone(), empty.clone()],
+                Some(r(6)),
+            ),
+            (7, vec![full2.clone(), full3.clone(), empty.clone()], None),
+            (
+                8,
+                vec![full2.clone(), full3.clone(), empty.clone()],
+                Some(r(8)),
+            ),
+            (
+                9,
+                vec![full2.clone(), full3.clone(), empty.clone()],
+                Some(r(8)),
+            ),
+            (
+                10,
+                vec![g2(&[r(10), r(12)]), full3.clone(), empty.clone()],
+                Some(r(10)),
+            ),
+            (
+                11,
+                vec![g2(&[r(10), r(12)]), full3.clone(), empty.clone()],
+                Some(r(10)),
+            ),
+            (
+                12,
+                vec![g2(&[r(12)]), full3.clone(), empty.clone()],
+                Some(r(12)),
+            ),
+            (13, vec![full3.clone(), empty.clone()], None),
+            (14, vec![full3.clone(), empty.clone()], Some(r(14))),
+            (15, vec![g3(&[r151, r(16)]), empty.clone()], Some(r151)),
+            (16, vec![g3(&[r(16)]), empty.clone()], Some(r(16))),
+            (17, vec![empty], None),
+        ]
+    }
+
+    #[test]
+    fn continuous_compaction_matches_etcd() {
+        let mut ki = test_index();
+        for (at, want_gens, want_kept) in compact_table() {
+            let before = ki.clone();
+            assert_eq!(ki.compact_keep(at), want_kept, "compact_keep({at})");
+            assert_eq!(ki, before, "compact_keep must not change the index");
+            assert_eq!(ki.compact(at), want_kept, "compact({at}) kept");
+            assert_eq!(
+                ki.generations(),
+                &want_gens[..],
+                "compact({at}) generations"
+            );
+            assert_eq!(ki.modified(), r(16));
+        }
+        assert!(ki.is_empty());
+    }
+
+    #[test]
+    fn one_shot_compaction_matches_etcd() {
+        for (at, want_gens, want_kept) in compact_table() {
+            let mut ki = test_index();
+            assert_eq!(ki.compact(at), want_kept, "compact({at}) kept");
+            assert_eq!(ki.generations(), &want_gens[..], "compact({at})");
+            assert_eq!(ki.is_empty(), at == 17);
+        }
+    }
+
+    #[test]
+    fn compact_on_further_rev() {
+        let mut ki = KeyIndex::new();
+        ki.put(r(1));
+        ki.put(r(2));
+        assert_eq!(ki.compact(3), Some(r(2)));
+        assert_eq!(ki.generations(), &[g(1, 2, &[r(2)])]);
+        assert_eq!(ki.get(3).map(|k| k.version), Some(2));
+    }
+
+    #[test]
+    fn restore_tombstone_matches_etcd() {
+        let mut ki = KeyIndex::new();
+        ki.restore_tombstone(r(16));
+        for at in 16..=20 {
+            assert_eq!(ki.get(at), None);
+        }
+        assert_eq!(ki.compact_keep(16), Some(r(16)));
+        ki.put(r(17));
+        ki.put(r(18));
+        assert_eq!(ki.get(18).map(|k| (k.created, k.version)), Some((r(17), 2)));
+        assert_eq!(ki.compact(17), Some(r(17)));
+        assert_eq!(ki.generations().len(), 1);
+        assert_eq!(ki.generations()[0].revs, vec![r(17), r(18)]);
+    }
+
+    #[test]
+    fn restore_keeps_version_and_created() {
+        let mut ki = KeyIndex::new();
+        ki.restore(r(3), r(9), 5);
+        ki.put(r(10));
+        let at = ki.get(10).unwrap();
+        assert_eq!((at.created, at.version), (r(3), 6));
+        assert_eq!(ki.get(9).unwrap().version, 5);
+        assert_eq!(ki.get(8), None);
+    }
+
+    #[test]
+    fn tombstone_on_missing_key_is_refused() {
+        let mut ki = KeyIndex::new();
+        assert!(!ki.tombstone(r(1)));
+        ki.put(r(2));
+        assert!(ki.tombstone(r(3)));
+        assert!(!ki.tombstone(r(4)));
+        assert_eq!(ki.modified(), r(3));
+        assert_eq!(ki.generations().len(), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "key index invariant broken")]
+    fn put_must_advance() {
+        let mut ki = KeyIndex::new();
+        ki.put(r(5));
+        ki.put(r(5));
+    }
+
+    #[test]
+    fn new_generation_version_restarts() {
+        let mut ki = KeyIndex::new();
+        ki.put(r(2));
+        ki.put(r(3));
+        assert!(ki.tombstone(r(4)));
+        ki.put(r(5));
+        let at = ki.get(5).unwrap();
+        assert_eq!((at.created, at.version), (r(5), 1));
+        assert_eq!(ki.get(3).unwrap().version, 2);
+    }
+
+    #[test]
+    fn same_txn_changes_use_highest_sub() {
+        let mut ki = KeyIndex::new();
+        ki.put(Revision::new(5, 0));
+        ki.put(Revision::new(5, 1));
+        assert_eq!(ki.get(5).unwrap().modified, Revision::new(5, 1));
+        assert_eq!(ki.get(5).unwrap().version, 2);
+        assert!(ki.tombstone(Revision::new(5, 2)));
+        assert_eq!(ki.get(5), None);
+        assert_eq!(ki.get(4), None);
+    }
+
+    #[test]
+    fn compaction_with_several_generations_in_one_txn() {
+        let rv = Revision::new;
+        // Txn 2: put, delete, put; compaction at 2 keeps the final put.
+        let mut ki = KeyIndex::new();
+        ki.put(rv(2, 0));
+        assert!(ki.tombstone(rv(2, 1)));
+        ki.put(rv(2, 2));
+        assert_eq!(ki.compact_keep(2), Some(rv(2, 2)));
+        assert_eq!(ki.compact(2), Some(rv(2, 2)));
+        assert_eq!(
+            ki.generations(),
+            &[Generation {
+                ver: 1,
+                created: rv(2, 2),
+                revs: vec![rv(2, 2)]
+            }]
+        );
+        // Txn 3: delete, put, delete; the final tombstone at 3 is kept, then
+        // dropped by the next compaction.
+        assert!(ki.tombstone(rv(3, 0)));
+        ki.put(rv(3, 1));
+        assert!(ki.tombstone(rv(3, 2)));
+        assert_eq!(ki.compact(3), Some(rv(3, 2)));
+        assert_eq!(ki.generations().len(), 2);
+        assert_eq!(ki.generations()[0].revs, vec![rv(3, 2)]);
+        assert_eq!(ki.get(3), None);
+        ki.compact(4);
+        assert!(ki.is_empty());
+    }
+
+    #[test]
+    fn prev_in_generation() {
+        let ki = test_index();
+        assert_eq!(ki.prev_in_generation(r(2)), None);
+        assert_eq!(ki.prev_in_generation(r(4)), Some(r(2)));
+        assert_eq!(ki.prev_in_generation(r(6)), Some(r(4)));
+        assert_eq!(ki.prev_in_generation(r(8)), None);
+        assert_eq!(ki.prev_in_generation(r(16)), Some(Revision::new(15, 1)));
+        assert_eq!(ki.prev_in_generation(r(3)), None);
+    }
+}

@@ -1,0 +1,305 @@
+//! [`MvccStore`]: the multi-version key-value store over an [`Engine`], and its
+//! read paths.
+//!
+//! Concurrency design:
+//! - **One writer.** Write txns, compaction, `set_applied`, `reload` and
+//!   `restore_snapshot` serialise on the writer mutex (in MetaStore the raft
+//!   apply loop is the only caller). A thread holding a [`WriteTxn`] must not
+//!   call any of the others: the mutex is not re-entrant and it would deadlock.
+//! - **Readers never wait for the writer.** A read loads the published current
+//!   revision `R` (an atomic) once and only considers revisions `<= R`. A write
+//!   txn at `R+1` first writes its revisions to the engine, then appends them to
+//!   the key index, and only then publishes `R+1` — so a reader sees all of a
+//!   txn or none of it.
+//! - **Compaction vs readers.** Readers hold `compaction` shared for the whole
+//!   read. Compaction takes it exclusively only to publish the new compact
+//!   revision `C`, then deletes. Every reader that passed its compacted check
+//!   before the publish has finished; every later reader has `R >= C`, and the
+//!   revisions such a reader needs (per key, the latest `<= R`) are never
+//!   deleted by compaction at `C`.
+//! - **The engine is the source of truth**: values are always read from
+//!   [`Table::Key`] by revision; the in-memory index only maps keys to
+//!   revisions and is rebuilt from the engine on open and reload.
+//!
+//! Revision numbering follows etcd: an empty store is at revision 1, the first
+//! write txn that changes something is revision 2, and a txn that changes
+//! nothing does not advance the revision.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::engine::{Engine, Table, WriteBatch};
+
+use super::error::MvccError;
+use super::index::TreeIndex;
+use super::kv::{decode_kv, Event, EventKind, KeyValue};
+use super::meta::{self, AppliedIndex};
+use super::range::{KeyRange, RangeOptions, RangeResult};
+use super::rebuild::load_index;
+use super::revision::{Revision, RevisionKey};
+use super::txn::WriteTxn;
+
+/// Internal compact revision before any compaction (etcd's `-1`): a request
+/// to compact at 0 on a fresh store succeeds, as in etcd.
+const NEVER_COMPACTED: i64 = -1;
+
+/// The MVCC store. `Send + Sync`; share it as `Arc<MvccStore>`.
+pub struct MvccStore {
+    pub(super) engine: Arc<dyn Engine>,
+    pub(super) index: TreeIndex,
+    /// Published current revision; readers see revisions `<=` it.
+    pub(super) current_rev: AtomicI64,
+    /// Revision of the last compaction, [`NEVER_COMPACTED`] if none.
+    pub(super) compact_rev: AtomicI64,
+    pub(super) applied: Mutex<AppliedIndex>,
+    /// Held by the single writer (see the module docs).
+    pub(super) writer: Mutex<()>,
+    /// Shared by readers, exclusive while publishing a compaction or reloading.
+    pub(super) compaction: RwLock<()>,
+}
+
+impl MvccStore {
+    /// Opens over an engine, rebuilding the in-memory key index from Table::Key
+    /// and restoring current/compacted revision and applied index from
+    /// Table::Meta. current revision = max(highest revision in Table::Key,
+    /// finished compact revision); starts at 1 for an empty store (etcd: first
+    /// write gets revision 2).
+    pub fn open(engine: Arc<dyn Engine>) -> Result<MvccStore, MvccError> {
+        let store = MvccStore {
+            engine,
+            index: TreeIndex::new(),
+            current_rev: AtomicI64::new(1),
+            compact_rev: AtomicI64::new(NEVER_COMPACTED),
+            applied: Mutex::new(AppliedIndex::default()),
+            writer: Mutex::new(()),
+            compaction: RwLock::new(()),
+        };
+        store.load()?;
+        Ok(store)
+    }
+
+    /// Rebuilds all in-memory state from the engine. Callers hold the writer
+    /// mutex and the exclusive compaction lock (or own the store exclusively).
+    fn load(&self) -> Result<(), MvccError> {
+        let engine = &*self.engine;
+        let applied = meta::load_applied(engine)?;
+        let compact = meta::load_finished_compact(engine)?.unwrap_or(NEVER_COMPACTED);
+        let loaded = load_index(engine)?;
+        let current = loaded.max_main.max(compact).max(1);
+        self.index.replace_all(loaded.keys);
+        self.compact_rev.store(compact, Ordering::SeqCst);
+        self.current_rev.store(current, Ordering::SeqCst);
+        *self.applied.lock() = applied;
+        Ok(())
+    }
+
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// The latest published revision.
+    pub fn current_revision(&self) -> i64 {
+        self.current_rev.load(Ordering::Acquire)
+    }
+
+    /// The last compaction revision; 0 when never compacted.
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_rev.load(Ordering::Acquire).max(0)
+    }
+
+    /// The raft position of the last entry applied to this store.
+    pub fn applied_index(&self) -> AppliedIndex {
+        *self.applied.lock()
+    }
+
+    /// Concurrent, never blocks the writer: takes rev = requested or current;
+    /// errors: rev > current => FutureRevision; rev < compact_revision (and
+    /// rev > 0 requested) => Compacted. Keys in ascending order; limit applied
+    /// (count still counts all).
+    pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult, MvccError> {
+        let _shared = self.compaction.read();
+        let cur = self.current_rev.load(Ordering::Acquire);
+        self.range_at(range, opts, cur)
+    }
+
+    /// Validates a requested read revision against `cur` (the reader's current
+    /// revision) and the compaction, as etcd's `rangeKeys`.
+    pub(super) fn resolve_rev(&self, requested: i64, cur: i64) -> Result<i64, MvccError> {
+        if requested > cur {
+            return Err(MvccError::FutureRevision);
+        }
+        let rev = if requested <= 0 { cur } else { requested };
+        if rev < self.compact_rev.load(Ordering::Acquire) {
+            return Err(MvccError::Compacted);
+        }
+        Ok(rev)
+    }
+
+    /// A range read as of a reader whose current revision is `cur`.
+    pub(super) fn range_at(
+        &self,
+        range: &KeyRange,
+        opts: RangeOptions,
+        cur: i64,
+    ) -> Result<RangeResult, MvccError> {
+        let rev = self.resolve_rev(opts.rev, cur)?;
+        let limit = limit_of(opts);
+        let mut revs = Vec::new();
+        let mut count = 0i64;
+        self.index.visit(range, rev, |_, at| {
+            count += 1;
+            if revs.len() < limit {
+                revs.push(at.modified);
+            }
+            true
+        });
+        let kvs = revs
+            .into_iter()
+            .map(|r| self.read_kv(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RangeResult {
+            kvs,
+            count,
+            rev: cur,
+        })
+    }
+
+    /// The stored value of a live (non-tombstone) revision the index points at.
+    pub(super) fn read_kv(&self, rev: Revision) -> Result<KeyValue, MvccError> {
+        self.try_read_kv(rev)?.ok_or_else(|| {
+            MvccError::Corrupt(format!(
+                "revision {rev} is in the key index but not in the engine"
+            ))
+        })
+    }
+
+    /// Like [`Self::read_kv`] but None when the revision is gone (compacted).
+    fn try_read_kv(&self, rev: Revision) -> Result<Option<KeyValue>, MvccError> {
+        match self.engine.get(Table::Key, &rev.to_bytes())? {
+            Some(bytes) => Ok(Some(decode_kv(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Only one writer at a time (the raft apply loop): blocks until the
+    /// previous [`WriteTxn`] (or compaction, `set_applied`, reload) finished.
+    pub fn write_txn(&self) -> WriteTxn<'_> {
+        WriteTxn::new(self, self.writer.lock())
+    }
+
+    /// Saves applied index alone (for raft entries that change no key), atomically.
+    pub fn set_applied(&self, applied: AppliedIndex) -> Result<(), MvccError> {
+        let _writer = self.writer.lock();
+        let mut batch = WriteBatch::default();
+        meta::put_applied(&mut batch, applied);
+        self.engine.write(batch)?;
+        *self.applied.lock() = applied;
+        Ok(())
+    }
+
+    /// Events (puts and deletes, with prev_kv if asked) for revisions in
+    /// [from_rev, to_rev] in revision order, read from the engine (for watch
+    /// replay). from_rev < compact_revision => Compacted. `to_rev` is clamped
+    /// to the current revision.
+    ///
+    /// `prev_kv` is the version the change replaced when it is still stored;
+    /// it is absent for the first put of a generation and, as in etcd's watch,
+    /// when that version was compacted away (only possible for changes at the
+    /// compaction revision itself).
+    ///
+    /// The whole window is collected in memory: replay long histories in
+    /// bounded chunks.
+    pub fn events_between(
+        &self,
+        from_rev: i64,
+        to_rev: i64,
+        prev_kv: bool,
+    ) -> Result<Vec<Event>, MvccError> {
+        let _shared = self.compaction.read();
+        let cur = self.current_rev.load(Ordering::Acquire);
+        let from = from_rev.max(0);
+        if from < self.compact_rev.load(Ordering::Acquire) {
+            return Err(MvccError::Compacted);
+        }
+        let to = to_rev.min(cur);
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let start = Revision::new(from, 0).to_bytes();
+        let end = Revision::new(to + 1, 0).to_bytes();
+        let mut raw = Vec::new();
+        self.engine
+            .scan(Table::Key, &start, Some(&end), &mut |k, v| {
+                raw.push((k.to_vec(), v.to_vec()));
+                true
+            })?;
+        let mut events = Vec::with_capacity(raw.len());
+        for (k, v) in raw {
+            let rk = RevisionKey::decode(&k)?;
+            let stored = decode_kv(&v)?;
+            let prev = if prev_kv {
+                match self.index.prev_in_generation(&stored.key, rk.rev) {
+                    Some(p) => self.try_read_kv(p)?,
+                    None => None,
+                }
+            } else {
+                None
+            };
+            let (kind, kv) = if rk.tombstone {
+                let kv = KeyValue {
+                    key: stored.key,
+                    mod_revision: rk.rev.main,
+                    ..Default::default()
+                };
+                (EventKind::Delete, kv)
+            } else {
+                (EventKind::Put, stored)
+            };
+            events.push(Event {
+                kind,
+                kv,
+                prev_kv: prev,
+            });
+        }
+        Ok(events)
+    }
+
+    /// Re-reads everything from the engine after Engine::restore (raft
+    /// snapshot install). Readers wait while it runs. If it fails the store is
+    /// unusable (its index no longer matches the engine) and must be dropped.
+    pub fn reload(&self) -> Result<(), MvccError> {
+        let _writer = self.writer.lock();
+        let _exclusive = self.compaction.write();
+        self.load()
+    }
+
+    /// [`Engine::restore`] then [`Self::reload`] as one step, so no reader or
+    /// writer runs between the two. On a corrupt snapshot the engine (memory
+    /// engine: guaranteed) and the store are unchanged.
+    pub fn restore_snapshot(&self, input: &mut dyn Read) -> Result<(), MvccError> {
+        let _writer = self.writer.lock();
+        let _exclusive = self.compaction.write();
+        self.engine.restore(input)?;
+        self.load()
+    }
+
+    /// A copy of the key index, in key order (tests).
+    #[cfg(test)]
+    pub(crate) fn index_snapshot(&self) -> Vec<(Vec<u8>, super::key_index::KeyIndex)> {
+        self.index.snapshot()
+    }
+}
+
+/// The kv limit of a read as a count (`usize::MAX` for none).
+pub(super) fn limit_of(opts: RangeOptions) -> usize {
+    if opts.count_only {
+        0
+    } else if opts.limit > 0 {
+        usize::try_from(opts.limit).unwrap_or(usize::MAX)
+    } else {
+        usize::MAX
+    }
+}

@@ -1,0 +1,205 @@
+//! Test helpers that run real server processes on loopback: MetaStore members
+//! and Debian's etcd, each with its own temporary data dir and free ports,
+//! killed when dropped. Tests wait on conditions with deadlines, not sleeps.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    MetaStore,
+    Etcd,
+}
+
+/// One server process. The data dir outlives restarts; the process does not
+/// outlive the value.
+pub struct ServerProcess {
+    pub kind: Kind,
+    pub client_port: u16,
+    pub peer_port: u16,
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    binary: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts a MetaStore member built at `binary` (pass
+    /// `env!("CARGO_BIN_EXE_metastore")`).
+    pub fn metastore(binary: &Path, extra: &[&str]) -> ServerProcess {
+        Self::start(Kind::MetaStore, binary.to_path_buf(), extra)
+    }
+
+    /// Starts Debian's etcd (`/usr/bin/etcd`).
+    pub fn etcd(extra: &[&str]) -> ServerProcess {
+        Self::start(Kind::Etcd, PathBuf::from("/usr/bin/etcd"), extra)
+    }
+
+    fn start(kind: Kind, binary: PathBuf, extra: &[&str]) -> ServerProcess {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = ServerProcess {
+            kind,
+            client_port: free_port(),
+            peer_port: free_port(),
+            log: dir.join("server.log"),
+            dir,
+            _tmp: Some(tmp),
+            binary,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    fn spawn(&mut self) {
+        let client = self.url();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--name")
+            .arg("default")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--listen-client-urls")
+            .arg(&client)
+            .arg("--advertise-client-urls")
+            .arg(&client)
+            .arg("--listen-peer-urls")
+            .arg(&peer)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer)
+            .arg("--initial-cluster")
+            .arg(format!("default={peer}"))
+            .args(&self.extra);
+        if self.kind == Kind::Etcd {
+            cmd.env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
+        let log2 = log.try_clone().expect("clone log");
+        cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2));
+        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display())));
+        if !self.wait_ready(Duration::from_secs(30)) {
+            panic!("{:?} did not start listening on {}; log:\n{}", self.kind, self.endpoint(), self.log_text());
+        }
+    }
+
+    /// Waits until the client port accepts connections and the process lives.
+    pub fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let addr = self.endpoint();
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return false;
+                }
+            }
+            if TcpStream::connect(&addr).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// Starts the process again on the same ports and data dir.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Lines of the log file, for assertions about what the server said.
+    pub fn log_lines(&self) -> Vec<String> {
+        match std::fs::File::open(&self.log) {
+            Ok(f) => BufReader::new(f).lines().map_while(Result::ok).collect(),
+            Err(_) => vec![],
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs etcdctl (API v3) against an endpoint; returns (exit ok, stdout, stderr).
+pub fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoint)
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run etcdctl (scripts/setup.sh installs it)");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}

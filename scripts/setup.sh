@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building and testing MetaStore needs on a fresh Debian machine.
+# Idempotent: quick when everything is already there.
+#   protobuf-compiler  protoc 3.x, for raft-rs's build and the etcd-client test crate
+#   etcd-server        real etcd, for differential tests
+#   etcd-client        etcdctl, for the walkthrough and differential tests
+#   cargo-nextest      the test runner
+set -euo pipefail
+
+need=()
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install Rust with rustup first" >&2
+  exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+echo "setup: ok ($(protoc --version), etcd $(etcd --version | head -1 | awk '{print $3}'))"
