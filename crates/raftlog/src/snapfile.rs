@@ -16,7 +16,9 @@
 //! - Nothing is handed out before its CRC verifies; a reader returned by a
 //!   load covers exactly the data section of a verified file.
 //! - At most [`KEEP_SNAPSHOTS`] files are kept; the one just saved is never
-//!   the one deleted.
+//!   the one deleted. Together with [`SnapshotStore::remove_after`] (run by
+//!   the log store on open) the file named by the WAL's marker always
+//!   survives until a newer marker is durable.
 
 #[cfg(test)]
 mod tests;
@@ -180,6 +182,30 @@ impl SnapshotStore {
         }
         out.sort_by_key(|(index, term, _)| (*index, *term));
         Ok(out)
+    }
+
+    /// Deletes every snapshot file with an index above `index`; returns how
+    /// many. The log store calls this on open with the WAL marker's index:
+    /// such files were saved but their marker never became durable, and
+    /// leaving them would let pruning delete the file the marker names.
+    pub fn remove_after(&self, index: u64) -> Result<usize, SnapshotError> {
+        let mut removed = 0;
+        for (i, t, path) in self.list()? {
+            if i <= index {
+                continue;
+            }
+            warn!(file = %path.display(), index = i, term = t, marker_index = index,
+                "removing snapshot file that no WAL marker names");
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        if removed > 0 {
+            sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        }
+        Ok(removed)
     }
 
     /// Deletes all but the newest [`KEEP_SNAPSHOTS`] files, never `keep`.
@@ -350,7 +376,10 @@ fn verify(path: &Path) -> io::Result<Result<Verified, String>> {
         Ok(m) => m,
         Err(e) => return Ok(Err(format!("undecodable metadata: {e}"))),
     };
-    let named = path.file_name().and_then(|n| n.to_str()).and_then(parse_name);
+    let named = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_name);
     if named != Some((meta.index, meta.term)) {
         return Ok(Err(format!(
             "metadata (index {}, term {}) does not match the file name",

@@ -10,7 +10,9 @@
 //!   (apply or compact). A crash anywhere leaves either the old marker (whose
 //!   snapshot file is still among the two kept) or the new one.
 //!
-//! Recovery (`open`): snapshot named by the WAL's latest marker (its absence
+//! Recovery (`open`): snapshot files newer than the WAL's marker (saved, but
+//! the crash came before their marker) are deleted, so that pruning can never
+//! remove the file a marker names → snapshot named by the WAL's latest marker (its absence
 //! is an error, never a silent fallback) → `MemStorage::apply_snapshot` with
 //! the metadata only → WAL entries after it → hard state (commit raised to the
 //! snapshot index if a crash came between installing a snapshot and persisting
@@ -172,6 +174,7 @@ impl LogStore {
         let snaps = SnapshotStore::open(&dir.join(SNAP_DIR))?;
         let fresh = contents.is_empty();
         let storage = MemStorage::new();
+        snaps.remove_after(contents.snapshot.map_or(0, |(i, _)| i))?;
 
         let mut loaded = None;
         let mut snap_pos = (0, 0);
@@ -331,12 +334,16 @@ impl LogStore {
         }
         self.snaps
             .save(meta, &mut |w: &mut dyn Write| w.write_all(snap.get_data()))?;
-        self.wal.mark_snapshot(meta.index, meta.term)?;
+        self.wal.mark_installed_snapshot(meta.index, meta.term)?;
         let mut s = Snapshot::default();
         s.set_metadata(meta.clone());
         self.storage.wl().apply_snapshot(s)?;
         self.snapshot = (meta.index, meta.term);
-        info!(index = meta.index, term = meta.term, "installed snapshot from leader");
+        info!(
+            index = meta.index,
+            term = meta.term,
+            "installed snapshot from leader"
+        );
         Ok(())
     }
 
@@ -354,7 +361,11 @@ impl LogStore {
         write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> Result<(), LogStoreError> {
         if index <= self.snapshot.0 {
-            debug!(index, snapshot_index = self.snapshot.0, "snapshot not newer; skipped");
+            debug!(
+                index,
+                snapshot_index = self.snapshot.0,
+                "snapshot not newer; skipped"
+            );
             return Ok(());
         }
         let commit = self.storage.rl().hard_state().commit;
@@ -369,10 +380,12 @@ impl LogStore {
                 "snapshot term {term} does not match entry {index}'s term {actual}"
             )));
         }
-        let mut meta = SnapshotMetadata::default();
-        meta.index = index;
-        meta.term = term;
-        meta.set_conf_state(conf_state.clone());
+        let meta = SnapshotMetadata {
+            index,
+            term,
+            conf_state: Some(conf_state.clone()).into(),
+            ..Default::default()
+        };
         self.snaps.save(&meta, write_data)?;
         self.wal.mark_snapshot(index, term)?;
         // Entry `index` itself always stays: raft-rs needs the term of the
@@ -380,7 +393,12 @@ impl LogStore {
         let compact_to = (index.saturating_sub(self.opts.catchup_entries) + 1).min(index);
         self.storage.wl().compact(compact_to)?;
         self.snapshot = (index, term);
-        info!(index, term, first_index = self.first_index(), "created snapshot");
+        info!(
+            index,
+            term,
+            first_index = self.first_index(),
+            "created snapshot"
+        );
         Ok(())
     }
 

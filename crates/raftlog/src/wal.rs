@@ -13,11 +13,12 @@
 //! - Every segment but the last is fully synced; only the last may end in a
 //!   torn record, which [`Wal::open`] truncates away (with a warning).
 //! - Any other damage is [`WalError::Corrupt`]: nothing is skipped silently.
-//! - [`Wal::mark_snapshot`] writes the marker durably into a fresh segment,
-//!   preceded by the latest hard state and conf state, and only then deletes
-//!   the oldest segments whose entries all lie strictly below the marker (the
-//!   segment holding the marked entry is kept so replay can tell a local
-//!   snapshot from a conflicting one; see `replay`).
+//! - [`Wal::mark_snapshot`] (local snapshot) and
+//!   [`Wal::mark_installed_snapshot`] (snapshot from the leader, which
+//!   replaces the whole log) write the marker durably into a fresh segment,
+//!   preceded by the latest hard state and conf state, and only then delete
+//!   the oldest segments whose entries the marker covers. Replay may thus
+//!   start mid-history; see `replay` for why that is still exact.
 //! - After a failed write or fsync the `Wal` is poisoned: every call returns
 //!   [`WalError::Poisoned`] until it is reopened, because after an fsync error
 //!   the kernel may already have dropped the dirty pages.
@@ -291,11 +292,25 @@ impl Wal {
         self.fsync_active()
     }
 
-    /// Durably records a snapshot marker, then deletes the oldest segments
-    /// whose entries all lie below `index`. The marker goes into a freshly
-    /// cut segment after copies of the latest hard state and conf state, so
+    /// Durably records a *local* snapshot marker (a snapshot of our own
+    /// state machine at `index`, which must be in the log with `term`), then
+    /// deletes the oldest segments whose entries are all `<= index`. Entries
+    /// after `index` stay in the log. The marker goes into a freshly cut
+    /// segment after copies of the latest hard state and conf state, so
     /// deleting older segments never loses them.
     pub fn mark_snapshot(&mut self, index: u64, term: u64) -> Result<(), WalError> {
+        self.mark(index, term, false)
+    }
+
+    /// Durably records the marker of a snapshot *installed from the leader*:
+    /// on replay the whole log before it is discarded (as
+    /// `MemStorage::apply_snapshot` does) and the log restarts at
+    /// `index + 1`. Every older segment is deleted.
+    pub fn mark_installed_snapshot(&mut self, index: u64, term: u64) -> Result<(), WalError> {
+        self.mark(index, term, true)
+    }
+
+    fn mark(&mut self, index: u64, term: u64, installed: bool) -> Result<(), WalError> {
         self.check_poisoned()?;
         if let Some((ci, ct)) = self.snapshot {
             if index < ci || (index == ci && term != ct) {
@@ -316,8 +331,7 @@ impl Wal {
             &mut self.buf,
             self.hard_state.as_ref(),
             self.conf_state.as_ref(),
-            index,
-            term,
+            (index, term, installed),
         );
         if let Err(e) = encoded {
             self.buf.truncate(start);
@@ -325,8 +339,13 @@ impl Wal {
         }
         self.sync()?;
         self.snapshot = Some((index, term));
-        self.last_index = self.last_index.max(index);
-        self.release_below(index)
+        if installed {
+            self.last_index = index;
+            self.release(u64::MAX)
+        } else {
+            self.last_index = self.last_index.max(index);
+            self.release(index)
+        }
     }
 
     /// Number of live segment files.
@@ -422,12 +441,12 @@ impl Wal {
     }
 
     /// Deletes the longest prefix of non-active segments whose entries are
-    /// all `< index`, oldest first, so the survivors stay contiguous.
-    fn release_below(&mut self, index: u64) -> Result<(), WalError> {
+    /// all `<= index`, oldest first, so the survivors stay contiguous.
+    fn release(&mut self, index: u64) -> Result<(), WalError> {
         let active = self.segments.len() - 1;
         let releasable = self.segments[..active]
             .iter()
-            .take_while(|s| s.max_entry_index < index)
+            .take_while(|s| s.max_entry_index <= index)
             .count();
         let mut removed = 0;
         let mut result = Ok(());
@@ -468,8 +487,7 @@ fn encode_marker_batch(
     buf: &mut Vec<u8>,
     hard_state: Option<&HardState>,
     conf_state: Option<&ConfState>,
-    index: u64,
-    term: u64,
+    (index, term, installed): (u64, u64, bool),
 ) -> Result<(), WalError> {
     if let Some(hs) = hard_state {
         record::encode_hard_state(buf, hs)?;
@@ -477,7 +495,7 @@ fn encode_marker_batch(
     if let Some(cs) = conf_state {
         record::encode_conf_state(buf, cs)?;
     }
-    record::encode_marker(buf, index, term)
+    record::encode_marker(buf, index, term, installed)
 }
 
 /// Creates a new, empty segment and makes its directory entry durable.

@@ -352,6 +352,9 @@ impl Runner {
         self.transport.send(ready.take_persisted_messages());
         let mut light = self.raw.advance(ready);
         if let Some(c) = light.commit_index() {
+            // Recorded before applying, so a snapshot never names an index
+            // beyond the commit index the log holds.
+            self.log.persist_commit(c)?;
             self.state.set_commit(c);
         }
         self.transport.send(light.take_messages());
@@ -364,8 +367,7 @@ impl Runner {
     fn install_snapshot(&mut self, snap: raft::eraftpb::Snapshot) -> Result<(), NodeError> {
         self.log.install_snapshot(&snap)?;
         let mut data: &[u8] = &snap.data;
-        self.applier.mvcc().engine().restore(&mut data)?;
-        self.applier.mvcc().reload()?;
+        self.applier.mvcc().restore_snapshot(&mut data)?;
         let meta = snap.get_metadata();
         self.last_snapshot = meta.index;
         self.state.set_applied(meta.index);

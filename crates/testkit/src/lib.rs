@@ -203,3 +203,42 @@ pub fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String, String) {
         .expect("run etcdctl (scripts/setup.sh installs it)");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
+
+/// What one etcdctl run produced, with its exit code (None if killed by a signal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdctlOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs etcdctl (API v3) against an endpoint with `stdin` fed to it (for
+/// `etcdctl txn` and `etcdctl put <key>` reading its value), keeping the exit code.
+pub fn etcdctl_stdin(endpoint: &str, args: &[&str], stdin: &[u8]) -> EtcdctlOutput {
+    use std::io::Write;
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoint)
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run etcdctl (scripts/setup.sh installs it)");
+    let mut input = child.stdin.take().expect("etcdctl stdin");
+    let data = stdin.to_vec();
+    // A writer thread, so a large stdin cannot deadlock against full output pipes.
+    let writer = std::thread::spawn(move || {
+        // etcdctl may exit before reading everything (bad flags); that is not our error.
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait for etcdctl");
+    let _ = writer.join();
+    EtcdctlOutput {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -3,4 +3,5 @@
 //! against Debian's etcd.
 
 mod common;
+mod crash;
 mod smoke;

@@ -9,13 +9,16 @@ use raft::eraftpb::{ConfState, SnapshotMetadata};
 use super::{file_name, SnapshotError, SnapshotStore, KEEP_SNAPSHOTS};
 
 fn meta(index: u64, term: u64) -> SnapshotMetadata {
-    let mut m = SnapshotMetadata::default();
-    m.index = index;
-    m.term = term;
-    let mut cs = ConfState::default();
-    cs.voters = vec![1, 2, 3];
-    m.set_conf_state(cs);
-    m
+    SnapshotMetadata {
+        index,
+        term,
+        conf_state: Some(ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    }
 }
 
 /// Deterministic pseudo-random bytes.
@@ -96,13 +99,19 @@ fn corrupt_newest_falls_back_to_older() {
     assert_eq!(read_all(r), old);
     match store.load(20, 2) {
         Err(SnapshotError::Corrupt { path, .. }) => assert_eq!(path, newest),
-        other => panic!("expected Corrupt, got {:?}", other.map(|o| o.map(|(m, _)| m))),
+        other => panic!(
+            "expected Corrupt, got {:?}",
+            other.map(|o| o.map(|(m, _)| m))
+        ),
     }
 
     // Truncation is caught too, at any length.
     for cut in [0, 10, 30, bytes.len() - 5] {
         fs::write(&newest, &bytes[..cut]).unwrap();
-        assert!(matches!(store.load(20, 2), Err(SnapshotError::Corrupt { .. })));
+        assert!(matches!(
+            store.load(20, 2),
+            Err(SnapshotError::Corrupt { .. })
+        ));
         assert_eq!(store.load_latest().unwrap().unwrap().0.index, 10);
     }
 }
@@ -117,7 +126,10 @@ fn misnamed_file_is_corrupt() {
         dir.path().join(file_name(11, 1)),
     )
     .unwrap();
-    assert!(matches!(store.load(11, 1), Err(SnapshotError::Corrupt { .. })));
+    assert!(matches!(
+        store.load(11, 1),
+        Err(SnapshotError::Corrupt { .. })
+    ));
     assert!(store.load_latest().unwrap().is_none());
 }
 
@@ -144,7 +156,12 @@ fn only_the_newest_two_are_kept() {
     for i in 1..=5u64 {
         save(&store, &meta(i * 10, i), format!("snap {i}").as_bytes());
     }
-    let left: Vec<u64> = store.list().unwrap().into_iter().map(|(i, _, _)| i).collect();
+    let left: Vec<u64> = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|(i, _, _)| i)
+        .collect();
     assert_eq!(left.len(), KEEP_SNAPSHOTS);
     assert_eq!(left, vec![40, 50]);
 }

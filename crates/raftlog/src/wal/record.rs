@@ -79,7 +79,9 @@ pub(crate) fn checksum(kind: u8, payload: &[u8]) -> u32 {
 
 /// Appends one framed entry record to `buf`.
 pub(crate) fn encode_entry(buf: &mut Vec<u8>, e: &Entry) -> Result<(), WalError> {
-    encode_with(buf, TYPE_ENTRY, |b| e.write_to_vec(b).map_err(WalError::Encode))
+    encode_with(buf, TYPE_ENTRY, |b| {
+        e.write_to_vec(b).map_err(WalError::Encode)
+    })
 }
 
 /// Appends one framed hard-state record to `buf`.
@@ -192,16 +194,22 @@ mod tests {
 
     #[test]
     fn every_record_type_round_trips() {
-        let mut e = Entry::default();
-        e.index = 7;
-        e.term = 3;
-        e.data = b"hello".to_vec().into();
-        let mut hs = HardState::default();
-        hs.term = 3;
-        hs.vote = 1;
-        hs.commit = 6;
-        let mut cs = ConfState::default();
-        cs.voters = vec![1, 2, 3];
+        let e = Entry {
+            index: 7,
+            term: 3,
+            data: b"hello".to_vec().into(),
+            ..Default::default()
+        };
+        let hs = HardState {
+            term: 3,
+            vote: 1,
+            commit: 6,
+            ..Default::default()
+        };
+        let cs = ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        };
         let cases = [
             Record::Entry(e),
             Record::HardState(hs),

@@ -150,10 +150,11 @@ mod tests {
     use super::*;
 
     fn ent(index: u64, term: u64) -> Record {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        Record::Entry(e)
+        Record::Entry(Entry {
+            index,
+            term,
+            ..Default::default()
+        })
     }
 
     fn local(index: u64, term: u64) -> Record {
@@ -189,7 +190,10 @@ mod tests {
         let mut recs: Vec<Record> = (1..=10).map(|i| ent(i, 1)).collect();
         recs.extend((6..=8).map(|i| ent(i, 2)));
         let c = replay(recs).unwrap();
-        let want: Vec<_> = (1..=5).map(|i| (i, 1)).chain((6..=8).map(|i| (i, 2))).collect();
+        let want: Vec<_> = (1..=5)
+            .map(|i| (i, 1))
+            .chain((6..=8).map(|i| (i, 2)))
+            .collect();
         assert_eq!(ids(&c), want);
     }
 
@@ -198,13 +202,22 @@ mod tests {
         assert!(replay(vec![ent(1, 1), ent(3, 1)]).is_err());
         assert!(replay(vec![ent(5, 1), ent(6, 1)]).is_err(), "missing start");
         assert!(replay(vec![installed(4, 1), ent(6, 1)]).is_err());
-        assert!(replay(vec![ent(5, 1), local(3, 1)]).is_err(), "marker too low");
+        assert!(
+            replay(vec![ent(5, 1), local(3, 1)]).is_err(),
+            "marker too low"
+        );
     }
 
     #[test]
     fn released_prefix_is_covered_by_a_later_marker() {
         // Segments holding 1..=95 were released after marker 100.
-        let c = replay(vec![ent(96, 1), ent(97, 1), local(50, 1), ent(98, 1), local(100, 1)]);
+        let c = replay(vec![
+            ent(96, 1),
+            ent(97, 1),
+            local(50, 1),
+            ent(98, 1),
+            local(100, 1),
+        ]);
         assert_eq!(c.unwrap().snapshot, Some((100, 1)));
         // The retained segment starts with an old marker, then a gap that
         // the next marker covers.
@@ -220,7 +233,10 @@ mod tests {
         recs.push(ent(10, 3));
         let c = replay(recs).unwrap();
         assert_eq!(c.snapshot, Some((5, 2)));
-        assert_eq!(ids(&c), (6..=9).map(|i| (i, 2)).chain([(10, 3)]).collect::<Vec<_>>());
+        assert_eq!(
+            ids(&c),
+            (6..=9).map(|i| (i, 2)).chain([(10, 3)]).collect::<Vec<_>>()
+        );
         // A local marker whose term contradicts the log is corruption.
         assert!(replay(vec![ent(1, 1), ent(2, 1), local(2, 2)]).is_err());
     }

@@ -96,10 +96,19 @@ pub(crate) struct ScanEnd {
 /// A record that failed its checks.
 struct BadRecord {
     offset: u64,
-    /// Where the data after the bad record starts, if it is known; `None`
-    /// when the record can never be a torn tail.
-    rest_from: Option<u64>,
+    tail: Tail,
     reason: String,
+}
+
+/// Whether a bad record in the last segment may be a torn tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// The record runs to (or past) the end of the file: torn.
+    ReachesEof,
+    /// The reader sits just past the record: torn iff only zeros follow.
+    ZerosMustFollow,
+    /// Cannot be a torn write (e.g. an impossible length with data after it).
+    Never,
 }
 
 /// Reads every record of the segment at `path`, calling `visit(record,
@@ -131,7 +140,7 @@ pub(crate) fn scan(
         if remaining < HEADER_LEN as u64 {
             break BadRecord {
                 offset,
-                rest_from: Some(file_len),
+                tail: Tail::ReachesEof,
                 reason: format!("partial record header ({remaining} bytes)"),
             };
         }
@@ -141,7 +150,7 @@ pub(crate) fn scan(
         if u64::from(h.len) > room {
             break BadRecord {
                 offset,
-                rest_from: Some(file_len),
+                tail: Tail::ReachesEof,
                 reason: format!(
                     "record length {} runs past the end of the file ({room} bytes left)",
                     h.len
@@ -151,7 +160,7 @@ pub(crate) fn scan(
         if h.len > MAX_RECORD_BYTES {
             break BadRecord {
                 offset,
-                rest_from: None,
+                tail: Tail::Never,
                 reason: format!(
                     "record length {} exceeds the maximum {MAX_RECORD_BYTES}",
                     h.len
@@ -164,7 +173,7 @@ pub(crate) fn scan(
         if record::checksum(h.kind, &payload) != h.crc {
             break BadRecord {
                 offset,
-                rest_from: Some(end),
+                tail: Tail::ZerosMustFollow,
                 reason: "crc mismatch".to_string(),
             };
         }
@@ -174,8 +183,12 @@ pub(crate) fn scan(
         offset = end;
     };
 
-    // The reader is positioned at `bad.rest_from` whenever that is known.
-    let torn = is_last && bad.rest_from.is_some() && rest_is_zero(&mut r).map_err(io_err)?;
+    let torn = is_last
+        && match bad.tail {
+            Tail::ReachesEof => true,
+            Tail::ZerosMustFollow => rest_is_zero(&mut r).map_err(io_err)?,
+            Tail::Never => false,
+        };
     if !torn {
         let reason = if is_last {
             format!("{}, followed by more data", bad.reason)
@@ -216,7 +229,10 @@ mod tests {
         assert_eq!(parse_name(&n), Some((0x1f, 0x2a)));
         assert_eq!(parse_name("LOCK"), None);
         assert_eq!(parse_name("1-2.wal"), None);
-        assert_eq!(parse_name("000000000000001f-000000000000002a.wal.tmp"), None);
+        assert_eq!(
+            parse_name("000000000000001f-000000000000002a.wal.tmp"),
+            None
+        );
     }
 
     #[test]

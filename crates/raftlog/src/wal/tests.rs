@@ -10,25 +10,28 @@ use super::segment;
 use super::{Wal, WalContents, WalError, WalOptions};
 
 fn ent(index: u64, term: u64, len: usize) -> Entry {
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = term;
-    e.data = vec![(index % 251) as u8; len].into();
-    e
+    Entry {
+        index,
+        term,
+        data: vec![(index % 251) as u8; len].into(),
+        ..Default::default()
+    }
 }
 
 fn hs(term: u64, vote: u64, commit: u64) -> HardState {
-    let mut h = HardState::default();
-    h.term = term;
-    h.vote = vote;
-    h.commit = commit;
-    h
+    HardState {
+        term,
+        vote,
+        commit,
+        ..Default::default()
+    }
 }
 
 fn voters(ids: &[u64]) -> ConfState {
-    let mut cs = ConfState::default();
-    cs.voters = ids.to_vec();
-    cs
+    ConfState {
+        voters: ids.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn ids(c: &WalContents) -> Vec<(u64, u64)> {
@@ -113,7 +116,10 @@ fn overwrite_replays_like_raft() {
         wal.sync().unwrap();
     }
     let (_wal, c) = Wal::open(dir.path()).unwrap();
-    let want: Vec<(u64, u64)> = (1..=5).map(|i| (i, 1)).chain((6..=8).map(|i| (i, 2))).collect();
+    let want: Vec<(u64, u64)> = (1..=5)
+        .map(|i| (i, 1))
+        .chain((6..=8).map(|i| (i, 2)))
+        .collect();
     assert_eq!(ids(&c), want);
     assert_eq!(c.hard_state, Some(hs(2, 2, 3)));
 }
@@ -277,7 +283,8 @@ fn rotation_and_release_keep_what_replay_needs() {
         let after = wal.segment_count();
         assert!(after < before - 2, "released: {before} -> {after}");
         assert_eq!(segment_paths(dir.path()).len(), after);
-        wal.append(&[ent(201, 3, 30)], Some(&hs(3, 1, 190))).unwrap();
+        wal.append(&[ent(201, 3, 30)], Some(&hs(3, 1, 190)))
+            .unwrap();
         wal.sync().unwrap();
     }
     let (mut wal, c) = Wal::open_with(dir.path(), opts).unwrap();
@@ -323,7 +330,7 @@ fn installed_snapshot_marker_discards_conflicting_log() {
             .unwrap();
         wal.sync().unwrap();
         // The leader's snapshot at 12 (term 4) runs past our log.
-        wal.mark_snapshot(12, 4).unwrap();
+        wal.mark_installed_snapshot(12, 4).unwrap();
         wal.append(&[ent(13, 4, 1)], Some(&hs(4, 2, 12))).unwrap();
         wal.sync().unwrap();
     }
@@ -407,7 +414,10 @@ fn random_crashes_never_lose_synced_batches() {
             .find(|(p, off, _)| *p == last && *off > cut)
             .map_or(next - 1, |(_, _, n)| *n);
         assert!(got >= synced_entries, "trial {trial}: lost synced entries");
-        assert!(got >= lower && got <= upper, "trial {trial}: {got} not in {lower}..={upper}");
+        assert!(
+            got >= lower && got <= upper,
+            "trial {trial}: {got} not in {lower}..={upper}"
+        );
         for (i, e) in c.entries.iter().enumerate() {
             assert_eq!(e.index, i as u64 + 1);
             assert_eq!(e.data.len(), ent(e.index, 1, e.data.len()).data.len());
@@ -419,4 +429,120 @@ fn random_crashes_never_lose_synced_batches() {
         let (_wal, c) = Wal::open_with(dir.path(), opts).unwrap();
         assert_eq!(c.entries.len() as u64, got + 1);
     }
+}
+
+/// Random histories of appends (with raft overwrites), local and installed
+/// snapshot markers and reopens, checked against a simple model of the raft
+/// log. Small segments make rotation and release happen all the time, so
+/// replay constantly starts mid-history.
+#[test]
+fn random_histories_replay_like_the_model() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for trial in 0..6 {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = small(300);
+        let mut model: Vec<(u64, u64)> = Vec::new();
+        let mut snap = (0u64, 0u64);
+        let mut term = 1u64;
+        let mut hard = None;
+        let (mut wal, _) = Wal::open_with(dir.path(), opts).unwrap();
+        let check = |c: &WalContents, model: &[(u64, u64)], snap, hard: &Option<HardState>| {
+            assert_eq!(ids(c), model, "trial {trial}");
+            assert_eq!(
+                c.snapshot,
+                (snap != (0, 0)).then_some(snap),
+                "trial {trial}"
+            );
+            assert_eq!(&c.hard_state, hard, "trial {trial}");
+        };
+        for _ in 0..160 {
+            let last = model.last().map_or(snap.0, |e| e.0);
+            match rng.below(12) {
+                0..=6 => {
+                    let overwrite = last > snap.0 && rng.below(4) == 0;
+                    let start = if overwrite {
+                        term += 1;
+                        snap.0 + 1 + rng.below(last - snap.0)
+                    } else {
+                        last + 1
+                    };
+                    let n = 1 + rng.below(5);
+                    let es: Vec<Entry> = (start..start + n)
+                        .map(|i| ent(i, term, rng.below(60) as usize))
+                        .collect();
+                    model.retain(|e| e.0 < start);
+                    model.extend(es.iter().map(|e| (e.index, e.term)));
+                    hard = Some(hs(term, 1, snap.0));
+                    wal.append(&es, hard.as_ref()).unwrap();
+                    wal.sync().unwrap();
+                }
+                7..=8 if last > snap.0 => {
+                    let s = snap.0 + 1 + rng.below(last - snap.0);
+                    let t = model.iter().find(|e| e.0 == s).map(|e| e.1).unwrap();
+                    wal.mark_snapshot(s, t).unwrap();
+                    model.retain(|e| e.0 > s);
+                    snap = (s, t);
+                }
+                9 => {
+                    term += 1;
+                    let s = (snap.0 + 1).max(last.saturating_sub(3)) + rng.below(6);
+                    wal.mark_installed_snapshot(s, term).unwrap();
+                    model.clear();
+                    snap = (s, term);
+                }
+                _ => {
+                    drop(wal);
+                    let (w, c) = Wal::open_with(dir.path(), opts).unwrap();
+                    check(&c, &model, snap, &hard);
+                    wal = w;
+                }
+            }
+        }
+        drop(wal);
+        let (_wal, c) = Wal::open_with(dir.path(), opts).unwrap();
+        check(&c, &model, snap, &hard);
+    }
+}
+
+#[test]
+fn log_ahead_of_the_snapshot_survives_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small(512);
+    {
+        let (mut wal, _) = Wal::open_with(dir.path(), opts).unwrap();
+        for i in 1..=300 {
+            wal.append(&[ent(i, 1, 20)], Some(&hs(1, 1, i))).unwrap();
+            wal.sync().unwrap();
+        }
+        let before = wal.segment_count();
+        wal.mark_snapshot(100, 1).unwrap();
+        wal.mark_snapshot(200, 1).unwrap();
+        assert!(wal.segment_count() < before);
+    }
+    let (_wal, c) = Wal::open_with(dir.path(), opts).unwrap();
+    assert_eq!(c.snapshot, Some((200, 1)));
+    assert_eq!(ids(&c), (201..=300).map(|i| (i, 1)).collect::<Vec<_>>());
+}
+
+#[test]
+fn failed_write_poisons_until_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path()).unwrap();
+    wal.append(&[ent(1, 1, 8)], None).unwrap();
+    wal.sync().unwrap();
+    // Swap in a read-only handle so the next write fails, as a full or
+    // failing disk would.
+    let path = wal.segments.last().unwrap().path.clone();
+    wal.active = fs::File::open(&path).unwrap();
+    wal.append(&[ent(2, 1, 8)], None).unwrap();
+    assert!(matches!(wal.sync(), Err(WalError::Io { .. })));
+    assert!(matches!(
+        wal.append(&[ent(3, 1, 8)], None),
+        Err(WalError::Poisoned)
+    ));
+    assert!(matches!(wal.sync(), Err(WalError::Poisoned)));
+    assert!(matches!(wal.mark_snapshot(1, 1), Err(WalError::Poisoned)));
+    drop(wal);
+    let (_wal, c) = Wal::open(dir.path()).unwrap();
+    assert_eq!(ids(&c), vec![(1, 1)]);
 }
