@@ -19,13 +19,31 @@
 //! the Ready's hard state) → conf state (the snapshot's, unless the WAL holds a
 //! conf state record written after the marker).
 //!
-//! Example Ready loop step:
+//! Caller rules for the Ready loop (raft-rs 0.7), in this order:
 //!
 //! ```text
-//! if !ready.snapshot().is_empty() { store.install_snapshot(ready.snapshot())? }
-//! store.persist(ready.entries(), ready.hs(), ready.must_sync())?;
-//! send(ready.take_persisted_messages()); // only after persist
+//! let mut rd = node.ready();
+//! send(rd.take_messages());                      // leader traffic: may go first
+//! if !rd.snapshot().is_empty() {
+//!     store.install_snapshot(rd.snapshot())?;    // then restore the state machine from it
+//! }
+//! apply(rd.take_committed_entries());
+//! store.persist(rd.entries(), rd.hs(), rd.must_sync())?;
+//! send(rd.take_persisted_messages());            // only after persist returned Ok
+//! let mut light = node.advance(rd);
+//! if let Some(c) = light.commit_index() { store.persist_commit(c)?; }
+//! send(light.take_messages());
+//! apply(light.take_committed_entries());
+//! node.advance_apply();
+//! // every N applied entries, between Readies:
+//! store.create_snapshot(applied, term_of(applied), &conf_state_at(applied), &mut write_state)?;
 //! ```
+//!
+//! - Give `RawNode` [`LogStore::raft_storage`], so a leader sends snapshots
+//!   with their data; on restart set `Config::applied` to the recovered
+//!   snapshot's index (0 without one) after restoring the state machine.
+//! - Any error from `persist`, `install_snapshot` or `create_snapshot` is
+//!   fatal for the member: stop the Ready loop and restart from disk.
 
 #[cfg(test)]
 mod tests;

@@ -166,7 +166,7 @@ pub fn start(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Arc<NodeHand
         ..Default::default()
     };
     raft_cfg.validate()?;
-    let mut raw = RawNode::new(&raft_cfg, log.storage(), &crate::raft_logger::logger())?;
+    let mut raw = RawNode::new(&raft_cfg, log.raft_storage(), &crate::raft_logger::logger())?;
     if cfg.members.len() == 1 {
         // A lone voter need not wait an election timeout to lead.
         raw.campaign()?;
@@ -203,7 +203,7 @@ pub fn start(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Arc<NodeHand
 type ReadWaiter = oneshot::Sender<Result<u64, EtcdError>>;
 
 struct Runner {
-    raw: RawNode<raft::storage::MemStorage>,
+    raw: RawNode<raftlog::RaftStorage>,
     log: LogStore,
     applier: Applier,
     state: Arc<SharedState>,

@@ -15,6 +15,9 @@ use crate::config::{ServerConfig, GRPC_OVERHEAD_BYTES};
 use crate::node::{self, NodeError};
 use crate::service::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, Ctx};
 
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("{0}")]
@@ -96,10 +99,17 @@ pub async fn run(cfg: ServerConfig, listeners: Listeners, shutdown: impl Future<
     };
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
-    for s in servers {
-        match s.await {
-            Ok(r) => r?,
-            Err(e) => tracing::error!(error = %e, "client server task failed"),
+    // Idle client connections may stay open after GOAWAY; in-flight requests
+    // get a bounded grace period, then the rest is closed.
+    let grace_end = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    for mut s in servers {
+        match tokio::time::timeout_at(grace_end, &mut s).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(e)) => tracing::error!(error = %e, "client server task failed"),
+            Err(_) => {
+                tracing::warn!("client connections still open after the grace period; closing them");
+                s.abort();
+            }
         }
     }
     let stop_node = node.clone();

@@ -4,4 +4,8 @@
 
 mod common;
 mod crash;
+mod diff;
+mod kv;
+mod kv_errors;
+mod lifecycle;
 mod smoke;
