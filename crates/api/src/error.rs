@@ -77,7 +77,11 @@ impl EtcdError {
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExist | NotLeader => Code::FailedPrecondition,
-            NoLeader | LeaderChanged | Stopped | Timeout | TimeoutDueToLeaderFail
+            NoLeader
+            | LeaderChanged
+            | Stopped
+            | Timeout
+            | TimeoutDueToLeaderFail
             | NotSupportedForLearner => Code::Unavailable,
             Corrupt => Code::DataLoss,
             DeadlineExceeded => Code::DeadlineExceeded,
@@ -101,35 +105,131 @@ mod tests {
     #[test]
     fn table_matches_etcd() {
         let cases = [
-            (EtcdError::EmptyKey, Code::InvalidArgument, "etcdserver: key is not provided"),
-            (EtcdError::KeyNotFound, Code::InvalidArgument, "etcdserver: key not found"),
-            (EtcdError::ValueProvided, Code::InvalidArgument, "etcdserver: value is provided"),
-            (EtcdError::LeaseProvided, Code::InvalidArgument, "etcdserver: lease is provided"),
-            (EtcdError::TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request"),
-            (EtcdError::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
-            (EtcdError::InvalidSortOption, Code::InvalidArgument, "etcdserver: invalid sort option"),
-            (EtcdError::Compacted, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
-            (EtcdError::FutureRev, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
-            (EtcdError::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
-            (EtcdError::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
-            (EtcdError::LeaseExist, Code::FailedPrecondition, "etcdserver: lease already exists"),
-            (EtcdError::LeaseTtlTooLarge, Code::OutOfRange, "etcdserver: too large lease TTL"),
-            (EtcdError::RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
-            (EtcdError::TooManyRequests, Code::ResourceExhausted, "etcdserver: too many requests"),
-            (EtcdError::NoLeader, Code::Unavailable, "etcdserver: no leader"),
-            (EtcdError::NotLeader, Code::FailedPrecondition, "etcdserver: not leader"),
-            (EtcdError::LeaderChanged, Code::Unavailable, "etcdserver: leader changed"),
-            (EtcdError::Stopped, Code::Unavailable, "etcdserver: server stopped"),
-            (EtcdError::Timeout, Code::Unavailable, "etcdserver: request timed out"),
+            (
+                EtcdError::EmptyKey,
+                Code::InvalidArgument,
+                "etcdserver: key is not provided",
+            ),
+            (
+                EtcdError::KeyNotFound,
+                Code::InvalidArgument,
+                "etcdserver: key not found",
+            ),
+            (
+                EtcdError::ValueProvided,
+                Code::InvalidArgument,
+                "etcdserver: value is provided",
+            ),
+            (
+                EtcdError::LeaseProvided,
+                Code::InvalidArgument,
+                "etcdserver: lease is provided",
+            ),
+            (
+                EtcdError::TooManyOps,
+                Code::InvalidArgument,
+                "etcdserver: too many operations in txn request",
+            ),
+            (
+                EtcdError::DuplicateKey,
+                Code::InvalidArgument,
+                "etcdserver: duplicate key given in txn request",
+            ),
+            (
+                EtcdError::InvalidSortOption,
+                Code::InvalidArgument,
+                "etcdserver: invalid sort option",
+            ),
+            (
+                EtcdError::Compacted,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                EtcdError::FutureRev,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+            (
+                EtcdError::NoSpace,
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (
+                EtcdError::LeaseNotFound,
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            ),
+            (
+                EtcdError::LeaseExist,
+                Code::FailedPrecondition,
+                "etcdserver: lease already exists",
+            ),
+            (
+                EtcdError::LeaseTtlTooLarge,
+                Code::OutOfRange,
+                "etcdserver: too large lease TTL",
+            ),
+            (
+                EtcdError::RequestTooLarge,
+                Code::InvalidArgument,
+                "etcdserver: request is too large",
+            ),
+            (
+                EtcdError::TooManyRequests,
+                Code::ResourceExhausted,
+                "etcdserver: too many requests",
+            ),
+            (
+                EtcdError::NoLeader,
+                Code::Unavailable,
+                "etcdserver: no leader",
+            ),
+            (
+                EtcdError::NotLeader,
+                Code::FailedPrecondition,
+                "etcdserver: not leader",
+            ),
+            (
+                EtcdError::LeaderChanged,
+                Code::Unavailable,
+                "etcdserver: leader changed",
+            ),
+            (
+                EtcdError::Stopped,
+                Code::Unavailable,
+                "etcdserver: server stopped",
+            ),
+            (
+                EtcdError::Timeout,
+                Code::Unavailable,
+                "etcdserver: request timed out",
+            ),
             (
                 EtcdError::TimeoutDueToLeaderFail,
                 Code::Unavailable,
                 "etcdserver: request timed out, possibly due to previous leader failure",
             ),
-            (EtcdError::Corrupt, Code::DataLoss, "etcdserver: corrupt cluster"),
-            (EtcdError::NotSupportedForLearner, Code::Unavailable, "etcdserver: rpc not supported for learner"),
-            (EtcdError::MemberNotFound, Code::NotFound, "etcdserver: member not found"),
-            (EtcdError::DeadlineExceeded, Code::DeadlineExceeded, "context deadline exceeded"),
+            (
+                EtcdError::Corrupt,
+                Code::DataLoss,
+                "etcdserver: corrupt cluster",
+            ),
+            (
+                EtcdError::NotSupportedForLearner,
+                Code::Unavailable,
+                "etcdserver: rpc not supported for learner",
+            ),
+            (
+                EtcdError::MemberNotFound,
+                Code::NotFound,
+                "etcdserver: member not found",
+            ),
+            (
+                EtcdError::DeadlineExceeded,
+                Code::DeadlineExceeded,
+                "context deadline exceeded",
+            ),
             (EtcdError::Canceled, Code::Cancelled, "context canceled"),
         ];
         for (err, code, msg) in cases {

@@ -6,16 +6,18 @@
 use std::sync::Arc;
 
 use api::pb::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    ResponseHeader, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
+    PutResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use api::pb::metastorepb::internal_request::Request;
 use api::EtcdError;
-use storage::{AppliedIndex, MvccStore};
+use storage::{AppliedIndex, Event, EventKind, KeyRange, MvccStore, WriteBatch};
 
 use crate::errors::from_mvcc;
-use crate::range::TxnWrite;
-use crate::txn::{self, LeaseCheck};
+use crate::lessor::Lessor;
+use crate::range::{ReadView, TxnWrite};
+use crate::txn;
 
 #[derive(Debug, Clone)]
 pub enum ApplyResponse {
@@ -23,32 +25,51 @@ pub enum ApplyResponse {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
 }
 
 pub type ApplyResult = Result<ApplyResponse, EtcdError>;
 
 pub struct Applier {
     mvcc: Arc<MvccStore>,
+    lessor: Arc<Lessor>,
+}
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
 }
 
 impl Applier {
-    pub fn new(mvcc: Arc<MvccStore>) -> Self {
-        Applier { mvcc }
+    pub fn new(mvcc: Arc<MvccStore>, lessor: Arc<Lessor>) -> Self {
+        Applier { mvcc, lessor }
     }
 
     pub fn mvcc(&self) -> &Arc<MvccStore> {
         &self.mvcc
     }
 
+    pub fn lessor(&self) -> &Arc<Lessor> {
+        &self.lessor
+    }
+
     /// Applies one request. On error nothing of it is written, but the index
     /// is still recorded so a restart does not apply it again.
     pub fn apply(&self, req: Request, applied: AppliedIndex) -> ApplyResult {
-        let no_leases: LeaseCheck = &|_| false;
         let result = match req {
-            Request::Put(p) => self.put(p, applied, no_leases).map(ApplyResponse::Put),
-            Request::DeleteRange(d) => self.delete_range(d, applied).map(ApplyResponse::DeleteRange),
-            Request::Txn(t) => self.txn(t, applied, no_leases).map(ApplyResponse::Txn),
+            Request::Put(p) => self.put(p, applied).map(ApplyResponse::Put),
+            Request::DeleteRange(d) => self
+                .delete_range(d, applied)
+                .map(ApplyResponse::DeleteRange),
+            Request::Txn(t) => self.txn(t, applied).map(ApplyResponse::Txn),
             Request::Compaction(c) => self.compact(c, applied).map(ApplyResponse::Compaction),
+            Request::LeaseGrant(g) => self.lease_grant(g, applied).map(ApplyResponse::LeaseGrant),
+            Request::LeaseRevoke(r) => self
+                .lease_revoke(r, applied)
+                .map(ApplyResponse::LeaseRevoke),
         };
         if result.is_err() {
             self.mark_applied(applied)?;
@@ -61,37 +82,104 @@ impl Applier {
         self.mvcc.set_applied(applied).map_err(from_mvcc)
     }
 
-    fn commit(tw: TxnWrite<'_>, applied: AppliedIndex) -> Result<(), EtcdError> {
-        tw.txn.commit(applied).map(|_events| ()).map_err(from_mvcc)
+    /// Commits the txn (with `extra` in the same batch) and keeps lease
+    /// attachments in step with the keys that changed.
+    fn commit(
+        &self,
+        tw: TxnWrite<'_>,
+        applied: AppliedIndex,
+        extra: WriteBatch,
+    ) -> Result<Vec<Event>, EtcdError> {
+        let events = tw.txn.commit_with(applied, extra).map_err(from_mvcc)?;
+        for ev in &events {
+            let old = ev.prev_kv.as_ref().map_or(0, |kv| kv.lease);
+            let new = if ev.kind == EventKind::Put {
+                ev.kv.lease
+            } else {
+                0
+            };
+            self.lessor.reattach(&ev.kv.key, old, new);
+        }
+        Ok(events)
     }
 
-    fn put(&self, p: PutRequest, applied: AppliedIndex, leases: LeaseCheck) -> Result<PutResponse, EtcdError> {
+    fn put(&self, p: PutRequest, applied: AppliedIndex) -> Result<PutResponse, EtcdError> {
         let mut tw = TxnWrite::new(&self.mvcc);
-        txn::check_put(&tw, &p, leases)?;
+        txn::check_put(&tw, &p, &|id| self.lessor.exists(id))?;
         let resp = txn::put(&mut tw, &p)?;
-        Self::commit(tw, applied)?;
+        self.commit(tw, applied, WriteBatch::default())?;
         Ok(resp)
     }
 
-    fn delete_range(&self, d: DeleteRangeRequest, applied: AppliedIndex) -> Result<DeleteRangeResponse, EtcdError> {
+    fn delete_range(
+        &self,
+        d: DeleteRangeRequest,
+        applied: AppliedIndex,
+    ) -> Result<DeleteRangeResponse, EtcdError> {
         let mut tw = TxnWrite::new(&self.mvcc);
         let resp = txn::delete_range(&mut tw, &d)?;
-        Self::commit(tw, applied)?;
+        self.commit(tw, applied, WriteBatch::default())?;
         Ok(resp)
     }
 
-    fn txn(&self, t: TxnRequest, applied: AppliedIndex, leases: LeaseCheck) -> Result<TxnResponse, EtcdError> {
+    fn txn(&self, t: TxnRequest, applied: AppliedIndex) -> Result<TxnResponse, EtcdError> {
         let mut tw = TxnWrite::new(&self.mvcc);
         let path = txn::compare_to_path(&tw, &t);
-        txn::check_requests(&tw, &t, &path, leases)?;
+        txn::check_requests(&tw, &t, &path, &|id| self.lessor.exists(id))?;
         let (resp, _) = txn::execute_txn(&mut tw, &t, &path)?;
-        Self::commit(tw, applied)?;
+        self.commit(tw, applied, WriteBatch::default())?;
         Ok(resp)
     }
 
-    fn compact(&self, c: CompactionRequest, applied: AppliedIndex) -> Result<CompactionResponse, EtcdError> {
+    fn compact(
+        &self,
+        c: CompactionRequest,
+        applied: AppliedIndex,
+    ) -> Result<CompactionResponse, EtcdError> {
         self.mvcc.compact(c.revision, applied).map_err(from_mvcc)?;
         let revision = self.mvcc.current_revision();
-        Ok(CompactionResponse { header: Some(ResponseHeader { revision, ..Default::default() }) })
+        Ok(CompactionResponse {
+            header: header(revision),
+        })
+    }
+
+    fn lease_grant(
+        &self,
+        g: LeaseGrantRequest,
+        applied: AppliedIndex,
+    ) -> Result<LeaseGrantResponse, EtcdError> {
+        let mut batch = WriteBatch::default();
+        let ttl = self.lessor.grant(g.id, g.ttl, &mut batch)?;
+        self.mvcc
+            .set_applied_with(applied, batch)
+            .map_err(from_mvcc)?;
+        Ok(LeaseGrantResponse {
+            header: header(self.mvcc.current_revision()),
+            id: g.id,
+            ttl,
+            error: String::new(),
+        })
+    }
+
+    /// Deletes every attached key under one revision, then the lease.
+    fn lease_revoke(
+        &self,
+        r: LeaseRevokeRequest,
+        applied: AppliedIndex,
+    ) -> Result<LeaseRevokeResponse, EtcdError> {
+        let keys = self.lessor.keys_of(r.id).ok_or(EtcdError::LeaseNotFound)?;
+        let mut tw = TxnWrite::new(&self.mvcc);
+        for key in keys {
+            tw.txn
+                .delete_range(&KeyRange::Single(key))
+                .map_err(from_mvcc)?;
+        }
+        let revision = tw.rev();
+        let mut batch = WriteBatch::default();
+        self.lessor.remove(r.id, &mut batch);
+        self.commit(tw, applied, batch)?;
+        Ok(LeaseRevokeResponse {
+            header: header(revision),
+        })
     }
 }

@@ -27,11 +27,12 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Messa
 use raft::{RawNode, StateRole};
 use raftlog::LogStore;
 use storage::{AppliedIndex, Engine, MvccStore};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
-use crate::apply::{ApplyResult, Applier};
+use crate::apply::{Applier, ApplyResult};
 use crate::config::ServerConfig;
 use crate::deadline::Deadline;
+use crate::lessor::Lessor;
 use crate::state::SharedState;
 use crate::waiters::Waiters;
 
@@ -70,7 +71,10 @@ pub struct NoPeers;
 impl Transport for NoPeers {
     fn send(&mut self, msgs: Vec<Message>) {
         if !msgs.is_empty() {
-            tracing::warn!(count = msgs.len(), "raft messages for peers dropped: no peer transport");
+            tracing::warn!(
+                count = msgs.len(),
+                "raft messages for peers dropped: no peer transport"
+            );
         }
     }
 }
@@ -88,6 +92,9 @@ pub struct NodeHandle {
     pub waiters: Arc<ApplyWaiters>,
     pub state: Arc<SharedState>,
     pub mvcc: Arc<MvccStore>,
+    pub lessor: Arc<Lessor>,
+    /// The latest revision applied; watch streams wait on it.
+    pub revision: watch::Receiver<i64>,
     max_request_bytes: usize,
     thread: Mutex<Option<JoinHandle<Result<(), NodeError>>>>,
 }
@@ -108,7 +115,11 @@ impl NodeHandle {
     /// Proposes a request through raft and waits until it is applied.
     pub async fn propose(&self, req: Request, deadline: Deadline) -> ApplyResult {
         let (id, rx, _guard) = self.waiters.register();
-        let data = InternalRequest { id, request: Some(req) }.encode_to_vec();
+        let data = InternalRequest {
+            id,
+            request: Some(req),
+        }
+        .encode_to_vec();
         if data.len() > self.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
@@ -123,7 +134,10 @@ impl NodeHandle {
         self.enqueue(NodeMsg::ReadIndex(tx))?;
         let index = deadline.run(rx).await?.map_err(|_| EtcdError::Stopped)??;
         let mut applied = self.state.subscribe_applied();
-        deadline.run(applied.wait_for(|a| *a >= index)).await?.map_err(|_| EtcdError::Stopped)?;
+        deadline
+            .run(applied.wait_for(|a| *a >= index))
+            .await?
+            .map_err(|_| EtcdError::Stopped)?;
         Ok(())
     }
 
@@ -132,7 +146,9 @@ impl NodeHandle {
         self.tx.lock().take();
         let handle = self.thread.lock().take();
         match handle {
-            Some(h) => h.join().unwrap_or_else(|_| Err(NodeError::Io(std::io::Error::other("raft thread panicked")))),
+            Some(h) => h.join().unwrap_or_else(|_| {
+                Err(NodeError::Io(std::io::Error::other("raft thread panicked")))
+            }),
             None => Ok(()),
         }
     }
@@ -142,12 +158,25 @@ impl NodeHandle {
 pub fn start(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Arc<NodeHandle>, NodeError> {
     let member_dir: PathBuf = cfg.member_dir();
     let (mut log, recovered) = LogStore::open(&member_dir)?;
-    let last_snapshot = recovered.snapshot.as_ref().map(|(meta, _)| meta.index).unwrap_or(0);
+    let last_snapshot = recovered
+        .snapshot
+        .as_ref()
+        .map(|(meta, _)| meta.index)
+        .unwrap_or(0);
     if let Some((meta, mut reader)) = recovered.snapshot {
-        tracing::info!(index = meta.index, term = meta.term, "restoring state from snapshot");
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            "restoring state from snapshot"
+        );
         engine.restore(&mut reader)?;
     }
     let mvcc = Arc::new(MvccStore::open(engine)?);
+    let lessor = Arc::new(Lessor::new(Lessor::min_ttl_for(cfg.election_timeout)));
+    lessor
+        .recover(&mvcc)
+        .map_err(|e| NodeError::Io(std::io::Error::other(e.to_string())))?;
+    let (revision_tx, revision) = watch::channel(mvcc.current_revision());
     if recovered.fresh {
         let mut cs = ConfState::default();
         cs.voters = cfg.members.iter().map(|m| m.id).collect();
@@ -177,7 +206,9 @@ pub fn start(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Arc<NodeHand
     let runner = Runner {
         raw,
         log,
-        applier: Applier::new(mvcc.clone()),
+        applier: Applier::new(mvcc.clone(), lessor.clone()),
+        revision_tx,
+        election_timeout: cfg.election_timeout,
         state: state.clone(),
         waiters: waiters.clone(),
         rx,
@@ -189,12 +220,16 @@ pub fn start(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Arc<NodeHand
         inflight_reads: HashMap::new(),
         read_seq: 0,
     };
-    let thread = std::thread::Builder::new().name("raft".into()).spawn(move || runner.run())?;
+    let thread = std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || runner.run())?;
     Ok(Arc::new(NodeHandle {
         tx: Mutex::new(Some(tx)),
         waiters,
         state,
         mvcc,
+        lessor,
+        revision,
         max_request_bytes: cfg.max_request_bytes,
         thread: Mutex::new(Some(thread)),
     }))
@@ -206,6 +241,8 @@ struct Runner {
     raw: RawNode<raftlog::RaftStorage>,
     log: LogStore,
     applier: Applier,
+    revision_tx: watch::Sender<i64>,
+    election_timeout: Duration,
     state: Arc<SharedState>,
     waiters: Arc<ApplyWaiters>,
     rx: mpsc::Receiver<NodeMsg>,
@@ -276,7 +313,9 @@ impl Runner {
             NodeMsg::Propose { id, data } => {
                 if let Err(e) = self.raw.propose(vec![], data) {
                     let err = match e {
-                        raft::Error::ProposalDropped if self.raw.raft.leader_id == raft::INVALID_ID => {
+                        raft::Error::ProposalDropped
+                            if self.raw.raft.leader_id == raft::INVALID_ID =>
+                        {
                             EtcdError::NoLeader
                         }
                         raft::Error::ProposalDropped => EtcdError::NotLeader,
@@ -303,12 +342,17 @@ impl Runner {
         self.read_seq += 1;
         let batch = std::mem::take(&mut self.pending_reads);
         self.raw.read_index(self.read_seq.to_be_bytes().to_vec());
-        self.inflight_reads.insert(self.read_seq, (Instant::now(), batch));
+        self.inflight_reads
+            .insert(self.read_seq, (Instant::now(), batch));
     }
 
     fn retry_reads(&mut self, now: Instant) {
-        let stale: Vec<u64> =
-            self.inflight_reads.iter().filter(|(_, (t, _))| now.duration_since(*t) >= READ_RETRY).map(|(k, _)| *k).collect();
+        let stale: Vec<u64> = self
+            .inflight_reads
+            .iter()
+            .filter(|(_, (t, _))| now.duration_since(*t) >= READ_RETRY)
+            .map(|(k, _)| *k)
+            .collect();
         for seq in stale {
             if let Some((_, mut ws)) = self.inflight_reads.remove(&seq) {
                 ws.retain(|w| !w.is_closed());
@@ -322,7 +366,11 @@ impl Runner {
         if let Some(ss) = ready.ss() {
             self.state.set_leader(ss.leader_id);
             if ss.raft_state == StateRole::Leader {
-                tracing::info!(term = self.raw.raft.term, "became leader");
+                // etcd's rule: a new leader gives every lease its full TTL
+                // plus an election timeout, as nobody timed them meanwhile.
+                self.applier.lessor().promote(self.election_timeout);
+            } else {
+                self.applier.lessor().demote();
             }
         }
         self.transport.send(ready.take_messages());
@@ -332,7 +380,8 @@ impl Runner {
         let committed = ready.take_committed_entries();
         self.apply_entries(committed)?;
         if !ready.entries().is_empty() || ready.hs().is_some() {
-            self.log.persist(ready.entries(), ready.hs(), ready.must_sync())?;
+            self.log
+                .persist(ready.entries(), ready.hs(), ready.must_sync())?;
         }
         if let Some(hs) = ready.hs() {
             self.state.set_term(hs.term);
@@ -368,6 +417,10 @@ impl Runner {
         self.log.install_snapshot(&snap)?;
         let mut data: &[u8] = &snap.data;
         self.applier.mvcc().restore_snapshot(&mut data)?;
+        self.applier
+            .lessor()
+            .recover(self.applier.mvcc())
+            .map_err(|e| NodeError::Io(std::io::Error::other(e.to_string())))?;
         let meta = snap.get_metadata();
         self.last_snapshot = meta.index;
         self.state.set_applied(meta.index);
@@ -379,7 +432,10 @@ impl Runner {
             return Ok(());
         };
         for e in entries {
-            let applied = AppliedIndex { index: e.index, term: e.term };
+            let applied = AppliedIndex {
+                index: e.index,
+                term: e.term,
+            };
             if applied.index <= self.applier.mvcc().applied_index().index {
                 continue;
             }
@@ -387,20 +443,32 @@ impl Runner {
                 EntryType::EntryNormal if e.data.is_empty() => self.mark_applied(applied),
                 EntryType::EntryNormal => self.apply_normal(&e.data, applied),
                 EntryType::EntryConfChange => {
-                    let cc = ConfChange::parse_from_bytes(&e.data)
-                        .unwrap_or_else(|err| panic!("committed conf change at index {} undecodable: {err}", e.index));
+                    let cc = ConfChange::parse_from_bytes(&e.data).unwrap_or_else(|err| {
+                        panic!(
+                            "committed conf change at index {} undecodable: {err}",
+                            e.index
+                        )
+                    });
                     self.raw.apply_conf_change(&cc)?;
                     self.mark_applied(applied);
                 }
                 EntryType::EntryConfChangeV2 => {
-                    let cc = ConfChangeV2::parse_from_bytes(&e.data)
-                        .unwrap_or_else(|err| panic!("committed conf change at index {} undecodable: {err}", e.index));
+                    let cc = ConfChangeV2::parse_from_bytes(&e.data).unwrap_or_else(|err| {
+                        panic!(
+                            "committed conf change at index {} undecodable: {err}",
+                            e.index
+                        )
+                    });
                     self.raw.apply_conf_change(&cc)?;
                     self.mark_applied(applied);
                 }
             }
         }
         self.state.set_applied(last);
+        self.revision_tx.send_if_modified(|r| {
+            let now = self.applier.mvcc().current_revision();
+            std::mem::replace(r, now) != now
+        });
         Ok(())
     }
 
@@ -413,8 +481,12 @@ impl Runner {
     fn apply_normal(&self, data: &[u8], applied: AppliedIndex) {
         // The WAL checks every record's CRC, so an undecodable committed entry
         // means a bug or a peer speaking another protocol: stop, don't guess.
-        let req = InternalRequest::decode(data)
-            .unwrap_or_else(|err| panic!("committed entry at index {} undecodable: {err}", applied.index));
+        let req = InternalRequest::decode(data).unwrap_or_else(|err| {
+            panic!(
+                "committed entry at index {} undecodable: {err}",
+                applied.index
+            )
+        });
         let result = match req.request {
             Some(r) => self.applier.apply(r, applied),
             None => {
@@ -439,8 +511,14 @@ impl Runner {
         let cs: ConfState = self.raw.raft.prs().conf().to_conf_state();
         let engine = self.applier.mvcc().engine().clone();
         let started = Instant::now();
-        self.log.create_snapshot(applied, term, &cs, &mut |w| engine.dump(w).map_err(std::io::Error::other))?;
-        tracing::info!(index = applied, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot saved");
+        self.log.create_snapshot(applied, term, &cs, &mut |w| {
+            engine.dump(w).map_err(std::io::Error::other)
+        })?;
+        tracing::info!(
+            index = applied,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot saved"
+        );
         self.last_snapshot = applied;
         Ok(())
     }

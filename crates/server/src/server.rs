@@ -6,14 +6,23 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use api::pb::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer};
+use api::pb::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, LeaseRevokeRequest,
+};
+use api::pb::metastorepb::internal_request::Request as Internal;
 use storage::{Engine, MemoryEngine};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{ServerConfig, GRPC_OVERHEAD_BYTES};
+use crate::deadline::Deadline;
+use crate::node::NodeHandle;
 use crate::node::{self, NodeError};
-use crate::service::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, Ctx};
+use crate::service::{
+    cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
+    Ctx,
+};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -23,9 +32,18 @@ pub enum ServerError {
     #[error("{0}")]
     Node(#[from] NodeError),
     #[error("data dir {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
-    #[error("data dir {path} was written by the {found} engine; this server runs the {wanted} engine")]
-    EngineMismatch { path: String, found: String, wanted: String },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "data dir {path} was written by the {found} engine; this server runs the {wanted} engine"
+    )]
+    EngineMismatch {
+        path: String,
+        found: String,
+        wanted: String,
+    },
     #[error("serving clients: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error("the raft node stopped unexpectedly; see the log")]
@@ -42,7 +60,10 @@ pub struct Listeners {
 
 /// Records which engine owns the data dir; refuses to open another's.
 fn check_engine_marker(member_dir: &Path, wanted: &str) -> Result<(), ServerError> {
-    let io = |source| ServerError::DataDir { path: member_dir.display().to_string(), source };
+    let io = |source| ServerError::DataDir {
+        path: member_dir.display().to_string(),
+        source,
+    };
     std::fs::create_dir_all(member_dir).map_err(io)?;
     let marker = member_dir.join("engine");
     match std::fs::read_to_string(&marker) {
@@ -52,12 +73,18 @@ fn check_engine_marker(member_dir: &Path, wanted: &str) -> Result<(), ServerErro
             found: found.trim().to_string(),
             wanted: wanted.to_string(),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::write(&marker, wanted).map_err(io),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&marker, wanted).map_err(io)
+        }
         Err(e) => Err(io(e)),
     }
 }
 
-pub async fn run(cfg: ServerConfig, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+pub async fn run(
+    cfg: ServerConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
     check_engine_marker(&cfg.member_dir(), engine.kind())?;
     let cfg = Arc::new(cfg);
@@ -71,17 +98,33 @@ pub async fn run(cfg: ServerConfig, listeners: Listeners, shutdown: impl Future<
         cluster_id = %format!("{:x}", cfg.cluster_id),
         "metastore member started"
     );
-    let ctx = Ctx { node: node.clone(), cfg: cfg.clone() };
+    let ctx = Ctx {
+        node: node.clone(),
+        cfg: cfg.clone(),
+    };
     let max_recv = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
     for listener in listeners.client {
         let router = tonic::transport::Server::builder()
-            .add_service(KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_recv))
-            .add_service(MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_recv))
-            .add_service(ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_recv));
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            .add_service(
+                KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_recv),
+            )
+            .add_service(
+                MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
+                    .max_decoding_message_size(max_recv),
+            )
+            .add_service(
+                ClusterServer::new(ClusterService::new(ctx.clone()))
+                    .max_decoding_message_size(max_recv),
+            )
+            .add_service(
+                LeaseServer::new(LeaseService::new(ctx.clone()))
+                    .max_decoding_message_size(max_recv),
+            );
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let mut stop = stop_rx.clone();
         servers.push(tokio::spawn(async move {
             router
@@ -92,12 +135,14 @@ pub async fn run(cfg: ServerConfig, listeners: Listeners, shutdown: impl Future<
         }));
     }
     let _peer = listeners.peer;
+    let expiry = tokio::spawn(revoke_expired_leases(node.clone(), cfg.request_timeout()));
 
     let node_failed = tokio::select! {
         _ = shutdown => false,
         _ = node.state.wait_stopped() => true,
     };
     tracing::info!("shutting down: finishing in-flight requests");
+    expiry.abort();
     let _ = stop_tx.send(true);
     // Idle client connections may stay open after GOAWAY; in-flight requests
     // get a bounded grace period, then the rest is closed.
@@ -107,7 +152,9 @@ pub async fn run(cfg: ServerConfig, listeners: Listeners, shutdown: impl Future<
             Ok(Ok(r)) => r?,
             Ok(Err(e)) => tracing::error!(error = %e, "client server task failed"),
             Err(_) => {
-                tracing::warn!("client connections still open after the grace period; closing them");
+                tracing::warn!(
+                    "client connections still open after the grace period; closing them"
+                );
                 s.abort();
             }
         }
@@ -121,4 +168,35 @@ pub async fn run(cfg: ServerConfig, listeners: Listeners, shutdown: impl Future<
         return Err(ServerError::NodeFailed);
     }
     Ok(())
+}
+
+/// How often the leader looks for expired leases (etcd checks every 500 ms).
+const EXPIRY_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+/// Revokes proposed per check at most, like etcd's lease revoke rate limit.
+const REVOKES_PER_CHECK: usize = 500;
+
+/// The leader proposes a revoke for every expired lease; apply deletes its
+/// keys. Each revoke is its own bounded request.
+async fn revoke_expired_leases(node: Arc<NodeHandle>, timeout: std::time::Duration) {
+    let mut tick = tokio::time::interval(EXPIRY_CHECK);
+    loop {
+        tick.tick().await;
+        for id in node.lessor.take_expired(REVOKES_PER_CHECK) {
+            let node = node.clone();
+            tokio::spawn(async move {
+                let deadline = Deadline::new(timeout, None);
+                match node
+                    .propose(Internal::LeaseRevoke(LeaseRevokeRequest { id }), deadline)
+                    .await
+                {
+                    Ok(_) | Err(api::EtcdError::LeaseNotFound) => {
+                        tracing::debug!(lease = id, "expired lease revoked")
+                    }
+                    Err(e) => {
+                        tracing::warn!(lease = id, error = %e, "revoking an expired lease failed; will retry")
+                    }
+                }
+            });
+        }
+    }
 }

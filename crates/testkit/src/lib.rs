@@ -118,12 +118,26 @@ impl ServerProcess {
         if self.kind == Kind::Etcd {
             cmd.env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
         }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open log");
         let log2 = log.try_clone().expect("clone log");
-        cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2));
-        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display())));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2));
+        self.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display())),
+        );
         if !self.wait_ready(Duration::from_secs(30)) {
-            panic!("{:?} did not start listening on {}; log:\n{}", self.kind, self.endpoint(), self.log_text());
+            panic!(
+                "{:?} did not start listening on {}; log:\n{}",
+                self.kind,
+                self.endpoint(),
+                self.log_text()
+            );
         }
     }
 
@@ -156,7 +170,10 @@ impl ServerProcess {
     /// SIGTERM and wait for a clean exit; returns the exit status code.
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let end = Instant::now() + timeout;
         while Instant::now() < end {
             if let Ok(Some(st)) = c.try_wait() {
@@ -201,7 +218,11 @@ pub fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String, String) {
         .stdin(Stdio::null())
         .output()
         .expect("run etcdctl (scripts/setup.sh installs it)");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// What one etcdctl run produced, with its exit code (None if killed by a signal).

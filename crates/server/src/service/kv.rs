@@ -1,8 +1,8 @@
 //! etcd's KV service: Range, Put, DeleteRange, Txn, Compact.
 
 use api::pb::etcdserverpb::{
-    kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use api::pb::metastorepb::internal_request::Request as Internal;
 use api::{validate, EtcdError};
@@ -29,12 +29,18 @@ impl KvService {
 }
 
 fn unexpected(what: &str) -> Status {
-    EtcdError::Internal(format!("apply returned a response of another kind for {what}")).into()
+    EtcdError::Internal(format!(
+        "apply returned a response of another kind for {what}"
+    ))
+    .into()
 }
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         validate::check_range(&r)?;
@@ -59,7 +65,10 @@ impl Kv for KvService {
         }
     }
 
-    async fn delete_range(&self, request: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         validate::check_delete(&r)?;
@@ -91,7 +100,10 @@ impl Kv for KvService {
         Ok(Response::new(resp))
     }
 
-    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         match self.propose(Internal::Compaction(r), deadline).await? {

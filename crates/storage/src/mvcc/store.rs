@@ -192,8 +192,18 @@ impl MvccStore {
 
     /// Saves applied index alone (for raft entries that change no key), atomically.
     pub fn set_applied(&self, applied: AppliedIndex) -> Result<(), MvccError> {
+        self.set_applied_with(applied, WriteBatch::default())
+    }
+
+    /// Saves the applied index together with `extra` ops in one atomic batch
+    /// (state outside the key space that changed without a key changing).
+    pub fn set_applied_with(
+        &self,
+        applied: AppliedIndex,
+        extra: WriteBatch,
+    ) -> Result<(), MvccError> {
         let _writer = self.writer.lock();
-        let mut batch = WriteBatch::default();
+        let mut batch = extra;
         meta::put_applied(&mut batch, applied);
         self.engine.write(batch)?;
         *self.applied.lock() = applied;

@@ -226,6 +226,17 @@ impl<'a> WriteTxn<'a> {
     /// index, then publishes the new current revision (only if there were
     /// changes) — readers never see half a txn. Returns the events.
     pub fn commit(self, applied: AppliedIndex) -> Result<Vec<Event>, MvccError> {
+        self.commit_with(applied, WriteBatch::default())
+    }
+
+    /// Like `commit`, with `extra` ops (other tables: leases, members, auth)
+    /// written in the same atomic engine batch, so state kept beside the key
+    /// space never disagrees with it after a crash.
+    pub fn commit_with(
+        self,
+        applied: AppliedIndex,
+        extra: WriteBatch,
+    ) -> Result<Vec<Event>, MvccError> {
         let WriteTxn {
             store,
             writer,
@@ -239,7 +250,7 @@ impl<'a> WriteTxn<'a> {
         }
         let main = begin + 1;
         let revision = |sub: usize| Revision::new(main, sub as i64);
-        let mut batch = WriteBatch::default();
+        let mut batch = extra;
         for (sub, ev) in changes.iter().enumerate() {
             let (tombstone, value) = match ev.kind {
                 EventKind::Put => (false, encode_kv(&ev.kv)),

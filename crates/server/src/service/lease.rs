@@ -1,0 +1,165 @@
+//! etcd's Lease service. Grant and Revoke go through raft; KeepAlive,
+//! TimeToLive and Leases answer from the lessor on this member.
+
+use std::pin::Pin;
+
+use api::pb::etcdserverpb::{
+    lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use api::pb::metastorepb::internal_request::Request as Internal;
+use api::EtcdError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Ctx;
+use crate::apply::ApplyResponse;
+use crate::deadline::Deadline;
+
+/// Keep-alive responses buffered per stream; a client that stops reading
+/// stops being served (its requests are not read either) instead of growing
+/// a queue.
+const KEEPALIVE_QUEUE: usize = 16;
+
+pub struct LeaseService {
+    ctx: Ctx,
+}
+
+impl LeaseService {
+    pub fn new(ctx: Ctx) -> Self {
+        LeaseService { ctx }
+    }
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let mut r = request.into_inner();
+        // No ID given: choose a positive one unique to this member, as etcd.
+        while r.id == 0 {
+            r.id = (self.ctx.node.waiters.next_id() & (i64::MAX as u64)) as i64;
+        }
+        match self
+            .ctx
+            .node
+            .propose(Internal::LeaseGrant(r), deadline)
+            .await?
+        {
+            ApplyResponse::LeaseGrant(mut resp) => {
+                resp.header = self.ctx.header(resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(
+                EtcdError::Internal("apply answered lease grant with another kind".into()).into(),
+            ),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let r = request.into_inner();
+        match self
+            .ctx
+            .node
+            .propose(Internal::LeaseRevoke(r), deadline)
+            .await?
+        {
+            ApplyResponse::LeaseRevoke(mut resp) => {
+                resp.header = self.ctx.header(resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(
+                EtcdError::Internal("apply answered lease revoke with another kind".into()).into(),
+            ),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<KeepAliveStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(KEEPALIVE_QUEUE);
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            // Ends when the client closes or breaks the stream, or stops
+            // reading responses: nothing outlives the stream.
+            while let Ok(Some(req)) = inbound.message().await {
+                let ttl = match ctx.node.lessor.renew(req.id) {
+                    Ok(ttl) => ttl,
+                    // etcd answers a keep-alive for an unknown lease with TTL 0.
+                    Err(EtcdError::LeaseNotFound) => 0,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        break;
+                    }
+                };
+                let resp = LeaseKeepAliveResponse {
+                    header: ctx.header(None),
+                    id: req.id,
+                    ttl,
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let r = request.into_inner();
+        let resp = match self.ctx.node.lessor.time_to_live(r.id, r.keys) {
+            Some(info) => LeaseTimeToLiveResponse {
+                header: self.ctx.header(None),
+                id: r.id,
+                ttl: info.remaining,
+                granted_ttl: info.granted,
+                keys: info.keys,
+            },
+            // etcd reports a missing lease as TTL -1, not as an error.
+            None => LeaseTimeToLiveResponse {
+                header: self.ctx.header(None),
+                id: r.id,
+                ttl: -1,
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = self
+            .ctx
+            .node
+            .lessor
+            .ids()
+            .into_iter()
+            .map(|id| LeaseStatus { id })
+            .collect();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: self.ctx.header(None),
+            leases,
+        }))
+    }
+}
