@@ -15,6 +15,7 @@ pub mod service;
 pub mod state;
 pub mod txn;
 pub mod waiters;
+pub mod watch;
 
 pub use config::{Member, ServerConfig};
 pub use server::{run, Listeners, ServerError};

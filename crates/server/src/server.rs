@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use api::pb::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, LeaseRevokeRequest,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer, LeaseRevokeRequest,
 };
 use api::pb::metastorepb::internal_request::Request as Internal;
 use storage::{Engine, MemoryEngine};
@@ -23,6 +23,7 @@ use crate::service::{
     cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
     Ctx,
 };
+use crate::watch::WatchService;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -101,6 +102,7 @@ pub async fn run(
     let ctx = Ctx {
         node: node.clone(),
         cfg: cfg.clone(),
+        watch: Default::default(),
     };
     let max_recv = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
 
@@ -121,6 +123,10 @@ pub async fn run(
             )
             .add_service(
                 LeaseServer::new(LeaseService::new(ctx.clone()))
+                    .max_decoding_message_size(max_recv),
+            )
+            .add_service(
+                WatchServer::new(WatchService::new(ctx.clone()))
                     .max_decoding_message_size(max_recv),
             );
         let incoming =

@@ -656,6 +656,100 @@ async fn put_prev_kv_ignore_value_ignore_lease() {
     assert_eq!(kv(&g.kvs()[0]), exp("empty", "", 8, 8, 1));
 }
 
+/// Put's lease flags and the LEASE compare with a real lease attached.
+#[tokio::test]
+async fn put_and_compare_with_a_lease() {
+    let (_s, mut c) = start(&[]).await;
+    let lease = c.lease_grant(600, None).await.unwrap().id();
+    assert_ne!(lease, 0);
+    let lease_of = |key: &'static str| {
+        let mut c = c.clone();
+        async move { c.get(key, None).await.unwrap().kvs()[0].lease() }
+    };
+
+    let r = c
+        .put("k", "v1", Some(PutOptions::new().with_lease(lease)))
+        .await
+        .unwrap();
+    check_header(r.header(), 2);
+    assert_eq!(lease_of("k").await, lease);
+
+    // ignore_lease keeps the attached lease.
+    let r = c
+        .put(
+            "k",
+            "v2",
+            Some(PutOptions::new().with_ignore_lease().with_prev_key()),
+        )
+        .await
+        .unwrap();
+    check_header(r.header(), 3);
+    assert_eq!(r.prev_key().unwrap().lease(), lease);
+    let g = c.get("k", None).await.unwrap();
+    assert_eq!(
+        (g.kvs()[0].value(), g.kvs()[0].lease(), g.kvs()[0].version()),
+        (&b"v2"[..], lease, 2)
+    );
+
+    // ignore_value with a lease: same value, the given lease.
+    put_at(&mut c, "plain", "p", 4).await;
+    let r = c
+        .put(
+            "plain",
+            "",
+            Some(PutOptions::new().with_ignore_value().with_lease(lease)),
+        )
+        .await
+        .unwrap();
+    check_header(r.header(), 5);
+    let g = c.get("plain", None).await.unwrap();
+    assert_eq!((g.kvs()[0].value(), g.kvs()[0].lease()), (&b"p"[..], lease));
+
+    // LEASE compares against the attached lease id.
+    for (cmp, want) in [
+        (Compare::lease("k", CompareOp::Equal, lease), true),
+        (Compare::lease("k", CompareOp::NotEqual, lease), false),
+        (Compare::lease("k", CompareOp::Greater, lease - 1), true),
+        (Compare::lease("k", CompareOp::Less, lease + 1), true),
+        (Compare::lease("k", CompareOp::Equal, 0), false),
+        (
+            Compare::lease("\0", CompareOp::Equal, lease).with_range("\0"),
+            false,
+        ),
+        (
+            Compare::lease("k", CompareOp::Equal, lease).with_range("o"),
+            true,
+        ),
+    ] {
+        let t = c
+            .txn(
+                Txn::new()
+                    .when([cmp.clone()])
+                    .and_then([TxnOp::put("out", "then", None)])
+                    .or_else([TxnOp::put("out", "else", None)]),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{cmp:?}: {e}"));
+        assert_eq!(t.succeeded(), want, "{cmp:?}");
+    }
+    let rev = current_rev(&mut c).await;
+    assert_eq!(rev, 12);
+
+    // A plain put detaches the lease; a txn put can attach one.
+    put_at(&mut c, "k", "v3", 13).await;
+    assert_eq!(lease_of("k").await, 0);
+    let t = c
+        .txn(Txn::new().and_then([TxnOp::put(
+            "k",
+            "v4",
+            Some(PutOptions::new().with_lease(lease)),
+        )]))
+        .await
+        .unwrap();
+    check_header(t.header(), 14);
+    assert_eq!(lease_of("k").await, lease);
+}
+
 // ---------------------------------------------------------------- DeleteRange
 
 #[tokio::test]

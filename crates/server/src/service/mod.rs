@@ -20,6 +20,7 @@ use crate::node::NodeHandle;
 pub struct Ctx {
     pub node: Arc<NodeHandle>,
     pub cfg: Arc<ServerConfig>,
+    pub watch: Arc<crate::watch::WatchGauges>,
 }
 
 impl Ctx {

@@ -1,0 +1,254 @@
+//! One watch stream: a task that reads client requests and catches its
+//! watchers up with the store, sending responses through a bounded channel.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::pb::etcdserverpb::{
+    watch_request::RequestUnion, WatchCreateRequest, WatchRequest, WatchResponse,
+};
+use storage::MvccError;
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::watcher::{fragments, Watcher};
+use super::WatchGauges;
+use crate::service::Ctx;
+
+/// Revisions read from history per step; bounds the memory a lagging stream
+/// holds and lets client requests interleave with a long catch-up.
+const CHUNK_REVISIONS: i64 = 512;
+/// etcd's default `--experimental-watch-progress-notify-interval`.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+/// etcd's `clientv3.InvalidWatchID`.
+const INVALID_WATCH_ID: i64 = -1;
+
+type Out = mpsc::Sender<Result<WatchResponse, Status>>;
+
+/// The client went away or stopped reading: the stream ends.
+struct Closed;
+
+struct StreamState {
+    ctx: Ctx,
+    out: Out,
+    watchers: BTreeMap<i64, Watcher>,
+    next_auto_id: i64,
+    gauges: Arc<WatchGauges>,
+}
+
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        self.gauges.add_watchers(-(self.watchers.len() as i64));
+    }
+}
+
+pub async fn run(ctx: Ctx, mut inbound: Streaming<WatchRequest>, out: Out) {
+    let mut revision = ctx.node.revision.clone();
+    let gauges = ctx.watch.clone();
+    let mut st = StreamState {
+        ctx,
+        out,
+        watchers: BTreeMap::new(),
+        next_auto_id: 0,
+        gauges,
+    };
+    let mut progress = tokio::time::interval_at(
+        tokio::time::Instant::now() + PROGRESS_INTERVAL,
+        PROGRESS_INTERVAL,
+    );
+    loop {
+        revision.borrow_and_update();
+        let current = st.current();
+        let behind = st.watchers.values().any(|w| w.next_rev <= current);
+        let step = tokio::select! {
+            biased;
+            msg = inbound.message() => match msg {
+                Ok(Some(req)) => st.handle(req).await,
+                // The client closed or broke the stream.
+                Ok(None) | Err(_) => Err(Closed),
+            },
+            _ = progress.tick() => st.progress_tick().await,
+            r = st.catch_up(current), if behind => r,
+            changed = revision.changed(), if !behind => changed.map_err(|_| Closed),
+        };
+        if step.is_err() {
+            break;
+        }
+    }
+}
+
+impl StreamState {
+    fn current(&self) -> i64 {
+        self.ctx.node.mvcc.current_revision()
+    }
+
+    fn response(&self, watch_id: i64, revision: i64) -> WatchResponse {
+        let header = self.ctx.header(Some(api::pb::etcdserverpb::ResponseHeader {
+            revision,
+            ..Default::default()
+        }));
+        WatchResponse {
+            header,
+            watch_id,
+            ..Default::default()
+        }
+    }
+
+    async fn send(&self, wr: WatchResponse) -> Result<(), Closed> {
+        self.out.send(Ok(wr)).await.map_err(|_| Closed)
+    }
+
+    async fn handle(&mut self, req: WatchRequest) -> Result<(), Closed> {
+        match req.request_union {
+            Some(RequestUnion::CreateRequest(c)) => self.create(c).await,
+            Some(RequestUnion::CancelRequest(c)) => {
+                if self.watchers.remove(&c.watch_id).is_some() {
+                    self.gauges.add_watchers(-1);
+                    let mut wr = self.response(c.watch_id, self.current());
+                    wr.canceled = true;
+                    self.send(wr).await?;
+                }
+                Ok(())
+            }
+            Some(RequestUnion::ProgressRequest(_)) => {
+                // etcd answers only when every watcher is synced, once, with
+                // the invalid watch ID; with no watchers it says nothing.
+                let current = self.current();
+                if !self.watchers.is_empty() && self.watchers.values().all(|w| w.synced(current)) {
+                    self.send(self.response(INVALID_WATCH_ID, current)).await?;
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn create(&mut self, c: WatchCreateRequest) -> Result<(), Closed> {
+        let current = self.current();
+        let id = if c.watch_id == 0 {
+            while self.watchers.contains_key(&self.next_auto_id) {
+                self.next_auto_id += 1;
+            }
+            self.next_auto_id += 1;
+            Ok(self.next_auto_id - 1)
+        } else if self.watchers.contains_key(&c.watch_id) {
+            Err("mvcc: duplicate watch ID provided on the WatchStream")
+        } else {
+            Ok(c.watch_id)
+        };
+        let watcher = id.and_then(|id| Watcher::new(id, &c, current).map_err(|e| e.reason()));
+        let mut wr = self.response(INVALID_WATCH_ID, current);
+        wr.created = true;
+        match watcher {
+            Ok(w) => {
+                wr.watch_id = w.id;
+                self.watchers.insert(w.id, w);
+                self.gauges.add_watchers(1);
+            }
+            Err(reason) => {
+                wr.canceled = true;
+                wr.cancel_reason = reason.to_string();
+            }
+        }
+        self.send(wr).await
+    }
+
+    /// Sends, for every watcher behind `current`, the events of one chunk of
+    /// history (or etcd's compacted response when that history is gone).
+    async fn catch_up(&mut self, current: i64) -> Result<(), Closed> {
+        let mvcc = self.ctx.node.mvcc.clone();
+        let compacted = mvcc.compact_revision();
+        let lost: Vec<i64> = self
+            .watchers
+            .values()
+            .filter(|w| w.next_rev < compacted)
+            .map(|w| w.id)
+            .collect();
+        for id in lost {
+            let mut wr = self.response(id, current);
+            wr.compact_revision = compacted;
+            wr.canceled = true;
+            self.send(wr).await?;
+            self.watchers.remove(&id);
+            self.gauges.add_watchers(-1);
+        }
+        let Some(from) = self
+            .watchers
+            .values()
+            .map(|w| w.next_rev)
+            .filter(|r| *r <= current)
+            .min()
+        else {
+            return Ok(());
+        };
+        let to = current.min(from + CHUNK_REVISIONS - 1);
+        let prev_kv = self
+            .watchers
+            .values()
+            .any(|w| w.prev_kv && w.next_rev <= to);
+        let events = match mvcc.events_between(from, to, prev_kv) {
+            Ok(evs) => evs,
+            // Compacted meanwhile: the next turn sends the compacted responses.
+            Err(MvccError::Compacted) => return Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "reading watch history failed");
+                let _ = self.out.send(Err(Status::internal(e.to_string()))).await;
+                return Err(Closed);
+            }
+        };
+        let max_bytes = self.ctx.cfg.max_request_bytes;
+        let ids: Vec<i64> = self
+            .watchers
+            .values()
+            .filter(|w| w.next_rev <= to)
+            .map(|w| w.id)
+            .collect();
+        for id in ids {
+            let Some(w) = self.watchers.get(&id) else {
+                continue;
+            };
+            let evs: Vec<_> = events
+                .iter()
+                .filter(|ev| w.wants(ev))
+                .map(|ev| w.to_pb(ev))
+                .collect();
+            let sent = !evs.is_empty();
+            if sent {
+                let mut wr = self.response(id, to);
+                wr.events = evs;
+                if w.fragment {
+                    for part in fragments(wr, max_bytes) {
+                        self.send(part).await?;
+                    }
+                } else {
+                    self.send(wr).await?;
+                }
+            }
+            if let Some(w) = self.watchers.get_mut(&id) {
+                w.sent_since_tick |= sent;
+                w.next_rev = to + 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// etcd's periodic progress: a synced progress_notify watcher that got
+    /// no events since the last tick is told the current revision.
+    async fn progress_tick(&mut self) -> Result<(), Closed> {
+        let current = self.current();
+        let due: Vec<i64> = self
+            .watchers
+            .values()
+            .filter(|w| w.progress_notify && !w.sent_since_tick && w.synced(current))
+            .map(|w| w.id)
+            .collect();
+        for w in self.watchers.values_mut() {
+            w.sent_since_tick = false;
+        }
+        for id in due {
+            self.send(self.response(id, current)).await?;
+        }
+        Ok(())
+    }
+}
