@@ -5,6 +5,7 @@ pub mod apply;
 pub mod config;
 pub mod deadline;
 pub mod errors;
+pub mod http;
 pub mod ids;
 pub mod lessor;
 pub mod node;

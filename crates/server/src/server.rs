@@ -11,6 +11,7 @@ use api::pb::etcdserverpb::{
     maintenance_server::MaintenanceServer, watch_server::WatchServer, LeaseRevokeRequest,
 };
 use api::pb::metastorepb::internal_request::Request as Internal;
+use axum::serve::ListenerExt;
 use storage::{Engine, MemoryEngine};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -46,7 +47,7 @@ pub enum ServerError {
         wanted: String,
     },
     #[error("serving clients: {0}")]
-    Serve(#[from] tonic::transport::Error),
+    Serve(#[from] std::io::Error),
     #[error("the raft node stopped unexpectedly; see the log")]
     NodeFailed,
 }
@@ -109,32 +110,34 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
     for listener in listeners.client {
-        let router = tonic::transport::Server::builder()
-            .add_service(
-                KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_recv),
-            )
-            .add_service(
-                MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
-                    .max_decoding_message_size(max_recv),
-            )
-            .add_service(
-                ClusterServer::new(ClusterService::new(ctx.clone()))
-                    .max_decoding_message_size(max_recv),
-            )
-            .add_service(
-                LeaseServer::new(LeaseService::new(ctx.clone()))
-                    .max_decoding_message_size(max_recv),
-            )
-            .add_service(
-                WatchServer::new(WatchService::new(ctx.clone()))
-                    .max_decoding_message_size(max_recv),
-            );
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let grpc = tonic::service::Routes::new(
+            KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_recv),
+        )
+        .add_service(
+            MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
+                .max_decoding_message_size(max_recv),
+        )
+        .add_service(
+            ClusterServer::new(ClusterService::new(ctx.clone()))
+                .max_decoding_message_size(max_recv),
+        )
+        .add_service(
+            LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_recv),
+        )
+        .add_service(
+            WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_recv),
+        );
+        // gRPC and plain HTTP share the client port, as in etcd.
+        let app = grpc
+            .into_axum_router()
+            .merge(crate::http::router(ctx.clone()));
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let mut stop = stop_rx.clone();
         servers.push(tokio::spawn(async move {
-            router
-                .serve_with_incoming_shutdown(incoming, async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })
                 .await
