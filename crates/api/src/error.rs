@@ -55,6 +55,28 @@ pub enum EtcdError {
     NotSupportedForLearner,
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    #[error("etcdserver: member ID already exist")]
+    MemberExist,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExist,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    MemberNotEnoughStarted,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    TimeoutLeaderTransfer,
+    #[error("etcdserver: the member has been permanently removed from the cluster")]
+    MemberRemoved,
     /// The client's own deadline passed (gRPC `grpc-timeout`).
     #[error("context deadline exceeded")]
     DeadlineExceeded,
@@ -71,18 +93,29 @@ impl EtcdError {
     pub fn code(&self) -> Code {
         use EtcdError::*;
         match self {
-            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
+            | RequestTooLarge | MemberBadUrls => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExist | NotLeader => Code::FailedPrecondition,
+            LeaseExist
+            | NotLeader
+            | MemberExist
+            | PeerUrlExist
+            | MemberNotEnoughStarted
+            | MemberNotLearner
+            | LearnerNotReady
+            | TooManyLearners
+            | BadLeaderTransferee
+            | MemberRemoved => Code::FailedPrecondition,
             NoLeader
             | LeaderChanged
             | Stopped
             | Timeout
             | TimeoutDueToLeaderFail
-            | NotSupportedForLearner => Code::Unavailable,
+            | NotSupportedForLearner
+            | Unhealthy
+            | TimeoutLeaderTransfer => Code::Unavailable,
             Corrupt => Code::DataLoss,
             DeadlineExceeded => Code::DeadlineExceeded,
             Canceled => Code::Cancelled,
@@ -105,131 +138,35 @@ mod tests {
     #[test]
     fn table_matches_etcd() {
         let cases = [
-            (
-                EtcdError::EmptyKey,
-                Code::InvalidArgument,
-                "etcdserver: key is not provided",
-            ),
-            (
-                EtcdError::KeyNotFound,
-                Code::InvalidArgument,
-                "etcdserver: key not found",
-            ),
-            (
-                EtcdError::ValueProvided,
-                Code::InvalidArgument,
-                "etcdserver: value is provided",
-            ),
-            (
-                EtcdError::LeaseProvided,
-                Code::InvalidArgument,
-                "etcdserver: lease is provided",
-            ),
-            (
-                EtcdError::TooManyOps,
-                Code::InvalidArgument,
-                "etcdserver: too many operations in txn request",
-            ),
-            (
-                EtcdError::DuplicateKey,
-                Code::InvalidArgument,
-                "etcdserver: duplicate key given in txn request",
-            ),
-            (
-                EtcdError::InvalidSortOption,
-                Code::InvalidArgument,
-                "etcdserver: invalid sort option",
-            ),
-            (
-                EtcdError::Compacted,
-                Code::OutOfRange,
-                "etcdserver: mvcc: required revision has been compacted",
-            ),
-            (
-                EtcdError::FutureRev,
-                Code::OutOfRange,
-                "etcdserver: mvcc: required revision is a future revision",
-            ),
-            (
-                EtcdError::NoSpace,
-                Code::ResourceExhausted,
-                "etcdserver: mvcc: database space exceeded",
-            ),
-            (
-                EtcdError::LeaseNotFound,
-                Code::NotFound,
-                "etcdserver: requested lease not found",
-            ),
-            (
-                EtcdError::LeaseExist,
-                Code::FailedPrecondition,
-                "etcdserver: lease already exists",
-            ),
-            (
-                EtcdError::LeaseTtlTooLarge,
-                Code::OutOfRange,
-                "etcdserver: too large lease TTL",
-            ),
-            (
-                EtcdError::RequestTooLarge,
-                Code::InvalidArgument,
-                "etcdserver: request is too large",
-            ),
-            (
-                EtcdError::TooManyRequests,
-                Code::ResourceExhausted,
-                "etcdserver: too many requests",
-            ),
-            (
-                EtcdError::NoLeader,
-                Code::Unavailable,
-                "etcdserver: no leader",
-            ),
-            (
-                EtcdError::NotLeader,
-                Code::FailedPrecondition,
-                "etcdserver: not leader",
-            ),
-            (
-                EtcdError::LeaderChanged,
-                Code::Unavailable,
-                "etcdserver: leader changed",
-            ),
-            (
-                EtcdError::Stopped,
-                Code::Unavailable,
-                "etcdserver: server stopped",
-            ),
-            (
-                EtcdError::Timeout,
-                Code::Unavailable,
-                "etcdserver: request timed out",
-            ),
+            (EtcdError::EmptyKey, Code::InvalidArgument, "etcdserver: key is not provided"),
+            (EtcdError::KeyNotFound, Code::InvalidArgument, "etcdserver: key not found"),
+            (EtcdError::ValueProvided, Code::InvalidArgument, "etcdserver: value is provided"),
+            (EtcdError::LeaseProvided, Code::InvalidArgument, "etcdserver: lease is provided"),
+            (EtcdError::TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request"),
+            (EtcdError::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
+            (EtcdError::InvalidSortOption, Code::InvalidArgument, "etcdserver: invalid sort option"),
+            (EtcdError::Compacted, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
+            (EtcdError::FutureRev, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
+            (EtcdError::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
+            (EtcdError::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
+            (EtcdError::LeaseExist, Code::FailedPrecondition, "etcdserver: lease already exists"),
+            (EtcdError::LeaseTtlTooLarge, Code::OutOfRange, "etcdserver: too large lease TTL"),
+            (EtcdError::RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
+            (EtcdError::TooManyRequests, Code::ResourceExhausted, "etcdserver: too many requests"),
+            (EtcdError::NoLeader, Code::Unavailable, "etcdserver: no leader"),
+            (EtcdError::NotLeader, Code::FailedPrecondition, "etcdserver: not leader"),
+            (EtcdError::LeaderChanged, Code::Unavailable, "etcdserver: leader changed"),
+            (EtcdError::Stopped, Code::Unavailable, "etcdserver: server stopped"),
+            (EtcdError::Timeout, Code::Unavailable, "etcdserver: request timed out"),
             (
                 EtcdError::TimeoutDueToLeaderFail,
                 Code::Unavailable,
                 "etcdserver: request timed out, possibly due to previous leader failure",
             ),
-            (
-                EtcdError::Corrupt,
-                Code::DataLoss,
-                "etcdserver: corrupt cluster",
-            ),
-            (
-                EtcdError::NotSupportedForLearner,
-                Code::Unavailable,
-                "etcdserver: rpc not supported for learner",
-            ),
-            (
-                EtcdError::MemberNotFound,
-                Code::NotFound,
-                "etcdserver: member not found",
-            ),
-            (
-                EtcdError::DeadlineExceeded,
-                Code::DeadlineExceeded,
-                "context deadline exceeded",
-            ),
+            (EtcdError::Corrupt, Code::DataLoss, "etcdserver: corrupt cluster"),
+            (EtcdError::NotSupportedForLearner, Code::Unavailable, "etcdserver: rpc not supported for learner"),
+            (EtcdError::MemberNotFound, Code::NotFound, "etcdserver: member not found"),
+            (EtcdError::DeadlineExceeded, Code::DeadlineExceeded, "context deadline exceeded"),
             (EtcdError::Canceled, Code::Cancelled, "context canceled"),
         ];
         for (err, code, msg) in cases {

@@ -96,15 +96,11 @@ impl Interval {
     fn point(key: &[u8]) -> Interval {
         let mut end = key.to_vec();
         end.push(0);
-        Interval {
-            begin: key.to_vec(),
-            end,
-        }
+        Interval { begin: key.to_vec(), end }
     }
 
     fn intersects(&self, other: &Interval) -> bool {
-        affine_cmp(&self.begin, &other.end) == Ordering::Less
-            && affine_cmp(&other.begin, &self.end) == Ordering::Less
+        affine_cmp(&self.begin, &other.end) == Ordering::Less && affine_cmp(&other.begin, &self.end) == Ordering::Less
     }
 }
 
@@ -120,10 +116,7 @@ fn check_intervals(reqs: &[RequestOp]) -> Result<(PutSet, Vec<Interval>), EtcdEr
             Some(Request::RequestDeleteRange(d)) => Some(if d.range_end.is_empty() {
                 Interval::point(&d.key)
             } else {
-                Interval {
-                    begin: d.key.clone(),
-                    end: d.range_end.clone(),
-                }
+                Interval { begin: d.key.clone(), end: d.range_end.clone() }
             }),
             _ => None,
         })
@@ -176,12 +169,7 @@ mod tests {
     use crate::pb::etcdserverpb::Compare;
 
     fn put(k: &str) -> RequestOp {
-        RequestOp {
-            request: Some(Request::RequestPut(PutRequest {
-                key: k.into(),
-                ..Default::default()
-            })),
-        }
+        RequestOp { request: Some(Request::RequestPut(PutRequest { key: k.into(), ..Default::default() })) }
     }
     fn del(k: &str, end: &str) -> RequestOp {
         RequestOp {
@@ -193,43 +181,19 @@ mod tests {
         }
     }
     fn txn(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> TxnRequest {
-        TxnRequest {
-            compare: vec![],
-            success,
-            failure,
-        }
+        TxnRequest { compare: vec![], success, failure }
     }
 
     #[test]
     fn empty_keys_and_flags() {
-        assert_eq!(
-            check_range(&RangeRequest::default()),
-            Err(EtcdError::EmptyKey)
-        );
-        let bad_sort = RangeRequest {
-            key: b"a".to_vec(),
-            sort_order: 7,
-            ..Default::default()
-        };
+        assert_eq!(check_range(&RangeRequest::default()), Err(EtcdError::EmptyKey));
+        let bad_sort = RangeRequest { key: b"a".to_vec(), sort_order: 7, ..Default::default() };
         assert_eq!(check_range(&bad_sort), Err(EtcdError::InvalidSortOption));
-        let p = PutRequest {
-            key: b"a".to_vec(),
-            value: b"v".to_vec(),
-            ignore_value: true,
-            ..Default::default()
-        };
+        let p = PutRequest { key: b"a".to_vec(), value: b"v".to_vec(), ignore_value: true, ..Default::default() };
         assert_eq!(check_put(&p), Err(EtcdError::ValueProvided));
-        let p = PutRequest {
-            key: b"a".to_vec(),
-            lease: 5,
-            ignore_lease: true,
-            ..Default::default()
-        };
+        let p = PutRequest { key: b"a".to_vec(), lease: 5, ignore_lease: true, ..Default::default() };
         assert_eq!(check_put(&p), Err(EtcdError::LeaseProvided));
-        assert_eq!(
-            check_delete(&DeleteRangeRequest::default()),
-            Err(EtcdError::EmptyKey)
-        );
+        assert_eq!(check_delete(&DeleteRangeRequest::default()), Err(EtcdError::EmptyKey));
     }
 
     #[test]
@@ -247,42 +211,16 @@ mod tests {
 
     #[test]
     fn duplicate_keys() {
-        assert_eq!(
-            check_txn_full(&txn(vec![put("a"), put("a")], vec![]), 128),
-            Err(EtcdError::DuplicateKey)
-        );
-        assert_eq!(
-            check_txn_full(&txn(vec![put("a")], vec![put("a")]), 128),
-            Ok(())
-        );
-        assert_eq!(
-            check_txn_full(&txn(vec![del("a", "c"), put("b")], vec![]), 128),
-            Err(EtcdError::DuplicateKey)
-        );
-        assert_eq!(
-            check_txn_full(&txn(vec![del("a", "c"), put("c")], vec![]), 128),
-            Ok(())
-        );
-        assert_eq!(
-            check_txn_full(&txn(vec![del("a", ""), put("a")], vec![]), 128),
-            Err(EtcdError::DuplicateKey)
-        );
+        assert_eq!(check_txn_full(&txn(vec![put("a"), put("a")], vec![]), 128), Err(EtcdError::DuplicateKey));
+        assert_eq!(check_txn_full(&txn(vec![put("a")], vec![put("a")]), 128), Ok(()));
+        assert_eq!(check_txn_full(&txn(vec![del("a", "c"), put("b")], vec![]), 128), Err(EtcdError::DuplicateKey));
+        assert_eq!(check_txn_full(&txn(vec![del("a", "c"), put("c")], vec![]), 128), Ok(()));
+        assert_eq!(check_txn_full(&txn(vec![del("a", ""), put("a")], vec![]), 128), Err(EtcdError::DuplicateKey));
         // etcd quirk: a from-key delete ("\0" end) does not conflict with puts.
-        assert_eq!(
-            check_txn_full(&txn(vec![del("a", "\0"), put("b")], vec![]), 128),
-            Ok(())
-        );
+        assert_eq!(check_txn_full(&txn(vec![del("a", "\0"), put("b")], vec![]), 128), Ok(()));
         // nested: then/else may share a key, but not with the outer level.
-        let nested = RequestOp {
-            request: Some(Request::RequestTxn(txn(vec![put("x")], vec![put("x")]))),
-        };
-        assert_eq!(
-            check_txn_full(&txn(vec![nested.clone()], vec![]), 128),
-            Ok(())
-        );
-        assert_eq!(
-            check_txn_full(&txn(vec![nested, put("x")], vec![]), 128),
-            Err(EtcdError::DuplicateKey)
-        );
+        let nested = RequestOp { request: Some(Request::RequestTxn(txn(vec![put("x")], vec![put("x")]))) };
+        assert_eq!(check_txn_full(&txn(vec![nested.clone()], vec![]), 128), Ok(()));
+        assert_eq!(check_txn_full(&txn(vec![nested, put("x")], vec![]), 128), Err(EtcdError::DuplicateKey));
     }
 }

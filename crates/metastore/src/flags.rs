@@ -24,32 +24,16 @@ pub struct Flags {
     #[arg(long, env = "ETCD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// List of URLs to listen on for client traffic.
-    #[arg(
-        long,
-        env = "ETCD_LISTEN_CLIENT_URLS",
-        default_value = "http://localhost:2379"
-    )]
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
     pub listen_client_urls: String,
     /// List of this member's client URLs to advertise to the public.
-    #[arg(
-        long,
-        env = "ETCD_ADVERTISE_CLIENT_URLS",
-        default_value = "http://localhost:2379"
-    )]
+    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
     pub advertise_client_urls: String,
     /// List of URLs to listen on for peer traffic.
-    #[arg(
-        long,
-        env = "ETCD_LISTEN_PEER_URLS",
-        default_value = "http://localhost:2380"
-    )]
+    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
     pub listen_peer_urls: String,
     /// List of this member's peer URLs to advertise to the rest of the cluster.
-    #[arg(
-        long,
-        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
-        default_value = "http://localhost:2380"
-    )]
+    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://localhost:2380")]
     pub initial_advertise_peer_urls: String,
     /// Initial cluster configuration for bootstrapping (default: <name>=<initial-advertise-peer-urls>).
     #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
@@ -58,11 +42,7 @@ pub struct Flags {
     #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
     pub initial_cluster_state: String,
     /// Initial cluster token for the cluster during bootstrap.
-    #[arg(
-        long,
-        env = "ETCD_INITIAL_CLUSTER_TOKEN",
-        default_value = "etcd-cluster"
-    )]
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
     pub initial_cluster_token: String,
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
@@ -106,11 +86,7 @@ pub struct Resolved {
 }
 
 fn split_urls(flag: &str, value: &str) -> Result<Vec<String>, FlagError> {
-    let urls: Vec<String> = value
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let urls: Vec<String> = value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     if urls.is_empty() {
         return err(format!("--{flag} must not be empty"));
     }
@@ -124,7 +100,9 @@ fn split_urls(flag: &str, value: &str) -> Result<Vec<String>, FlagError> {
 fn parse_url(flag: &str, url: &str) -> Result<(String, u16), FlagError> {
     let Some(rest) = url.strip_prefix("http://") else {
         if url.starts_with("https://") || url.starts_with("unix") {
-            return err(format!("--{flag}: {url:?}: TLS and unix socket URLs are not supported yet; use http://host:port"));
+            return err(format!(
+                "--{flag}: {url:?}: TLS and unix socket URLs are not supported yet; use http://host:port"
+            ));
         }
         return err(format!("--{flag}: URL scheme must be http (got {url:?})"));
     };
@@ -132,9 +110,7 @@ fn parse_url(flag: &str, url: &str) -> Result<(String, u16), FlagError> {
     let Some((host, port)) = rest.rsplit_once(':') else {
         return err(format!("--{flag}: {url:?} has no port"));
     };
-    let port: u16 = port
-        .parse()
-        .map_err(|_| FlagError(format!("--{flag}: {url:?} has an invalid port")))?;
+    let port: u16 = port.parse().map_err(|_| FlagError(format!("--{flag}: {url:?} has an invalid port")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return err(format!("--{flag}: {url:?} has no host"));
@@ -148,11 +124,7 @@ fn bind_addrs(flag: &str, urls: &[String]) -> Result<Vec<SocketAddr>, FlagError>
     let mut out = Vec::new();
     for u in urls {
         let (host, port) = parse_url(flag, u)?;
-        let host = if host == "localhost" {
-            "127.0.0.1".to_string()
-        } else {
-            host
-        };
+        let host = if host == "localhost" { "127.0.0.1".to_string() } else { host };
         let addr = (host.as_str(), port)
             .to_socket_addrs()
             .map_err(|e| FlagError(format!("--{flag}: cannot resolve {u:?}: {e}")))?
@@ -187,11 +159,7 @@ fn parse_level(s: &str) -> Result<tracing::Level, FlagError> {
         "info" => tracing::Level::INFO,
         "warn" => tracing::Level::WARN,
         "error" | "dpanic" | "panic" | "fatal" => tracing::Level::ERROR,
-        other => {
-            return err(format!(
-                "--log-level: unknown level {other:?} (debug, info, warn, error, panic, fatal)"
-            ))
-        }
+        other => return err(format!("--log-level: unknown level {other:?} (debug, info, warn, error, panic, fatal)")),
     })
 }
 
@@ -199,10 +167,7 @@ impl Flags {
     pub fn resolve(&self) -> Result<Resolved, FlagError> {
         let log_level = parse_level(&self.log_level)?;
         if self.storage != "memory" {
-            return err(format!(
-                "--storage: unknown engine {:?} (this build has: memory)",
-                self.storage
-            ));
+            return err(format!("--storage: unknown engine {:?} (this build has: memory)", self.storage));
         }
         if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
             return err(format!(
@@ -231,24 +196,14 @@ impl Flags {
         let client_urls = split_urls("listen-client-urls", &self.listen_client_urls)?;
         let advertise_client = split_urls("advertise-client-urls", &self.advertise_client_urls)?;
         let peer_urls = split_urls("listen-peer-urls", &self.listen_peer_urls)?;
-        let advertise_peer = split_urls(
-            "initial-advertise-peer-urls",
-            &self.initial_advertise_peer_urls,
-        )?;
+        let advertise_peer = split_urls("initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
         let cluster_text = match &self.initial_cluster {
             Some(c) => c.clone(),
-            None => advertise_peer
-                .iter()
-                .map(|u| format!("{}={u}", self.name))
-                .collect::<Vec<_>>()
-                .join(","),
+            None => advertise_peer.iter().map(|u| format!("{}={u}", self.name)).collect::<Vec<_>>().join(","),
         };
         let cluster = parse_cluster(&cluster_text)?;
         let Some((_, my_urls)) = cluster.iter().find(|(n, _)| *n == self.name) else {
-            return err(format!(
-                "couldn't find local name {:?} in the initial cluster configuration",
-                self.name
-            ));
+            return err(format!("couldn't find local name {:?} in the initial cluster configuration", self.name));
         };
         let mut a = advertise_peer.clone();
         let mut b = my_urls.clone();
@@ -262,35 +217,20 @@ impl Flags {
                 advertise_peer.join(",")
             ));
         }
-        if cluster.len() > 1 {
-            return err("multi-member clusters are not supported yet: --initial-cluster must name only this member");
-        }
-        if self.initial_cluster_state == "existing" {
-            return err(
-                "--initial-cluster-state=existing (joining a running cluster) is not supported yet",
-            );
-        }
         let members: Vec<Member> = cluster
             .iter()
             .map(|(name, urls)| Member {
                 name: name.clone(),
                 id: ids::member_id(urls, &self.initial_cluster_token),
                 peer_urls: urls.clone(),
-                client_urls: if *name == self.name {
-                    advertise_client.clone()
-                } else {
-                    vec![]
-                },
+                client_urls: if *name == self.name { advertise_client.clone() } else { vec![] },
             })
             .collect();
         let member_id = ids::member_id(my_urls, &self.initial_cluster_token);
         let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
         let config = ServerConfig {
             name: self.name.clone(),
-            data_dir: self
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(format!("{}.metastore", self.name))),
+            data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.metastore", self.name))),
             member_id,
             cluster_id,
             members,
@@ -299,13 +239,18 @@ impl Flags {
             election_timeout: Duration::from_millis(self.election_timeout),
             max_request_bytes: self.max_request_bytes as usize,
             max_txn_ops: self.max_txn_ops as usize,
+            join_existing: self.initial_cluster_state == "existing",
+            initial_cluster_token: self.initial_cluster_token.clone(),
+            advertise_peer_urls: advertise_peer.clone(),
+            advertise_client_urls: advertise_client.clone(),
+            peer_source_ip: None,
         };
-        Ok(Resolved {
-            config,
-            client_addrs: bind_addrs("listen-client-urls", &client_urls)?,
-            peer_addrs: bind_addrs("listen-peer-urls", &peer_urls)?,
-            log_level,
-        })
+        let peer_addrs = bind_addrs("listen-peer-urls", &peer_urls)?;
+        let mut config = config;
+        // Outgoing peer connections leave from the address peers listen on,
+        // when it is a specific one.
+        config.peer_source_ip = peer_addrs.first().map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
+        Ok(Resolved { config, client_addrs: bind_addrs("listen-client-urls", &client_urls)?, peer_addrs, log_level })
     }
 }
 
@@ -325,37 +270,18 @@ mod tests {
         assert_eq!(r.config.data_dir, PathBuf::from("default.metastore"));
         assert_eq!(format!("{:x}", r.config.member_id), "8e9e05c52164694d");
         assert_eq!(format!("{:x}", r.config.cluster_id), "cdf818194e3a8c32");
-        assert_eq!(
-            r.client_addrs,
-            vec!["127.0.0.1:2379".parse::<SocketAddr>().unwrap()]
-        );
+        assert_eq!(r.client_addrs, vec!["127.0.0.1:2379".parse::<SocketAddr>().unwrap()]);
         assert_eq!(r.config.max_txn_ops, 128);
         assert_eq!(r.config.election_ticks(), 10);
     }
 
     #[test]
     fn contradictions_are_errors() {
-        let e = flags(&[
-            "--name",
-            "a",
-            "--initial-cluster",
-            "b=http://127.0.0.1:2380",
-        ])
-        .resolve()
-        .err()
-        .unwrap();
-        assert_eq!(
-            e.0,
-            "couldn't find local name \"a\" in the initial cluster configuration"
-        );
-        let e = flags(&["--heartbeat-interval", "300"])
-            .resolve()
-            .err()
-            .unwrap();
+        let e = flags(&["--name", "a", "--initial-cluster", "b=http://127.0.0.1:2380"]).resolve().err().unwrap();
+        assert_eq!(e.0, "couldn't find local name \"a\" in the initial cluster configuration");
+        let e = flags(&["--heartbeat-interval", "300"]).resolve().err().unwrap();
         assert!(e.0.contains("should be at least as 5 times"), "{e}");
-        assert!(flags(&["--listen-client-urls", "127.0.0.1:2379"])
-            .resolve()
-            .is_err());
+        assert!(flags(&["--listen-client-urls", "127.0.0.1:2379"]).resolve().is_err());
         assert!(flags(&["--storage", "floppy"]).resolve().is_err());
         let mismatch = [
             "--initial-advertise-peer-urls",
@@ -364,10 +290,7 @@ mod tests {
             "default=http://localhost:2380",
         ];
         let e = flags(&mismatch).resolve().err().unwrap();
-        assert!(
-            e.0.contains("missing from --initial-advertise-peer-urls"),
-            "{e}"
-        );
+        assert!(e.0.contains("missing from --initial-advertise-peer-urls"), "{e}");
         assert!(Flags::try_parse_from(["metastore", "--snapshot-count", "x"]).is_err());
     }
 }

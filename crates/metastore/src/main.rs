@@ -29,10 +29,7 @@ fn main() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("metastore: cannot start the runtime: {e}");
@@ -48,32 +45,18 @@ fn main() {
 async fn serve(r: flags::Resolved) -> Result<(), String> {
     let mut client = Vec::new();
     for addr in &r.client_addrs {
-        client.push(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("listen on {addr} for clients: {e}"))?,
-        );
+        client.push(TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for clients: {e}"))?);
     }
     let mut peer = Vec::new();
     for addr in &r.peer_addrs {
-        peer.push(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("listen on {addr} for peers: {e}"))?,
-        );
+        peer.push(TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for peers: {e}"))?);
     }
     for l in &client {
         if let Ok(a) = l.local_addr() {
             tracing::info!(address = %a, "serving client requests");
         }
     }
-    server::run(
-        r.config,
-        server::Listeners { client, peer },
-        shutdown_signal(),
-    )
-    .await
-    .map_err(|e| e.to_string())
+    server::run(r.config, server::Listeners { client, peer }, shutdown_signal()).await.map_err(|e| e.to_string())
 }
 
 /// Resolves on SIGINT or SIGTERM.

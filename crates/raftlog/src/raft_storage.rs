@@ -11,6 +11,8 @@
 //! index), so a follower can always continue from it with log entries.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use raft::eraftpb::{Entry, Snapshot};
 use raft::storage::MemStorage;
@@ -23,11 +25,19 @@ use crate::snapfile::SnapshotStore;
 pub struct RaftStorage {
     mem: MemStorage,
     snaps: SnapshotStore,
+    /// Raft asked for a snapshot that the files on disk cannot serve (too
+    /// old, or from before the receiver joined): the owner should take one.
+    wanted: Arc<AtomicBool>,
 }
 
 impl RaftStorage {
     pub(crate) fn new(mem: MemStorage, snaps: SnapshotStore) -> RaftStorage {
-        RaftStorage { mem, snaps }
+        RaftStorage { mem, snaps, wanted: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// True once after raft wanted a snapshot newer than any on disk.
+    pub fn take_snapshot_request(&self) -> bool {
+        self.wanted.swap(false, Ordering::AcqRel)
     }
 
     /// The shared in-memory storage.
@@ -65,13 +75,19 @@ impl Storage for RaftStorage {
 
     /// The newest snapshot file with its data; `SnapshotTemporarilyUnavailable`
     /// when there is none yet or it is older than `request_index`.
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let loaded = self
-            .snaps
-            .load_latest()
-            .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?;
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let loaded = self.snaps.load_latest().map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?;
+        // A snapshot is useful only if the receiver is in its configuration
+        // (raft refuses it otherwise) and it reaches the log's first entry.
+        let first = self.mem.first_index()?;
+        let usable = |meta: &raft::eraftpb::SnapshotMetadata| {
+            let cs = meta.get_conf_state();
+            meta.index >= request_index
+                && meta.index + 1 >= first
+                && (cs.voters.contains(&to) || cs.learners.contains(&to))
+        };
         match loaded {
-            Some((meta, mut reader)) if meta.index >= request_index => {
+            Some((meta, mut reader)) if usable(&meta) => {
                 let mut data = Vec::new();
                 reader.read_to_end(&mut data)?;
                 let mut snap = Snapshot::default();
@@ -79,9 +95,10 @@ impl Storage for RaftStorage {
                 snap.set_data(data.into());
                 Ok(snap)
             }
-            _ => Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            )),
+            _ => {
+                self.wanted.store(true, Ordering::Release);
+                Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+            }
         }
     }
 }

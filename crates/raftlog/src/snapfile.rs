@@ -76,10 +76,7 @@ pub enum SnapshotError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
-    move |source| SnapshotError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| SnapshotError::Io { path: path.to_path_buf(), source }
 }
 
 /// A directory of snapshot files. Cheap to clone (it is just the path).
@@ -106,9 +103,7 @@ impl SnapshotStore {
                 fs::remove_file(ent.path()).map_err(io_err(&ent.path()))?;
             }
         }
-        Ok(SnapshotStore {
-            dir: dir.to_path_buf(),
-        })
+        Ok(SnapshotStore { dir: dir.to_path_buf() })
     }
 
     /// The snapshot directory.
@@ -243,10 +238,7 @@ fn parse_name(name: &str) -> Option<(u64, u64)> {
     if term.len() != 16 || index.len() != 16 {
         return None;
     }
-    Some((
-        u64::from_str_radix(index, 16).ok()?,
-        u64::from_str_radix(term, 16).ok()?,
-    ))
+    Some((u64::from_str_radix(index, 16).ok()?, u64::from_str_radix(term, 16).ok()?))
 }
 
 /// Counts and checksums everything written through it.
@@ -275,19 +267,13 @@ fn write_file(
     meta_bytes: &[u8],
     write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), SnapshotError> {
-    let meta_len = u32::try_from(meta_bytes.len())
-        .ok()
-        .filter(|l| *l <= MAX_META_BYTES)
-        .ok_or_else(|| SnapshotError::Corrupt {
+    let meta_len = u32::try_from(meta_bytes.len()).ok().filter(|l| *l <= MAX_META_BYTES).ok_or_else(|| {
+        SnapshotError::Corrupt {
             path: tmp.to_path_buf(),
             reason: format!("metadata of {} bytes is too large", meta_bytes.len()),
-        })?;
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)
-        .map_err(io_err(tmp))?;
+        }
+    })?;
+    let file = OpenOptions::new().write(true).create(true).truncate(true).open(tmp).map_err(io_err(tmp))?;
     let mut w = CrcWriter {
         inner: BufWriter::with_capacity(IO_BUFFER_BYTES, file),
         hasher: crc32fast::Hasher::new(),
@@ -307,10 +293,7 @@ fn write_file(
         w.inner.flush()
     };
     write_all(&mut w).map_err(io_err(tmp))?;
-    let file = w
-        .inner
-        .into_inner()
-        .map_err(|e| io_err(tmp)(e.into_error()))?;
+    let file = w.inner.into_inner().map_err(|e| io_err(tmp)(e.into_error()))?;
     file.sync_all().map_err(io_err(tmp))
 }
 
@@ -367,37 +350,23 @@ fn verify(path: &Path) -> io::Result<Result<Verified, String>> {
         return Ok(Err("crc mismatch".to_string()));
     }
     if u64::from_le_bytes(len_field) != data_len {
-        return Ok(Err(format!(
-            "trailer says {} data bytes, file holds {data_len}",
-            u64::from_le_bytes(len_field)
-        )));
+        return Ok(Err(format!("trailer says {} data bytes, file holds {data_len}", u64::from_le_bytes(len_field))));
     }
     let meta = match SnapshotMetadata::parse_from_bytes(&meta_bytes) {
         Ok(m) => m,
         Err(e) => return Ok(Err(format!("undecodable metadata: {e}"))),
     };
-    let named = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(parse_name);
+    let named = path.file_name().and_then(|n| n.to_str()).and_then(parse_name);
     if named != Some((meta.index, meta.term)) {
-        return Ok(Err(format!(
-            "metadata (index {}, term {}) does not match the file name",
-            meta.index, meta.term
-        )));
+        return Ok(Err(format!("metadata (index {}, term {}) does not match the file name", meta.index, meta.term)));
     }
-    Ok(Ok(Verified {
-        meta,
-        data_offset,
-        data_len,
-    }))
+    Ok(Ok(Verified { meta, data_offset, data_len }))
 }
 
 /// Opens a verified file and returns a buffered reader over its data only.
 fn open_data(path: &Path, v: Verified) -> Result<LoadedSnapshot, SnapshotError> {
     let mut file = File::open(path).map_err(io_err(path))?;
-    file.seek(SeekFrom::Start(v.data_offset))
-        .map_err(io_err(path))?;
+    file.seek(SeekFrom::Start(v.data_offset)).map_err(io_err(path))?;
     let reader = BufReader::with_capacity(IO_BUFFER_BYTES, file).take(v.data_len);
     Ok((v.meta, Box::new(reader)))
 }

@@ -79,10 +79,7 @@ pub struct LogStoreOptions {
 
 impl Default for LogStoreOptions {
     fn default() -> Self {
-        LogStoreOptions {
-            wal: WalOptions::default(),
-            catchup_entries: DEFAULT_CATCHUP_ENTRIES,
-        }
+        LogStoreOptions { wal: WalOptions::default(), catchup_entries: DEFAULT_CATCHUP_ENTRIES }
     }
 }
 
@@ -126,7 +123,9 @@ pub enum LogStoreError {
     #[error("raft storage: {0}")]
     Raft(#[from] raft::Error),
     /// A snapshot no newer than what the store already holds.
-    #[error("snapshot at index {index} is out of date (store has snapshot {snapshot_index}, first index {first_index})")]
+    #[error(
+        "snapshot at index {index} is out of date (store has snapshot {snapshot_index}, first index {first_index})"
+    )]
     SnapshotOutOfDate {
         /// The rejected snapshot's index.
         index: u64,
@@ -180,14 +179,8 @@ impl LogStore {
     }
 
     /// Opens with explicit options and recovers (see the module docs).
-    pub fn open_with(
-        dir: &Path,
-        opts: LogStoreOptions,
-    ) -> Result<(LogStore, Recovered), LogStoreError> {
-        fs::create_dir_all(dir).map_err(|source| LogStoreError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+    pub fn open_with(dir: &Path, opts: LogStoreOptions) -> Result<(LogStore, Recovered), LogStoreError> {
+        fs::create_dir_all(dir).map_err(|source| LogStoreError::Io { path: dir.to_path_buf(), source })?;
         let (wal, contents) = Wal::open_with(&dir.join(WAL_DIR), opts.wal)?;
         let snaps = SnapshotStore::open(&dir.join(SNAP_DIR))?;
         let fresh = contents.is_empty();
@@ -197,9 +190,7 @@ impl LogStore {
         let mut loaded = None;
         let mut snap_pos = (0, 0);
         if let Some((index, term)) = contents.snapshot {
-            let (meta, reader) = snaps
-                .load(index, term)?
-                .ok_or(LogStoreError::MissingSnapshot { index, term })?;
+            let (meta, reader) = snaps.load(index, term)?.ok_or(LogStoreError::MissingSnapshot { index, term })?;
             let mut s = Snapshot::default();
             s.set_metadata(meta.clone());
             storage.wl().apply_snapshot(s)?;
@@ -239,17 +230,8 @@ impl LogStore {
 
         info!(dir = %dir.display(), fresh, snapshot_index = snap_pos.0,
             last_index, "raft log recovered");
-        let store = LogStore {
-            wal,
-            snaps,
-            storage,
-            opts,
-            snapshot: snap_pos,
-        };
-        let recovered = Recovered {
-            snapshot: loaded,
-            fresh,
-        };
+        let store = LogStore { wal, snaps, storage, opts, snapshot: snap_pos };
+        let recovered = Recovered { snapshot: loaded, fresh };
         Ok((store, recovered))
     }
 
@@ -344,24 +326,15 @@ impl LogStore {
         let first_index = self.first_index();
         let (si, st) = self.snapshot;
         if meta.index < si || (meta.index == si && meta.term != st) || first_index > meta.index {
-            return Err(LogStoreError::SnapshotOutOfDate {
-                index: meta.index,
-                snapshot_index: si,
-                first_index,
-            });
+            return Err(LogStoreError::SnapshotOutOfDate { index: meta.index, snapshot_index: si, first_index });
         }
-        self.snaps
-            .save(meta, &mut |w: &mut dyn Write| w.write_all(snap.get_data()))?;
+        self.snaps.save(meta, &mut |w: &mut dyn Write| w.write_all(snap.get_data()))?;
         self.wal.mark_installed_snapshot(meta.index, meta.term)?;
         let mut s = Snapshot::default();
         s.set_metadata(meta.clone());
         self.storage.wl().apply_snapshot(s)?;
         self.snapshot = (meta.index, meta.term);
-        info!(
-            index = meta.index,
-            term = meta.term,
-            "installed snapshot from leader"
-        );
+        info!(index = meta.index, term = meta.term, "installed snapshot from leader");
         Ok(())
     }
 
@@ -379,11 +352,7 @@ impl LogStore {
         write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> Result<(), LogStoreError> {
         if index <= self.snapshot.0 {
-            debug!(
-                index,
-                snapshot_index = self.snapshot.0,
-                "snapshot not newer; skipped"
-            );
+            debug!(index, snapshot_index = self.snapshot.0, "snapshot not newer; skipped");
             return Ok(());
         }
         let commit = self.storage.rl().hard_state().commit;
@@ -398,12 +367,7 @@ impl LogStore {
                 "snapshot term {term} does not match entry {index}'s term {actual}"
             )));
         }
-        let meta = SnapshotMetadata {
-            index,
-            term,
-            conf_state: Some(conf_state.clone()).into(),
-            ..Default::default()
-        };
+        let meta = SnapshotMetadata { index, term, conf_state: Some(conf_state.clone()).into(), ..Default::default() };
         self.snaps.save(&meta, write_data)?;
         self.wal.mark_snapshot(index, term)?;
         // Entry `index` itself always stays: raft-rs needs the term of the
@@ -411,12 +375,7 @@ impl LogStore {
         let compact_to = (index.saturating_sub(self.opts.catchup_entries) + 1).min(index);
         self.storage.wl().compact(compact_to)?;
         self.snapshot = (index, term);
-        info!(
-            index,
-            term,
-            first_index = self.first_index(),
-            "created snapshot"
-        );
+        info!(index, term, first_index = self.first_index(), "created snapshot");
         Ok(())
     }
 

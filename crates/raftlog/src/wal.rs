@@ -61,9 +61,7 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions {
-            segment_bytes: DEFAULT_SEGMENT_BYTES,
-        }
+        WalOptions { segment_bytes: DEFAULT_SEGMENT_BYTES }
     }
 }
 
@@ -86,10 +84,7 @@ pub struct WalContents {
 impl WalContents {
     /// True when the WAL holds no state at all (a brand-new member).
     pub fn is_empty(&self) -> bool {
-        self.hard_state.is_none()
-            && self.conf_state.is_none()
-            && self.snapshot.is_none()
-            && self.entries.is_empty()
+        self.hard_state.is_none() && self.conf_state.is_none() && self.snapshot.is_none() && self.entries.is_empty()
     }
 }
 
@@ -163,29 +158,18 @@ impl Wal {
                 if let Record::Entry(e) = &rec {
                     max_entry_index = max_entry_index.max(e.index);
                 }
-                replay
-                    .apply(rec)
-                    .map_err(|reason| WalError::corrupt(&f.path, offset, reason))
+                replay.apply(rec).map_err(|reason| WalError::corrupt(&f.path, offset, reason))
             })?;
             if let Some(reason) = end.torn {
                 torn = Some((reason, end.valid_len, end.file_len));
             }
-            segments.push(Segment {
-                seq: f.seq,
-                path: f.path.clone(),
-                max_entry_index,
-            });
+            segments.push(Segment { seq: f.seq, path: f.path.clone(), max_entry_index });
         }
-        let contents = replay
-            .finish()
-            .map_err(|reason| WalError::corrupt(dir, 0, reason))?;
+        let contents = replay.finish().map_err(|reason| WalError::corrupt(dir, 0, reason))?;
 
         let active = match segments.last() {
             Some(last) => {
-                let file = OpenOptions::new()
-                    .append(true)
-                    .open(&last.path)
-                    .map_err(|e| WalError::io(&last.path, e))?;
+                let file = OpenOptions::new().append(true).open(&last.path).map_err(|e| WalError::io(&last.path, e))?;
                 if let Some((reason, valid_len, file_len)) = torn {
                     warn!(
                         segment = %last.path.display(),
@@ -194,28 +178,19 @@ impl Wal {
                         %reason,
                         "truncating torn tail of the last WAL segment"
                     );
-                    file.set_len(valid_len)
-                        .and_then(|()| file.sync_all())
-                        .map_err(|e| WalError::io(&last.path, e))?;
+                    file.set_len(valid_len).and_then(|()| file.sync_all()).map_err(|e| WalError::io(&last.path, e))?;
                 }
                 file
             }
             None => {
                 let path = dir.join(segment::file_name(0, 1));
                 let file = create_segment(dir, &path)?;
-                segments.push(Segment {
-                    seq: 0,
-                    path,
-                    max_entry_index: 0,
-                });
+                segments.push(Segment { seq: 0, path, max_entry_index: 0 });
                 file
             }
         };
         let active_path = segments.last().map(|s| s.path.clone()).unwrap_or_default();
-        let active_len = active
-            .metadata()
-            .map_err(|e| WalError::io(&active_path, e))?
-            .len();
+        let active_len = active.metadata().map_err(|e| WalError::io(&active_path, e))?.len();
         let last_entry = contents.entries.last().map_or(0, |e| e.index);
         let snap_index = contents.snapshot.map_or(0, |(i, _)| i);
         let wal = Wal {
@@ -242,11 +217,7 @@ impl Wal {
 
     /// Buffers records (entries then the hard state); nothing is durable
     /// until [`Wal::sync`]. On error nothing of this call is buffered.
-    pub fn append(
-        &mut self,
-        entries: &[Entry],
-        hard_state: Option<&HardState>,
-    ) -> Result<(), WalError> {
+    pub fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), WalError> {
         self.check_poisoned()?;
         let start = self.buf.len();
         let encoded = encode_batch(&mut self.buf, entries, hard_state);
@@ -256,10 +227,7 @@ impl Wal {
         }
         if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
             self.buf_first_index.get_or_insert(first.index);
-            self.buf_max_index = entries
-                .iter()
-                .map(|e| e.index)
-                .fold(self.buf_max_index, u64::max);
+            self.buf_max_index = entries.iter().map(|e| e.index).fold(self.buf_max_index, u64::max);
             self.last_index = last.index;
         }
         if let Some(hs) = hard_state {
@@ -314,12 +282,7 @@ impl Wal {
         self.check_poisoned()?;
         if let Some((ci, ct)) = self.snapshot {
             if index < ci || (index == ci && term != ct) {
-                return Err(WalError::MarkerRegression {
-                    index,
-                    term,
-                    current_index: ci,
-                    current_term: ct,
-                });
+                return Err(WalError::MarkerRegression { index, term, current_index: ci, current_term: ct });
             }
         }
         self.sync()?;
@@ -372,10 +335,7 @@ impl Wal {
     }
 
     fn active_path(&self) -> PathBuf {
-        self.segments
-            .last()
-            .map(|s| s.path.clone())
-            .unwrap_or_else(|| self.dir.clone())
+        self.segments.last().map(|s| s.path.clone()).unwrap_or_else(|| self.dir.clone())
     }
 
     fn write_buffered(&mut self) -> Result<(), WalError> {
@@ -429,11 +389,7 @@ impl Wal {
             }
         };
         debug!(segment = %path.display(), "cut WAL segment");
-        self.segments.push(Segment {
-            seq,
-            path,
-            max_entry_index: 0,
-        });
+        self.segments.push(Segment { seq, path, max_entry_index: 0 });
         self.active = file;
         self.active_len = 0;
         self.dirty = false;
@@ -444,10 +400,7 @@ impl Wal {
     /// all `<= index`, oldest first, so the survivors stay contiguous.
     fn release(&mut self, index: u64) -> Result<(), WalError> {
         let active = self.segments.len() - 1;
-        let releasable = self.segments[..active]
-            .iter()
-            .take_while(|s| s.max_entry_index <= index)
-            .count();
+        let releasable = self.segments[..active].iter().take_while(|s| s.max_entry_index <= index).count();
         let mut removed = 0;
         let mut result = Ok(());
         for s in &self.segments[..releasable] {
@@ -469,11 +422,7 @@ impl Wal {
     }
 }
 
-fn encode_batch(
-    buf: &mut Vec<u8>,
-    entries: &[Entry],
-    hard_state: Option<&HardState>,
-) -> Result<(), WalError> {
+fn encode_batch(buf: &mut Vec<u8>, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), WalError> {
     for e in entries {
         record::encode_entry(buf, e)?;
     }
@@ -500,11 +449,7 @@ fn encode_marker_batch(
 
 /// Creates a new, empty segment and makes its directory entry durable.
 fn create_segment(dir: &Path, path: &Path) -> Result<File, WalError> {
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| WalError::io(path, e))?;
+    let file = OpenOptions::new().create_new(true).append(true).open(path).map_err(|e| WalError::io(path, e))?;
     sync_dir(dir).map_err(|e| WalError::io(dir, e))?;
     Ok(file)
 }
@@ -512,12 +457,8 @@ fn create_segment(dir: &Path, path: &Path) -> Result<File, WalError> {
 /// Takes an exclusive advisory lock on `dir/LOCK`, held while the file lives.
 fn lock_dir(dir: &Path) -> Result<File, WalError> {
     let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| WalError::io(&path, e))?;
+    let file =
+        OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| WalError::io(&path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(WalError::Locked(dir.to_path_buf())),

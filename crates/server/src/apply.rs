@@ -5,17 +5,19 @@
 
 use std::sync::Arc;
 
+use api::pb::etcdserverpb::MemberUpdateRequest;
 use api::pb::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
-    PutResponse, ResponseHeader, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, ResponseHeader, TxnRequest,
+    TxnResponse,
 };
-use api::pb::metastorepb::internal_request::Request;
+use api::pb::metastorepb::{internal_request::Request, MemberAttrRequest, MemberRecord};
 use api::EtcdError;
 use storage::{AppliedIndex, Event, EventKind, KeyRange, MvccStore, WriteBatch};
 
 use crate::errors::from_mvcc;
 use crate::lessor::Lessor;
+use crate::members::Membership;
 use crate::range::{ReadView, TxnWrite};
 use crate::txn;
 
@@ -27,6 +29,8 @@ pub enum ApplyResponse {
     Compaction(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    /// The membership after a change.
+    Members(Vec<MemberRecord>),
 }
 
 pub type ApplyResult = Result<ApplyResponse, EtcdError>;
@@ -34,18 +38,16 @@ pub type ApplyResult = Result<ApplyResponse, EtcdError>;
 pub struct Applier {
     mvcc: Arc<MvccStore>,
     lessor: Arc<Lessor>,
+    members: Arc<Membership>,
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..Default::default()
-    })
+    Some(ResponseHeader { revision, ..Default::default() })
 }
 
 impl Applier {
-    pub fn new(mvcc: Arc<MvccStore>, lessor: Arc<Lessor>) -> Self {
-        Applier { mvcc, lessor }
+    pub fn new(mvcc: Arc<MvccStore>, lessor: Arc<Lessor>, members: Arc<Membership>) -> Self {
+        Applier { mvcc, lessor, members }
     }
 
     pub fn mvcc(&self) -> &Arc<MvccStore> {
@@ -61,15 +63,13 @@ impl Applier {
     pub fn apply(&self, req: Request, applied: AppliedIndex) -> ApplyResult {
         let result = match req {
             Request::Put(p) => self.put(p, applied).map(ApplyResponse::Put),
-            Request::DeleteRange(d) => self
-                .delete_range(d, applied)
-                .map(ApplyResponse::DeleteRange),
+            Request::DeleteRange(d) => self.delete_range(d, applied).map(ApplyResponse::DeleteRange),
             Request::Txn(t) => self.txn(t, applied).map(ApplyResponse::Txn),
             Request::Compaction(c) => self.compact(c, applied).map(ApplyResponse::Compaction),
             Request::LeaseGrant(g) => self.lease_grant(g, applied).map(ApplyResponse::LeaseGrant),
-            Request::LeaseRevoke(r) => self
-                .lease_revoke(r, applied)
-                .map(ApplyResponse::LeaseRevoke),
+            Request::LeaseRevoke(r) => self.lease_revoke(r, applied).map(ApplyResponse::LeaseRevoke),
+            Request::MemberAttr(a) => self.member_attr(a, applied).map(ApplyResponse::Members),
+            Request::MemberUpdate(u) => self.member_update(u, applied).map(ApplyResponse::Members),
         };
         if result.is_err() {
             self.mark_applied(applied)?;
@@ -84,20 +84,11 @@ impl Applier {
 
     /// Commits the txn (with `extra` in the same batch) and keeps lease
     /// attachments in step with the keys that changed.
-    fn commit(
-        &self,
-        tw: TxnWrite<'_>,
-        applied: AppliedIndex,
-        extra: WriteBatch,
-    ) -> Result<Vec<Event>, EtcdError> {
+    fn commit(&self, tw: TxnWrite<'_>, applied: AppliedIndex, extra: WriteBatch) -> Result<Vec<Event>, EtcdError> {
         let events = tw.txn.commit_with(applied, extra).map_err(from_mvcc)?;
         for ev in &events {
             let old = ev.prev_kv.as_ref().map_or(0, |kv| kv.lease);
-            let new = if ev.kind == EventKind::Put {
-                ev.kv.lease
-            } else {
-                0
-            };
+            let new = if ev.kind == EventKind::Put { ev.kv.lease } else { 0 };
             self.lessor.reattach(&ev.kv.key, old, new);
         }
         Ok(events)
@@ -111,11 +102,7 @@ impl Applier {
         Ok(resp)
     }
 
-    fn delete_range(
-        &self,
-        d: DeleteRangeRequest,
-        applied: AppliedIndex,
-    ) -> Result<DeleteRangeResponse, EtcdError> {
+    fn delete_range(&self, d: DeleteRangeRequest, applied: AppliedIndex) -> Result<DeleteRangeResponse, EtcdError> {
         let mut tw = TxnWrite::new(&self.mvcc);
         let resp = txn::delete_range(&mut tw, &d)?;
         self.commit(tw, applied, WriteBatch::default())?;
@@ -131,55 +118,56 @@ impl Applier {
         Ok(resp)
     }
 
-    fn compact(
-        &self,
-        c: CompactionRequest,
-        applied: AppliedIndex,
-    ) -> Result<CompactionResponse, EtcdError> {
+    fn compact(&self, c: CompactionRequest, applied: AppliedIndex) -> Result<CompactionResponse, EtcdError> {
         self.mvcc.compact(c.revision, applied).map_err(from_mvcc)?;
         let revision = self.mvcc.current_revision();
-        Ok(CompactionResponse {
-            header: header(revision),
-        })
+        Ok(CompactionResponse { header: header(revision) })
     }
 
-    fn lease_grant(
-        &self,
-        g: LeaseGrantRequest,
-        applied: AppliedIndex,
-    ) -> Result<LeaseGrantResponse, EtcdError> {
+    fn lease_grant(&self, g: LeaseGrantRequest, applied: AppliedIndex) -> Result<LeaseGrantResponse, EtcdError> {
         let mut batch = WriteBatch::default();
         let ttl = self.lessor.grant(g.id, g.ttl, &mut batch)?;
-        self.mvcc
-            .set_applied_with(applied, batch)
-            .map_err(from_mvcc)?;
-        Ok(LeaseGrantResponse {
-            header: header(self.mvcc.current_revision()),
-            id: g.id,
-            ttl,
-            error: String::new(),
-        })
+        self.mvcc.set_applied_with(applied, batch).map_err(from_mvcc)?;
+        Ok(LeaseGrantResponse { header: header(self.mvcc.current_revision()), id: g.id, ttl, error: String::new() })
     }
 
     /// Deletes every attached key under one revision, then the lease.
-    fn lease_revoke(
-        &self,
-        r: LeaseRevokeRequest,
-        applied: AppliedIndex,
-    ) -> Result<LeaseRevokeResponse, EtcdError> {
+    fn lease_revoke(&self, r: LeaseRevokeRequest, applied: AppliedIndex) -> Result<LeaseRevokeResponse, EtcdError> {
         let keys = self.lessor.keys_of(r.id).ok_or(EtcdError::LeaseNotFound)?;
         let mut tw = TxnWrite::new(&self.mvcc);
         for key in keys {
-            tw.txn
-                .delete_range(&KeyRange::Single(key))
-                .map_err(from_mvcc)?;
+            tw.txn.delete_range(&KeyRange::Single(key)).map_err(from_mvcc)?;
         }
         let revision = tw.rev();
         let mut batch = WriteBatch::default();
         self.lessor.remove(r.id, &mut batch);
         self.commit(tw, applied, batch)?;
-        Ok(LeaseRevokeResponse {
-            header: header(revision),
-        })
+        Ok(LeaseRevokeResponse { header: header(revision) })
+    }
+
+    /// A member publishing its name and client URLs; unknown members (removed
+    /// meanwhile) are ignored, as in etcd.
+    fn member_attr(&self, a: MemberAttrRequest, applied: AppliedIndex) -> Result<Vec<MemberRecord>, EtcdError> {
+        let mut batch = WriteBatch::default();
+        self.members.update(a.id, &mut batch, |m| {
+            m.name = a.name;
+            m.client_urls = a.client_urls;
+        });
+        self.mvcc.set_applied_with(applied, batch).map_err(from_mvcc)?;
+        Ok(self.members.list())
+    }
+
+    fn member_update(&self, u: MemberUpdateRequest, applied: AppliedIndex) -> Result<Vec<MemberRecord>, EtcdError> {
+        let taken =
+            self.members.list().iter().any(|m| m.id != u.id && m.peer_urls.iter().any(|p| u.peer_ur_ls.contains(p)));
+        if taken {
+            return Err(EtcdError::PeerUrlExist);
+        }
+        let mut batch = WriteBatch::default();
+        if !self.members.update(u.id, &mut batch, |m| m.peer_urls = u.peer_ur_ls) {
+            return Err(EtcdError::MemberNotFound);
+        }
+        self.mvcc.set_applied_with(applied, batch).map_err(from_mvcc)?;
+        Ok(self.members.list())
     }
 }

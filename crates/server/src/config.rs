@@ -25,6 +25,16 @@ pub struct ServerConfig {
     pub election_timeout: Duration,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// `--initial-cluster-state existing`: join a running cluster instead of
+    /// bootstrapping one (only matters on the first start).
+    pub join_existing: bool,
+    pub initial_cluster_token: String,
+    /// This member's advertised URLs.
+    pub advertise_peer_urls: Vec<String>,
+    pub advertise_client_urls: Vec<String>,
+    /// Source address for outgoing peer connections: the IP this member
+    /// listens on for peers, when it names one.
+    pub peer_source_ip: Option<std::net::IpAddr>,
 }
 
 /// etcd's gRPC allowance on top of `--max-request-bytes` for framing.

@@ -18,23 +18,13 @@ impl Deadline {
     pub fn new(server_timeout: Duration, client_timeout: Option<Duration>) -> Self {
         let now = Instant::now();
         match client_timeout {
-            Some(c) if c <= server_timeout => Deadline {
-                at: now + c,
-                client: true,
-            },
-            _ => Deadline {
-                at: now + server_timeout,
-                client: false,
-            },
+            Some(c) if c <= server_timeout => Deadline { at: now + c, client: true },
+            _ => Deadline { at: now + server_timeout, client: false },
         }
     }
 
     pub fn from_request<T>(req: &tonic::Request<T>, server_timeout: Duration) -> Self {
-        let client = req
-            .metadata()
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout);
+        let client = req.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
         Self::new(server_timeout, client)
     }
 
@@ -49,9 +39,7 @@ impl Deadline {
 
     /// Waits for `fut` until the deadline.
     pub async fn run<F: std::future::Future>(&self, fut: F) -> Result<F::Output, EtcdError> {
-        tokio::time::timeout_at(self.at, fut)
-            .await
-            .map_err(|_| self.expired())
+        tokio::time::timeout_at(self.at, fut).await.map_err(|_| self.expired())
     }
 }
 
@@ -91,14 +79,8 @@ mod tests {
     #[tokio::test]
     async fn binding_deadline_picks_error() {
         let d = Deadline::new(Duration::from_secs(7), Some(Duration::from_millis(10)));
-        assert_eq!(
-            d.run(std::future::pending::<()>()).await,
-            Err(EtcdError::DeadlineExceeded)
-        );
+        assert_eq!(d.run(std::future::pending::<()>()).await, Err(EtcdError::DeadlineExceeded));
         let d = Deadline::new(Duration::from_millis(10), Some(Duration::from_secs(7)));
-        assert_eq!(
-            d.run(std::future::pending::<()>()).await,
-            Err(EtcdError::Timeout)
-        );
+        assert_eq!(d.run(std::future::pending::<()>()).await, Err(EtcdError::Timeout));
     }
 }

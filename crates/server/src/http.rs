@@ -28,11 +28,7 @@ pub fn router(ctx: Ctx) -> Router {
 async fn version() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        format!(
-            r#"{{"etcdserver":"{}","etcdcluster":"{}"}}"#,
-            api::ETCD_VERSION,
-            api::ETCD_CLUSTER_VERSION
-        ),
+        format!(r#"{{"etcdserver":"{}","etcdcluster":"{}"}}"#, api::ETCD_VERSION, api::ETCD_CLUSTER_VERSION),
     )
 }
 
@@ -41,24 +37,14 @@ async fn health(State(ctx): State<Ctx>) -> impl IntoResponse {
     let reason = if ctx.node.state.leader() == 0 {
         Some("RAFT NO LEADER".to_string())
     } else {
-        match ctx
-            .node
-            .read_barrier(Deadline::new(HEALTH_TIMEOUT, None))
-            .await
-        {
+        match ctx.node.read_barrier(Deadline::new(HEALTH_TIMEOUT, None)).await {
             Ok(()) => None,
             Err(e) => Some(e.to_string()),
         }
     };
     let (code, body) = match reason {
-        None => (
-            StatusCode::OK,
-            r#"{"health":"true","reason":""}"#.to_string(),
-        ),
-        Some(r) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(r#"{{"health":"false","reason":"{r}"}}"#),
-        ),
+        None => (StatusCode::OK, r#"{"health":"true","reason":""}"#.to_string()),
+        Some(r) => (StatusCode::SERVICE_UNAVAILABLE, format!(r#"{{"health":"false","reason":"{r}"}}"#)),
     };
     (code, [(header::CONTENT_TYPE, "application/json")], body)
 }
@@ -112,44 +98,21 @@ pub fn render_metrics(ctx: &Ctx) -> String {
         "Total size of the underlying database physically allocated in bytes.",
         node.mvcc.engine().size_bytes() as i64,
     );
-    gauge(
-        &reg,
-        "etcd_debugging_mvcc_current_revision",
-        "The current revision of store.",
-        node.mvcc.current_revision(),
-    );
+    gauge(&reg, "etcd_debugging_mvcc_current_revision", "The current revision of store.", node.mvcc.current_revision());
     gauge(
         &reg,
         "etcd_debugging_mvcc_compact_revision",
         "The revision of the last compaction in store.",
         node.mvcc.compact_revision(),
     );
-    gauge(
-        &reg,
-        "etcd_debugging_mvcc_watcher_total",
-        "Total number of watchers.",
-        ctx.watch.watchers(),
-    );
-    gauge(
-        &reg,
-        "etcd_debugging_mvcc_watch_stream_total",
-        "Total number of watch streams.",
-        ctx.watch.streams(),
-    );
-    gauge(
-        &reg,
-        "etcd_debugging_lease_total",
-        "The number of leases.",
-        node.lessor.len() as i64,
-    );
+    gauge(&reg, "etcd_debugging_mvcc_watcher_total", "Total number of watchers.", ctx.watch.watchers());
+    gauge(&reg, "etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", ctx.watch.streams());
+    gauge(&reg, "etcd_debugging_lease_total", "The number of leases.", node.lessor.len() as i64);
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&reg.gather(), &mut buf);
     String::from_utf8_lossy(&buf).into_owned()
 }
 
 async fn metrics(State(ctx): State<Ctx>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render_metrics(&ctx),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render_metrics(&ctx))
 }

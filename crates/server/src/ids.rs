@@ -20,6 +20,17 @@ pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
     first_u64(&b)
 }
 
+/// etcd `computeMemberID` with a time: what `MemberAdd` uses, so an ID is
+/// never reused for a member added again with the same URLs.
+pub fn member_id_at(peer_urls: &[String], token: &str, unix_secs: u64) -> u64 {
+    let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+    urls.sort_unstable();
+    let mut b = urls.concat().into_bytes();
+    b.extend_from_slice(token.as_bytes());
+    b.extend_from_slice(unix_secs.to_string().as_bytes());
+    first_u64(&b)
+}
+
 /// etcd `RaftCluster.genID`: sha1 of the sorted member IDs, big-endian.
 pub fn cluster_id(member_ids: &[u64]) -> u64 {
     let mut ids = member_ids.to_vec();

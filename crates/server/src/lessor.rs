@@ -55,13 +55,7 @@ fn lease_key(id: i64) -> Vec<u8> {
 impl Lessor {
     /// `min_ttl` in seconds: etcd's 1.5 election timeouts, rounded up.
     pub fn new(min_ttl: i64) -> Self {
-        Lessor {
-            inner: Mutex::new(Inner {
-                leases: HashMap::new(),
-                primary: false,
-            }),
-            min_ttl: min_ttl.max(1),
-        }
+        Lessor { inner: Mutex::new(Inner { leases: HashMap::new(), primary: false }), min_ttl: min_ttl.max(1) }
     }
 
     pub fn min_ttl_for(election_timeout: Duration) -> i64 {
@@ -78,19 +72,10 @@ impl Lessor {
             .scan(Table::Lease, &[], None, &mut |k, v| {
                 match (<[u8; 8]>::try_from(k), <[u8; 8]>::try_from(v)) {
                     (Ok(k), Ok(v)) => {
-                        let lease = Lease {
-                            ttl: i64::from_be_bytes(v),
-                            keys: BTreeSet::new(),
-                            expiry: None,
-                        };
+                        let lease = Lease { ttl: i64::from_be_bytes(v), keys: BTreeSet::new(), expiry: None };
                         leases.insert(i64::from_be_bytes(k), lease);
                     }
-                    _ => {
-                        bad = Some(format!(
-                            "malformed lease record of {} bytes",
-                            k.len() + v.len()
-                        ))
-                    }
+                    _ => bad = Some(format!("malformed lease record of {} bytes", k.len() + v.len())),
                 }
                 true
             })
@@ -133,17 +118,8 @@ impl Lessor {
             return Err(EtcdError::LeaseExist);
         }
         let ttl = ttl.max(self.min_ttl);
-        let expiry = inner
-            .primary
-            .then(|| Instant::now() + Duration::from_secs(ttl as u64));
-        inner.leases.insert(
-            id,
-            Lease {
-                ttl,
-                keys: BTreeSet::new(),
-                expiry,
-            },
-        );
+        let expiry = inner.primary.then(|| Instant::now() + Duration::from_secs(ttl as u64));
+        inner.leases.insert(id, Lease { ttl, keys: BTreeSet::new(), expiry });
         batch.put(Table::Lease, lease_key(id), ttl.to_be_bytes().to_vec());
         Ok(ttl)
     }
@@ -151,11 +127,7 @@ impl Lessor {
     /// The keys to delete when revoking, sorted so every member deletes in
     /// the same order.
     pub fn keys_of(&self, id: i64) -> Option<Vec<Vec<u8>>> {
-        self.inner
-            .lock()
-            .leases
-            .get(&id)
-            .map(|l| l.keys.iter().cloned().collect())
+        self.inner.lock().leases.get(&id).map(|l| l.keys.iter().cloned().collect())
     }
 
     pub fn remove(&self, id: i64, batch: &mut WriteBatch) {
@@ -253,11 +225,7 @@ impl Lessor {
         Some(LeaseInfo {
             remaining,
             granted: l.ttl,
-            keys: if with_keys {
-                l.keys.iter().cloned().collect()
-            } else {
-                Vec::new()
-            },
+            keys: if with_keys { l.keys.iter().cloned().collect() } else { Vec::new() },
         })
     }
 
@@ -292,10 +260,7 @@ mod tests {
         let mut b = WriteBatch::default();
         assert_eq!(l.grant(7, 1, &mut b), Ok(2), "TTL raised to the minimum");
         assert_eq!(l.grant(7, 10, &mut b), Err(EtcdError::LeaseExist));
-        assert_eq!(
-            l.grant(8, MAX_LEASE_TTL + 1, &mut b),
-            Err(EtcdError::LeaseTtlTooLarge)
-        );
+        assert_eq!(l.grant(8, MAX_LEASE_TTL + 1, &mut b), Err(EtcdError::LeaseTtlTooLarge));
         assert_eq!(l.grant(0, 10, &mut b), Err(EtcdError::LeaseNotFound));
         assert_eq!(b.len(), 1);
     }
@@ -313,10 +278,7 @@ mod tests {
         tokio::time::pause();
         tokio::time::advance(Duration::from_millis(1100)).await;
         assert_eq!(l.take_expired(10), vec![1]);
-        assert!(
-            l.take_expired(10).is_empty(),
-            "not proposed twice while in flight"
-        );
+        assert!(l.take_expired(10).is_empty(), "not proposed twice while in flight");
     }
 
     #[test]

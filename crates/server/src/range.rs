@@ -31,10 +31,7 @@ pub struct PinnedView<'a> {
 
 impl<'a> PinnedView<'a> {
     pub fn new(store: &'a MvccStore) -> Self {
-        PinnedView {
-            store,
-            rev: store.current_revision(),
-        }
+        PinnedView { store, rev: store.current_revision() }
     }
 }
 
@@ -66,10 +63,7 @@ pub struct TxnWrite<'a> {
 
 impl<'a> TxnWrite<'a> {
     pub fn new(store: &'a MvccStore) -> Self {
-        TxnWrite {
-            first_rev: store.compact_revision(),
-            txn: store.write_txn(),
-        }
+        TxnWrite { first_rev: store.compact_revision(), txn: store.write_txn() }
     }
 }
 
@@ -101,10 +95,7 @@ pub fn to_pb_kv(kv: KeyValue) -> mvccpb::KeyValue {
 }
 
 fn has_revision_filters(r: &RangeRequest) -> bool {
-    r.min_mod_revision != 0
-        || r.max_mod_revision != 0
-        || r.min_create_revision != 0
-        || r.max_create_revision != 0
+    r.min_mod_revision != 0 || r.max_mod_revision != 0 || r.min_create_revision != 0 || r.max_create_revision != 0
 }
 
 /// etcd fetches `limit + 1` keys to learn `more`, and everything when the
@@ -122,11 +113,7 @@ fn range_limit(r: &RangeRequest) -> i64 {
 
 pub fn execute_range(view: &dyn ReadView, r: &RangeRequest) -> Result<RangeResponse, EtcdError> {
     let range = KeyRange::from_etcd(&r.key, &r.range_end);
-    let opts = RangeOptions {
-        limit: range_limit(r),
-        rev: r.revision,
-        count_only: r.count_only,
-    };
+    let opts = RangeOptions { limit: range_limit(r), rev: r.revision, count_only: r.count_only };
     let rr = view.range(&range, opts).map_err(from_mvcc)?;
     let mut kvs = rr.kvs;
     if r.max_mod_revision != 0 {
@@ -157,10 +144,7 @@ pub fn execute_range(view: &dyn ReadView, r: &RangeRequest) -> Result<RangeRespo
         })
         .collect();
     Ok(RangeResponse {
-        header: Some(ResponseHeader {
-            revision: rr.rev,
-            ..Default::default()
-        }),
+        header: Some(ResponseHeader { revision: rr.rev, ..Default::default() }),
         kvs,
         more,
         count: rr.count,

@@ -20,11 +20,15 @@ use crate::config::{ServerConfig, GRPC_OVERHEAD_BYTES};
 use crate::deadline::Deadline;
 use crate::node::NodeHandle;
 use crate::node::{self, NodeError};
+use crate::peer::leader::LeaderLink;
+use crate::peer::sender::PeerTransport;
+use crate::peer::service::PeerService;
+use crate::peer::MAX_PEER_MESSAGE;
 use crate::service::{
-    cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
-    Ctx,
+    cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService, Ctx,
 };
 use crate::watch::WatchService;
+use api::pb::metastorepb::{peer_server::PeerServer, MemberAttrRequest};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -34,22 +38,17 @@ pub enum ServerError {
     #[error("{0}")]
     Node(#[from] NodeError),
     #[error("data dir {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error(
-        "data dir {path} was written by the {found} engine; this server runs the {wanted} engine"
-    )]
-    EngineMismatch {
-        path: String,
-        found: String,
-        wanted: String,
-    },
+    DataDir { path: String, source: std::io::Error },
+    #[error("data dir {path} was written by the {found} engine; this server runs the {wanted} engine")]
+    EngineMismatch { path: String, found: String, wanted: String },
     #[error("serving clients: {0}")]
     Serve(#[from] std::io::Error),
     #[error("the raft node stopped unexpectedly; see the log")]
     NodeFailed,
+    #[error("{0}")]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error("etcdserver: the member has been permanently removed from the cluster")]
+    Removed,
 }
 
 /// Already-bound sockets, so callers (and tests) choose ports, port 0 included.
@@ -62,10 +61,7 @@ pub struct Listeners {
 
 /// Records which engine owns the data dir; refuses to open another's.
 fn check_engine_marker(member_dir: &Path, wanted: &str) -> Result<(), ServerError> {
-    let io = |source| ServerError::DataDir {
-        path: member_dir.display().to_string(),
-        source,
-    };
+    let io = |source| ServerError::DataDir { path: member_dir.display().to_string(), source };
     std::fs::create_dir_all(member_dir).map_err(io)?;
     let marker = member_dir.join("engine");
     match std::fs::read_to_string(&marker) {
@@ -75,23 +71,25 @@ fn check_engine_marker(member_dir: &Path, wanted: &str) -> Result<(), ServerErro
             found: found.trim().to_string(),
             wanted: wanted.to_string(),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::write(&marker, wanted).map_err(io)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::write(&marker, wanted).map_err(io),
         Err(e) => Err(io(e)),
     }
 }
 
 pub async fn run(
-    cfg: ServerConfig,
+    mut cfg: ServerConfig,
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
     check_engine_marker(&cfg.member_dir(), engine.kind())?;
+    crate::identity::resolve(&mut cfg).await?;
     let cfg = Arc::new(cfg);
     let start_cfg = cfg.clone();
-    let node = tokio::task::spawn_blocking(move || node::start(&start_cfg, engine))
+    let rt = tokio::runtime::Handle::current();
+    let source = cfg.peer_source_ip;
+    let transport: node::TransportFactory = Box::new(move |node| Box::new(PeerTransport::new(rt, source, &node)));
+    let node = tokio::task::spawn_blocking(move || node::start(&start_cfg, engine, transport))
         .await
         .map_err(|e| NodeError::Io(std::io::Error::other(e.to_string())))??;
     tracing::info!(
@@ -104,33 +102,23 @@ pub async fn run(
         node: node.clone(),
         cfg: cfg.clone(),
         watch: Default::default(),
+        leader: Arc::new(LeaderLink::new(cfg.peer_source_ip)),
     };
     let max_recv = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
     for listener in listeners.client {
-        let grpc = tonic::service::Routes::new(
-            KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_recv),
-        )
-        .add_service(
-            MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
-                .max_decoding_message_size(max_recv),
-        )
-        .add_service(
-            ClusterServer::new(ClusterService::new(ctx.clone()))
-                .max_decoding_message_size(max_recv),
-        )
-        .add_service(
-            LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_recv),
-        )
-        .add_service(
-            WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_recv),
-        );
+        let grpc =
+            tonic::service::Routes::new(KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_recv))
+                .add_service(
+                    MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_recv),
+                )
+                .add_service(ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_recv))
+                .add_service(LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_recv))
+                .add_service(WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_recv));
         // gRPC and plain HTTP share the client port, as in etcd.
-        let app = grpc
-            .into_axum_router()
-            .merge(crate::http::router(ctx.clone()));
+        let app = grpc.into_axum_router().merge(crate::http::router(ctx.clone()));
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
@@ -143,7 +131,25 @@ pub async fn run(
                 .await
         }));
     }
-    let _peer = listeners.peer;
+    for listener in listeners.peer {
+        let routes = tonic::service::Routes::new(
+            PeerServer::new(PeerService::new(ctx.clone()))
+                .max_decoding_message_size(MAX_PEER_MESSAGE)
+                .max_encoding_message_size(MAX_PEER_MESSAGE),
+        );
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let mut stop = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, routes.into_axum_router())
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    let publish = tokio::spawn(publish_attributes(node.clone(), cfg.clone()));
     let expiry = tokio::spawn(revoke_expired_leases(node.clone(), cfg.request_timeout()));
 
     let node_failed = tokio::select! {
@@ -152,6 +158,7 @@ pub async fn run(
     };
     tracing::info!("shutting down: finishing in-flight requests");
     expiry.abort();
+    publish.abort();
     let _ = stop_tx.send(true);
     // Idle client connections may stay open after GOAWAY; in-flight requests
     // get a bounded grace period, then the rest is closed.
@@ -161,9 +168,7 @@ pub async fn run(
             Ok(Ok(r)) => r?,
             Ok(Err(e)) => tracing::error!(error = %e, "client server task failed"),
             Err(_) => {
-                tracing::warn!(
-                    "client connections still open after the grace period; closing them"
-                );
+                tracing::warn!("client connections still open after the grace period; closing them");
                 s.abort();
             }
         }
@@ -173,6 +178,9 @@ pub async fn run(
         .await
         .map_err(|e| NodeError::Io(std::io::Error::other(e.to_string())))??;
     tracing::info!("stopped");
+    if node.state.is_removed() || node.members.is_removed(cfg.member_id) {
+        return Err(ServerError::Removed);
+    }
     if node_failed {
         return Err(ServerError::NodeFailed);
     }
@@ -194,10 +202,7 @@ async fn revoke_expired_leases(node: Arc<NodeHandle>, timeout: std::time::Durati
             let node = node.clone();
             tokio::spawn(async move {
                 let deadline = Deadline::new(timeout, None);
-                match node
-                    .propose(Internal::LeaseRevoke(LeaseRevokeRequest { id }), deadline)
-                    .await
-                {
+                match node.propose(Internal::LeaseRevoke(LeaseRevokeRequest { id }), deadline).await {
                     Ok(_) | Err(api::EtcdError::LeaseNotFound) => {
                         tracing::debug!(lease = id, "expired lease revoked")
                     }
@@ -207,5 +212,26 @@ async fn revoke_expired_leases(node: Arc<NodeHandle>, timeout: std::time::Durati
                 }
             });
         }
+    }
+}
+
+/// How often a member retries publishing its attributes until it succeeds.
+const PUBLISH_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// etcd's publish: once running, a member records its name and client URLs
+/// through raft, so every member lists them.
+async fn publish_attributes(node: Arc<NodeHandle>, cfg: Arc<ServerConfig>) {
+    let attrs =
+        MemberAttrRequest { id: cfg.member_id, name: cfg.name.clone(), client_urls: cfg.advertise_client_urls.clone() };
+    loop {
+        if node.members.get(cfg.member_id).is_some_and(|m| m.name == attrs.name && m.client_urls == attrs.client_urls) {
+            return;
+        }
+        let deadline = Deadline::new(cfg.request_timeout(), None);
+        match node.propose(Internal::MemberAttr(attrs.clone()), deadline).await {
+            Ok(_) => return,
+            Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
+        }
+        tokio::time::sleep(PUBLISH_RETRY).await;
     }
 }

@@ -8,12 +8,13 @@ use tokio::sync::{watch, Notify};
 
 pub struct SharedState {
     pub member_id: u64,
-    pub cluster_id: u64,
+    cluster_id: AtomicU64,
     term: AtomicU64,
     leader: AtomicU64,
     commit: AtomicU64,
     applied_tx: watch::Sender<u64>,
     stopped: AtomicBool,
+    removed: AtomicBool,
     stopped_notify: Notify,
 }
 
@@ -21,14 +22,22 @@ impl SharedState {
     pub fn new(member_id: u64, cluster_id: u64, applied: u64) -> Self {
         SharedState {
             member_id,
-            cluster_id,
+            cluster_id: AtomicU64::new(cluster_id),
             term: AtomicU64::new(0),
             leader: AtomicU64::new(0),
             commit: AtomicU64::new(applied),
             applied_tx: watch::channel(applied).0,
             stopped: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
             stopped_notify: Notify::new(),
         }
+    }
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id.load(Ordering::Acquire)
+    }
+    /// A joining member learns the cluster ID with its first snapshot.
+    pub(crate) fn set_cluster_id(&self, id: u64) {
+        self.cluster_id.store(id, Ordering::Release)
     }
     pub fn term(&self) -> u64 {
         self.term.load(Ordering::Acquire)
@@ -60,6 +69,13 @@ impl SharedState {
     }
     pub(crate) fn set_applied(&self, a: u64) {
         self.applied_tx.send_replace(a);
+    }
+    /// This member was removed from the cluster (it stops for good).
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+    pub(crate) fn set_removed(&self) {
+        self.removed.store(true, Ordering::Release)
     }
     pub(crate) fn set_stopped(&self) {
         self.stopped.store(true, Ordering::Release);

@@ -10,8 +10,8 @@ use api::pb::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
     request_op::Request,
     response_op::Response,
-    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
-    RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RequestOp, ResponseHeader,
+    ResponseOp, TxnRequest, TxnResponse,
 };
 use api::EtcdError;
 use storage::{KeyRange, KeyValue, RangeOptions};
@@ -23,10 +23,7 @@ use crate::range::{execute_range, to_pb_kv, ReadView, TxnWrite};
 pub type LeaseCheck<'a> = &'a dyn Fn(i64) -> bool;
 
 pub fn is_txn_readonly(t: &TxnRequest) -> bool {
-    t.success
-        .iter()
-        .chain(t.failure.iter())
-        .all(|op| matches!(op.request, Some(Request::RequestRange(_))))
+    t.success.iter().chain(t.failure.iter()).all(|op| matches!(op.request, Some(Request::RequestRange(_))))
 }
 
 /// True when every op of a read-only txn asks for a serializable range.
@@ -135,11 +132,7 @@ pub fn check_range_rev(view: &dyn ReadView, r: &RangeRequest) -> Result<(), Etcd
 
 /// etcd `checkPut`: the lease must exist, and ignore_value/ignore_lease need
 /// an existing key to take them from.
-pub fn check_put(
-    view: &dyn ReadView,
-    p: &PutRequest,
-    lease_exists: LeaseCheck,
-) -> Result<(), EtcdError> {
+pub fn check_put(view: &dyn ReadView, p: &PutRequest, lease_exists: LeaseCheck) -> Result<(), EtcdError> {
     if p.lease != 0 && !lease_exists(p.lease) {
         return Err(EtcdError::LeaseNotFound);
     }
@@ -161,9 +154,7 @@ pub fn check_requests(
         match &op.request {
             Some(Request::RequestRange(r)) => check_range_rev(view, r)?,
             Some(Request::RequestPut(p)) => check_put(view, p, lease_exists)?,
-            Some(Request::RequestTxn(nested)) => {
-                used += check_requests(view, nested, &path[used..], lease_exists)?
-            }
+            Some(Request::RequestTxn(nested)) => used += check_requests(view, nested, &path[used..], lease_exists)?,
             Some(Request::RequestDeleteRange(_)) | None => {}
         }
     }
@@ -171,26 +162,17 @@ pub fn check_requests(
 }
 
 fn prev_kv(view: &dyn ReadView, key: &[u8]) -> Result<Option<KeyValue>, EtcdError> {
-    let rr = view
-        .range(&KeyRange::Single(key.to_vec()), RangeOptions::default())
-        .map_err(from_mvcc)?;
+    let rr = view.range(&KeyRange::Single(key.to_vec()), RangeOptions::default()).map_err(from_mvcc)?;
     Ok(rr.kvs.into_iter().next())
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..Default::default()
-    })
+    Some(ResponseHeader { revision, ..Default::default() })
 }
 
 /// Writes a put that `check_put` accepted.
 pub fn put(tw: &mut TxnWrite<'_>, p: &PutRequest) -> Result<PutResponse, EtcdError> {
-    let prev = if p.ignore_value || p.ignore_lease || p.prev_kv {
-        prev_kv(tw, &p.key)?
-    } else {
-        None
-    };
+    let prev = if p.ignore_value || p.ignore_lease || p.prev_kv { prev_kv(tw, &p.key)? } else { None };
     let mut value: &[u8] = &p.value;
     let mut lease = p.lease;
     if p.ignore_value || p.ignore_lease {
@@ -205,38 +187,21 @@ pub fn put(tw: &mut TxnWrite<'_>, p: &PutRequest) -> Result<PutResponse, EtcdErr
     let value = value.to_vec();
     tw.txn.put(&p.key, &value, lease);
     let revision = tw.txn.begin_revision() + 1;
-    Ok(PutResponse {
-        header: header(revision),
-        prev_kv: if p.prev_kv { prev.map(to_pb_kv) } else { None },
-    })
+    Ok(PutResponse { header: header(revision), prev_kv: if p.prev_kv { prev.map(to_pb_kv) } else { None } })
 }
 
-pub fn delete_range(
-    tw: &mut TxnWrite<'_>,
-    d: &DeleteRangeRequest,
-) -> Result<DeleteRangeResponse, EtcdError> {
-    let deleted = tw
-        .txn
-        .delete_range(&KeyRange::from_etcd(&d.key, &d.range_end))
-        .map_err(from_mvcc)?;
+pub fn delete_range(tw: &mut TxnWrite<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, EtcdError> {
+    let deleted = tw.txn.delete_range(&KeyRange::from_etcd(&d.key, &d.range_end)).map_err(from_mvcc)?;
     Ok(DeleteRangeResponse {
         header: header(tw.rev()),
         deleted: deleted.len() as i64,
-        prev_kvs: if d.prev_kv {
-            deleted.into_iter().map(to_pb_kv).collect()
-        } else {
-            Vec::new()
-        },
+        prev_kvs: if d.prev_kv { deleted.into_iter().map(to_pb_kv).collect() } else { Vec::new() },
     })
 }
 
 /// Runs the branches chosen by `path` on a write txn; returns the response
 /// (header revision only) and the path entries consumed.
-pub fn execute_txn(
-    tw: &mut TxnWrite<'_>,
-    t: &TxnRequest,
-    path: &[bool],
-) -> Result<(TxnResponse, usize), EtcdError> {
+pub fn execute_txn(tw: &mut TxnWrite<'_>, t: &TxnRequest, path: &[bool]) -> Result<(TxnResponse, usize), EtcdError> {
     let succeeded = path[0];
     let mut used = 1;
     let mut responses = Vec::new();
@@ -244,9 +209,7 @@ pub fn execute_txn(
         let response = match &op.request {
             Some(Request::RequestRange(r)) => Response::ResponseRange(execute_range(tw, r)?),
             Some(Request::RequestPut(p)) => Response::ResponsePut(put(tw, p)?),
-            Some(Request::RequestDeleteRange(d)) => {
-                Response::ResponseDeleteRange(delete_range(tw, d)?)
-            }
+            Some(Request::RequestDeleteRange(d)) => Response::ResponseDeleteRange(delete_range(tw, d)?),
             Some(Request::RequestTxn(nested)) => {
                 let (resp, n) = execute_txn(tw, nested, &path[used..])?;
                 used += n;
@@ -254,18 +217,9 @@ pub fn execute_txn(
             }
             None => continue,
         };
-        responses.push(ResponseOp {
-            response: Some(response),
-        });
+        responses.push(ResponseOp { response: Some(response) });
     }
-    Ok((
-        TxnResponse {
-            header: header(tw.rev()),
-            succeeded,
-            responses,
-        },
-        used,
-    ))
+    Ok((TxnResponse { header: header(tw.rev()), succeeded, responses }, used))
 }
 
 /// A read-only txn (only ranges) evaluated on a pinned view, outside raft.
@@ -275,11 +229,7 @@ pub fn execute_readonly_txn(view: &dyn ReadView, t: &TxnRequest) -> Result<TxnRe
     Ok(readonly_branch(view, t, &path)?.0)
 }
 
-fn readonly_branch(
-    view: &dyn ReadView,
-    t: &TxnRequest,
-    path: &[bool],
-) -> Result<(TxnResponse, usize), EtcdError> {
+fn readonly_branch(view: &dyn ReadView, t: &TxnRequest, path: &[bool]) -> Result<(TxnResponse, usize), EtcdError> {
     let succeeded = path[0];
     let mut used = 1;
     let mut responses = Vec::new();
@@ -293,16 +243,7 @@ fn readonly_branch(
             }
             _ => continue,
         };
-        responses.push(ResponseOp {
-            response: Some(response),
-        });
+        responses.push(ResponseOp { response: Some(response) });
     }
-    Ok((
-        TxnResponse {
-            header: header(view.rev()),
-            succeeded,
-            responses,
-        },
-        used,
-    ))
+    Ok((TxnResponse { header: header(view.rev()), succeeded, responses }, used))
 }

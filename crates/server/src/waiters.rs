@@ -27,15 +27,9 @@ impl<T> Waiters<T> {
     /// bits on top, start time in ms, then a counter, so an entry replayed
     /// from the WAL never completes a new request's waiter.
     pub fn new(member_id: u64) -> Arc<Self> {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let start = ((member_id & 0xffff) << 48) | ((ms & 0xff_ffff_ffff) << 8);
-        Arc::new(Waiters {
-            map: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(start),
-        })
+        Arc::new(Waiters { map: Mutex::new(HashMap::new()), next: AtomicU64::new(start) })
     }
 
     /// A fresh id from the same sequence (lease IDs, request IDs).
@@ -47,14 +41,7 @@ impl<T> Waiters<T> {
         let id = self.next_id();
         let (tx, rx) = oneshot::channel();
         self.map.lock().insert(id, tx);
-        (
-            id,
-            rx,
-            WaitGuard {
-                waiters: self.clone(),
-                id,
-            },
-        )
+        (id, rx, WaitGuard { waiters: self.clone(), id })
     }
 
     /// Delivers a result; false if nobody waits any more.

@@ -44,12 +44,7 @@ pub struct DumpWriter<W: Write> {
 impl<W: Write> DumpWriter<W> {
     /// Writes the header.
     pub fn new(out: W) -> Result<Self, EngineError> {
-        let mut w = DumpWriter {
-            out: BufWriter::new(out),
-            crc: crc32fast::Hasher::new(),
-            entries: 0,
-            in_table: false,
-        };
+        let mut w = DumpWriter { out: BufWriter::new(out), crc: crc32fast::Hasher::new(), entries: 0, in_table: false };
         w.put(MAGIC)?;
         Ok(w)
     }
@@ -61,8 +56,8 @@ impl<W: Write> DumpWriter<W> {
     }
 
     fn put_len(&mut self, len: usize) -> Result<(), EngineError> {
-        let len = u32::try_from(len)
-            .map_err(|_| EngineError::Corrupt(format!("dump field of {len} bytes is too long")))?;
+        let len =
+            u32::try_from(len).map_err(|_| EngineError::Corrupt(format!("dump field of {len} bytes is too long")))?;
         self.put(&len.to_be_bytes())
     }
 
@@ -78,10 +73,7 @@ impl<W: Write> DumpWriter<W> {
 
     /// Appends one pair to the current table.
     pub fn entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), EngineError> {
-        assert!(
-            self.in_table,
-            "DumpWriter::entry called before begin_table (caller bug)"
-        );
+        assert!(self.in_table, "DumpWriter::entry called before begin_table (caller bug)");
         self.put(&[TAG_ENTRY])?;
         self.put_len(key.len())?;
         self.put(key)?;
@@ -149,10 +141,7 @@ impl CrcReader<'_> {
     /// Reads `len` bytes without trusting `len` for the allocation size.
     fn bytes(&mut self, len: usize) -> Result<Vec<u8>, EngineError> {
         let mut buf = Vec::new();
-        let read = (&mut self.inner)
-            .take(len as u64)
-            .read_to_end(&mut buf)
-            .map_err(map_eof)?;
+        let read = (&mut self.inner).take(len as u64).read_to_end(&mut buf).map_err(map_eof)?;
         if read != len {
             return Err(corrupt("dump is truncated"));
         }
@@ -168,10 +157,7 @@ impl CrcReader<'_> {
 
 /// Parses and validates a whole dump (see the module docs for the checks).
 pub fn read_dump(input: &mut dyn Read) -> Result<DumpContents, EngineError> {
-    let mut r = CrcReader {
-        inner: input,
-        crc: crc32fast::Hasher::new(),
-    };
+    let mut r = CrcReader { inner: input, crc: crc32fast::Hasher::new() };
     if &r.exact::<8>()? != MAGIC {
         return Err(corrupt("not a MetaStore dump (bad magic or version)"));
     }
@@ -188,12 +174,7 @@ pub fn read_dump(input: &mut dyn Read) -> Result<DumpContents, EngineError> {
                 let table = std::str::from_utf8(&name)
                     .ok()
                     .and_then(Table::from_name)
-                    .ok_or_else(|| {
-                        corrupt(format!(
-                            "unknown table {:?} in dump",
-                            String::from_utf8_lossy(&name)
-                        ))
-                    })?;
+                    .ok_or_else(|| corrupt(format!("unknown table {:?} in dump", String::from_utf8_lossy(&name))))?;
                 if std::mem::replace(&mut seen[table.index()], true) {
                     return Err(corrupt(format!("table {} appears twice", table.name())));
                 }
@@ -206,10 +187,7 @@ pub fn read_dump(input: &mut dyn Read) -> Result<DumpContents, EngineError> {
                 let list = &mut contents.tables[table.index()];
                 if let Some((last, _)) = list.last() {
                     if *last >= key {
-                        return Err(corrupt(format!(
-                            "keys of table {} are not strictly ascending",
-                            table.name()
-                        )));
+                        return Err(corrupt(format!("keys of table {} are not strictly ascending", table.name())));
                     }
                 }
                 list.push((key, value));
@@ -221,9 +199,7 @@ pub fn read_dump(input: &mut dyn Read) -> Result<DumpContents, EngineError> {
                 let mut crc = [0u8; 4];
                 r.inner.read_exact(&mut crc).map_err(map_eof)?;
                 if count != entries {
-                    return Err(corrupt(format!(
-                        "dump trailer says {count} entries, found {entries}"
-                    )));
+                    return Err(corrupt(format!("dump trailer says {count} entries, found {entries}")));
                 }
                 if u32::from_be_bytes(crc) != expected_crc {
                     return Err(corrupt("dump checksum mismatch"));
@@ -255,10 +231,7 @@ mod tests {
     fn round_trip() {
         let bytes = sample();
         let mut c = read_dump(&mut &bytes[..]).unwrap();
-        assert_eq!(
-            c.table(Table::Key),
-            &[(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), vec![])]
-        );
+        assert_eq!(c.table(Table::Key), &[(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), vec![])]);
         assert!(c.table(Table::Meta).is_empty());
         assert_eq!(c.take_table(Table::Members).len(), 1);
     }
@@ -279,20 +252,14 @@ mod tests {
         let bytes = sample();
         for cut in 0..bytes.len() {
             let r = read_dump(&mut &bytes[..cut]);
-            assert!(
-                matches!(r, Err(EngineError::Corrupt(_))),
-                "cut {cut}: {r:?}"
-            );
+            assert!(matches!(r, Err(EngineError::Corrupt(_))), "cut {cut}: {r:?}");
         }
         for i in 0..bytes.len() {
             for bit in 0..8 {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
                 let r = read_dump(&mut &b[..]);
-                assert!(
-                    matches!(r, Err(EngineError::Corrupt(_))),
-                    "flip {i}/{bit}: {r:?}"
-                );
+                assert!(matches!(r, Err(EngineError::Corrupt(_))), "flip {i}/{bit}: {r:?}");
             }
         }
     }
@@ -305,10 +272,7 @@ mod tests {
         b.push(TAG_ENTRY);
         b.extend_from_slice(&u32::MAX.to_be_bytes());
         b.extend_from_slice(b"short");
-        assert!(matches!(
-            read_dump(&mut &b[..]),
-            Err(EngineError::Corrupt(_))
-        ));
+        assert!(matches!(read_dump(&mut &b[..]), Err(EngineError::Corrupt(_))));
     }
 
     #[test]
@@ -316,10 +280,7 @@ mod tests {
         // Entry before table.
         let mut b = MAGIC.to_vec();
         b.push(TAG_ENTRY);
-        assert!(matches!(
-            read_dump(&mut &b[..]),
-            Err(EngineError::Corrupt(_))
-        ));
+        assert!(matches!(read_dump(&mut &b[..]), Err(EngineError::Corrupt(_))));
         // Unsorted keys.
         let mut out = Vec::new();
         let mut w = DumpWriter::new(&mut out).unwrap();
@@ -327,28 +288,16 @@ mod tests {
         w.entry(b"b", b"").unwrap();
         w.entry(b"a", b"").unwrap();
         w.finish().unwrap();
-        assert!(matches!(
-            read_dump(&mut &out[..]),
-            Err(EngineError::Corrupt(_))
-        ));
+        assert!(matches!(read_dump(&mut &out[..]), Err(EngineError::Corrupt(_))));
         // Duplicate table.
         let mut out = Vec::new();
         let mut w = DumpWriter::new(&mut out).unwrap();
         w.begin_table(Table::Key).unwrap();
         w.begin_table(Table::Key).unwrap();
         w.finish().unwrap();
-        assert!(matches!(
-            read_dump(&mut &out[..]),
-            Err(EngineError::Corrupt(_))
-        ));
+        assert!(matches!(read_dump(&mut &out[..]), Err(EngineError::Corrupt(_))));
         // Empty input and random text.
-        assert!(matches!(
-            read_dump(&mut &b""[..]),
-            Err(EngineError::Corrupt(_))
-        ));
-        assert!(matches!(
-            read_dump(&mut &b"hello world, definitely not a dump"[..]),
-            Err(EngineError::Corrupt(_))
-        ));
+        assert!(matches!(read_dump(&mut &b""[..]), Err(EngineError::Corrupt(_))));
+        assert!(matches!(read_dump(&mut &b"hello world, definitely not a dump"[..]), Err(EngineError::Corrupt(_))));
     }
 }

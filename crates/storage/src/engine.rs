@@ -31,13 +31,7 @@ pub enum Table {
     Members,
 }
 
-const ALL_TABLES: [Table; 5] = [
-    Table::Key,
-    Table::Meta,
-    Table::Lease,
-    Table::Auth,
-    Table::Members,
-];
+const ALL_TABLES: [Table; 5] = [Table::Key, Table::Meta, Table::Lease, Table::Auth, Table::Members];
 
 impl Table {
     /// Stable name, used in dumps and as the RocksDB column family name.
@@ -77,11 +71,7 @@ impl Table {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BatchOp {
     /// Insert or overwrite `key` in `table`.
-    Put {
-        table: Table,
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
+    Put { table: Table, key: Vec<u8>, value: Vec<u8> },
     /// Remove `key` from `table` (no error if absent).
     Delete { table: Table, key: Vec<u8> },
 }
@@ -100,19 +90,12 @@ impl WriteBatch {
 
     /// Appends a put.
     pub fn put(&mut self, table: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push(BatchOp::Put {
-            table,
-            key: key.into(),
-            value: value.into(),
-        });
+        self.ops.push(BatchOp::Put { table, key: key.into(), value: value.into() });
     }
 
     /// Appends a delete.
     pub fn delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
-        self.ops.push(BatchOp::Delete {
-            table,
-            key: key.into(),
-        });
+        self.ops.push(BatchOp::Delete { table, key: key.into() });
     }
 
     /// True when the batch holds no op.
@@ -197,12 +180,6 @@ mod tests {
         b.put(Table::Key, b"a".to_vec(), b"1".to_vec());
         b.delete(Table::Meta, b"b".to_vec());
         assert_eq!(b.len(), 2);
-        assert_eq!(
-            b.ops[1],
-            BatchOp::Delete {
-                table: Table::Meta,
-                key: b"b".to_vec()
-            }
-        );
+        assert_eq!(b.ops[1], BatchOp::Delete { table: Table::Meta, key: b"b".to_vec() });
     }
 }

@@ -11,6 +11,6 @@ pub mod mvcc;
 pub use engine::{BatchOp, Engine, EngineError, Table, WriteBatch};
 pub use memory::MemoryEngine;
 pub use mvcc::{
-    AppliedIndex, Event, EventKind, KeyRange, KeyValue, MvccError, MvccStore, RangeOptions,
-    RangeResult, Revision, WriteTxn,
+    AppliedIndex, Event, EventKind, KeyRange, KeyValue, MvccError, MvccStore, RangeOptions, RangeResult, Revision,
+    WriteTxn,
 };

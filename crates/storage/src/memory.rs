@@ -46,11 +46,7 @@ impl Default for MemoryEngine {
 impl MemoryEngine {
     /// An empty engine.
     pub fn new() -> Self {
-        MemoryEngine {
-            tables: Default::default(),
-            bytes: AtomicU64::new(0),
-            write_lock: Mutex::new(()),
-        }
+        MemoryEngine { tables: Default::default(), bytes: AtomicU64::new(0), write_lock: Mutex::new(()) }
     }
 
     fn table(&self, table: Table) -> &TableMap {

@@ -2,6 +2,15 @@
 //! and Debian's etcd, each with its own temporary data dir and free ports,
 //! killed when dropped. Tests wait on conditions with deadlines, not sleeps.
 
+pub mod cluster;
+pub mod linearizability;
+pub mod member;
+pub mod metrics;
+pub mod proxy;
+
+pub use cluster::Cluster;
+pub use proxy::FaultProxy;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -118,26 +127,12 @@ impl ServerProcess {
         if self.kind == Kind::Etcd {
             cmd.env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
         let log2 = log.try_clone().expect("clone log");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2));
-        self.child = Some(
-            cmd.spawn()
-                .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display())),
-        );
+        cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2));
+        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display())));
         if !self.wait_ready(Duration::from_secs(30)) {
-            panic!(
-                "{:?} did not start listening on {}; log:\n{}",
-                self.kind,
-                self.endpoint(),
-                self.log_text()
-            );
+            panic!("{:?} did not start listening on {}; log:\n{}", self.kind, self.endpoint(), self.log_text());
         }
     }
 
@@ -170,10 +165,7 @@ impl ServerProcess {
     /// SIGTERM and wait for a clean exit; returns the exit status code.
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
         let end = Instant::now() + timeout;
         while Instant::now() < end {
             if let Ok(Some(st)) = c.try_wait() {
@@ -261,5 +253,187 @@ pub fn etcdctl_stdin(endpoint: &str, args: &[&str], stdin: &[u8]) -> EtcdctlOutp
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Sends one plain HTTP/1.1 `GET path` to the server's client port (where
+/// etcd and MetaStore serve `/metrics`, `/health` and `/version` beside gRPC)
+/// and returns the status code and the body. `Connection: close`, so the body
+/// ends with the connection; a chunked body is decoded.
+pub fn http_get(server: &ServerProcess, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Error, ErrorKind, Read, Write};
+    let bad = |what: &str| Error::new(ErrorKind::InvalidData, what.to_string());
+    let addr: std::net::SocketAddr = server.endpoint().parse().map_err(|_| bad("endpoint is not an address"))?;
+    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(10)))?;
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\nConnection: close\r\n\r\n", server.endpoint())?;
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw)?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let status: u16 = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad("no status line"))?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    if chunked {
+        body = dechunk(&body).ok_or_else(|| bad("malformed chunked body"))?;
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Decodes an HTTP/1.1 chunked body (trailers ignored).
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..eol]).ok()?;
+        let size_text = size_text.split(';').next()?.trim();
+        let size = usize::from_str_radix(size_text, 16).ok()?;
+        data = &data[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// The value of the unlabelled sample `name` on the server's `/metrics`, or
+/// None when the scrape fails or has no such sample.
+pub fn try_metric(server: &ServerProcess, name: &str) -> Option<i64> {
+    let (status, body) = http_get(server, "/metrics").ok()?;
+    if status != 200 {
+        return None;
+    }
+    body.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        if parts.next()? != name {
+            return None;
+        }
+        // Prometheus text prints integers as `12` and big ones as `1.2e+06`.
+        parts.next()?.parse::<f64>().ok().map(|v| v as i64)
+    })
+}
+
+/// The value of the unlabelled gauge or counter `name` on the server's
+/// `/metrics`, e.g. `etcd_debugging_mvcc_watcher_total`. Panics when the
+/// scrape fails or the metric is missing.
+pub fn metric(server: &ServerProcess, name: &str) -> i64 {
+    match try_metric(server, name) {
+        Some(v) => v,
+        None => {
+            let scrape = http_get(server, "/metrics");
+            panic!("metric {name} not found on {}: {scrape:?}", server.endpoint())
+        }
+    }
+}
+
+/// The resident set size of the server process in KiB (`VmRSS` of
+/// `/proc/<pid>/status`), None when it does not run.
+pub fn rss_kib(server: &ServerProcess) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()?)).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
+/// An etcdctl (API v3) running in the background, such as `etcdctl watch`,
+/// whose output is collected while it runs. Killed when stopped or dropped.
+pub struct BackgroundEtcdctl {
+    child: Child,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Starts `etcdctl args` against `endpoint` in the background.
+pub fn etcdctl_background(endpoint: &str, args: &[&str]) -> BackgroundEtcdctl {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoint)
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run etcdctl (scripts/setup.sh installs it)");
+    fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                into.lock().unwrap_or_else(|p| p.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    }
+    let stdout = Arc::new(Mutex::new(String::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let readers = vec![
+        collect(child.stdout.take().expect("etcdctl stdout"), stdout.clone()),
+        collect(child.stderr.take().expect("etcdctl stderr"), stderr.clone()),
+    ];
+    BackgroundEtcdctl { child, stdout, stderr, readers }
+}
+
+impl BackgroundEtcdctl {
+    /// What it printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether it exited by itself already.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits up to `timeout` for it to exit by itself, then kills it; returns
+    /// everything it printed and its exit code (None when it was killed).
+    pub fn finish(mut self, timeout: Duration) -> EtcdctlOutput {
+        let end = Instant::now() + timeout;
+        let mut code = None;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                code = st.code();
+                break;
+            }
+            if Instant::now() >= end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        EtcdctlOutput {
+            code,
+            stdout: self.stdout(),
+            stderr: self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+
+    /// Kills it now; returns what it printed.
+    pub fn stop(self) -> EtcdctlOutput {
+        self.finish(Duration::ZERO)
+    }
+}
+
+impl Drop for BackgroundEtcdctl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

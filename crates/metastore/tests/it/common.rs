@@ -9,7 +9,5 @@ pub fn metastore(extra: &[&str]) -> ServerProcess {
 }
 
 pub async fn client(s: &ServerProcess) -> etcd_client::Client {
-    etcd_client::Client::connect([s.url()], None)
-        .await
-        .expect("connect etcd-client")
+    etcd_client::Client::connect([s.url()], None).await.expect("connect etcd-client")
 }

@@ -46,26 +46,11 @@ async fn writer(url: String, id: usize, round: usize, acked: Acked, stop: Instan
 async fn verify(s: &ServerProcess, acked: &Acked) {
     let mut c = client(s).await;
     let expected = acked.lock().unwrap().clone();
-    let resp = c
-        .get("r", Some(etcd_client::GetOptions::new().with_prefix()))
-        .await
-        .expect("get all");
-    let stored: BTreeMap<String, i64> = resp
-        .kvs()
-        .iter()
-        .map(|kv| {
-            (
-                String::from_utf8_lossy(kv.key()).into_owned(),
-                kv.mod_revision(),
-            )
-        })
-        .collect();
+    let resp = c.get("r", Some(etcd_client::GetOptions::new().with_prefix())).await.expect("get all");
+    let stored: BTreeMap<String, i64> =
+        resp.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.mod_revision())).collect();
     for (key, rev) in &expected {
-        assert_eq!(
-            stored.get(key),
-            Some(rev),
-            "acknowledged put {key} at revision {rev} lost or changed"
-        );
+        assert_eq!(stored.get(key), Some(rev), "acknowledged put {key} at revision {rev} lost or changed");
     }
     // Revisions are unique per write.
     let mut revs: Vec<i64> = stored.values().copied().collect();
@@ -76,11 +61,7 @@ async fn verify(s: &ServerProcess, acked: &Acked) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     println!("crash test seed {seed}");
     let mut rng = Rng(seed);
     // A small snapshot count so restarts go through snapshot + WAL replay and
@@ -92,13 +73,7 @@ async fn acknowledged_writes_survive_kill_9() {
         let stop = Instant::now() + Duration::from_secs(30);
         let mut tasks = Vec::new();
         for id in 0..WRITERS {
-            tasks.push(tokio::spawn(writer(
-                s.url(),
-                id,
-                round,
-                acked.clone(),
-                stop,
-            )));
+            tasks.push(tokio::spawn(writer(s.url(), id, round, acked.clone(), stop)));
         }
         tokio::time::sleep(run_for).await;
         s.kill9();
@@ -107,18 +82,9 @@ async fn acknowledged_writes_survive_kill_9() {
         }
         s.restart();
         verify(&s, &acked).await;
-        println!(
-            "round {round}: {} acknowledged puts verified",
-            acked.lock().unwrap().len()
-        );
+        println!("round {round}: {} acknowledged puts verified", acked.lock().unwrap().len());
     }
-    assert!(
-        acked.lock().unwrap().len() > 100,
-        "the writers should have been acknowledged many puts"
-    );
+    assert!(acked.lock().unwrap().len() > 100, "the writers should have been acknowledged many puts");
     let lines = s.log_lines();
-    assert!(
-        lines.iter().any(|l| l.contains("snapshot saved")),
-        "no snapshot was taken during the test"
-    );
+    assert!(lines.iter().any(|l| l.contains("snapshot saved")), "no snapshot was taken during the test");
 }

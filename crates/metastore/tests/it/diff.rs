@@ -38,15 +38,7 @@ const MASKED_JSON_FIELDS: &[&str] = &[
 const MASKED_FIELDS: &[&str] = &["\"ClusterID\"", "\"MemberID\"", "\"RaftTerm\""];
 
 /// Table columns whose values differ between two healthy servers.
-const MASKED_COLUMNS: &[&str] = &[
-    "ID",
-    "VERSION",
-    "DB SIZE",
-    "RAFT TERM",
-    "RAFT INDEX",
-    "RAFT APPLIED INDEX",
-    "TOOK",
-];
+const MASKED_COLUMNS: &[&str] = &["ID", "VERSION", "DB SIZE", "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "TOOK"];
 
 /// An etcdctl result reduced to what must be equal on both servers.
 #[derive(Debug, PartialEq, Eq)]
@@ -74,15 +66,8 @@ impl Pair {
         let etcd = ServerProcess::etcd(&[]);
         let ms = metastore(&[]);
         for s in [&etcd, &ms] {
-            let healthy = wait_until(Duration::from_secs(15), || {
-                etcdctl(&s.endpoint(), &["endpoint", "health"]).0
-            });
-            assert!(
-                healthy,
-                "{:?} never became healthy; log:\n{}",
-                s.kind,
-                s.log_text()
-            );
+            let healthy = wait_until(Duration::from_secs(15), || etcdctl(&s.endpoint(), &["endpoint", "health"]).0);
+            assert!(healthy, "{:?} never became healthy; log:\n{}", s.kind, s.log_text());
         }
         Pair { etcd, ms }
     }
@@ -118,12 +103,7 @@ impl Pair {
 
     fn ok_stdin(&self, args: &[&str], stdin: &[u8]) -> Norm {
         let n = self.same_stdin(args, stdin);
-        assert_eq!(
-            n.code,
-            Some(0),
-            "etcd failed `etcdctl {}`: {n:#?}",
-            show(args, stdin)
-        );
+        assert_eq!(n.code, Some(0), "etcd failed `etcdctl {}`: {n:#?}", show(args, stdin));
         n
     }
 
@@ -134,17 +114,8 @@ impl Pair {
 
     fn err_stdin(&self, args: &[&str], stdin: &[u8], msg: &str) -> Norm {
         let n = self.same_stdin(args, stdin);
-        assert_ne!(
-            n.code,
-            Some(0),
-            "etcd accepted `etcdctl {}`: {n:#?}",
-            show(args, stdin)
-        );
-        assert!(
-            n.error().contains(msg),
-            "etcd's error for `etcdctl {}` lacks {msg:?}: {n:#?}",
-            show(args, stdin)
-        );
+        assert_ne!(n.code, Some(0), "etcd accepted `etcdctl {}`: {n:#?}", show(args, stdin));
+        assert!(n.error().contains(msg), "etcd's error for `etcdctl {}` lacks {msg:?}: {n:#?}", show(args, stdin));
         n
     }
 
@@ -157,11 +128,7 @@ impl Pair {
 }
 
 fn show(args: &[&str], stdin: &[u8]) -> String {
-    let mut s = args
-        .iter()
-        .map(|a| format!("{a:?}"))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let mut s = args.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(" ");
     if !stdin.is_empty() {
         if stdin.len() > 400 {
             s.push_str(&format!(" <<< ({} bytes of stdin)", stdin.len()));
@@ -174,10 +141,7 @@ fn show(args: &[&str], stdin: &[u8]) -> String {
 
 fn normalize(raw: &EtcdctlOutput, server: &ServerProcess, extra: fn(&str) -> String) -> Norm {
     let peer = format!("127.0.0.1:{}", server.peer_port);
-    let unport = |s: &str| {
-        s.replace(&server.endpoint(), "<client>")
-            .replace(&peer, "<peer>")
-    };
+    let unport = |s: &str| s.replace(&server.endpoint(), "<client>").replace(&peer, "<peer>");
     let mut stdout = unport(&raw.stdout);
     for f in MASKED_JSON_FIELDS {
         stdout = mask_json_field(&stdout, f, false);
@@ -195,10 +159,7 @@ fn normalize(raw: &EtcdctlOutput, server: &ServerProcess, extra: fn(&str) -> Str
         }
         let line = if line.starts_with("{\"level\":") {
             // etcdctl's client-side retry warning: only the gRPC error matters.
-            format!(
-                "warn: {}",
-                json_string_field(line, "error").unwrap_or_else(|| line.to_string())
-            )
+            format!("warn: {}", json_string_field(line, "error").unwrap_or_else(|| line.to_string()))
         } else {
             line.to_string()
         };
@@ -206,11 +167,7 @@ fn normalize(raw: &EtcdctlOutput, server: &ServerProcess, extra: fn(&str) -> Str
             stderr.push(line);
         }
     }
-    Norm {
-        code: raw.code,
-        stdout,
-        stderr,
-    }
+    Norm { code: raw.code, stdout, stderr }
 }
 
 /// The value of a string field `"key":"..."` in a one-line JSON object.
@@ -244,9 +201,7 @@ fn mask_json_field(s: &str, key: &str, strings_only: bool) -> String {
         } else if strings_only {
             None
         } else {
-            let n = tail
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.'))
-                .unwrap_or(tail.len());
+            let n = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.')).unwrap_or(tail.len());
             Some(n)
         };
         match len {
@@ -263,14 +218,9 @@ fn mask_json_field(s: &str, key: &str, strings_only: bool) -> String {
 
 /// Masks `"ClusterID" : 123`-style lines of `-w fields` output.
 fn mask_fields_lines(s: &str) -> String {
-    map_lines(s, |line| {
-        match MASKED_FIELDS
-            .iter()
-            .find(|f| line.starts_with(&format!("{f} : ")))
-        {
-            Some(f) => format!("{f} : *"),
-            None => line.to_string(),
-        }
+    map_lines(s, |line| match MASKED_FIELDS.iter().find(|f| line.starts_with(&format!("{f} : "))) {
+        Some(f) => format!("{f} : *"),
+        None => line.to_string(),
     })
 }
 
@@ -287,19 +237,11 @@ fn mask_tables(s: &str) -> String {
         }
         let cells: Vec<&str> = line[1..line.len() - 1].split('|').map(str::trim).collect();
         if cells.contains(&"ENDPOINT") || cells.contains(&"ID") {
-            masked = cells
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| MASKED_COLUMNS.contains(c))
-                .map(|(i, _)| i)
-                .collect();
+            masked = cells.iter().enumerate().filter(|(_, c)| MASKED_COLUMNS.contains(c)).map(|(i, _)| i).collect();
             return format!("|{}|", cells.join("|"));
         }
-        let cells: Vec<&str> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| if masked.contains(&i) { "*" } else { c })
-            .collect();
+        let cells: Vec<&str> =
+            cells.iter().enumerate().map(|(i, c)| if masked.contains(&i) { "*" } else { c }).collect();
         format!("|{}|", cells.join("|"))
     })
 }
@@ -338,10 +280,7 @@ fn seed(p: &Pair) {
     p.ok(&["del", "c"]);
     p.ok(&["put", "c", "v5"]);
     let n = p.ok(&["get", "c", "-w", "json"]);
-    assert!(
-        n.stdout.contains("\"revision\":14"),
-        "seed should end at revision 14: {n:#?}"
-    );
+    assert!(n.stdout.contains("\"revision\":14"), "seed should end at revision 14: {n:#?}");
 }
 
 #[test]
@@ -385,9 +324,7 @@ fn get_options() {
         p.ok(&["get", "c", &r]);
     }
     p.ok(&["get", "a", "--rev=3", "-w", "fields"]);
-    p.ok(&[
-        "get", "--prefix", "a", "--rev=6", "--limit", "1", "-w", "json",
-    ]);
+    p.ok(&["get", "--prefix", "a", "--rev=6", "--limit", "1", "-w", "json"]);
     // --sort-by x --order.
     for target in ["KEY", "CREATE", "MODIFY", "VALUE", "VERSION"] {
         for order in ["", "ASCEND", "DESCEND"] {
@@ -402,16 +339,7 @@ fn get_options() {
     }
     p.ok(&["get", "--prefix", "", "--order", "DESCEND"]);
     p.ok(&["get", "--prefix", "", "--order", "ASCEND", "--limit", "2"]);
-    p.ok(&[
-        "get",
-        "--from-key",
-        "ab",
-        "--sort-by",
-        "MODIFY",
-        "--order",
-        "DESCEND",
-        "--rev=9",
-    ]);
+    p.ok(&["get", "--from-key", "ab", "--sort-by", "MODIFY", "--order", "DESCEND", "--rev=9"]);
     // --keys-only, --print-value-only, --consistency, --hex.
     p.ok(&["get", "--prefix", "", "--keys-only"]);
     p.ok(&["get", "--prefix", "", "--keys-only", "-w", "json"]);
@@ -445,25 +373,13 @@ fn put_options() {
     p.ok(&["put", "k1", "--ignore-value"]);
     p.ok(&["put", "k1", "--ignore-value", "--prev-kv", "-w", "json"]);
     p.ok(&["get", "k1", "-w", "json"]);
-    p.err(
-        &["put", "nokey", "--ignore-value"],
-        "etcdserver: key not found",
-    );
+    p.err(&["put", "nokey", "--ignore-value"], "etcdserver: key not found");
     // --ignore-lease keeps the (absent) lease.
     p.ok(&["put", "k1", "v6", "--ignore-lease"]);
     p.ok(&["get", "k1", "-w", "json"]);
-    p.err(
-        &["put", "nokey", "v", "--ignore-lease"],
-        "etcdserver: key not found",
-    );
-    p.err(
-        &["put", "k1", "v", "--lease=1234"],
-        "etcdserver: requested lease not found",
-    );
-    p.err(
-        &["put", "newkey", "v", "--lease=abcdef", "--prev-kv"],
-        "etcdserver: requested lease not found",
-    );
+    p.err(&["put", "nokey", "v", "--ignore-lease"], "etcdserver: key not found");
+    p.err(&["put", "k1", "v", "--lease=1234"], "etcdserver: requested lease not found");
+    p.err(&["put", "newkey", "v", "--lease=abcdef", "--prev-kv"], "etcdserver: requested lease not found");
     // Failed puts did not write anything.
     p.ok(&["get", "--prefix", "", "-w", "json"]);
     // Empty values, values starting with '-', values from stdin.
@@ -473,15 +389,7 @@ fn put_options() {
     p.ok(&["get", "dash"]);
     p.ok_stdin(&["put", "fromstdin"], b"line one\nline two\n");
     p.ok(&["get", "fromstdin", "-w", "json"]);
-    p.ok(&[
-        "put",
-        "k1",
-        "v7",
-        "--prev-kv",
-        "--ignore-lease",
-        "-w",
-        "json",
-    ]);
+    p.ok(&["put", "k1", "v7", "--prev-kv", "--ignore-lease", "-w", "json"]);
     p.ok(&["get", "--prefix", "", "-w", "json"]);
     // Client-side argument errors.
     p.same(&["put", "k1", "v", "--ignore-value"]);
@@ -528,10 +436,7 @@ fn txn_stdin() {
     );
     assert!(n.stdout.starts_with("SUCCESS\n"), "{n:#?}");
     // Failure branch.
-    let n = p.txn(
-        &[],
-        "value(\"a\") != \"v10\"\n\nput n2 1\n\nput n3 1\nget --prefix foo\ndel --prev-kv n1\n\n",
-    );
+    let n = p.txn(&[], "value(\"a\") != \"v10\"\n\nput n2 1\n\nput n3 1\nget --prefix foo\ndel --prev-kv n1\n\n");
     assert!(n.stdout.starts_with("FAILURE\n"), "{n:#?}");
     p.ok(&["get", "--prefix", "", "-w", "json"]);
     // Every compare target with every operator, true and false.
@@ -562,17 +467,11 @@ fn txn_stdin() {
         "value(\"zz\") < \"x\"",
     ] {
         p.txn(&[], &format!("{cmp}\n\nget a\n\nget b\n\n"));
-        p.txn(
-            &["-w", "json"],
-            &format!("{cmp}\n\nget --prefix a\n\nget b --keys-only\n\n"),
-        );
+        p.txn(&["-w", "json"], &format!("{cmp}\n\nget --prefix a\n\nget b --keys-only\n\n"));
     }
     // Several compares: all must hold.
     p.txn(&[], "version(\"b\") = \"3\"\ncreate(\"a\") = \"3\"\nvalue(\"c\") = \"v5\"\n\nget c\n\nget a\n\n");
-    p.txn(
-        &[],
-        "version(\"b\") = \"3\"\ncreate(\"a\") = \"4\"\n\nget c\n\nget a\n\n",
-    );
+    p.txn(&[], "version(\"b\") = \"3\"\ncreate(\"a\") = \"4\"\n\nget c\n\nget a\n\n");
     // No compares: success; empty branches.
     p.txn(&[], "\nput e1 1\nget e1\n\n\n");
     p.txn(&["-w", "json"], "\n\n\n");
@@ -582,14 +481,8 @@ fn txn_stdin() {
         &["-w", "json"],
         "create(\"a\") > \"0\"\n\nput --prev-kv a v11\nget --prefix foo --limit 1\nget a --rev=5\ndel --prefix --prev-kv foo/\nget --from-key foo --sort-by=VALUE --order=DESCEND\n\n\n",
     );
-    p.txn(
-        &["-w", "fields"],
-        "\nput --prev-kv b v12\nget b\ndel nokey\n\n\n",
-    );
-    p.txn(
-        &[],
-        "\nget --prefix \"\" --keys-only\nget a --print-value-only\n\n\n",
-    );
+    p.txn(&["-w", "fields"], "\nput --prev-kv b v12\nget b\ndel nokey\n\n\n");
+    p.txn(&[], "\nget --prefix \"\" --keys-only\nget a --print-value-only\n\n\n");
     // A put then a read of it in one txn sees the new value.
     p.txn(&["-w", "json"], "\nput seen 1\nget seen\n\n\n");
     p.ok(&["get", "--prefix", "", "-w", "json"]);
@@ -606,40 +499,24 @@ fn compaction() {
     let p = Pair::start();
     seed(&p);
     p.ok(&["compact", "5"]);
-    p.err(
-        &["get", "a", "--rev=4"],
-        "etcdserver: mvcc: required revision has been compacted",
-    );
-    p.err(
-        &["get", "--prefix", "", "--rev=1", "-w", "json"],
-        "required revision has been compacted",
-    );
+    p.err(&["get", "a", "--rev=4"], "etcdserver: mvcc: required revision has been compacted");
+    p.err(&["get", "--prefix", "", "--rev=1", "-w", "json"], "required revision has been compacted");
     p.ok(&["get", "--prefix", "", "--rev=5", "-w", "json"]);
     p.ok(&["get", "--prefix", "", "--rev=6", "-w", "json"]);
     p.ok(&["get", "--prefix", "", "-w", "json"]);
     // Compacting again at or below the compacted revision, or into the future.
-    p.err(
-        &["compact", "3"],
-        "etcdserver: mvcc: required revision has been compacted",
-    );
-    p.err(
-        &["compact", "5"],
-        "etcdserver: mvcc: required revision has been compacted",
-    );
-    p.err(
-        &["compact", "15"],
-        "etcdserver: mvcc: required revision is a future revision",
-    );
-    p.err(
-        &["compact", "1000"],
-        "etcdserver: mvcc: required revision is a future revision",
-    );
+    p.err(&["compact", "3"], "etcdserver: mvcc: required revision has been compacted");
+    p.err(&["compact", "5"], "etcdserver: mvcc: required revision has been compacted");
+    p.err(&["compact", "15"], "etcdserver: mvcc: required revision is a future revision");
+    p.err(&["compact", "1000"], "etcdserver: mvcc: required revision is a future revision");
+    // HashKV checks revisions the same way (its hash value is compared in
+    // `bug_hashkv_value`; at exactly the compacted revision etcd 3.4 errors
+    // but 3.5 answers, so that case is left out).
+    p.err(&["endpoint", "hashkv", "--rev=4"], "required revision has been compacted");
+    p.err(&["endpoint", "hashkv", "--rev=1000"], "required revision is a future revision");
     p.ok(&["compact", "14"]);
     p.ok(&["get", "--prefix", "", "--rev=14", "-w", "json"]);
-    p.err(
-        &["get", "a", "--rev=13"],
-        "required revision has been compacted",
-    );
+    p.err(&["get", "a", "--rev=13"], "required revision has been compacted");
     p.ok(&["put", "a", "after"]);
     p.ok(&["put", "new", "1"]);
     p.ok(&["del", "b"]);
@@ -647,29 +524,12 @@ fn compaction() {
     p.ok(&["get", "--prefix", "", "-w", "json"]);
     // Physical compaction waits until the old revisions are gone.
     p.ok(&["compact", "--physical", "16"]);
-    p.err(
-        &["compact", "--physical", "16"],
-        "required revision has been compacted",
-    );
-    p.err(
-        &["get", "--prefix", "", "--rev=15"],
-        "required revision has been compacted",
-    );
+    p.err(&["compact", "--physical", "16"], "required revision has been compacted");
+    p.err(&["get", "--prefix", "", "--rev=15"], "required revision has been compacted");
     p.ok(&["get", "--prefix", "", "--rev=16", "-w", "json"]);
     p.ok(&["get", "--prefix", "", "--rev=17", "-w", "json"]);
-    p.ok(&[
-        "get",
-        "--prefix",
-        "",
-        "--rev=18",
-        "--sort-by=VERSION",
-        "-w",
-        "json",
-    ]);
-    p.err(
-        &["get", "a", "--rev=19"],
-        "required revision is a future revision",
-    );
+    p.ok(&["get", "--prefix", "", "--rev=18", "--sort-by=VERSION", "-w", "json"]);
+    p.err(&["get", "a", "--rev=19"], "required revision is a future revision");
     // A txn reading below the compacted revision fails as a whole.
     p.same_stdin(&["txn"], b"\nput t 1\nget a --rev=3\n\n\n");
     p.ok(&["get", "t", "-w", "json"]);
@@ -695,28 +555,15 @@ fn request_errors() {
     // Empty key.
     p.err(&["put", "", "v"], "etcdserver: key is not provided");
     p.err(&["get", ""], "etcdserver: key is not provided");
-    p.err(
-        &["get", "", "-w", "json"],
-        "etcdserver: key is not provided",
-    );
+    p.err(&["get", "", "-w", "json"], "etcdserver: key is not provided");
     // Future revision.
-    p.err(
-        &["get", "a", "--rev=3"],
-        "etcdserver: mvcc: required revision is a future revision",
-    );
-    p.err(
-        &["get", "--prefix", "", "--rev=1000", "-w", "json"],
-        "required revision is a future revision",
-    );
+    p.err(&["get", "a", "--rev=3"], "etcdserver: mvcc: required revision is a future revision");
+    p.err(&["get", "--prefix", "", "--rev=1000", "-w", "json"], "required revision is a future revision");
     p.ok(&["get", "a", "--rev=2"]);
     // Request too large: 1.6 MB > etcd's default 1.5 MiB --max-request-bytes.
     let big = vec![b'x'; 1_600_000];
     p.err_stdin(&["put", "big"], &big, "etcdserver: request is too large");
-    p.err_stdin(
-        &["txn"],
-        format!("\nput big {}\n\n\n", "y".repeat(1_600_000)).as_bytes(),
-        "request is too large",
-    );
+    p.err_stdin(&["txn"], format!("\nput big {}\n\n\n", "y".repeat(1_600_000)).as_bytes(), "request is too large");
     // Just under the limit is fine.
     let fits = vec![b'z'; 1_400_000];
     p.ok_stdin(&["put", "fits"], &fits);
@@ -724,43 +571,19 @@ fn request_errors() {
     assert_eq!(n.stdout.len(), 1_400_001);
     p.ok(&["get", "fits", "--keys-only", "-w", "json"]);
     // Too many operations in one txn: etcd's default --max-txn-ops is 128.
-    p.err_stdin(
-        &["txn"],
-        txn_of_puts(129).as_bytes(),
-        "etcdserver: too many operations in txn request",
-    );
+    p.err_stdin(&["txn"], txn_of_puts(129).as_bytes(), "etcdserver: too many operations in txn request");
     p.ok_stdin(&["txn", "-w", "json"], txn_of_puts(128).as_bytes());
     let mut many_gets = String::from("\n");
     for _ in 0..129 {
         many_gets.push_str("get a\n");
     }
     many_gets.push_str("\n\n");
-    p.err_stdin(
-        &["txn"],
-        many_gets.as_bytes(),
-        "too many operations in txn request",
-    );
+    p.err_stdin(&["txn"], many_gets.as_bytes(), "too many operations in txn request");
     // Duplicate keys among the writes of one branch.
-    p.err_stdin(
-        &["txn"],
-        b"\nput d 1\nput d 2\n\n\n",
-        "etcdserver: duplicate key given in txn request",
-    );
-    p.err_stdin(
-        &["txn"],
-        b"\nput d 1\ndel d\n\n\n",
-        "duplicate key given in txn request",
-    );
-    p.err_stdin(
-        &["txn"],
-        b"\ndel --prefix d\nput da 1\n\n\n",
-        "duplicate key given in txn request",
-    );
-    p.err_stdin(
-        &["txn"],
-        b"\nput d 1\n\nput x 1\nput x 2\n\n",
-        "duplicate key given in txn request",
-    );
+    p.err_stdin(&["txn"], b"\nput d 1\nput d 2\n\n\n", "etcdserver: duplicate key given in txn request");
+    p.err_stdin(&["txn"], b"\nput d 1\ndel d\n\n\n", "duplicate key given in txn request");
+    p.err_stdin(&["txn"], b"\ndel --prefix d\nput da 1\n\n\n", "duplicate key given in txn request");
+    p.err_stdin(&["txn"], b"\nput d 1\n\nput x 1\nput x 2\n\n", "duplicate key given in txn request");
     // Not duplicates: reads of one key, two deletes, the same key in both branches.
     p.ok_stdin(&["txn"], b"\nget d\nget d\nput d 1\n\nput d 2\n\n");
     p.ok_stdin(&["txn"], b"\ndel d\ndel d\n\n\n");
@@ -812,7 +635,6 @@ fn endpoint_status_health() {
     p.ok(&["endpoint", "health", "-w", "json"]);
     p.ok(&["endpoint", "health", "-w", "table"]);
     p.same_with(&["member", "list"], b"", mask_member_id);
-    p.ok(&["member", "list", "-w", "json"]);
     p.ok(&["member", "list", "-w", "table"]);
 }
 
@@ -886,18 +708,11 @@ fn show_txn(r: &etcd_client::TxnResponse, full_inner_headers: bool) -> String {
         .op_responses()
         .iter()
         .map(|op| match op {
-            TxnOpResponse::Put(p) => format!(
-                "put rev={} prev={}",
-                hdr(p.header()),
-                show_kvs(p.prev_key())
-            ),
+            TxnOpResponse::Put(p) => format!("put rev={} prev={}", hdr(p.header()), show_kvs(p.prev_key())),
             TxnOpResponse::Get(g) => format!("{} hdr={}", show_get(g), hdr(g.header())),
-            TxnOpResponse::Delete(d) => format!(
-                "del rev={} deleted={} prev={}",
-                hdr(d.header()),
-                d.deleted(),
-                show_kvs(d.prev_kvs())
-            ),
+            TxnOpResponse::Delete(d) => {
+                format!("del rev={} deleted={} prev={}", hdr(d.header()), d.deleted(), show_kvs(d.prev_kvs()))
+            }
             // A nested txn's own header is compared only with `full_inner_headers`.
             TxnOpResponse::Txn(t) if full_inner_headers => {
                 format!("txn hdr={} {{{}}}", hdr(t.header()), show_txn(t, true))
@@ -905,11 +720,7 @@ fn show_txn(r: &etcd_client::TxnResponse, full_inner_headers: bool) -> String {
             TxnOpResponse::Txn(t) => format!("txn {{{}}}", show_txn_body(t)),
         })
         .collect();
-    format!(
-        "succeeded={} rev={} ops={ops:?}",
-        r.succeeded(),
-        r.header().map(|h| h.revision()).unwrap_or(-1)
-    )
+    format!("succeeded={} rev={} ops={ops:?}", r.succeeded(), r.header().map(|h| h.revision()).unwrap_or(-1))
 }
 
 /// A nested txn without its own header.
@@ -929,67 +740,22 @@ async fn range_filters_via_client() {
     let (_p, mut ce, mut cm) = client_pair().await;
     type Opts = fn() -> GetOptions;
     let cases: Vec<(&str, &str, Opts)> = vec![
-        ("count_only all", "", || {
-            GetOptions::new().with_all_keys().with_count_only()
-        }),
-        ("count_only limit", "", || {
-            GetOptions::new()
-                .with_all_keys()
-                .with_count_only()
-                .with_limit(2)
-        }),
-        ("count_only one", "a", || {
-            GetOptions::new().with_count_only()
-        }),
-        ("count_only missing", "zz", || {
-            GetOptions::new().with_count_only()
-        }),
-        ("count_only rev", "", || {
-            GetOptions::new()
-                .with_all_keys()
-                .with_count_only()
-                .with_revision(6)
-        }),
-        ("count_only prefix keys_only", "a", || {
-            GetOptions::new()
-                .with_prefix()
-                .with_count_only()
-                .with_keys_only()
-        }),
-        ("keys_only limit", "a", || {
-            GetOptions::new()
-                .with_prefix()
-                .with_keys_only()
-                .with_limit(2)
-        }),
-        ("min_mod", "", || {
-            GetOptions::new().with_all_keys().with_min_mod_revision(8)
-        }),
-        ("max_mod", "", || {
-            GetOptions::new().with_all_keys().with_max_mod_revision(8)
-        }),
-        ("min_create", "", || {
-            GetOptions::new()
-                .with_all_keys()
-                .with_min_create_revision(5)
-        }),
-        ("max_create", "", || {
-            GetOptions::new()
-                .with_all_keys()
-                .with_max_create_revision(5)
-        }),
+        ("count_only all", "", || GetOptions::new().with_all_keys().with_count_only()),
+        ("count_only limit", "", || GetOptions::new().with_all_keys().with_count_only().with_limit(2)),
+        ("count_only one", "a", || GetOptions::new().with_count_only()),
+        ("count_only missing", "zz", || GetOptions::new().with_count_only()),
+        ("count_only rev", "", || GetOptions::new().with_all_keys().with_count_only().with_revision(6)),
+        ("count_only prefix keys_only", "a", || GetOptions::new().with_prefix().with_count_only().with_keys_only()),
+        ("keys_only limit", "a", || GetOptions::new().with_prefix().with_keys_only().with_limit(2)),
+        ("min_mod", "", || GetOptions::new().with_all_keys().with_min_mod_revision(8)),
+        ("max_mod", "", || GetOptions::new().with_all_keys().with_max_mod_revision(8)),
+        ("min_create", "", || GetOptions::new().with_all_keys().with_min_create_revision(5)),
+        ("max_create", "", || GetOptions::new().with_all_keys().with_max_create_revision(5)),
         ("mod window + limit", "", || {
-            GetOptions::new()
-                .with_all_keys()
-                .with_min_mod_revision(4)
-                .with_max_mod_revision(12)
-                .with_limit(2)
+            GetOptions::new().with_all_keys().with_min_mod_revision(4).with_max_mod_revision(12).with_limit(2)
         }),
         ("create filter + count_only", "", || {
-            GetOptions::new()
-                .with_all_keys()
-                .with_min_create_revision(6)
-                .with_count_only()
+            GetOptions::new().with_all_keys().with_min_create_revision(6).with_count_only()
         }),
         ("sort + filter + limit", "", || {
             GetOptions::new()
@@ -998,40 +764,21 @@ async fn range_filters_via_client() {
                 .with_max_mod_revision(11)
                 .with_limit(3)
         }),
-        ("filter at old rev", "", || {
-            GetOptions::new()
-                .with_all_keys()
-                .with_revision(9)
-                .with_min_mod_revision(5)
-        }),
-        ("negative limit", "", || {
-            GetOptions::new().with_all_keys().with_limit(-1)
-        }),
+        ("filter at old rev", "", || GetOptions::new().with_all_keys().with_revision(9).with_min_mod_revision(5)),
+        ("negative limit", "", || GetOptions::new().with_all_keys().with_limit(-1)),
         ("negative rev", "a", || GetOptions::new().with_revision(-1)),
-        ("serializable", "", || {
-            GetOptions::new().with_all_keys().with_serializable()
-        }),
+        ("serializable", "", || GetOptions::new().with_all_keys().with_serializable()),
     ];
     for (name, key, opts) in cases {
-        let re = ce
-            .get(key, Some(opts()))
-            .await
-            .map(|r| show_get(&r))
-            .unwrap_or_else(show_error);
-        let rm = cm
-            .get(key, Some(opts()))
-            .await
-            .map(|r| show_get(&r))
-            .unwrap_or_else(show_error);
+        let re = ce.get(key, Some(opts())).await.map(|r| show_get(&r)).unwrap_or_else(show_error);
+        let rm = cm.get(key, Some(opts())).await.map(|r| show_get(&r)).unwrap_or_else(show_error);
         assert_eq!(re, rm, "case {name:?} (left: etcd, right: metastore)");
     }
 }
 
 /// A txn op listing every key.
 fn get_all() -> etcd_client::TxnOp {
-    let opts = etcd_client::GetOptions::new()
-        .with_all_keys()
-        .with_keys_only();
+    let opts = etcd_client::GetOptions::new().with_all_keys().with_keys_only();
     etcd_client::TxnOp::get("", Some(opts))
 }
 
@@ -1042,30 +789,18 @@ type MakeTxn = fn() -> etcd_client::Txn;
 fn client_txn_cases() -> Vec<(&'static str, MakeTxn)> {
     use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
     vec![
-        ("lease = 0", || {
-            Txn::new()
-                .when([Compare::lease("a", CompareOp::Equal, 0)])
-                .and_then([TxnOp::get("a", None)])
-        }),
+        ("lease = 0", || Txn::new().when([Compare::lease("a", CompareOp::Equal, 0)]).and_then([TxnOp::get("a", None)])),
         ("lease != 0", || {
-            Txn::new()
-                .when([Compare::lease("a", CompareOp::NotEqual, 0)])
-                .or_else([TxnOp::get("b", None)])
+            Txn::new().when([Compare::lease("a", CompareOp::NotEqual, 0)]).or_else([TxnOp::get("b", None)])
         }),
         ("lease of missing key", || {
-            Txn::new()
-                .when([Compare::lease("zz", CompareOp::Equal, 0)])
-                .and_then([TxnOp::get("a", None)])
+            Txn::new().when([Compare::lease("zz", CompareOp::Equal, 0)]).and_then([TxnOp::get("a", None)])
         }),
         ("prefix version > 0", || {
-            Txn::new()
-                .when([Compare::version("a", CompareOp::Greater, 0).with_prefix()])
-                .and_then([get_all()])
+            Txn::new().when([Compare::version("a", CompareOp::Greater, 0).with_prefix()]).and_then([get_all()])
         }),
         ("range value = (mixed)", || {
-            Txn::new()
-                .when([Compare::value("a", CompareOp::Equal, "v1").with_range("b")])
-                .or_else([get_all()])
+            Txn::new().when([Compare::value("a", CompareOp::Equal, "v1").with_range("b")]).or_else([get_all()])
         }),
         ("prefix mod < 11", || {
             Txn::new()
@@ -1073,14 +808,10 @@ fn client_txn_cases() -> Vec<(&'static str, MakeTxn)> {
                 .and_then([TxnOp::get("foo/", Some(GetOptions::new().with_prefix()))])
         }),
         ("empty range value compare", || {
-            Txn::new()
-                .when([Compare::value("zz", CompareOp::Equal, "x").with_prefix()])
-                .and_then([get_all()])
+            Txn::new().when([Compare::value("zz", CompareOp::Equal, "x").with_prefix()]).and_then([get_all()])
         }),
         ("empty range version compare", || {
-            Txn::new()
-                .when([Compare::version("zz", CompareOp::Equal, 0).with_prefix()])
-                .and_then([get_all()])
+            Txn::new().when([Compare::version("zz", CompareOp::Equal, 0).with_prefix()]).and_then([get_all()])
         }),
         ("all keys create > 1", || {
             Txn::new()
@@ -1093,76 +824,44 @@ fn client_txn_cases() -> Vec<(&'static str, MakeTxn)> {
                 TxnOp::txn(
                     Txn::new()
                         .when([Compare::value("n1", CompareOp::Equal, "1")])
-                        .and_then([
-                            TxnOp::put("n2", "2", Some(PutOptions::new().with_prev_key())),
-                            get_all(),
-                        ])
+                        .and_then([TxnOp::put("n2", "2", Some(PutOptions::new().with_prev_key())), get_all()])
                         .or_else([TxnOp::put("n3", "3", None)]),
                 ),
                 TxnOp::get("n", Some(GetOptions::new().with_prefix())),
             ])
         }),
         ("nested duplicate", || {
-            Txn::new().and_then([
-                TxnOp::put("d1", "1", None),
-                TxnOp::txn(Txn::new().and_then([TxnOp::put("d1", "2", None)])),
-            ])
+            Txn::new()
+                .and_then([TxnOp::put("d1", "1", None), TxnOp::txn(Txn::new().and_then([TxnOp::put("d1", "2", None)]))])
         }),
         ("nested dup across branches ok", || {
             Txn::new().and_then([
                 TxnOp::put("d2", "1", None),
                 TxnOp::txn(
-                    Txn::new()
-                        .when([Compare::version("d2", CompareOp::Equal, 0)])
-                        .or_else([TxnOp::get("d2", None)]),
+                    Txn::new().when([Compare::version("d2", CompareOp::Equal, 0)]).or_else([TxnOp::get("d2", None)]),
                 ),
             ])
         }),
         ("delete range with prev", || {
             Txn::new().and_then([
-                TxnOp::delete(
-                    "foo",
-                    Some(DeleteOptions::new().with_prefix().with_prev_key()),
-                ),
+                TxnOp::delete("foo", Some(DeleteOptions::new().with_prefix().with_prev_key())),
                 TxnOp::put("foo/3", "f3", Some(PutOptions::new().with_prev_key())),
             ])
         }),
         ("put ignore_value missing", || {
-            Txn::new().and_then([TxnOp::put(
-                "missing",
-                "",
-                Some(PutOptions::new().with_ignore_value()),
-            )])
+            Txn::new().and_then([TxnOp::put("missing", "", Some(PutOptions::new().with_ignore_value()))])
         }),
-        ("put bad lease", || {
-            Txn::new().and_then([TxnOp::put(
-                "x",
-                "1",
-                Some(PutOptions::new().with_lease(999)),
-            )])
-        }),
-        ("get future rev", || {
-            Txn::new().and_then([TxnOp::get("a", Some(GetOptions::new().with_revision(1000)))])
-        }),
-        ("after all", || {
-            Txn::new().and_then([TxnOp::get("", Some(GetOptions::new().with_all_keys()))])
-        }),
+        ("put bad lease", || Txn::new().and_then([TxnOp::put("x", "1", Some(PutOptions::new().with_lease(999)))])),
+        ("get future rev", || Txn::new().and_then([TxnOp::get("a", Some(GetOptions::new().with_revision(1000)))])),
+        ("after all", || Txn::new().and_then([TxnOp::get("", Some(GetOptions::new().with_all_keys()))])),
     ]
 }
 
 async fn compare_client_txns(full_inner_headers: bool) {
     let (_p, mut ce, mut cm) = client_pair().await;
     for (name, txn) in client_txn_cases() {
-        let re = ce
-            .txn(txn())
-            .await
-            .map(|r| show_txn(&r, full_inner_headers))
-            .unwrap_or_else(show_error);
-        let rm = cm
-            .txn(txn())
-            .await
-            .map(|r| show_txn(&r, full_inner_headers))
-            .unwrap_or_else(show_error);
+        let re = ce.txn(txn()).await.map(|r| show_txn(&r, full_inner_headers)).unwrap_or_else(show_error);
+        let rm = cm.txn(txn()).await.map(|r| show_txn(&r, full_inner_headers)).unwrap_or_else(show_error);
         assert_eq!(re, rm, "case {name:?} (left: etcd, right: metastore)");
     }
 }
@@ -1180,4 +879,28 @@ async fn txn_via_client() {
 #[ignore = "metastore bug: nested TxnResponse header carries revision (etcd leaves it empty)"]
 async fn bug_nested_txn_header() {
     compare_client_txns(true).await;
+}
+
+/// etcd's Cluster service fills only cluster ID, member ID and raft term in its
+/// response headers (`ClusterServer::header`), so `revision` is 0.
+#[test]
+#[ignore = "metastore bug: MemberList response header carries a revision (etcd: 0)"]
+fn bug_member_list_header_revision() {
+    let p = Pair::start();
+    p.ok(&["put", "a", "1"]);
+    p.ok(&["member", "list", "-w", "json"]);
+    p.ok(&["member", "list", "-w", "fields"]);
+}
+
+/// etcd's HashKV is CRC-32C (Castagnoli) over the bucket name `key` followed by
+/// each stored (revision key, marshaled mvccpb.KeyValue) pair up to the
+/// revision, so two servers with the same history give the same hash.
+#[test]
+#[ignore = "metastore differs: HashKV uses its own encoding and CRC-32 (IEEE), not etcd's"]
+fn bug_hashkv_value() {
+    let p = Pair::start();
+    seed(&p);
+    p.ok(&["compact", "5"]);
+    p.ok(&["endpoint", "hashkv", "-w", "json"]);
+    p.ok(&["endpoint", "hashkv", "--rev=9", "-w", "json"]);
 }

@@ -9,8 +9,8 @@
 //! check the expectations themselves.
 
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, GetOptions, GetResponse, KeyValue, PutOptions,
-    ResponseHeader, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, GetResponse, KeyValue, PutOptions, ResponseHeader,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 
 use crate::common::*;
@@ -44,23 +44,16 @@ pub(crate) fn check_header(h: Option<&ResponseHeader>, revision: i64) {
 
 /// The store's current revision, read linearizably.
 pub(crate) async fn current_rev(c: &mut Client) -> i64 {
-    let r = c
-        .get("__current_revision_probe__", None)
-        .await
-        .expect("revision probe");
+    let r = c.get("__current_revision_probe__", None).await.expect("revision probe");
     r.header().expect("header").revision()
 }
 
 pub(crate) fn keys(kvs: &[KeyValue]) -> Vec<String> {
-    kvs.iter()
-        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
-        .collect()
+    kvs.iter().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()).collect()
 }
 
 fn values(kvs: &[KeyValue]) -> Vec<String> {
-    kvs.iter()
-        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
-        .collect()
+    kvs.iter().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()).collect()
 }
 
 /// (key, value, create_revision, mod_revision, version, lease)
@@ -83,10 +76,7 @@ fn exp(key: &str, value: &str, create: i64, modr: i64, version: i64) -> Kv {
 
 /// Puts and asserts the revision it made.
 async fn put_at(c: &mut Client, key: &str, value: &str, rev: i64) {
-    let r = c
-        .put(key, value, None)
-        .await
-        .unwrap_or_else(|e| panic!("put {key}: {e}"));
+    let r = c.put(key, value, None).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
     check_header(r.header(), rev);
 }
 
@@ -107,10 +97,7 @@ async fn range_single_key_and_missing_key() {
 
     let r = c.get("a", None).await.unwrap();
     check_header(r.header(), 3);
-    assert_eq!(
-        r.kvs().iter().map(kv).collect::<Vec<_>>(),
-        vec![exp("a", "1", 2, 2, 1)]
-    );
+    assert_eq!(r.kvs().iter().map(kv).collect::<Vec<_>>(), vec![exp("a", "1", 2, 2, 1)]);
     assert_eq!(r.count(), 1);
     assert!(!r.more());
 
@@ -146,49 +133,19 @@ async fn range_intervals_prefix_from_key_all_keys() {
         }
     };
     // [key, range_end)
-    assert_eq!(
-        get("a", GetOptions::new().with_range("c")).await,
-        ["a", "b", "b/1", "b/2"]
-    );
-    assert_eq!(
-        get("b/1", GetOptions::new().with_range("b/2")).await,
-        ["b/1"]
-    );
+    assert_eq!(get("a", GetOptions::new().with_range("c")).await, ["a", "b", "b/1", "b/2"]);
+    assert_eq!(get("b/1", GetOptions::new().with_range("b/2")).await, ["b/1"]);
     // range_end <= key selects nothing
-    assert_eq!(
-        get("c", GetOptions::new().with_range("a")).await,
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        get("c", GetOptions::new().with_range("c")).await,
-        Vec::<String>::new()
-    );
+    assert_eq!(get("c", GetOptions::new().with_range("a")).await, Vec::<String>::new());
+    assert_eq!(get("c", GetOptions::new().with_range("c")).await, Vec::<String>::new());
     // prefix
-    assert_eq!(
-        get("b", GetOptions::new().with_prefix()).await,
-        ["b", "b/1", "b/2"]
-    );
-    assert_eq!(
-        get("b/", GetOptions::new().with_prefix()).await,
-        ["b/1", "b/2"]
-    );
-    assert_eq!(
-        get("x", GetOptions::new().with_prefix()).await,
-        Vec::<String>::new()
-    );
+    assert_eq!(get("b", GetOptions::new().with_prefix()).await, ["b", "b/1", "b/2"]);
+    assert_eq!(get("b/", GetOptions::new().with_prefix()).await, ["b/1", "b/2"]);
+    assert_eq!(get("x", GetOptions::new().with_prefix()).await, Vec::<String>::new());
     // from key: range_end "\0"
-    assert_eq!(
-        get("b/2", GetOptions::new().with_from_key()).await,
-        ["b/2", "c", "d"]
-    );
-    assert_eq!(
-        get("b/2", GetOptions::new().with_range("\0")).await,
-        ["b/2", "c", "d"]
-    );
-    assert_eq!(
-        get("e", GetOptions::new().with_from_key()).await,
-        Vec::<String>::new()
-    );
+    assert_eq!(get("b/2", GetOptions::new().with_from_key()).await, ["b/2", "c", "d"]);
+    assert_eq!(get("b/2", GetOptions::new().with_range("\0")).await, ["b/2", "c", "d"]);
+    assert_eq!(get("e", GetOptions::new().with_from_key()).await, Vec::<String>::new());
     // all keys: key "\0", range_end "\0"
     assert_eq!(get("", GetOptions::new().with_all_keys()).await, ks);
     assert_eq!(get("\0", GetOptions::new().with_range("\0")).await, ks);
@@ -210,13 +167,7 @@ async fn range_limit_more_count_keys_only_count_only() {
         (6, vec!["p/0", "p/1", "p/2", "p/3", "p/4"], false),
         (0, vec!["p/0", "p/1", "p/2", "p/3", "p/4"], false),
     ] {
-        let r = c
-            .get(
-                "p/",
-                Some(GetOptions::new().with_prefix().with_limit(limit)),
-            )
-            .await
-            .unwrap();
+        let r = c.get("p/", Some(GetOptions::new().with_prefix().with_limit(limit))).await.unwrap();
         check_header(r.header(), 7);
         assert_eq!(keys(r.kvs()), want, "limit {limit}");
         assert_eq!(r.more(), more, "more with limit {limit}");
@@ -224,30 +175,14 @@ async fn range_limit_more_count_keys_only_count_only() {
     }
 
     // keys_only: no values, everything else intact.
-    let r = c
-        .get("p/", Some(GetOptions::new().with_prefix().with_keys_only()))
-        .await
-        .unwrap();
+    let r = c.get("p/", Some(GetOptions::new().with_prefix().with_keys_only())).await.unwrap();
     check_header(r.header(), 7);
     assert_eq!(
         r.kvs().iter().map(kv).collect::<Vec<_>>(),
-        (0..5)
-            .map(|i| exp(&format!("p/{i}"), "", 2 + i, 2 + i, 1))
-            .collect::<Vec<_>>()
+        (0..5).map(|i| exp(&format!("p/{i}"), "", 2 + i, 2 + i, 1)).collect::<Vec<_>>()
     );
     assert_eq!(r.count(), 5);
-    let r = c
-        .get(
-            "p/",
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_keys_only()
-                    .with_limit(2),
-            ),
-        )
-        .await
-        .unwrap();
+    let r = c.get("p/", Some(GetOptions::new().with_prefix().with_keys_only().with_limit(2))).await.unwrap();
     assert_eq!(keys(r.kvs()), ["p/0", "p/1"]);
     assert_eq!(values(r.kvs()), ["", ""]);
     assert!(r.more());
@@ -255,35 +190,15 @@ async fn range_limit_more_count_keys_only_count_only() {
 
     // count_only: no kvs, the count, and never `more`.
     for limit in [0, 2] {
-        let r = c
-            .get(
-                "p/",
-                Some(
-                    GetOptions::new()
-                        .with_prefix()
-                        .with_count_only()
-                        .with_limit(limit),
-                ),
-            )
-            .await
-            .unwrap();
+        let r = c.get("p/", Some(GetOptions::new().with_prefix().with_count_only().with_limit(limit))).await.unwrap();
         check_header(r.header(), 7);
         assert!(r.kvs().is_empty(), "count_only returns no kvs");
         assert_eq!(r.count(), 5);
         assert!(!r.more(), "count_only with limit {limit} has no `more`");
     }
-    let r = c
-        .get(
-            "",
-            Some(GetOptions::new().with_all_keys().with_count_only()),
-        )
-        .await
-        .unwrap();
+    let r = c.get("", Some(GetOptions::new().with_all_keys().with_count_only())).await.unwrap();
     assert_eq!(r.count(), 6);
-    let r = c
-        .get("nothing", Some(GetOptions::new().with_count_only()))
-        .await
-        .unwrap();
+    let r = c.get("nothing", Some(GetOptions::new().with_count_only())).await.unwrap();
     assert_eq!(r.count(), 0);
 }
 
@@ -303,10 +218,7 @@ async fn range_historic_revisions_across_put_delete_put() {
     let at = |rev: i64, key: &'static str| {
         let mut c = c.clone();
         async move {
-            let r = c
-                .get(key, Some(GetOptions::new().with_revision(rev)))
-                .await
-                .unwrap();
+            let r = c.get(key, Some(GetOptions::new().with_revision(rev))).await.unwrap();
             // The header names the current revision, not the one read.
             check_header(r.header(), 7);
             assert_eq!(r.count(), r.kvs().len() as i64);
@@ -322,39 +234,11 @@ async fn range_historic_revisions_across_put_delete_put() {
     assert_eq!(at(7, "k").await, vec![exp("k", "v4", 6, 7, 2)]);
     assert_eq!(at(0, "k").await, vec![exp("k", "v4", 6, 7, 2)]);
 
-    let r = c
-        .get("", Some(GetOptions::new().with_all_keys().with_revision(4)))
-        .await
-        .unwrap();
-    assert_eq!(
-        r.kvs().iter().map(kv).collect::<Vec<_>>(),
-        vec![exp("k", "v2", 2, 3, 2), exp("other", "o", 4, 4, 1)]
-    );
-    let r = c
-        .get(
-            "",
-            Some(
-                GetOptions::new()
-                    .with_all_keys()
-                    .with_revision(5)
-                    .with_count_only(),
-            ),
-        )
-        .await
-        .unwrap();
+    let r = c.get("", Some(GetOptions::new().with_all_keys().with_revision(4))).await.unwrap();
+    assert_eq!(r.kvs().iter().map(kv).collect::<Vec<_>>(), vec![exp("k", "v2", 2, 3, 2), exp("other", "o", 4, 4, 1)]);
+    let r = c.get("", Some(GetOptions::new().with_all_keys().with_revision(5).with_count_only())).await.unwrap();
     assert_eq!(r.count(), 1, "only `other` exists at revision 5");
-    let r = c
-        .get(
-            "",
-            Some(
-                GetOptions::new()
-                    .with_all_keys()
-                    .with_revision(3)
-                    .with_limit(1),
-            ),
-        )
-        .await
-        .unwrap();
+    let r = c.get("", Some(GetOptions::new().with_all_keys().with_revision(3).with_limit(1))).await.unwrap();
     assert_eq!(keys(r.kvs()), ["k"]);
     assert!(!r.more(), "only k exists at revision 3");
 }
@@ -390,18 +274,10 @@ async fn sort_fixture(c: &mut Client) {
 async fn range_sort_every_target_and_order() {
     let (_s, mut c) = start(&[]).await;
     sort_fixture(&mut c).await;
-    let r = c
-        .get("s/", Some(GetOptions::new().with_prefix()))
-        .await
-        .unwrap();
+    let r = c.get("s/", Some(GetOptions::new().with_prefix())).await.unwrap();
     assert_eq!(
         r.kvs().iter().map(kv).collect::<Vec<_>>(),
-        vec![
-            exp("s/a", "q", 3, 11, 3),
-            exp("s/b", "z", 5, 5, 1),
-            exp("s/c", "a", 2, 10, 4),
-            exp("s/d", "m", 4, 6, 2)
-        ]
+        vec![exp("s/a", "q", 3, 11, 3), exp("s/b", "z", 5, 5, 1), exp("s/c", "a", 2, 10, 4), exp("s/d", "m", 4, 6, 2)]
     );
 
     let ascending = |t: SortTarget| -> Vec<&str> {
@@ -413,13 +289,7 @@ async fn range_sort_every_target_and_order() {
             SortTarget::Value => vec!["s/c", "s/d", "s/a", "s/b"],
         }
     };
-    for target in [
-        SortTarget::Key,
-        SortTarget::Version,
-        SortTarget::Create,
-        SortTarget::Mod,
-        SortTarget::Value,
-    ] {
+    for target in [SortTarget::Key, SortTarget::Version, SortTarget::Create, SortTarget::Mod, SortTarget::Value] {
         for order in [SortOrder::None, SortOrder::Ascend, SortOrder::Descend] {
             let mut want = ascending(target);
             // etcd: order NONE means ascending for any target but KEY, and
@@ -439,11 +309,7 @@ async fn range_sort_every_target_and_order() {
             // order and sorts those (etcd 3.5 `Range`: the implied ASCEND is
             // decided after the fetch): a quirk clients can observe.
             let limited: Vec<&str> = if order == SortOrder::None {
-                want.iter()
-                    .copied()
-                    .filter(|k| ["s/a", "s/b", "s/c"].contains(k))
-                    .take(2)
-                    .collect()
+                want.iter().copied().filter(|k| ["s/a", "s/b", "s/c"].contains(k)).take(2).collect()
             } else {
                 want[..2].to_vec()
             };
@@ -465,41 +331,14 @@ async fn range_revision_filters() {
     let (_s, mut c) = start(&[]).await;
     sort_fixture(&mut c).await;
     let cases: Vec<(GetOptions, Vec<&str>)> = vec![
-        (
-            GetOptions::new().with_min_mod_revision(6),
-            vec!["s/a", "s/c", "s/d"],
-        ),
-        (
-            GetOptions::new().with_max_mod_revision(6),
-            vec!["s/b", "s/d"],
-        ),
-        (
-            GetOptions::new()
-                .with_min_mod_revision(6)
-                .with_max_mod_revision(10),
-            vec!["s/c", "s/d"],
-        ),
-        (
-            GetOptions::new().with_min_create_revision(4),
-            vec!["s/b", "s/d"],
-        ),
-        (
-            GetOptions::new().with_max_create_revision(3),
-            vec!["s/a", "s/c"],
-        ),
-        (
-            GetOptions::new()
-                .with_min_create_revision(3)
-                .with_max_create_revision(4),
-            vec!["s/a", "s/d"],
-        ),
+        (GetOptions::new().with_min_mod_revision(6), vec!["s/a", "s/c", "s/d"]),
+        (GetOptions::new().with_max_mod_revision(6), vec!["s/b", "s/d"]),
+        (GetOptions::new().with_min_mod_revision(6).with_max_mod_revision(10), vec!["s/c", "s/d"]),
+        (GetOptions::new().with_min_create_revision(4), vec!["s/b", "s/d"]),
+        (GetOptions::new().with_max_create_revision(3), vec!["s/a", "s/c"]),
+        (GetOptions::new().with_min_create_revision(3).with_max_create_revision(4), vec!["s/a", "s/d"]),
         (GetOptions::new().with_min_mod_revision(12), vec![]),
-        (
-            GetOptions::new()
-                .with_min_create_revision(3)
-                .with_max_mod_revision(10),
-            vec!["s/b", "s/d"],
-        ),
+        (GetOptions::new().with_min_create_revision(3).with_max_mod_revision(10), vec!["s/b", "s/d"]),
     ];
     for (o, want) in cases {
         let r = c.get("s/", Some(o.clone().with_prefix())).await.unwrap();
@@ -511,47 +350,19 @@ async fn range_revision_filters() {
     }
 
     // Filters apply before the limit, and `more` says whether filtered keys remain.
-    let r = c
-        .get(
-            "s/",
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_min_mod_revision(6)
-                    .with_limit(1),
-            ),
-        )
-        .await
-        .unwrap();
+    let r = c.get("s/", Some(GetOptions::new().with_prefix().with_min_mod_revision(6).with_limit(1))).await.unwrap();
     assert_eq!(keys(r.kvs()), ["s/a"]);
     assert!(r.more());
     assert_eq!(r.count(), 4);
-    let r = c
-        .get(
-            "s/",
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_min_mod_revision(6)
-                    .with_limit(3),
-            ),
-        )
-        .await
-        .unwrap();
+    let r = c.get("s/", Some(GetOptions::new().with_prefix().with_min_mod_revision(6).with_limit(3))).await.unwrap();
     assert_eq!(keys(r.kvs()), ["s/a", "s/c", "s/d"]);
     assert!(!r.more());
 
     // Filters combine with a sort and a historic revision.
-    let o = GetOptions::new()
-        .with_prefix()
-        .with_min_mod_revision(6)
-        .with_sort(SortTarget::Mod, SortOrder::Descend);
+    let o = GetOptions::new().with_prefix().with_min_mod_revision(6).with_sort(SortTarget::Mod, SortOrder::Descend);
     let r = c.get("s/", Some(o)).await.unwrap();
     assert_eq!(keys(r.kvs()), ["s/a", "s/c", "s/d"]);
-    let o = GetOptions::new()
-        .with_prefix()
-        .with_revision(6)
-        .with_min_mod_revision(5);
+    let o = GetOptions::new().with_prefix().with_revision(6).with_min_mod_revision(5);
     let r = c.get("s/", Some(o)).await.unwrap();
     assert_eq!(keys(r.kvs()), ["s/b", "s/d"]);
     assert_eq!(r.count(), 4);
@@ -563,27 +374,10 @@ async fn range_serializable() {
     let (_s, mut c) = start(&[]).await;
     put_at(&mut c, "k", "v", 2).await;
     put_at(&mut c, "k2", "v2", 3).await;
-    let r = c
-        .get("k", Some(GetOptions::new().with_serializable()))
-        .await
-        .unwrap();
+    let r = c.get("k", Some(GetOptions::new().with_serializable())).await.unwrap();
     check_header(r.header(), 3);
-    assert_eq!(
-        r.kvs().iter().map(kv).collect::<Vec<_>>(),
-        vec![exp("k", "v", 2, 2, 1)]
-    );
-    let r = c
-        .get(
-            "k",
-            Some(
-                GetOptions::new()
-                    .with_serializable()
-                    .with_prefix()
-                    .with_revision(2),
-            ),
-        )
-        .await
-        .unwrap();
+    assert_eq!(r.kvs().iter().map(kv).collect::<Vec<_>>(), vec![exp("k", "v", 2, 2, 1)]);
+    let r = c.get("k", Some(GetOptions::new().with_serializable().with_prefix().with_revision(2))).await.unwrap();
     check_header(r.header(), 3);
     assert_eq!(keys(r.kvs()), ["k"]);
     assert_eq!(r.count(), 1);
@@ -595,10 +389,7 @@ async fn range_serializable() {
 async fn put_prev_kv_ignore_value_ignore_lease() {
     let (_s, mut c) = start(&[]).await;
     // prev_kv on a new key: none.
-    let r = c
-        .put("k", "v1", Some(PutOptions::new().with_prev_key()))
-        .await
-        .unwrap();
+    let r = c.put("k", "v1", Some(PutOptions::new().with_prev_key())).await.unwrap();
     check_header(r.header(), 2);
     assert!(r.prev_key().is_none());
     // Without prev_kv: none even though there was one.
@@ -606,46 +397,26 @@ async fn put_prev_kv_ignore_value_ignore_lease() {
     check_header(r.header(), 3);
     assert!(r.prev_key().is_none());
     // prev_kv on an update: the whole previous pair.
-    let r = c
-        .put("k", "v3", Some(PutOptions::new().with_prev_key()))
-        .await
-        .unwrap();
+    let r = c.put("k", "v3", Some(PutOptions::new().with_prev_key())).await.unwrap();
     check_header(r.header(), 4);
     assert_eq!(kv(r.prev_key().unwrap()), exp("k", "v2", 2, 3, 2));
 
     // ignore_value keeps the value but writes a new revision and version.
-    let r = c
-        .put(
-            "k",
-            "",
-            Some(PutOptions::new().with_ignore_value().with_prev_key()),
-        )
-        .await
-        .unwrap();
+    let r = c.put("k", "", Some(PutOptions::new().with_ignore_value().with_prev_key())).await.unwrap();
     check_header(r.header(), 5);
     assert_eq!(kv(r.prev_key().unwrap()), exp("k", "v3", 2, 4, 3));
     let g = c.get("k", None).await.unwrap();
     assert_eq!(kv(&g.kvs()[0]), exp("k", "v3", 2, 5, 4));
 
     // ignore_lease keeps the (absent) lease and takes the new value.
-    let r = c
-        .put("k", "v5", Some(PutOptions::new().with_ignore_lease()))
-        .await
-        .unwrap();
+    let r = c.put("k", "v5", Some(PutOptions::new().with_ignore_lease())).await.unwrap();
     check_header(r.header(), 6);
     assert!(r.prev_key().is_none());
     let g = c.get("k", None).await.unwrap();
     assert_eq!(kv(&g.kvs()[0]), exp("k", "v5", 2, 6, 5));
 
     // Both flags: a pure touch.
-    let r = c
-        .put(
-            "k",
-            "",
-            Some(PutOptions::new().with_ignore_value().with_ignore_lease()),
-        )
-        .await
-        .unwrap();
+    let r = c.put("k", "", Some(PutOptions::new().with_ignore_value().with_ignore_lease())).await.unwrap();
     check_header(r.header(), 7);
     let g = c.get("k", None).await.unwrap();
     assert_eq!(kv(&g.kvs()[0]), exp("k", "v5", 2, 7, 6));
@@ -662,45 +433,26 @@ async fn put_and_compare_with_a_lease() {
     let (_s, mut c) = start(&[]).await;
     let lease = c.lease_grant(600, None).await.unwrap().id();
     assert_ne!(lease, 0);
+    let reader = c.clone();
     let lease_of = |key: &'static str| {
-        let mut c = c.clone();
+        let mut c = reader.clone();
         async move { c.get(key, None).await.unwrap().kvs()[0].lease() }
     };
 
-    let r = c
-        .put("k", "v1", Some(PutOptions::new().with_lease(lease)))
-        .await
-        .unwrap();
+    let r = c.put("k", "v1", Some(PutOptions::new().with_lease(lease))).await.unwrap();
     check_header(r.header(), 2);
     assert_eq!(lease_of("k").await, lease);
 
     // ignore_lease keeps the attached lease.
-    let r = c
-        .put(
-            "k",
-            "v2",
-            Some(PutOptions::new().with_ignore_lease().with_prev_key()),
-        )
-        .await
-        .unwrap();
+    let r = c.put("k", "v2", Some(PutOptions::new().with_ignore_lease().with_prev_key())).await.unwrap();
     check_header(r.header(), 3);
     assert_eq!(r.prev_key().unwrap().lease(), lease);
     let g = c.get("k", None).await.unwrap();
-    assert_eq!(
-        (g.kvs()[0].value(), g.kvs()[0].lease(), g.kvs()[0].version()),
-        (&b"v2"[..], lease, 2)
-    );
+    assert_eq!((g.kvs()[0].value(), g.kvs()[0].lease(), g.kvs()[0].version()), (&b"v2"[..], lease, 2));
 
     // ignore_value with a lease: same value, the given lease.
     put_at(&mut c, "plain", "p", 4).await;
-    let r = c
-        .put(
-            "plain",
-            "",
-            Some(PutOptions::new().with_ignore_value().with_lease(lease)),
-        )
-        .await
-        .unwrap();
+    let r = c.put("plain", "", Some(PutOptions::new().with_ignore_value().with_lease(lease))).await.unwrap();
     check_header(r.header(), 5);
     let g = c.get("plain", None).await.unwrap();
     assert_eq!((g.kvs()[0].value(), g.kvs()[0].lease()), (&b"p"[..], lease));
@@ -712,14 +464,8 @@ async fn put_and_compare_with_a_lease() {
         (Compare::lease("k", CompareOp::Greater, lease - 1), true),
         (Compare::lease("k", CompareOp::Less, lease + 1), true),
         (Compare::lease("k", CompareOp::Equal, 0), false),
-        (
-            Compare::lease("\0", CompareOp::Equal, lease).with_range("\0"),
-            false,
-        ),
-        (
-            Compare::lease("k", CompareOp::Equal, lease).with_range("o"),
-            true,
-        ),
+        (Compare::lease("\0", CompareOp::Equal, lease).with_range("\0"), false),
+        (Compare::lease("k", CompareOp::Equal, lease).with_range("o"), true),
     ] {
         let t = c
             .txn(
@@ -738,14 +484,8 @@ async fn put_and_compare_with_a_lease() {
     // A plain put detaches the lease; a txn put can attach one.
     put_at(&mut c, "k", "v3", 13).await;
     assert_eq!(lease_of("k").await, 0);
-    let t = c
-        .txn(Txn::new().and_then([TxnOp::put(
-            "k",
-            "v4",
-            Some(PutOptions::new().with_lease(lease)),
-        )]))
-        .await
-        .unwrap();
+    let t =
+        c.txn(Txn::new().and_then([TxnOp::put("k", "v4", Some(PutOptions::new().with_lease(lease)))])).await.unwrap();
     check_header(t.header(), 14);
     assert_eq!(lease_of("k").await, lease);
 }
@@ -755,10 +495,7 @@ async fn put_and_compare_with_a_lease() {
 #[tokio::test]
 async fn delete_single_range_prefix_with_prev_kv() {
     let (_s, mut c) = start(&[]).await;
-    for (i, k) in ["a", "b", "c", "d", "p/1", "p/2", "p/3", "z"]
-        .iter()
-        .enumerate()
-    {
+    for (i, k) in ["a", "b", "c", "d", "p/1", "p/2", "p/3", "z"].iter().enumerate() {
         put_at(&mut c, k, &format!("v-{k}"), 2 + i as i64).await;
     }
     // rev 9 now.
@@ -767,13 +504,7 @@ async fn delete_single_range_prefix_with_prev_kv() {
     assert_eq!(r.deleted(), 1);
     assert!(r.prev_kvs().is_empty(), "no prev_kvs unless asked");
 
-    let r = c
-        .delete(
-            "b",
-            Some(DeleteOptions::new().with_range("d").with_prev_key()),
-        )
-        .await
-        .unwrap();
+    let r = c.delete("b", Some(DeleteOptions::new().with_range("d").with_prev_key())).await.unwrap();
     check_header(r.header(), 11);
     assert_eq!(r.deleted(), 2);
     assert_eq!(
@@ -781,42 +512,24 @@ async fn delete_single_range_prefix_with_prev_kv() {
         vec![exp("b", "v-b", 3, 3, 1), exp("c", "v-c", 4, 4, 1)]
     );
 
-    let r = c
-        .delete(
-            "p/",
-            Some(DeleteOptions::new().with_prefix().with_prev_key()),
-        )
-        .await
-        .unwrap();
+    let r = c.delete("p/", Some(DeleteOptions::new().with_prefix().with_prev_key())).await.unwrap();
     check_header(r.header(), 12);
     assert_eq!(r.deleted(), 3);
     assert_eq!(keys(r.prev_kvs()), ["p/1", "p/2", "p/3"]);
     assert_eq!(values(r.prev_kvs()), ["v-p/1", "v-p/2", "v-p/3"]);
 
-    let r = c
-        .delete(
-            "d",
-            Some(DeleteOptions::new().with_from_key().with_prev_key()),
-        )
-        .await
-        .unwrap();
+    let r = c.delete("d", Some(DeleteOptions::new().with_from_key().with_prev_key())).await.unwrap();
     check_header(r.header(), 13);
     assert_eq!(r.deleted(), 2);
     assert_eq!(keys(r.prev_kvs()), ["d", "z"]);
 
-    let g = c
-        .get("", Some(GetOptions::new().with_all_keys()))
-        .await
-        .unwrap();
+    let g = c.get("", Some(GetOptions::new().with_all_keys())).await.unwrap();
     check_header(g.header(), 13);
     assert!(g.kvs().is_empty());
     assert_eq!(g.count(), 0);
 
     // The deleted keys are still there in history.
-    let g = c
-        .get("", Some(GetOptions::new().with_all_keys().with_revision(9)))
-        .await
-        .unwrap();
+    let g = c.get("", Some(GetOptions::new().with_all_keys().with_revision(9))).await.unwrap();
     assert_eq!(g.count(), 8);
     // A key deleted in one request and put again starts a new generation.
     put_at(&mut c, "b", "again", 14).await;
@@ -825,10 +538,7 @@ async fn delete_single_range_prefix_with_prev_kv() {
 
     // Deleting everything at once.
     put_at(&mut c, "x", "1", 15).await;
-    let r = c
-        .delete("", Some(DeleteOptions::new().with_all_keys()))
-        .await
-        .unwrap();
+    let r = c.delete("", Some(DeleteOptions::new().with_all_keys())).await.unwrap();
     check_header(r.header(), 16);
     assert_eq!(r.deleted(), 2);
 }
@@ -837,30 +547,18 @@ async fn delete_single_range_prefix_with_prev_kv() {
 async fn delete_of_nothing_does_not_bump_the_revision() {
     let (_s, mut c) = start(&[]).await;
     put_at(&mut c, "a", "1", 2).await;
-    let r = c
-        .delete("missing", Some(DeleteOptions::new().with_prev_key()))
-        .await
-        .unwrap();
+    let r = c.delete("missing", Some(DeleteOptions::new().with_prev_key())).await.unwrap();
     check_header(r.header(), 2);
     assert_eq!(r.deleted(), 0);
     assert!(r.prev_kvs().is_empty());
-    let r = c
-        .delete("x", Some(DeleteOptions::new().with_prefix()))
-        .await
-        .unwrap();
+    let r = c.delete("x", Some(DeleteOptions::new().with_prefix())).await.unwrap();
     check_header(r.header(), 2);
     assert_eq!(r.deleted(), 0);
-    let r = c
-        .delete("b", Some(DeleteOptions::new().with_range("z")))
-        .await
-        .unwrap();
+    let r = c.delete("b", Some(DeleteOptions::new().with_range("z"))).await.unwrap();
     check_header(r.header(), 2);
     assert_eq!(r.deleted(), 0);
     // A txn whose only effect is deleting nothing is not a revision either.
-    let t = c
-        .txn(Txn::new().and_then([TxnOp::delete("nope", None)]))
-        .await
-        .unwrap();
+    let t = c.txn(Txn::new().and_then([TxnOp::delete("nope", None)])).await.unwrap();
     check_header(t.header(), 2);
     assert!(t.succeeded());
     match &t.op_responses()[0] {
@@ -872,11 +570,7 @@ async fn delete_of_nothing_does_not_bump_the_revision() {
     }
     // A txn whose compare fails with an empty else branch: nothing changes.
     let t = c
-        .txn(
-            Txn::new()
-                .when([Compare::value("a", CompareOp::Equal, "2")])
-                .and_then([TxnOp::put("a", "3", None)]),
-        )
+        .txn(Txn::new().when([Compare::value("a", CompareOp::Equal, "2")]).and_then([TxnOp::put("a", "3", None)]))
         .await
         .unwrap();
     check_header(t.header(), 2);
@@ -915,12 +609,7 @@ fn compare_holds(rel: Rel, op: CompareOp) -> bool {
     }
 }
 
-const OPS: [CompareOp; 4] = [
-    CompareOp::Equal,
-    CompareOp::NotEqual,
-    CompareOp::Greater,
-    CompareOp::Less,
-];
+const OPS: [CompareOp; 4] = [CompareOp::Equal, CompareOp::NotEqual, CompareOp::Greater, CompareOp::Less];
 const RELS: [Rel; 3] = [Rel::Lower, Rel::Equal, Rel::Higher];
 
 /// For key `k` with value "b", create 2, mod 3, version 2, lease 0: one
@@ -971,11 +660,7 @@ async fn txn_every_compare_target_with_every_result() {
                 assert_eq!(t.succeeded(), want, "read-only txn: {what}");
                 let g = t.op_responses();
                 assert_eq!(g.len(), 1);
-                assert_eq!(
-                    range_of(&g[0]).kvs().len(),
-                    usize::from(want),
-                    "branch taken: {what}"
-                );
+                assert_eq!(range_of(&g[0]).kvs().len(), usize::from(want), "branch taken: {what}");
 
                 // Write txn (through raft and apply): both branches write.
                 let t = c
@@ -991,11 +676,7 @@ async fn txn_every_compare_target_with_every_result() {
                 check_header(t.header(), rev);
                 assert_eq!(t.succeeded(), want, "write txn: {what}");
                 let g = c.get("out", None).await.unwrap();
-                assert_eq!(
-                    values(g.kvs()),
-                    [if want { "then" } else { "else" }],
-                    "{what}"
-                );
+                assert_eq!(values(g.kvs()), [if want { "then" } else { "else" }], "{what}");
             }
         }
     }
@@ -1023,18 +704,9 @@ async fn txn_compare_on_a_missing_key() {
         (Compare::lease("m", CompareOp::Equal, 0), true),
         (Compare::lease("m", CompareOp::NotEqual, 0), false),
         // The same for a range with no keys in it.
-        (
-            Compare::value("m", CompareOp::Equal, "").with_prefix(),
-            false,
-        ),
-        (
-            Compare::version("m", CompareOp::Equal, 0).with_prefix(),
-            true,
-        ),
-        (
-            Compare::create_revision("m", CompareOp::Equal, 0).with_range("n"),
-            true,
-        ),
+        (Compare::value("m", CompareOp::Equal, "").with_prefix(), false),
+        (Compare::version("m", CompareOp::Equal, 0).with_prefix(), true),
+        (Compare::create_revision("m", CompareOp::Equal, 0).with_range("n"), true),
     ];
     for (i, (cmp, want)) in cases.into_iter().enumerate() {
         let t = c.txn(Txn::new().when([cmp.clone()])).await.unwrap();
@@ -1055,11 +727,7 @@ async fn txn_compare_on_a_missing_key() {
     check_header(t.header(), 3);
     assert!(!t.succeeded());
     assert_eq!(
-        range_of(&t.op_responses()[0])
-            .kvs()
-            .iter()
-            .map(kv)
-            .collect::<Vec<_>>(),
+        range_of(&t.op_responses()[0]).kvs().iter().map(kv).collect::<Vec<_>>(),
         vec![exp("new", "first", 3, 3, 1)]
     );
 }
@@ -1072,73 +740,25 @@ async fn txn_compare_with_range_end_needs_every_key_to_match() {
     put_at(&mut c, "r/b", "x", 4).await; // r/b: version 2
     put_at(&mut c, "s", "y", 5).await;
     let cases = [
-        (
-            Compare::value("r/", CompareOp::Equal, "x").with_prefix(),
-            true,
-        ),
-        (
-            Compare::value("r/", CompareOp::NotEqual, "x").with_prefix(),
-            false,
-        ),
-        (
-            Compare::version("r/", CompareOp::Greater, 0).with_prefix(),
-            true,
-        ),
-        (
-            Compare::version("r/", CompareOp::Equal, 1).with_prefix(),
-            false,
-        ),
-        (
-            Compare::version("r/", CompareOp::Less, 2).with_prefix(),
-            false,
-        ),
-        (
-            Compare::version("r/", CompareOp::Less, 3).with_prefix(),
-            true,
-        ),
-        (
-            Compare::mod_revision("r/", CompareOp::Less, 4).with_prefix(),
-            false,
-        ),
-        (
-            Compare::mod_revision("r/", CompareOp::Less, 5).with_prefix(),
-            true,
-        ),
-        (
-            Compare::create_revision("r/", CompareOp::Greater, 1).with_prefix(),
-            true,
-        ),
-        (
-            Compare::create_revision("r/", CompareOp::Equal, 2).with_prefix(),
-            false,
-        ),
-        (
-            Compare::lease("r/", CompareOp::Equal, 0).with_prefix(),
-            true,
-        ),
+        (Compare::value("r/", CompareOp::Equal, "x").with_prefix(), true),
+        (Compare::value("r/", CompareOp::NotEqual, "x").with_prefix(), false),
+        (Compare::version("r/", CompareOp::Greater, 0).with_prefix(), true),
+        (Compare::version("r/", CompareOp::Equal, 1).with_prefix(), false),
+        (Compare::version("r/", CompareOp::Less, 2).with_prefix(), false),
+        (Compare::version("r/", CompareOp::Less, 3).with_prefix(), true),
+        (Compare::mod_revision("r/", CompareOp::Less, 4).with_prefix(), false),
+        (Compare::mod_revision("r/", CompareOp::Less, 5).with_prefix(), true),
+        (Compare::create_revision("r/", CompareOp::Greater, 1).with_prefix(), true),
+        (Compare::create_revision("r/", CompareOp::Equal, 2).with_prefix(), false),
+        (Compare::lease("r/", CompareOp::Equal, 0).with_prefix(), true),
         // [r/b, s): r/b only
-        (
-            Compare::version("r/b", CompareOp::Equal, 2).with_range("s"),
-            true,
-        ),
+        (Compare::version("r/b", CompareOp::Equal, 2).with_range("s"), true),
         // [r/a, s] with s included through range_end "t"
-        (
-            Compare::value("r/a", CompareOp::Equal, "x").with_range("t"),
-            false,
-        ),
+        (Compare::value("r/a", CompareOp::Equal, "x").with_range("t"), false),
         // from key: range_end "\0"
-        (
-            Compare::version("r/b", CompareOp::Greater, 0).with_range("\0"),
-            true,
-        ),
-        (
-            Compare::value("r/b", CompareOp::Equal, "x").with_range("\0"),
-            false,
-        ),
-        (
-            Compare::value("r/a", CompareOp::Less, "y").with_range("s"),
-            true,
-        ),
+        (Compare::version("r/b", CompareOp::Greater, 0).with_range("\0"), true),
+        (Compare::value("r/b", CompareOp::Equal, "x").with_range("\0"), false),
+        (Compare::value("r/a", CompareOp::Less, "y").with_range("s"), true),
     ];
     for (i, (cmp, want)) in cases.into_iter().enumerate() {
         let t = c.txn(Txn::new().when([cmp.clone()])).await.unwrap();
@@ -1176,19 +796,14 @@ async fn txn_success_and_failure_branches() {
     put_at(&mut c, "k", "v", 2).await;
     put_at(&mut c, "gone", "g", 3).await;
     let txn = |expect: &str| {
-        Txn::new()
-            .when([Compare::value("k", CompareOp::Equal, expect)])
-            .and_then([
-                TxnOp::put("k", "then", Some(PutOptions::new().with_prev_key())),
-                TxnOp::get("k", None),
-                TxnOp::delete("gone", Some(DeleteOptions::new().with_prev_key())),
-            ])
+        Txn::new().when([Compare::value("k", CompareOp::Equal, expect)]).and_then([
+            TxnOp::put("k", "then", Some(PutOptions::new().with_prev_key())),
+            TxnOp::get("k", None),
+            TxnOp::delete("gone", Some(DeleteOptions::new().with_prev_key())),
+        ])
     };
     // Failure branch: the else ops, and only they, run.
-    let t = c
-        .txn(txn("nope").or_else([TxnOp::get("k", None), TxnOp::put("else", "e", None)]))
-        .await
-        .unwrap();
+    let t = c.txn(txn("nope").or_else([TxnOp::get("k", None), TxnOp::put("else", "e", None)])).await.unwrap();
     check_header(t.header(), 4);
     assert!(!t.succeeded());
     let ops = t.op_responses();
@@ -1203,10 +818,7 @@ async fn txn_success_and_failure_branches() {
     assert_eq!(values(c.get("else", None).await.unwrap().kvs()), ["e"]);
 
     // Success branch: each op answers in order.
-    let t = c
-        .txn(txn("v").or_else([TxnOp::put("else", "e2", None)]))
-        .await
-        .unwrap();
+    let t = c.txn(txn("v").or_else([TxnOp::put("else", "e2", None)])).await.unwrap();
     check_header(t.header(), 5);
     assert!(t.succeeded());
     let ops = t.op_responses();
@@ -1218,10 +830,7 @@ async fn txn_success_and_failure_branches() {
         }
         other => panic!("expected put, got {other:?}"),
     }
-    assert_eq!(
-        range_of(&ops[1]).kvs().iter().map(kv).collect::<Vec<_>>(),
-        vec![exp("k", "then", 2, 5, 2)]
-    );
+    assert_eq!(range_of(&ops[1]).kvs().iter().map(kv).collect::<Vec<_>>(), vec![exp("k", "then", 2, 5, 2)]);
     match &ops[2] {
         TxnOpResponse::Delete(d) => {
             assert_eq!(d.deleted(), 1);
@@ -1230,11 +839,7 @@ async fn txn_success_and_failure_branches() {
         }
         other => panic!("expected delete, got {other:?}"),
     }
-    assert_eq!(
-        values(c.get("else", None).await.unwrap().kvs()),
-        ["e"],
-        "the else branch did not run"
-    );
+    assert_eq!(values(c.get("else", None).await.unwrap().kvs()), ["e"], "the else branch did not run");
     assert!(c.get("gone", None).await.unwrap().kvs().is_empty());
 }
 
@@ -1244,79 +849,50 @@ async fn txn_nested() {
     put_at(&mut c, "k", "old", 2).await;
     // Every compare, nested ones too, sees the state before the txn: the
     // nested compare sees "old" although the outer txn already put "new".
-    let outer = Txn::new()
-        .when([Compare::version("k", CompareOp::Equal, 1)])
-        .and_then([
-            TxnOp::put("k", "new", None),
-            TxnOp::txn(
-                Txn::new()
-                    .when([Compare::value("k", CompareOp::Equal, "old")])
-                    .and_then([TxnOp::put("n", "then", None), TxnOp::get("k", None)])
-                    .or_else([TxnOp::put("n", "else", None)]),
-            ),
-            TxnOp::txn(
-                Txn::new()
-                    .when([Compare::version("k", CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put("m", "then", None)])
-                    .or_else([
-                        TxnOp::put("m", "else", None),
-                        TxnOp::txn(Txn::new().and_then([TxnOp::put("deep", "d", None)])),
-                    ]),
-            ),
-            TxnOp::get("deep", None),
-        ]);
+    let outer = Txn::new().when([Compare::version("k", CompareOp::Equal, 1)]).and_then([
+        TxnOp::put("k", "new", None),
+        TxnOp::txn(
+            Txn::new()
+                .when([Compare::value("k", CompareOp::Equal, "old")])
+                .and_then([TxnOp::put("n", "then", None), TxnOp::get("k", None)])
+                .or_else([TxnOp::put("n", "else", None)]),
+        ),
+        TxnOp::txn(
+            Txn::new()
+                .when([Compare::version("k", CompareOp::Equal, 0)])
+                .and_then([TxnOp::put("m", "then", None)])
+                .or_else([
+                    TxnOp::put("m", "else", None),
+                    TxnOp::txn(Txn::new().and_then([TxnOp::put("deep", "d", None)])),
+                ]),
+        ),
+        TxnOp::get("deep", None),
+    ]);
     let t = c.txn(outer).await.unwrap();
     check_header(t.header(), 3);
     assert!(t.succeeded());
     let ops = t.op_responses();
     assert_eq!(ops.len(), 4);
-    let TxnOpResponse::Txn(n1) = &ops[1] else {
-        panic!("expected a txn response, got {:?}", ops[1])
-    };
-    assert!(
-        n1.succeeded(),
-        "nested compare sees the state before the txn"
-    );
+    let TxnOpResponse::Txn(n1) = &ops[1] else { panic!("expected a txn response, got {:?}", ops[1]) };
+    assert!(n1.succeeded(), "nested compare sees the state before the txn");
     let n1_ops = n1.op_responses();
     assert_eq!(n1_ops.len(), 2);
     // ...but nested ranges see the writes made before them in the txn.
-    assert_eq!(
-        range_of(&n1_ops[1])
-            .kvs()
-            .iter()
-            .map(kv)
-            .collect::<Vec<_>>(),
-        vec![exp("k", "new", 2, 3, 2)]
-    );
-    let TxnOpResponse::Txn(n2) = &ops[2] else {
-        panic!("expected a txn response, got {:?}", ops[2])
-    };
+    assert_eq!(range_of(&n1_ops[1]).kvs().iter().map(kv).collect::<Vec<_>>(), vec![exp("k", "new", 2, 3, 2)]);
+    let TxnOpResponse::Txn(n2) = &ops[2] else { panic!("expected a txn response, got {:?}", ops[2]) };
     assert!(!n2.succeeded());
     let n2_ops = n2.op_responses();
     assert_eq!(n2_ops.len(), 2);
-    let TxnOpResponse::Txn(n3) = &n2_ops[1] else {
-        panic!("expected a txn response, got {:?}", n2_ops[1])
-    };
+    let TxnOpResponse::Txn(n3) = &n2_ops[1] else { panic!("expected a txn response, got {:?}", n2_ops[1]) };
     assert!(n3.succeeded(), "a txn without compares succeeds");
-    assert_eq!(
-        range_of(&ops[3]).kvs().iter().map(kv).collect::<Vec<_>>(),
-        vec![exp("deep", "d", 3, 3, 1)]
-    );
+    assert_eq!(range_of(&ops[3]).kvs().iter().map(kv).collect::<Vec<_>>(), vec![exp("deep", "d", 3, 3, 1)]);
 
     // Everything happened at one revision.
-    let all = c
-        .get("", Some(GetOptions::new().with_all_keys()))
-        .await
-        .unwrap();
+    let all = c.get("", Some(GetOptions::new().with_all_keys())).await.unwrap();
     check_header(all.header(), 3);
     assert_eq!(
         all.kvs().iter().map(kv).collect::<Vec<_>>(),
-        vec![
-            exp("deep", "d", 3, 3, 1),
-            exp("k", "new", 2, 3, 2),
-            exp("m", "else", 3, 3, 1),
-            exp("n", "then", 3, 3, 1)
-        ]
+        vec![exp("deep", "d", 3, 3, 1), exp("k", "new", 2, 3, 2), exp("m", "else", 3, 3, 1), exp("n", "then", 3, 3, 1)]
     );
 
     // A failing outer compare skips nested txns in the success branch and
@@ -1325,9 +901,7 @@ async fn txn_nested() {
         .txn(
             Txn::new()
                 .when([Compare::value("k", CompareOp::Equal, "old")])
-                .and_then([TxnOp::txn(
-                    Txn::new().and_then([TxnOp::put("no", "1", None)]),
-                )])
+                .and_then([TxnOp::txn(Txn::new().and_then([TxnOp::put("no", "1", None)]))])
                 .or_else([TxnOp::txn(
                     Txn::new()
                         .when([Compare::value("k", CompareOp::Equal, "new")])
@@ -1339,10 +913,7 @@ async fn txn_nested() {
     check_header(t.header(), 4);
     assert!(!t.succeeded());
     assert!(c.get("no", None).await.unwrap().kvs().is_empty());
-    assert_eq!(
-        kv(&c.get("yes", None).await.unwrap().kvs()[0]),
-        exp("yes", "1", 4, 4, 1)
-    );
+    assert_eq!(kv(&c.get("yes", None).await.unwrap().kvs()[0]), exp("yes", "1", 4, 4, 1));
 }
 
 #[tokio::test]
@@ -1356,10 +927,7 @@ async fn txn_range_sees_the_txns_own_earlier_writes() {
             TxnOp::put("k", "v2", None),
             TxnOp::get("k", None),
             TxnOp::put("new", "n", None),
-            TxnOp::get(
-                "",
-                Some(GetOptions::new().with_all_keys().with_count_only()),
-            ),
+            TxnOp::get("", Some(GetOptions::new().with_all_keys().with_count_only())),
             TxnOp::delete("d", None),
             TxnOp::get("d", None),
         ]))
@@ -1369,17 +937,11 @@ async fn txn_range_sees_the_txns_own_earlier_writes() {
     let ops = t.op_responses();
     // Before any write the txn reads at its start revision...
     let before = range_of(&ops[0]);
-    assert_eq!(
-        before.kvs().iter().map(kv).collect::<Vec<_>>(),
-        vec![exp("k", "v1", 2, 2, 1)]
-    );
+    assert_eq!(before.kvs().iter().map(kv).collect::<Vec<_>>(), vec![exp("k", "v1", 2, 2, 1)]);
     assert_eq!(before.header().unwrap().revision(), 3);
     // ...and after one at the revision it is making.
     let after = range_of(&ops[2]);
-    assert_eq!(
-        after.kvs().iter().map(kv).collect::<Vec<_>>(),
-        vec![exp("k", "v2", 2, 4, 2)]
-    );
+    assert_eq!(after.kvs().iter().map(kv).collect::<Vec<_>>(), vec![exp("k", "v2", 2, 4, 2)]);
     assert_eq!(after.header().unwrap().revision(), 4);
     assert_eq!(range_of(&ops[4]).count(), 3);
     let gone = range_of(&ops[6]);
@@ -1389,10 +951,10 @@ async fn txn_range_sees_the_txns_own_earlier_writes() {
 
     // A historic range inside a write txn reads that revision.
     let t = c
-        .txn(Txn::new().and_then([
-            TxnOp::put("k", "v3", None),
-            TxnOp::get("k", Some(GetOptions::new().with_revision(2))),
-        ]))
+        .txn(
+            Txn::new()
+                .and_then([TxnOp::put("k", "v3", None), TxnOp::get("k", Some(GetOptions::new().with_revision(2)))]),
+        )
         .await
         .unwrap();
     check_header(t.header(), 5);
@@ -1405,16 +967,12 @@ async fn txn_is_one_revision_with_create_and_mod_revisions() {
     put_at(&mut c, "old", "o", 2).await;
     put_at(&mut c, "dead", "d", 3).await;
     let t = c
-        .txn(
-            Txn::new()
-                .when([Compare::create_revision("old", CompareOp::Equal, 2)])
-                .and_then([
-                    TxnOp::put("a", "1", None),
-                    TxnOp::put("b", "2", None),
-                    TxnOp::put("old", "o2", None),
-                    TxnOp::delete("dead", None),
-                ]),
-        )
+        .txn(Txn::new().when([Compare::create_revision("old", CompareOp::Equal, 2)]).and_then([
+            TxnOp::put("a", "1", None),
+            TxnOp::put("b", "2", None),
+            TxnOp::put("old", "o2", None),
+            TxnOp::delete("dead", None),
+        ]))
         .await
         .unwrap();
     check_header(t.header(), 4);
@@ -1429,26 +987,16 @@ async fn txn_is_one_revision_with_create_and_mod_revisions() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    let all = c
-        .get("", Some(GetOptions::new().with_all_keys()))
-        .await
-        .unwrap();
+    let all = c.get("", Some(GetOptions::new().with_all_keys())).await.unwrap();
     check_header(all.header(), 4);
     assert_eq!(
         all.kvs().iter().map(kv).collect::<Vec<_>>(),
-        vec![
-            exp("a", "1", 4, 4, 1),
-            exp("b", "2", 4, 4, 1),
-            exp("old", "o2", 2, 4, 2)
-        ]
+        vec![exp("a", "1", 4, 4, 1), exp("b", "2", 4, 4, 1), exp("old", "o2", 2, 4, 2)]
     );
     // The next write is the next revision.
     put_at(&mut c, "after", "x", 5).await;
     // Nothing from the txn is visible at the revision before it.
-    let g = c
-        .get("", Some(GetOptions::new().with_all_keys().with_revision(3)))
-        .await
-        .unwrap();
+    let g = c.get("", Some(GetOptions::new().with_all_keys().with_revision(3))).await.unwrap();
     assert_eq!(keys(g.kvs()), ["dead", "old"]);
 }
 
@@ -1458,22 +1006,14 @@ async fn txn_read_only() {
     put_at(&mut c, "a", "1", 2).await;
     put_at(&mut c, "a", "2", 3).await;
     let t = c
-        .txn(
-            Txn::new()
-                .when([Compare::version("a", CompareOp::Equal, 2)])
-                .and_then([
-                    TxnOp::get("a", None),
-                    TxnOp::get("a", Some(GetOptions::new().with_revision(2))),
-                    TxnOp::get(
-                        "a",
-                        Some(GetOptions::new().with_serializable().with_keys_only()),
-                    ),
-                    TxnOp::txn(Txn::new().and_then([TxnOp::get(
-                        "",
-                        Some(GetOptions::new().with_all_keys().with_count_only()),
-                    )])),
-                ]),
-        )
+        .txn(Txn::new().when([Compare::version("a", CompareOp::Equal, 2)]).and_then([
+            TxnOp::get("a", None),
+            TxnOp::get("a", Some(GetOptions::new().with_revision(2))),
+            TxnOp::get("a", Some(GetOptions::new().with_serializable().with_keys_only())),
+            TxnOp::txn(
+                Txn::new().and_then([TxnOp::get("", Some(GetOptions::new().with_all_keys().with_count_only()))]),
+            ),
+        ]))
         .await
         .unwrap();
     check_header(t.header(), 3);
@@ -1484,9 +1024,7 @@ async fn txn_read_only() {
     assert_eq!(values(range_of(&ops[1]).kvs()), ["1"]);
     assert_eq!(keys(range_of(&ops[2]).kvs()), ["a"]);
     assert_eq!(values(range_of(&ops[2]).kvs()), [""]);
-    let TxnOpResponse::Txn(n) = &ops[3] else {
-        panic!("expected a txn response, got {:?}", ops[3])
-    };
+    let TxnOpResponse::Txn(n) = &ops[3] else { panic!("expected a txn response, got {:?}", ops[3]) };
     assert_eq!(range_of(&n.op_responses()[0]).count(), 1);
     // No ops at all, and an empty failure branch.
     let t = c.txn(Txn::new()).await.unwrap();
@@ -1503,21 +1041,11 @@ async fn txn_read_only() {
 #[ignore = "metastore bug: a nested TxnResponse header carries the txn revision; etcd 3.5 leaves it all zero"]
 async fn txn_nested_response_header_is_empty_like_etcd() {
     let (_s, mut c) = start(&[]).await;
-    let t = c
-        .txn(Txn::new().and_then([TxnOp::txn(
-            Txn::new().and_then([TxnOp::put("a", "1", None)]),
-        )]))
-        .await
-        .unwrap();
+    let t = c.txn(Txn::new().and_then([TxnOp::txn(Txn::new().and_then([TxnOp::put("a", "1", None)]))])).await.unwrap();
     check_header(t.header(), 2);
-    let TxnOpResponse::Txn(n) = &t.op_responses()[0] else {
-        panic!("expected a txn response")
-    };
+    let TxnOpResponse::Txn(n) = &t.op_responses()[0] else { panic!("expected a txn response") };
     let h = n.header().expect("nested txn response has a header");
-    assert_eq!(
-        (h.cluster_id(), h.member_id(), h.revision(), h.raft_term()),
-        (0, 0, 0, 0)
-    );
+    assert_eq!((h.cluster_id(), h.member_id(), h.revision(), h.raft_term()), (0, 0, 0, 0));
 }
 
 // ---------------------------------------------------------------- Compact
@@ -1534,38 +1062,21 @@ async fn compact_then_read_below_it() {
     assert_eq!(current_rev(&mut c).await, 7);
 
     // At the compacted revision and above: readable.
-    let g = c
-        .get("k", Some(GetOptions::new().with_revision(5)))
-        .await
-        .unwrap();
+    let g = c.get("k", Some(GetOptions::new().with_revision(5))).await.unwrap();
     check_header(g.header(), 7);
     assert_eq!(kv(&g.kvs()[0]), exp("k", "v3", 2, 5, 4));
-    let g = c
-        .get("k", Some(GetOptions::new().with_revision(7)))
-        .await
-        .unwrap();
+    let g = c.get("k", Some(GetOptions::new().with_revision(7))).await.unwrap();
     assert_eq!(values(g.kvs()), ["v5"]);
     // Below it: an error (kv_errors checks code and message).
     for rev in [1, 2, 4] {
-        assert!(
-            c.get("k", Some(GetOptions::new().with_revision(rev)))
-                .await
-                .is_err(),
-            "rev {rev}"
-        );
+        assert!(c.get("k", Some(GetOptions::new().with_revision(rev))).await.is_err(), "rev {rev}");
     }
     // The latest state keeps its history fields.
     let g = c.get("k", None).await.unwrap();
     assert_eq!(kv(&g.kvs()[0]), exp("k", "v5", 2, 7, 6));
 
     // Compacting up to the current revision is allowed.
-    let r = c
-        .compact(
-            7,
-            Some(etcd_client::CompactionOptions::new().with_physical()),
-        )
-        .await
-        .unwrap();
+    let r = c.compact(7, Some(etcd_client::CompactionOptions::new().with_physical())).await.unwrap();
     check_header(r.header(), 7);
     put_at(&mut c, "k", "after", 8).await;
     let g = c.get("k", None).await.unwrap();
@@ -1582,23 +1093,11 @@ async fn compact_keeps_the_state_at_its_revision() {
     c.delete("dead", None).await.unwrap(); // 4
     put_at(&mut c, "live", "2", 5).await;
     c.compact(4, None).await.unwrap();
-    let g = c
-        .get("", Some(GetOptions::new().with_all_keys().with_revision(4)))
-        .await
-        .unwrap();
+    let g = c.get("", Some(GetOptions::new().with_all_keys().with_revision(4))).await.unwrap();
     check_header(g.header(), 5);
-    assert_eq!(
-        g.kvs().iter().map(kv).collect::<Vec<_>>(),
-        vec![exp("live", "1", 2, 2, 1)]
-    );
-    let g = c
-        .get("", Some(GetOptions::new().with_all_keys()))
-        .await
-        .unwrap();
-    assert_eq!(
-        g.kvs().iter().map(kv).collect::<Vec<_>>(),
-        vec![exp("live", "2", 2, 5, 2)]
-    );
+    assert_eq!(g.kvs().iter().map(kv).collect::<Vec<_>>(), vec![exp("live", "1", 2, 2, 1)]);
+    let g = c.get("", Some(GetOptions::new().with_all_keys())).await.unwrap();
+    assert_eq!(g.kvs().iter().map(kv).collect::<Vec<_>>(), vec![exp("live", "2", 2, 5, 2)]);
     // A key deleted before the compaction and put again: a new generation.
     put_at(&mut c, "dead", "again", 6).await;
     let g = c.get("dead", None).await.unwrap();
@@ -1618,19 +1117,12 @@ async fn every_response_header_is_complete() {
     };
     let same_ids = |h: Option<&ResponseHeader>| {
         let h = h.unwrap();
-        assert_eq!(
-            (h.cluster_id(), h.member_id()),
-            ids,
-            "cluster and member ids are stable"
-        );
+        assert_eq!((h.cluster_id(), h.member_id()), ids, "cluster and member ids are stable");
     };
     let g = c.get("a", None).await.unwrap();
     check_header(g.header(), 2);
     same_ids(g.header());
-    let g = c
-        .get("a", Some(GetOptions::new().with_serializable()))
-        .await
-        .unwrap();
+    let g = c.get("a", Some(GetOptions::new().with_serializable())).await.unwrap();
     check_header(g.header(), 2);
     same_ids(g.header());
     let d = c.delete("a", None).await.unwrap();
@@ -1638,16 +1130,10 @@ async fn every_response_header_is_complete() {
     same_ids(d.header());
     let d = c.delete("a", None).await.unwrap();
     check_header(d.header(), 3);
-    let t = c
-        .txn(Txn::new().and_then([TxnOp::put("b", "2", None)]))
-        .await
-        .unwrap();
+    let t = c.txn(Txn::new().and_then([TxnOp::put("b", "2", None)])).await.unwrap();
     check_header(t.header(), 4);
     same_ids(t.header());
-    let t: TxnResponse = c
-        .txn(Txn::new().and_then([TxnOp::get("b", None)]))
-        .await
-        .unwrap();
+    let t: TxnResponse = c.txn(Txn::new().and_then([TxnOp::get("b", None)])).await.unwrap();
     check_header(t.header(), 4);
     let t = c.txn(Txn::new()).await.unwrap();
     check_header(t.header(), 4);
@@ -1656,8 +1142,5 @@ async fn every_response_header_is_complete() {
     same_ids(k.header());
     // The member list agrees with the header's ids.
     let m = c.member_list().await.unwrap();
-    assert!(
-        m.members().iter().any(|mem| mem.id() == ids.1),
-        "header member_id is a member"
-    );
+    assert!(m.members().iter().any(|mem| mem.id() == ids.1), "header member_id is a member");
 }

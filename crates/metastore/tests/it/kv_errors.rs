@@ -4,11 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
-};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
 
-use crate::common::client;
+use crate::common::{client, ServerProcess};
 use crate::kv::{check_header, current_rev, keys, server, start};
 
 const INVALID_ARGUMENT: &str = "InvalidArgument";
@@ -29,49 +27,36 @@ const TOO_LARGE: &str = "etcdserver: request is too large";
 /// The gRPC status of a failed call as (code name, message).
 fn status<T: std::fmt::Debug>(r: Result<T, etcd_client::Error>) -> (String, String) {
     match r {
-        Err(etcd_client::Error::GRpcStatus(s)) => {
-            (format!("{:?}", s.code()), s.message().to_string())
-        }
+        Err(etcd_client::Error::GRpcStatus(s)) => (format!("{:?}", s.code()), s.message().to_string()),
         Err(e) => ("not a gRPC status".to_string(), e.to_string()),
-        Ok(v) => ("success".to_string(), format!("{v:?}")),
+        Ok(v) => {
+            let mut v = format!("{v:?}");
+            v.truncate(300);
+            ("success".to_string(), v)
+        }
     }
 }
 
 #[track_caller]
-fn assert_status<T: std::fmt::Debug>(
-    r: Result<T, etcd_client::Error>,
-    code: &str,
-    message: &str,
-    what: &str,
-) {
+fn assert_status<T: std::fmt::Debug>(r: Result<T, etcd_client::Error>, code: &str, message: &str, what: &str) {
     assert_eq!(status(r), (code.to_string(), message.to_string()), "{what}");
 }
 
 /// Asserts that failed requests left the revision where it was.
 async fn assert_rev(c: &mut Client, rev: i64) {
-    assert_eq!(
-        current_rev(c).await,
-        rev,
-        "a failed request must not change the revision"
-    );
+    assert_eq!(current_rev(c).await, rev, "a failed request must not change the revision");
 }
 
 fn puts(prefix: &str, n: usize) -> Vec<TxnOp> {
-    (0..n)
-        .map(|i| TxnOp::put(format!("{prefix}{i}"), "v", None))
-        .collect()
+    (0..n).map(|i| TxnOp::put(format!("{prefix}{i}"), "v", None)).collect()
 }
 
 fn gets(prefix: &str, n: usize) -> Vec<TxnOp> {
-    (0..n)
-        .map(|i| TxnOp::get(format!("{prefix}{i}"), None))
-        .collect()
+    (0..n).map(|i| TxnOp::get(format!("{prefix}{i}"), None)).collect()
 }
 
 fn compares(n: usize) -> Vec<Compare> {
-    (0..n)
-        .map(|i| Compare::version(format!("c{i}"), CompareOp::Equal, 0))
-        .collect()
+    (0..n).map(|i| Compare::version(format!("c{i}"), CompareOp::Equal, 0)).collect()
 }
 
 // ---------------------------------------------------------------- Validation
@@ -83,71 +68,29 @@ async fn empty_key_everywhere() {
     let e = |r, what| assert_status(r, INVALID_ARGUMENT, EMPTY_KEY, what);
 
     e(status_of(c.get("", None).await), "range");
-    e(
-        status_of(c.get("", Some(GetOptions::new().with_range("z"))).await),
-        "range with range_end",
-    );
+    e(status_of(c.get("", Some(GetOptions::new().with_range("z"))).await), "range with range_end");
     e(status_of(c.put("", "v", None).await), "put");
     e(status_of(c.delete("", None).await), "delete");
-    e(
-        status_of(
-            c.delete("", Some(DeleteOptions::new().with_range("z")))
-                .await,
-        ),
-        "delete with range_end",
-    );
+    e(status_of(c.delete("", Some(DeleteOptions::new().with_range("z"))).await), "delete with range_end");
     let txns = [
-        (
-            "compare key",
-            Txn::new().when([Compare::value("", CompareOp::Equal, "x")]),
-        ),
-        (
-            "compare key with range_end",
-            Txn::new().when([Compare::version("", CompareOp::Equal, 0).with_range("z")]),
-        ),
+        ("compare key", Txn::new().when([Compare::value("", CompareOp::Equal, "x")])),
+        ("compare key with range_end", Txn::new().when([Compare::version("", CompareOp::Equal, 0).with_range("z")])),
         (
             "second compare key",
-            Txn::new().when([
-                Compare::version("k", CompareOp::Equal, 1),
-                Compare::version("", CompareOp::Equal, 0),
-            ]),
+            Txn::new().when([Compare::version("k", CompareOp::Equal, 1), Compare::version("", CompareOp::Equal, 0)]),
         ),
-        (
-            "put in then",
-            Txn::new().and_then([TxnOp::put("", "v", None)]),
-        ),
+        ("put in then", Txn::new().and_then([TxnOp::put("", "v", None)])),
         ("range in then", Txn::new().and_then([TxnOp::get("", None)])),
-        (
-            "delete in then",
-            Txn::new().and_then([TxnOp::delete("", None)]),
-        ),
-        (
-            "put in else",
-            Txn::new().or_else([TxnOp::put("", "v", None)]),
-        ),
-        (
-            "range in else, never taken",
-            Txn::new()
-                .and_then([TxnOp::get("k", None)])
-                .or_else([TxnOp::get("", None)]),
-        ),
+        ("delete in then", Txn::new().and_then([TxnOp::delete("", None)])),
+        ("put in else", Txn::new().or_else([TxnOp::put("", "v", None)])),
+        ("range in else, never taken", Txn::new().and_then([TxnOp::get("k", None)]).or_else([TxnOp::get("", None)])),
         (
             "nested compare key",
-            Txn::new().and_then([TxnOp::txn(Txn::new().when([Compare::value(
-                "",
-                CompareOp::Equal,
-                "",
-            )]))]),
+            Txn::new().and_then([TxnOp::txn(Txn::new().when([Compare::value("", CompareOp::Equal, "")]))]),
         ),
-        (
-            "nested op",
-            Txn::new().and_then([TxnOp::txn(Txn::new().or_else([TxnOp::delete("", None)]))]),
-        ),
+        ("nested op", Txn::new().and_then([TxnOp::txn(Txn::new().or_else([TxnOp::delete("", None)]))])),
         // Validation comes before the duplicate check.
-        (
-            "two empty puts",
-            Txn::new().and_then([TxnOp::put("", "1", None), TxnOp::put("", "2", None)]),
-        ),
+        ("two empty puts", Txn::new().and_then([TxnOp::put("", "1", None), TxnOp::put("", "2", None)])),
     ];
     for (what, t) in txns {
         e(status_of(c.txn(t).await), what);
@@ -157,13 +100,13 @@ async fn empty_key_everywhere() {
 
 /// Lets `assert_status` take results of different response types through one
 /// closure.
-fn status_of<T: std::fmt::Debug>(
-    r: Result<T, etcd_client::Error>,
-) -> Result<(), etcd_client::Error> {
+fn status_of<T: std::fmt::Debug>(r: Result<T, etcd_client::Error>) -> Result<(), etcd_client::Error> {
     match r {
-        Ok(v) => Err(etcd_client::Error::Internal(format!(
-            "unexpected success: {v:?}"
-        ))),
+        Ok(v) => {
+            let mut v = format!("unexpected success: {v:?}");
+            v.truncate(300);
+            Err(etcd_client::Error::Internal(v))
+        }
         Err(e) => Err(e),
     }
 }
@@ -174,45 +117,30 @@ async fn put_flags_that_contradict_the_request() {
     c.put("k", "v", None).await.unwrap();
     for key in ["k", "missing"] {
         assert_status(
-            c.put(key, "value", Some(PutOptions::new().with_ignore_value()))
-                .await,
+            c.put(key, "value", Some(PutOptions::new().with_ignore_value())).await,
             INVALID_ARGUMENT,
             VALUE_PROVIDED,
             "ignore_value with a value",
         );
         assert_status(
-            c.put(
-                key,
-                "v",
-                Some(PutOptions::new().with_ignore_lease().with_lease(7)),
-            )
-            .await,
+            c.put(key, "v", Some(PutOptions::new().with_ignore_lease().with_lease(7))).await,
             INVALID_ARGUMENT,
             LEASE_PROVIDED,
             "ignore_lease with a lease",
         );
         assert_status(
-            c.txn(Txn::new().and_then([TxnOp::put(
-                key,
-                "value",
-                Some(PutOptions::new().with_ignore_value()),
-            )]))
-            .await,
+            c.txn(Txn::new().and_then([TxnOp::put(key, "value", Some(PutOptions::new().with_ignore_value()))])).await,
             INVALID_ARGUMENT,
             VALUE_PROVIDED,
             "ignore_value with a value in a txn",
         );
         // Checked before the compares, so even in a branch not taken.
         assert_status(
-            c.txn(
-                Txn::new()
-                    .when([Compare::version("k", CompareOp::Equal, 1)])
-                    .or_else([TxnOp::put(
-                        key,
-                        "v",
-                        Some(PutOptions::new().with_ignore_lease().with_lease(7)),
-                    )]),
-            )
+            c.txn(Txn::new().when([Compare::version("k", CompareOp::Equal, 1)]).or_else([TxnOp::put(
+                key,
+                "v",
+                Some(PutOptions::new().with_ignore_lease().with_lease(7)),
+            )]))
             .await,
             INVALID_ARGUMENT,
             LEASE_PROVIDED,
@@ -230,15 +158,13 @@ async fn ignore_value_and_ignore_lease_need_an_existing_key() {
     c.delete("deleted", None).await.unwrap();
     for key in ["missing", "deleted"] {
         assert_status(
-            c.put(key, "", Some(PutOptions::new().with_ignore_value()))
-                .await,
+            c.put(key, "", Some(PutOptions::new().with_ignore_value())).await,
             INVALID_ARGUMENT,
             KEY_NOT_FOUND,
             "ignore_value on a missing key",
         );
         assert_status(
-            c.put(key, "v", Some(PutOptions::new().with_ignore_lease()))
-                .await,
+            c.put(key, "v", Some(PutOptions::new().with_ignore_lease())).await,
             INVALID_ARGUMENT,
             KEY_NOT_FOUND,
             "ignore_lease on a missing key",
@@ -279,11 +205,7 @@ async fn ignore_value_and_ignore_lease_need_an_existing_key() {
         .txn(
             Txn::new()
                 .when([Compare::version("k", CompareOp::Equal, 0)])
-                .and_then([TxnOp::put(
-                    "missing",
-                    "",
-                    Some(PutOptions::new().with_ignore_value()),
-                )])
+                .and_then([TxnOp::put("missing", "", Some(PutOptions::new().with_ignore_value()))])
                 .or_else([TxnOp::put("other", "x", None)]),
         )
         .await
@@ -297,42 +219,37 @@ async fn put_with_a_lease_that_does_not_exist() {
     let (_s, mut c) = start(&[]).await;
     c.put("k", "v", None).await.unwrap();
     assert_status(
-        c.put("k", "v2", Some(PutOptions::new().with_lease(0x1234)))
-            .await,
+        c.put("k", "v2", Some(PutOptions::new().with_lease(0x1234))).await,
         NOT_FOUND,
         LEASE_NOT_FOUND,
         "put with an unknown lease",
     );
     assert_status(
-        c.put("new", "v", Some(PutOptions::new().with_lease(-5)))
-            .await,
+        c.put("new", "v", Some(PutOptions::new().with_lease(-5))).await,
         NOT_FOUND,
         LEASE_NOT_FOUND,
         "put with a negative lease",
     );
     assert_status(
-        c.txn(Txn::new().and_then([
-            TxnOp::put("a", "v", None),
-            TxnOp::put("b", "v", Some(PutOptions::new().with_lease(99))),
-        ]))
+        c.txn(
+            Txn::new()
+                .and_then([TxnOp::put("a", "v", None), TxnOp::put("b", "v", Some(PutOptions::new().with_lease(99)))]),
+        )
         .await,
         NOT_FOUND,
         LEASE_NOT_FOUND,
         "txn put with an unknown lease",
     );
-    assert!(
-        c.get("a", None).await.unwrap().kvs().is_empty(),
-        "the failed txn wrote nothing"
-    );
+    assert!(c.get("a", None).await.unwrap().kvs().is_empty(), "the failed txn wrote nothing");
     assert_eq!(c.get("k", None).await.unwrap().kvs()[0].value(), b"v");
     assert_rev(&mut c, 2).await;
     // Not checked in a branch that is not taken.
     let t = c
-        .txn(
-            Txn::new()
-                .when([Compare::value("k", CompareOp::Equal, "nope")])
-                .and_then([TxnOp::put("b", "v", Some(PutOptions::new().with_lease(99)))]),
-        )
+        .txn(Txn::new().when([Compare::value("k", CompareOp::Equal, "nope")]).and_then([TxnOp::put(
+            "b",
+            "v",
+            Some(PutOptions::new().with_lease(99)),
+        )]))
         .await
         .unwrap();
     check_header(t.header(), 2);
@@ -349,43 +266,25 @@ async fn future_revision() {
     let rev = 3;
     for future in [rev + 1, rev + 100] {
         assert_status(
-            c.get("k", Some(GetOptions::new().with_revision(future)))
-                .await,
+            c.get("k", Some(GetOptions::new().with_revision(future))).await,
             OUT_OF_RANGE,
             FUTURE_REV,
             "range",
         );
         assert_status(
-            c.get(
-                "k",
-                Some(GetOptions::new().with_revision(future).with_serializable()),
-            )
-            .await,
+            c.get("k", Some(GetOptions::new().with_revision(future).with_serializable())).await,
             OUT_OF_RANGE,
             FUTURE_REV,
             "serializable range",
         );
         assert_status(
-            c.get(
-                "k",
-                Some(
-                    GetOptions::new()
-                        .with_revision(future)
-                        .with_count_only()
-                        .with_prefix(),
-                ),
-            )
-            .await,
+            c.get("k", Some(GetOptions::new().with_revision(future).with_count_only().with_prefix())).await,
             OUT_OF_RANGE,
             FUTURE_REV,
             "count_only range",
         );
         assert_status(
-            c.txn(Txn::new().and_then([TxnOp::get(
-                "k",
-                Some(GetOptions::new().with_revision(future)),
-            )]))
-            .await,
+            c.txn(Txn::new().and_then([TxnOp::get("k", Some(GetOptions::new().with_revision(future)))])).await,
             OUT_OF_RANGE,
             FUTURE_REV,
             "range in a read-only txn",
@@ -402,19 +301,11 @@ async fn future_revision() {
             FUTURE_REV,
             "range in a write txn",
         );
-        assert_status(
-            c.compact(future, None).await,
-            OUT_OF_RANGE,
-            FUTURE_REV,
-            "compact",
-        );
+        assert_status(c.compact(future, None).await, OUT_OF_RANGE, FUTURE_REV, "compact");
     }
     assert_rev(&mut c, rev).await;
     // The current revision itself is fine.
-    let g = c
-        .get("k", Some(GetOptions::new().with_revision(rev)))
-        .await
-        .unwrap();
+    let g = c.get("k", Some(GetOptions::new().with_revision(rev))).await.unwrap();
     check_header(g.header(), rev);
 }
 
@@ -426,41 +317,26 @@ async fn compacted_revision() {
     }
     c.compact(4, None).await.unwrap();
     for old in [1, 2, 3] {
+        assert_status(c.get("k", Some(GetOptions::new().with_revision(old))).await, OUT_OF_RANGE, COMPACTED, "range");
         assert_status(
-            c.get("k", Some(GetOptions::new().with_revision(old))).await,
-            OUT_OF_RANGE,
-            COMPACTED,
-            "range",
-        );
-        assert_status(
-            c.get(
-                "k",
-                Some(
-                    GetOptions::new()
-                        .with_revision(old)
-                        .with_serializable()
-                        .with_prefix(),
-                ),
-            )
-            .await,
+            c.get("k", Some(GetOptions::new().with_revision(old).with_serializable().with_prefix())).await,
             OUT_OF_RANGE,
             COMPACTED,
             "serializable range",
         );
         assert_status(
-            c.txn(
-                Txn::new().and_then([TxnOp::get("k", Some(GetOptions::new().with_revision(old)))]),
-            )
-            .await,
+            c.txn(Txn::new().and_then([TxnOp::get("k", Some(GetOptions::new().with_revision(old)))])).await,
             OUT_OF_RANGE,
             COMPACTED,
             "range in a read-only txn",
         );
         assert_status(
-            c.txn(Txn::new().and_then([
-                TxnOp::put("w", "x", None),
-                TxnOp::get("k", Some(GetOptions::new().with_revision(old))),
-            ]))
+            c.txn(
+                Txn::new().and_then([
+                    TxnOp::put("w", "x", None),
+                    TxnOp::get("k", Some(GetOptions::new().with_revision(old))),
+                ]),
+            )
             .await,
             OUT_OF_RANGE,
             COMPACTED,
@@ -469,20 +345,12 @@ async fn compacted_revision() {
     }
     // Compacting at or below the compacted revision.
     for old in [4, 3, 1] {
-        assert_status(
-            c.compact(old, None).await,
-            OUT_OF_RANGE,
-            COMPACTED,
-            "compact again",
-        );
+        assert_status(c.compact(old, None).await, OUT_OF_RANGE, COMPACTED, "compact again");
     }
     assert!(c.get("w", None).await.unwrap().kvs().is_empty());
     assert_rev(&mut c, 6).await;
     // The compacted revision itself is still readable.
-    let g = c
-        .get("k", Some(GetOptions::new().with_revision(4)))
-        .await
-        .unwrap();
+    let g = c.get("k", Some(GetOptions::new().with_revision(4))).await.unwrap();
     assert_eq!(g.kvs()[0].value(), b"v2");
 }
 
@@ -494,41 +362,18 @@ async fn too_many_txn_ops_with_max_txn_ops_4() {
     let tm = |r, what| assert_status(r, INVALID_ARGUMENT, TOO_MANY_OPS, what);
 
     // At the limit: fine.
-    let t = c
-        .txn(
-            Txn::new()
-                .when(compares(4))
-                .and_then(puts("a", 4))
-                .or_else(gets("b", 4)),
-        )
-        .await
-        .unwrap();
+    let t = c.txn(Txn::new().when(compares(4)).and_then(puts("a", 4)).or_else(gets("b", 4))).await.unwrap();
     check_header(t.header(), 2);
     assert!(t.succeeded());
 
-    tm(
-        status_of(c.txn(Txn::new().and_then(puts("p", 5))).await),
-        "5 success ops",
-    );
-    tm(
-        status_of(c.txn(Txn::new().or_else(puts("p", 5))).await),
-        "5 failure ops",
-    );
-    tm(
-        status_of(c.txn(Txn::new().when(compares(5))).await),
-        "5 compares",
-    );
-    tm(
-        status_of(c.txn(Txn::new().and_then(gets("g", 5))).await),
-        "5 ranges (read-only txn)",
-    );
+    tm(status_of(c.txn(Txn::new().and_then(puts("p", 5))).await), "5 success ops");
+    tm(status_of(c.txn(Txn::new().or_else(puts("p", 5))).await), "5 failure ops");
+    tm(status_of(c.txn(Txn::new().when(compares(5))).await), "5 compares");
+    tm(status_of(c.txn(Txn::new().and_then(gets("g", 5))).await), "5 ranges (read-only txn)");
     // Counted before keys are validated.
     let mut ops = puts("p", 4);
     ops.push(TxnOp::put("", "v", None));
-    tm(
-        status_of(c.txn(Txn::new().and_then(ops)).await),
-        "5 ops, one with an empty key",
-    );
+    tm(status_of(c.txn(Txn::new().and_then(ops)).await), "5 ops, one with an empty key");
 
     // Nested txns get what their parent left: max - max(compares, success, failure).
     let nested = |outer: usize, inner: usize| {
@@ -536,23 +381,10 @@ async fn too_many_txn_ops_with_max_txn_ops_4() {
         ops.push(TxnOp::txn(Txn::new().and_then(puts("i", inner))));
         Txn::new().and_then(ops)
     };
+    tm(status_of(c.txn(nested(2, 3)).await), "2 ops, one a txn of 3");
+    tm(status_of(c.txn(nested(3, 2)).await), "3 ops, one a txn of 2");
     tm(
-        status_of(c.txn(nested(2, 3)).await),
-        "2 ops, one a txn of 3",
-    );
-    tm(
-        status_of(c.txn(nested(3, 2)).await),
-        "3 ops, one a txn of 2",
-    );
-    tm(
-        status_of(
-            c.txn(
-                Txn::new()
-                    .when(compares(3))
-                    .and_then([TxnOp::txn(Txn::new().when(compares(2)))]),
-            )
-            .await,
-        ),
+        status_of(c.txn(Txn::new().when(compares(3)).and_then([TxnOp::txn(Txn::new().when(compares(2)))])).await),
         "3 compares, a nested txn with 2 compares",
     );
     assert_rev(&mut c, 2).await;
@@ -568,17 +400,8 @@ async fn too_many_txn_ops_default_limit_is_128() {
     let (_s, mut c) = start(&[]).await;
     let t = c.txn(Txn::new().and_then(puts("k", 128))).await.unwrap();
     check_header(t.header(), 2);
-    assert_eq!(
-        c.get("k", Some(GetOptions::new().with_prefix().with_count_only()))
-            .await
-            .unwrap()
-            .count(),
-        128
-    );
-    let t = c
-        .txn(Txn::new().when(compares(128)).or_else(gets("g", 128)))
-        .await
-        .unwrap();
+    assert_eq!(c.get("k", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap().count(), 128);
+    let t = c.txn(Txn::new().when(compares(128)).or_else(gets("g", 128))).await.unwrap();
     check_header(t.header(), 2);
 
     for (what, t) in [
@@ -597,62 +420,28 @@ async fn duplicate_keys_in_a_txn() {
     c.put("k", "v", None).await.unwrap();
     let put = |k: &str| TxnOp::put(k, "v", None);
     let del = |k: &str| TxnOp::delete(k, None);
-    let del_range =
-        |k: &str, end: &str| TxnOp::delete(k, Some(DeleteOptions::new().with_range(end)));
+    let del_range = |k: &str, end: &str| TxnOp::delete(k, Some(DeleteOptions::new().with_range(end)));
     let nested_then = |ops: Vec<TxnOp>| TxnOp::txn(Txn::new().and_then(ops));
     let nested_else = |ops: Vec<TxnOp>| TxnOp::txn(Txn::new().or_else(ops));
     let then = |ops: Vec<TxnOp>| Txn::new().and_then(ops);
 
     let rejected = [
         ("two puts", then(vec![put("a"), put("a")])),
-        (
-            "two puts among others",
-            then(vec![put("a"), put("b"), TxnOp::get("a", None), put("a")]),
-        ),
-        (
-            "two puts in the failure branch",
-            Txn::new().or_else(vec![put("a"), put("a")]),
-        ),
+        ("two puts among others", then(vec![put("a"), put("b"), TxnOp::get("a", None), put("a")])),
+        ("two puts in the failure branch", Txn::new().or_else(vec![put("a"), put("a")])),
         ("delete then put", then(vec![del("a"), put("a")])),
         ("put then delete", then(vec![put("a"), del("a")])),
-        (
-            "put inside a deleted range",
-            then(vec![del_range("a", "c"), put("b")]),
-        ),
-        (
-            "put at the start of a deleted range",
-            then(vec![put("a"), del_range("a", "c")]),
-        ),
+        ("put inside a deleted range", then(vec![del_range("a", "c"), put("b")])),
+        ("put at the start of a deleted range", then(vec![put("a"), del_range("a", "c")])),
         (
             "put inside a deleted prefix",
-            then(vec![
-                TxnOp::delete("d/", Some(DeleteOptions::new().with_prefix())),
-                put("d/x"),
-            ]),
+            then(vec![TxnOp::delete("d/", Some(DeleteOptions::new().with_prefix())), put("d/x")]),
         ),
-        (
-            "outer put and nested put",
-            then(vec![put("a"), nested_then(vec![put("a")])]),
-        ),
-        (
-            "outer put and nested else put",
-            then(vec![put("a"), nested_else(vec![put("a")])]),
-        ),
-        (
-            "outer delete and nested put",
-            then(vec![del_range("a", "z"), nested_then(vec![put("q")])]),
-        ),
-        (
-            "two nested txns putting one key",
-            then(vec![
-                nested_then(vec![put("a")]),
-                nested_else(vec![put("a")]),
-            ]),
-        ),
-        (
-            "nested txn with two puts",
-            then(vec![nested_then(vec![put("a"), put("a")])]),
-        ),
+        ("outer put and nested put", then(vec![put("a"), nested_then(vec![put("a")])])),
+        ("outer put and nested else put", then(vec![put("a"), nested_else(vec![put("a")])])),
+        ("outer delete and nested put", then(vec![del_range("a", "z"), nested_then(vec![put("q")])])),
+        ("two nested txns putting one key", then(vec![nested_then(vec![put("a")]), nested_else(vec![put("a")])])),
+        ("nested txn with two puts", then(vec![nested_then(vec![put("a"), put("a")])])),
     ];
     for (what, t) in rejected {
         assert_status(c.txn(t).await, INVALID_ARGUMENT, DUPLICATE_KEY, what);
@@ -661,40 +450,20 @@ async fn duplicate_keys_in_a_txn() {
 
     let mut rev = 2;
     let allowed = [
-        (
-            "one key in then and else",
-            Txn::new().and_then(vec![put("a")]).or_else(vec![put("a")]),
-        ),
+        ("one key in then and else", Txn::new().and_then(vec![put("a")]).or_else(vec![put("a")])),
         (
             "one key in a nested then and else",
-            then(vec![TxnOp::txn(
-                Txn::new().and_then(vec![put("a")]).or_else(vec![put("a")]),
-            )]),
+            then(vec![TxnOp::txn(Txn::new().and_then(vec![put("a")]).or_else(vec![put("a")]))]),
         ),
-        (
-            "two deletes of one key",
-            then(vec![del("a"), del("a"), del_range("a", "c")]),
-        ),
-        (
-            "put at the end of a deleted range",
-            then(vec![del_range("a", "c"), put("c")]),
-        ),
-        (
-            "put and range of one key",
-            then(vec![put("a"), TxnOp::get("a", None), put("b")]),
-        ),
-        (
-            "nested delete and outer put elsewhere",
-            then(vec![nested_then(vec![del("x")]), put("y")]),
-        ),
+        ("two deletes of one key", then(vec![del("a"), del("a"), del_range("a", "c")])),
+        ("put at the end of a deleted range", then(vec![del_range("a", "c"), put("c")])),
+        ("put and range of one key", then(vec![put("a"), TxnOp::get("a", None), put("b")])),
+        ("nested delete and outer put elsewhere", then(vec![nested_then(vec![del("x")]), put("y")])),
         // etcd's overlap check takes a from-key delete's range_end "\0"
         // literally (an empty interval), so a put after it passes.
         (
             "put after a from-key delete (etcd quirk)",
-            then(vec![
-                TxnOp::delete("zz", Some(DeleteOptions::new().with_from_key())),
-                put("zzz"),
-            ]),
+            then(vec![TxnOp::delete("zz", Some(DeleteOptions::new().with_from_key())), put("zzz")]),
         ),
     ];
     for (what, t) in allowed {
@@ -703,12 +472,7 @@ async fn duplicate_keys_in_a_txn() {
         check_header(r.header(), rev);
     }
     assert_eq!(
-        keys(
-            c.get("", Some(GetOptions::new().with_all_keys()))
-                .await
-                .unwrap()
-                .kvs()
-        ),
+        keys(c.get("", Some(GetOptions::new().with_all_keys())).await.unwrap().kvs()),
         ["a", "b", "c", "k", "y", "zzz"]
     );
 }
@@ -723,32 +487,17 @@ async fn request_too_large() {
     let r = c.put("small", small.as_str(), None).await.unwrap();
     check_header(r.header(), 2);
 
+    assert_status(c.put("big", big.as_str(), None).await, INVALID_ARGUMENT, TOO_LARGE, "put");
+    assert_status(c.put(big.as_str(), "v", None).await, INVALID_ARGUMENT, TOO_LARGE, "put with a big key");
     assert_status(
-        c.put("big", big.as_str(), None).await,
-        INVALID_ARGUMENT,
-        TOO_LARGE,
-        "put",
-    );
-    assert_status(
-        c.put(big.as_str(), "v", None).await,
-        INVALID_ARGUMENT,
-        TOO_LARGE,
-        "put with a big key",
-    );
-    assert_status(
-        c.txn(Txn::new().and_then([TxnOp::put("big", big.as_str(), None)]))
-            .await,
+        c.txn(Txn::new().and_then([TxnOp::put("big", big.as_str(), None)])).await,
         INVALID_ARGUMENT,
         TOO_LARGE,
         "txn",
     );
     assert_status(
         c.txn(
-            Txn::new().and_then(
-                (0..4)
-                    .map(|i| TxnOp::put(format!("k{i}"), small.as_str(), None))
-                    .collect::<Vec<_>>(),
-            ),
+            Txn::new().and_then((0..4).map(|i| TxnOp::put(format!("k{i}"), small.as_str(), None)).collect::<Vec<_>>()),
         )
         .await,
         INVALID_ARGUMENT,
@@ -756,11 +505,7 @@ async fn request_too_large() {
         "txn of small puts that add up",
     );
     assert_status(
-        c.delete(
-            big.as_str(),
-            Some(DeleteOptions::new().with_range(format!("{big}z"))),
-        )
-        .await,
+        c.delete(big.as_str(), Some(DeleteOptions::new().with_range(format!("{big}z")))).await,
         INVALID_ARGUMENT,
         TOO_LARGE,
         "delete with big keys",
@@ -784,93 +529,76 @@ async fn request_beyond_the_grpc_receive_limit() {
     let huge = "h".repeat(1024 + 512 * 1024 + 4096);
     let (code, message) = status(c.put("huge", huge.as_str(), None).await);
     assert_eq!(code, "ResourceExhausted", "{message}");
-    assert!(
-        message.starts_with("grpc: received message larger than max ("),
-        "message: {message}"
-    );
+    assert!(message.starts_with("grpc: received message larger than max ("), "message: {message}");
     assert_rev(&mut c, 1).await;
 }
 
 // ---------------------------------------------------------------- Deadlines
 
+/// Sends a signal to a server process (STOP freezes it, CONT resumes it).
+fn signal(s: &ServerProcess, sig: &str) {
+    let pid = s.pid().expect("server is running").to_string();
+    let ok = std::process::Command::new("kill").args([sig, pid.as_str()]).status().expect("run kill").success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
 /// A request whose deadline passes fails with DeadlineExceeded or Cancelled
-/// (depending on who notices first) instead of hanging, and leaves the server
+/// (depending on who notices first) instead of hanging, and the server stays
 /// healthy. The etcd-client deadline is enforced by the client (tonic does not
-/// send `grpc-timeout` for it), so a request that completes within the timer's
-/// first tick may still succeed; a range of ~1 MiB cannot.
+/// send `grpc-timeout` for it), so the reliable way to make a request outlive
+/// it is a server that does not answer: the process is frozen with SIGSTOP.
 #[tokio::test]
 async fn client_deadline() {
     let s = server(&[]);
     let mut c = client(&s).await;
-    let value = "v".repeat(8 * 1024);
-    let fill: Vec<TxnOp> = (0..120)
-        .map(|i| TxnOp::put(format!("big/{i:03}"), value.as_str(), None))
-        .collect();
-    c.txn(Txn::new().and_then(fill)).await.unwrap();
-
-    let opts = ConnectOptions::new().with_timeout(Duration::from_nanos(1));
-    let mut hasty = Client::connect([s.url()], Some(opts))
-        .await
-        .expect("connect");
+    c.put("k", "v", None).await.unwrap();
     let is_deadline = |code: &str| code == "DeadlineExceeded" || code == "Cancelled";
-    for i in 0..3 {
-        let started = Instant::now();
-        let r = tokio::time::timeout(
-            Duration::from_secs(5),
-            hasty.get("big/", Some(GetOptions::new().with_prefix())),
-        )
-        .await
-        .expect("a range with a 1 ns deadline hung");
-        let (code, message) = status(r);
-        assert!(is_deadline(&code), "big range {i}: {code} {message}");
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "took {:?}",
-            started.elapsed()
-        );
-    }
-    // Small requests: done in time or cut off, never stuck, never another error.
+
+    // A 1 ns deadline: each request is done in time or cut off, never stuck,
+    // never another error.
+    let opts = ConnectOptions::new().with_timeout(Duration::from_nanos(1));
+    let mut hasty = Client::connect([s.url()], Some(opts)).await.expect("connect");
     for i in 0..5 {
-        let r = tokio::time::timeout(
-            Duration::from_secs(5),
-            hasty.put(format!("k{i}"), "v", None),
-        )
-        .await
-        .expect("a put with a 1 ns deadline hung");
+        let r = tokio::time::timeout(Duration::from_secs(5), hasty.put(format!("hasty{i}"), "v", None))
+            .await
+            .expect("a put with a 1 ns deadline hung");
         let (code, message) = status(r);
-        assert!(
-            code == "success" || is_deadline(&code),
-            "put {i}: {code} {message}"
-        );
-        let r = tokio::time::timeout(Duration::from_secs(5), hasty.get("k0", None))
+        assert!(code == "success" || is_deadline(&code), "put {i}: {code} {message}");
+        let r = tokio::time::timeout(Duration::from_secs(5), hasty.get("k", None))
             .await
             .expect("a range with a 1 ns deadline hung");
         let (code, message) = status(r);
-        assert!(
-            code == "success" || is_deadline(&code),
-            "range {i}: {code} {message}"
-        );
+        assert!(code == "success" || is_deadline(&code), "range {i}: {code} {message}");
     }
-    // The server is fine and serves a client with a sane deadline. (A write
-    // cut off by its deadline may still have been applied: its outcome is
-    // unknown, as in etcd.)
-    let mut c = Client::connect(
-        [s.url()],
-        Some(ConnectOptions::new().with_timeout(Duration::from_secs(5))),
-    )
-    .await
-    .expect("connect");
+
+    // A 300 ms deadline against a server that does not answer.
+    let opts = ConnectOptions::new().with_timeout(Duration::from_millis(300));
+    let mut timed = Client::connect([s.url()], Some(opts)).await.expect("connect");
+    timed.get("k", None).await.expect("range before the freeze");
+    signal(&s, "-STOP");
+    let started = Instant::now();
+    let put = tokio::time::timeout(Duration::from_secs(5), timed.put("frozen", "v", None)).await;
+    let put_took = started.elapsed();
+    let started = Instant::now();
+    let get = tokio::time::timeout(Duration::from_secs(5), timed.get("k", None)).await;
+    let get_took = started.elapsed();
+    let txn =
+        tokio::time::timeout(Duration::from_secs(5), timed.txn(Txn::new().and_then([TxnOp::get("k", None)]))).await;
+    signal(&s, "-CONT");
+    let (code, message) = status(put.expect("put hung past its deadline"));
+    assert!(is_deadline(&code), "put: {code} {message}");
+    let (code, message) = status(get.expect("range hung past its deadline"));
+    assert!(is_deadline(&code), "range: {code} {message}");
+    let (code, message) = status(txn.expect("txn hung past its deadline"));
+    assert!(is_deadline(&code), "txn: {code} {message}");
+    assert!(put_took < Duration::from_secs(2), "put took {put_took:?}");
+    assert!(get_took < Duration::from_secs(2), "range took {get_took:?}");
+
+    // The server is fine afterwards. (A write cut off by its deadline may
+    // still be applied: its outcome is unknown, as in etcd.)
     let r = c.put("after", "v", None).await.unwrap();
     let rev = r.header().unwrap().revision();
-    let g = c.get("after", None).await.unwrap();
+    let g = timed.get("after", None).await.unwrap();
     check_header(g.header(), rev);
     assert_eq!(g.kvs()[0].mod_revision(), rev);
-    let g = c
-        .get(
-            "big/",
-            Some(GetOptions::new().with_prefix().with_count_only()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(g.count(), 120);
 }

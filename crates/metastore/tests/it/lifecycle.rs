@@ -9,10 +9,7 @@ use std::time::Duration;
 use crate::common::*;
 
 fn run_binary(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_metastore"))
-        .args(args)
-        .output()
-        .expect("run metastore")
+    Command::new(env!("CARGO_BIN_EXE_metastore")).args(args).output().expect("run metastore")
 }
 
 #[test]
@@ -20,12 +17,7 @@ fn bad_flags_exit_2_with_a_message() {
     let cases: &[&[&str]] = &[
         &["--no-such-flag"],
         &["--snapshot-count", "many"],
-        &[
-            "--name",
-            "a",
-            "--initial-cluster",
-            "b=http://127.0.0.1:2380",
-        ],
+        &["--name", "a", "--initial-cluster", "b=http://127.0.0.1:2380"],
         &["--heartbeat-interval", "500", "--election-timeout", "1000"],
         &["--listen-client-urls", "127.0.0.1:2379"],
         &["--storage", "tape"],
@@ -38,12 +30,7 @@ fn bad_flags_exit_2_with_a_message() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.trim().is_empty(), "{args:?} should explain itself");
     }
-    let out = run_binary(&[
-        "--name",
-        "a",
-        "--initial-cluster",
-        "b=http://127.0.0.1:2380",
-    ]);
+    let out = run_binary(&["--name", "a", "--initial-cluster", "b=http://127.0.0.1:2380"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("couldn't find local name \"a\""));
 }
 
@@ -61,26 +48,13 @@ async fn sigterm_is_graceful_and_keeps_writes() {
     let mut s = metastore(&[]);
     let mut c = client(&s).await;
     for i in 0..50 {
-        c.put(format!("k{i:02}"), format!("v{i}"), None)
-            .await
-            .unwrap();
+        c.put(format!("k{i:02}"), format!("v{i}"), None).await.unwrap();
     }
-    assert_eq!(
-        s.terminate(Duration::from_secs(10)),
-        Some(0),
-        "clean exit on SIGTERM"
-    );
-    assert!(
-        s.log_text().contains("stopped"),
-        "shutdown should be logged:\n{}",
-        s.log_text()
-    );
+    assert_eq!(s.terminate(Duration::from_secs(10)), Some(0), "clean exit on SIGTERM");
+    assert!(s.log_text().contains("stopped"), "shutdown should be logged:\n{}", s.log_text());
     s.restart();
     let mut c = client(&s).await;
-    let resp = c
-        .get("k", Some(etcd_client::GetOptions::new().with_prefix()))
-        .await
-        .unwrap();
+    let resp = c.get("k", Some(etcd_client::GetOptions::new().with_prefix())).await.unwrap();
     assert_eq!(resp.kvs().len(), 50);
     assert_eq!(resp.header().unwrap().revision(), 51);
     assert_eq!(resp.kvs()[49].value(), b"v49");
@@ -103,9 +77,6 @@ async fn engine_marker_refuses_a_foreign_data_dir() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("was written by the rocksdb engine"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("was written by the rocksdb engine"), "{stderr}");
     assert!(Path::new(&marker).exists());
 }

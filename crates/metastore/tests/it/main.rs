@@ -9,3 +9,4 @@ mod kv;
 mod kv_errors;
 mod lifecycle;
 mod smoke;
+mod watch;

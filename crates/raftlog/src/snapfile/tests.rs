@@ -12,11 +12,7 @@ fn meta(index: u64, term: u64) -> SnapshotMetadata {
     SnapshotMetadata {
         index,
         term,
-        conf_state: Some(ConfState {
-            voters: vec![1, 2, 3],
-            ..Default::default()
-        })
-        .into(),
+        conf_state: Some(ConfState { voters: vec![1, 2, 3], ..Default::default() }).into(),
         ..Default::default()
     }
 }
@@ -99,19 +95,13 @@ fn corrupt_newest_falls_back_to_older() {
     assert_eq!(read_all(r), old);
     match store.load(20, 2) {
         Err(SnapshotError::Corrupt { path, .. }) => assert_eq!(path, newest),
-        other => panic!(
-            "expected Corrupt, got {:?}",
-            other.map(|o| o.map(|(m, _)| m))
-        ),
+        other => panic!("expected Corrupt, got {:?}", other.map(|o| o.map(|(m, _)| m))),
     }
 
     // Truncation is caught too, at any length.
     for cut in [0, 10, 30, bytes.len() - 5] {
         fs::write(&newest, &bytes[..cut]).unwrap();
-        assert!(matches!(
-            store.load(20, 2),
-            Err(SnapshotError::Corrupt { .. })
-        ));
+        assert!(matches!(store.load(20, 2), Err(SnapshotError::Corrupt { .. })));
         assert_eq!(store.load_latest().unwrap().unwrap().0.index, 10);
     }
 }
@@ -121,15 +111,8 @@ fn misnamed_file_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let store = SnapshotStore::open(dir.path()).unwrap();
     save(&store, &meta(10, 1), b"abc");
-    fs::rename(
-        dir.path().join(file_name(10, 1)),
-        dir.path().join(file_name(11, 1)),
-    )
-    .unwrap();
-    assert!(matches!(
-        store.load(11, 1),
-        Err(SnapshotError::Corrupt { .. })
-    ));
+    fs::rename(dir.path().join(file_name(10, 1)), dir.path().join(file_name(11, 1))).unwrap();
+    assert!(matches!(store.load(11, 1), Err(SnapshotError::Corrupt { .. })));
     assert!(store.load_latest().unwrap().is_none());
 }
 
@@ -156,12 +139,7 @@ fn only_the_newest_two_are_kept() {
     for i in 1..=5u64 {
         save(&store, &meta(i * 10, i), format!("snap {i}").as_bytes());
     }
-    let left: Vec<u64> = store
-        .list()
-        .unwrap()
-        .into_iter()
-        .map(|(i, _, _)| i)
-        .collect();
+    let left: Vec<u64> = store.list().unwrap().into_iter().map(|(i, _, _)| i).collect();
     assert_eq!(left.len(), KEEP_SNAPSHOTS);
     assert_eq!(left, vec![40, 50]);
 }

@@ -15,12 +15,7 @@ use super::{LogStore, LogStoreError, LogStoreOptions};
 use crate::wal::WalOptions;
 
 fn ent(index: u64, term: u64) -> Entry {
-    Entry {
-        index,
-        term,
-        data: format!("e{index}t{term}").into_bytes().into(),
-        ..Default::default()
-    }
+    Entry { index, term, data: format!("e{index}t{term}").into_bytes().into(), ..Default::default() }
 }
 
 fn ents(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
@@ -28,28 +23,15 @@ fn ents(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
 }
 
 fn hs(term: u64, vote: u64, commit: u64) -> HardState {
-    HardState {
-        term,
-        vote,
-        commit,
-        ..Default::default()
-    }
+    HardState { term, vote, commit, ..Default::default() }
 }
 
 fn voters(ids: &[u64]) -> ConfState {
-    ConfState {
-        voters: ids.to_vec(),
-        ..Default::default()
-    }
+    ConfState { voters: ids.to_vec(), ..Default::default() }
 }
 
 fn opts(catchup_entries: u64) -> LogStoreOptions {
-    LogStoreOptions {
-        wal: WalOptions {
-            segment_bytes: 1024,
-        },
-        catchup_entries,
-    }
+    LogStoreOptions { wal: WalOptions { segment_bytes: 1024 }, catchup_entries }
 }
 
 fn data_of(r: Option<(raft::eraftpb::SnapshotMetadata, Box<dyn Read + Send>)>) -> Vec<u8> {
@@ -63,9 +45,7 @@ fn data_of(r: Option<(raft::eraftpb::SnapshotMetadata, Box<dyn Read + Send>)>) -
 fn answers(s: &impl Storage, from: u64) -> (HardState, ConfState, u64, Vec<Entry>, Vec<u64>) {
     let st = s.initial_state().unwrap();
     let last = s.last_index().unwrap();
-    let es = s
-        .entries(from, last + 1, None, GetEntriesContext::empty(false))
-        .unwrap();
+    let es = s.entries(from, last + 1, None, GetEntriesContext::empty(false)).unwrap();
     let terms = (from - 1..=last).map(|i| s.term(i).unwrap()).collect();
     (st.hard_state, st.conf_state, last, es, terms)
 }
@@ -78,20 +58,13 @@ fn bootstrap_persist_reopen() {
         let (mut store, rec) = LogStore::open_with(dir.path(), opts(0)).unwrap();
         assert!(rec.fresh && rec.snapshot.is_none());
         store.bootstrap(&voters(&[1, 2, 3])).unwrap();
-        store
-            .persist(&ents(1..=10, 1), Some(&hs(1, 1, 8)), true)
-            .unwrap();
+        store.persist(&ents(1..=10, 1), Some(&hs(1, 1, 8)), true).unwrap();
         // A raft conflict overwrites a suffix.
-        store
-            .persist(&ents(7..=9, 2), Some(&hs(2, 2, 6)), true)
-            .unwrap();
+        store.persist(&ents(7..=9, 2), Some(&hs(2, 2, 6)), true).unwrap();
         store.persist_commit(8).unwrap();
         assert_eq!(store.first_index(), 1);
         assert_eq!(store.last_index(), 9);
-        assert!(matches!(
-            store.persist(&ents(11..=12, 2), None, true),
-            Err(LogStoreError::Inconsistent(_))
-        ));
+        assert!(matches!(store.persist(&ents(11..=12, 2), None, true), Err(LogStoreError::Inconsistent(_))));
         before = answers(&store.storage(), 1);
         assert_eq!(before.0, hs(2, 2, 8));
         assert_eq!(before.1, voters(&[1, 2, 3]));
@@ -101,10 +74,7 @@ fn bootstrap_persist_reopen() {
     assert!(!rec.fresh && rec.snapshot.is_none());
     assert_eq!(answers(&store.raft_storage(), 1), before);
     assert_eq!(store.first_index(), 1);
-    assert!(matches!(
-        store.bootstrap(&voters(&[1])),
-        Err(LogStoreError::AlreadyBootstrapped)
-    ));
+    assert!(matches!(store.bootstrap(&voters(&[1])), Err(LogStoreError::AlreadyBootstrapped)));
 }
 
 #[test]
@@ -116,37 +86,21 @@ fn create_snapshot_compacts_and_survives_reopen() {
         store.bootstrap(&voters(&[1])).unwrap();
         for batch in 0..20u64 {
             let r = batch * 10 + 1..=batch * 10 + 10;
-            store
-                .persist(
-                    &ents(r, 1 + batch / 10),
-                    Some(&hs(2, 1, batch * 10 + 5)),
-                    true,
-                )
-                .unwrap();
+            store.persist(&ents(r, 1 + batch / 10), Some(&hs(2, 1, batch * 10 + 5)), true).unwrap();
         }
         let segments = store.wal_segment_count();
         assert!(segments > 2, "{segments} segments");
         // Not committed yet / wrong term: refused.
         let mut never = |_: &mut dyn Write| -> std::io::Result<()> { panic!("must not write") };
-        assert!(store
-            .create_snapshot(197, 2, &voters(&[1]), &mut never)
-            .is_err());
-        assert!(store
-            .create_snapshot(150, 1, &voters(&[1]), &mut never)
-            .is_err());
+        assert!(store.create_snapshot(197, 2, &voters(&[1]), &mut never).is_err());
+        assert!(store.create_snapshot(150, 1, &voters(&[1]), &mut never).is_err());
 
-        store
-            .create_snapshot(150, 2, &voters(&[1, 2]), &mut |w: &mut dyn Write| {
-                w.write_all(b"state@150")
-            })
-            .unwrap();
+        store.create_snapshot(150, 2, &voters(&[1, 2]), &mut |w: &mut dyn Write| w.write_all(b"state@150")).unwrap();
         assert_eq!(store.first_index(), 148, "3 catch-up entries kept");
         assert!(store.wal_segment_count() < segments);
         assert_eq!(store.snapshot_marker(), Some((150, 2)));
         // Not newer: a no-op.
-        store
-            .create_snapshot(150, 2, &voters(&[1]), &mut never)
-            .unwrap();
+        store.create_snapshot(150, 2, &voters(&[1]), &mut never).unwrap();
 
         let raft = store.raft_storage();
         let snap = raft.snapshot(0, 2).unwrap();
@@ -174,14 +128,8 @@ fn conf_state_written_after_the_snapshot_wins() {
     {
         let (mut store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
         store.bootstrap(&voters(&[1])).unwrap();
-        store
-            .persist(&ents(1..=5, 1), Some(&hs(1, 1, 5)), true)
-            .unwrap();
-        store
-            .create_snapshot(4, 1, &voters(&[1, 2]), &mut |w: &mut dyn Write| {
-                w.write_all(b"s")
-            })
-            .unwrap();
+        store.persist(&ents(1..=5, 1), Some(&hs(1, 1, 5)), true).unwrap();
+        store.create_snapshot(4, 1, &voters(&[1, 2]), &mut |w: &mut dyn Write| w.write_all(b"s")).unwrap();
         store.persist_conf_state(&voters(&[1, 2, 3])).unwrap();
     }
     let (store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
@@ -204,18 +152,13 @@ fn install_snapshot_replaces_the_log() {
     {
         let (mut store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
         store.bootstrap(&voters(&[1, 2, 3])).unwrap();
-        store
-            .persist(&ents(1..=5, 1), Some(&hs(1, 1, 3)), true)
-            .unwrap();
+        store.persist(&ents(1..=5, 1), Some(&hs(1, 1, 3)), true).unwrap();
         let snap = leader_snapshot(20, 3, voters(&[1, 2]), b"leader state");
         store.install_snapshot(&snap).unwrap();
         assert_eq!((store.first_index(), store.last_index()), (21, 20));
         // Older than what we hold: refused before touching the disk.
         let old = leader_snapshot(10, 2, voters(&[1]), b"old");
-        assert!(matches!(
-            store.install_snapshot(&old),
-            Err(LogStoreError::SnapshotOutOfDate { .. })
-        ));
+        assert!(matches!(store.install_snapshot(&old), Err(LogStoreError::SnapshotOutOfDate { .. })));
         // Crash before the Ready's hard state (commit 20) is persisted.
     }
     {
@@ -227,9 +170,7 @@ fn install_snapshot_replaces_the_log() {
         assert_eq!(st.conf_state, voters(&[1, 2]));
         assert_eq!((store.first_index(), store.last_index()), (21, 20));
         assert_eq!(store.storage().term(20).unwrap(), 3);
-        store
-            .persist(&ents(21..=22, 3), Some(&hs(3, 0, 21)), true)
-            .unwrap();
+        store.persist(&ents(21..=22, 3), Some(&hs(3, 0, 21)), true).unwrap();
     }
     let (store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
     let a = answers(&store.storage(), 21);
@@ -244,19 +185,10 @@ fn missing_or_corrupt_marked_snapshot_is_an_error() {
     {
         let (mut store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
         store.bootstrap(&voters(&[1])).unwrap();
-        store
-            .persist(&ents(1..=5, 1), Some(&hs(1, 1, 5)), true)
-            .unwrap();
-        store
-            .create_snapshot(5, 1, &voters(&[1]), &mut |w: &mut dyn Write| {
-                w.write_all(b"abcdef")
-            })
-            .unwrap();
+        store.persist(&ents(1..=5, 1), Some(&hs(1, 1, 5)), true).unwrap();
+        store.create_snapshot(5, 1, &voters(&[1]), &mut |w: &mut dyn Write| w.write_all(b"abcdef")).unwrap();
     }
-    let snap_file = dir
-        .path()
-        .join("snap")
-        .join(crate::snapfile::file_name(5, 1));
+    let snap_file = dir.path().join("snap").join(crate::snapfile::file_name(5, 1));
     let good = fs::read(&snap_file).unwrap();
     let mut bad = good.clone();
     let n = bad.len();
@@ -264,9 +196,7 @@ fn missing_or_corrupt_marked_snapshot_is_an_error() {
     fs::write(&snap_file, &bad).unwrap();
     assert!(matches!(
         LogStore::open_with(dir.path(), opts(0)),
-        Err(LogStoreError::Snapshot(
-            crate::SnapshotError::Corrupt { .. }
-        ))
+        Err(LogStoreError::Snapshot(crate::SnapshotError::Corrupt { .. }))
     ));
     fs::remove_file(&snap_file).unwrap();
     assert!(matches!(
@@ -282,39 +212,19 @@ fn orphan_snapshot_from_a_crash_never_costs_the_marked_one() {
     {
         let (mut store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
         store.bootstrap(&voters(&[1])).unwrap();
-        store
-            .persist(&ents(1..=30, 1), Some(&hs(1, 1, 30)), true)
-            .unwrap();
-        store
-            .create_snapshot(10, 1, &voters(&[1]), &mut |w: &mut dyn Write| {
-                w.write_all(b"10")
-            })
-            .unwrap();
+        store.persist(&ents(1..=30, 1), Some(&hs(1, 1, 30)), true).unwrap();
+        store.create_snapshot(10, 1, &voters(&[1]), &mut |w: &mut dyn Write| w.write_all(b"10")).unwrap();
         // Crash after saving the file for 20 but before its WAL marker.
-        let meta = raft::eraftpb::SnapshotMetadata {
-            index: 20,
-            term: 1,
-            ..Default::default()
-        };
-        store
-            .snaps
-            .save(&meta, &mut |w: &mut dyn Write| w.write_all(b"20"))
-            .unwrap();
+        let meta = raft::eraftpb::SnapshotMetadata { index: 20, term: 1, ..Default::default() };
+        store.snaps.save(&meta, &mut |w: &mut dyn Write| w.write_all(b"20")).unwrap();
     }
     {
         let (store, rec) = LogStore::open_with(dir.path(), opts(0)).unwrap();
         assert_eq!(data_of(rec.snapshot), b"10");
         assert!(!snap_dir.join(crate::snapfile::file_name(20, 1)).exists());
         // Crash after saving 25's file: 10's file (the marker's) must remain.
-        let meta = raft::eraftpb::SnapshotMetadata {
-            index: 25,
-            term: 1,
-            ..Default::default()
-        };
-        store
-            .snaps
-            .save(&meta, &mut |w: &mut dyn Write| w.write_all(b"25"))
-            .unwrap();
+        let meta = raft::eraftpb::SnapshotMetadata { index: 25, term: 1, ..Default::default() };
+        store.snaps.save(&meta, &mut |w: &mut dyn Write| w.write_all(b"25")).unwrap();
     }
     let (_store, rec) = LogStore::open_with(dir.path(), opts(0)).unwrap();
     assert_eq!(data_of(rec.snapshot), b"10");
@@ -367,20 +277,9 @@ impl Node {
             applied = decode_state(&data);
             applied_index = meta.index;
         }
-        let cfg = Config {
-            id,
-            election_tick: 10,
-            heartbeat_tick: 1,
-            applied: applied_index,
-            ..Default::default()
-        };
+        let cfg = Config { id, election_tick: 10, heartbeat_tick: 1, applied: applied_index, ..Default::default() };
         let raw = RawNode::new(&cfg, store.raft_storage(), &logger()).unwrap();
-        Node {
-            raw,
-            store,
-            applied,
-            applied_index,
-        }
+        Node { raw, store, applied, applied_index }
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
@@ -407,9 +306,7 @@ impl Node {
             self.applied_index = rd.snapshot().get_metadata().index;
         }
         self.apply(rd.take_committed_entries());
-        self.store
-            .persist(rd.entries(), rd.hs(), rd.must_sync())
-            .unwrap();
+        self.store.persist(rd.entries(), rd.hs(), rd.must_sync()).unwrap();
         out.extend(rd.take_persisted_messages());
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
@@ -426,11 +323,7 @@ impl Node {
         let term = self.raw.store().term(index).unwrap();
         let cs = self.raw.store().initial_state().unwrap().conf_state;
         let state = encode_state(&self.applied);
-        self.store
-            .create_snapshot(index, term, &cs, &mut |w: &mut dyn Write| {
-                w.write_all(&state)
-            })
-            .unwrap();
+        self.store.create_snapshot(index, term, &cs, &mut |w: &mut dyn Write| w.write_all(&state)).unwrap();
     }
 }
 
@@ -458,11 +351,7 @@ impl Cluster {
                 if self.down.contains(&m.from) || self.down.contains(&m.to) {
                     continue;
                 }
-                let (from, to, is_snap) = (
-                    m.from,
-                    m.to,
-                    m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot,
-                );
+                let (from, to, is_snap) = (m.from, m.to, m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot);
                 if let Some(n) = self.nodes.get_mut(&to) {
                     n.raw.step(m).unwrap();
                 }
@@ -494,10 +383,7 @@ fn raw_node_cluster_catches_up_by_snapshot_and_restarts_from_disk() {
     let peers = [1u64, 2, 3];
     let dir = |id: u64| root.path().join(format!("n{id}")).join("member");
     let mut c = Cluster {
-        nodes: peers
-            .iter()
-            .map(|&id| (id, Node::start(&dir(id), id, &peers, 2)))
-            .collect(),
+        nodes: peers.iter().map(|&id| (id, Node::start(&dir(id), id, &peers, 2))).collect(),
         down: HashSet::new(),
     };
     c.node(1).raw.campaign().unwrap();
@@ -506,10 +392,7 @@ fn raw_node_cluster_catches_up_by_snapshot_and_restarts_from_disk() {
 
     c.down.insert(3);
     for i in 0..40 {
-        c.node(1)
-            .raw
-            .propose(vec![], format!("v{i}").into_bytes())
-            .unwrap();
+        c.node(1).raw.propose(vec![], format!("v{i}").into_bytes()).unwrap();
         c.pump();
     }
     assert_eq!(c.node(1).applied.len(), 40);
@@ -529,11 +412,7 @@ fn raw_node_cluster_catches_up_by_snapshot_and_restarts_from_disk() {
     c.tick_leader(3);
     let want = c.node(1).applied.clone();
     assert_eq!(want.len(), 41);
-    assert_eq!(
-        c.node(3).applied,
-        want,
-        "node 3 caught up through the snapshot"
-    );
+    assert_eq!(c.node(3).applied, want, "node 3 caught up through the snapshot");
     assert!(c.node(3).store.snapshot_marker().is_some());
 
     // Restart every node from disk: state = snapshot + replayed log.
@@ -550,10 +429,7 @@ fn raw_node_cluster_catches_up_by_snapshot_and_restarts_from_disk() {
     // And the cluster still makes progress.
     c.node(2).raw.campaign().unwrap();
     c.pump();
-    c.node(2)
-        .raw
-        .propose(vec![], b"post-restart".to_vec())
-        .unwrap();
+    c.node(2).raw.propose(vec![], b"post-restart".to_vec()).unwrap();
     c.pump();
     for _ in 0..3 {
         c.node(2).raw.tick();

@@ -46,9 +46,7 @@ pub enum WalError {
     #[error("WAL directory {0} is locked by another writer")]
     Locked(PathBuf),
     /// `mark_snapshot` was asked to move the snapshot marker backwards.
-    #[error(
-        "snapshot marker ({index}, {term}) does not follow the current marker ({current_index}, {current_term})"
-    )]
+    #[error("snapshot marker ({index}, {term}) does not follow the current marker ({current_index}, {current_term})")]
     MarkerRegression {
         /// Requested index.
         index: u64,
@@ -68,21 +66,10 @@ pub enum WalError {
 
 impl WalError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        WalError::Io {
-            path: path.into(),
-            source,
-        }
+        WalError::Io { path: path.into(), source }
     }
 
-    pub(crate) fn corrupt(
-        file: impl Into<PathBuf>,
-        offset: u64,
-        reason: impl Into<String>,
-    ) -> Self {
-        WalError::Corrupt {
-            file: file.into(),
-            offset,
-            reason: reason.into(),
-        }
+    pub(crate) fn corrupt(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        WalError::Corrupt { file: file.into(), offset, reason: reason.into() }
     }
 }

@@ -79,32 +79,21 @@ pub(crate) fn checksum(kind: u8, payload: &[u8]) -> u32 {
 
 /// Appends one framed entry record to `buf`.
 pub(crate) fn encode_entry(buf: &mut Vec<u8>, e: &Entry) -> Result<(), WalError> {
-    encode_with(buf, TYPE_ENTRY, |b| {
-        e.write_to_vec(b).map_err(WalError::Encode)
-    })
+    encode_with(buf, TYPE_ENTRY, |b| e.write_to_vec(b).map_err(WalError::Encode))
 }
 
 /// Appends one framed hard-state record to `buf`.
 pub(crate) fn encode_hard_state(buf: &mut Vec<u8>, hs: &HardState) -> Result<(), WalError> {
-    encode_with(buf, TYPE_HARD_STATE, |b| {
-        hs.write_to_vec(b).map_err(WalError::Encode)
-    })
+    encode_with(buf, TYPE_HARD_STATE, |b| hs.write_to_vec(b).map_err(WalError::Encode))
 }
 
 /// Appends one framed conf-state record to `buf`.
 pub(crate) fn encode_conf_state(buf: &mut Vec<u8>, cs: &ConfState) -> Result<(), WalError> {
-    encode_with(buf, TYPE_CONF_STATE, |b| {
-        cs.write_to_vec(b).map_err(WalError::Encode)
-    })
+    encode_with(buf, TYPE_CONF_STATE, |b| cs.write_to_vec(b).map_err(WalError::Encode))
 }
 
 /// Appends one framed snapshot-marker record to `buf`.
-pub(crate) fn encode_marker(
-    buf: &mut Vec<u8>,
-    index: u64,
-    term: u64,
-    installed: bool,
-) -> Result<(), WalError> {
+pub(crate) fn encode_marker(buf: &mut Vec<u8>, index: u64, term: u64, installed: bool) -> Result<(), WalError> {
     encode_with(buf, TYPE_SNAPSHOT_MARKER, |b| {
         b.extend_from_slice(&index.to_le_bytes());
         b.extend_from_slice(&term.to_le_bytes());
@@ -130,10 +119,7 @@ fn encode_with(
     let payload_len = buf.len() - start - HEADER_LEN;
     if payload_len > MAX_RECORD_BYTES as usize {
         buf.truncate(start);
-        return Err(WalError::RecordTooLarge {
-            len: payload_len as u64,
-            max: u64::from(MAX_RECORD_BYTES),
-        });
+        return Err(WalError::RecordTooLarge { len: payload_len as u64, max: u64::from(MAX_RECORD_BYTES) });
     }
     let crc = checksum(kind, &buf[start + HEADER_LEN..]);
     // Lossless: payload_len <= MAX_RECORD_BYTES, a u32.
@@ -147,9 +133,9 @@ fn encode_with(
 /// writer and reader disagree about the format: never a torn write.
 pub(crate) fn decode(kind: u8, payload: &[u8]) -> Result<Record, String> {
     match kind {
-        TYPE_ENTRY => Entry::parse_from_bytes(payload)
-            .map(Record::Entry)
-            .map_err(|e| format!("undecodable entry record: {e}")),
+        TYPE_ENTRY => {
+            Entry::parse_from_bytes(payload).map(Record::Entry).map_err(|e| format!("undecodable entry record: {e}"))
+        }
         TYPE_HARD_STATE => HardState::parse_from_bytes(payload)
             .map(Record::HardState)
             .map_err(|e| format!("undecodable hard state record: {e}")),
@@ -194,36 +180,15 @@ mod tests {
 
     #[test]
     fn every_record_type_round_trips() {
-        let e = Entry {
-            index: 7,
-            term: 3,
-            data: b"hello".to_vec().into(),
-            ..Default::default()
-        };
-        let hs = HardState {
-            term: 3,
-            vote: 1,
-            commit: 6,
-            ..Default::default()
-        };
-        let cs = ConfState {
-            voters: vec![1, 2, 3],
-            ..Default::default()
-        };
+        let e = Entry { index: 7, term: 3, data: b"hello".to_vec().into(), ..Default::default() };
+        let hs = HardState { term: 3, vote: 1, commit: 6, ..Default::default() };
+        let cs = ConfState { voters: vec![1, 2, 3], ..Default::default() };
         let cases = [
             Record::Entry(e),
             Record::HardState(hs),
             Record::ConfState(cs),
-            Record::SnapshotMarker {
-                index: 9,
-                term: 2,
-                installed: false,
-            },
-            Record::SnapshotMarker {
-                index: 10,
-                term: 3,
-                installed: true,
-            },
+            Record::SnapshotMarker { index: 9, term: 2, installed: false },
+            Record::SnapshotMarker { index: 10, term: 3, installed: true },
         ];
         for rec in cases {
             let mut buf = vec![0xAA]; // pre-existing bytes must be preserved
@@ -231,11 +196,7 @@ mod tests {
                 Record::Entry(e) => encode_entry(&mut buf, e),
                 Record::HardState(hs) => encode_hard_state(&mut buf, hs),
                 Record::ConfState(cs) => encode_conf_state(&mut buf, cs),
-                Record::SnapshotMarker {
-                    index,
-                    term,
-                    installed,
-                } => encode_marker(&mut buf, *index, *term, *installed),
+                Record::SnapshotMarker { index, term, installed } => encode_marker(&mut buf, *index, *term, *installed),
             }
             .unwrap();
             assert_eq!(buf[0], 0xAA);

@@ -57,11 +57,7 @@ impl Replay {
                 self.conf_state_after_snapshot = true;
                 Ok(())
             }
-            Record::SnapshotMarker {
-                index,
-                term,
-                installed,
-            } => self.marker(index, term, installed),
+            Record::SnapshotMarker { index, term, installed } => self.marker(index, term, installed),
         }
     }
 
@@ -90,9 +86,7 @@ impl Replay {
     fn marker(&mut self, index: u64, term: u64, installed: bool) -> Result<(), String> {
         if let Some((pi, pt)) = self.snapshot {
             if index < pi || (index == pi && term != pt) {
-                return Err(format!(
-                    "snapshot marker ({index}, {term}) goes back from ({pi}, {pt})"
-                ));
+                return Err(format!("snapshot marker ({index}, {term}) goes back from ({pi}, {pt})"));
             }
         }
         if installed {
@@ -100,9 +94,7 @@ impl Replay {
         } else {
             if let Some(actual) = self.term_of(index) {
                 if actual != term {
-                    return Err(format!(
-                        "local snapshot marker ({index}, {term}) but entry {index} has term {actual}"
-                    ));
+                    return Err(format!("local snapshot marker ({index}, {term}) but entry {index} has term {actual}"));
                 }
             }
             let first = self.entries.first().map_or(index + 1, |e| e.index);
@@ -131,9 +123,7 @@ impl Replay {
     /// Finishes replay; an `Err` carries the reason the log is corrupt.
     pub(crate) fn finish(self) -> Result<WalContents, String> {
         if let Some(needs) = self.uncovered_gap {
-            return Err(format!(
-                "entries up to index {needs} are missing and no snapshot marker covers them"
-            ));
+            return Err(format!("entries up to index {needs} are missing and no snapshot marker covers them"));
         }
         Ok(WalContents {
             hard_state: self.hard_state,
@@ -150,27 +140,15 @@ mod tests {
     use super::*;
 
     fn ent(index: u64, term: u64) -> Record {
-        Record::Entry(Entry {
-            index,
-            term,
-            ..Default::default()
-        })
+        Record::Entry(Entry { index, term, ..Default::default() })
     }
 
     fn local(index: u64, term: u64) -> Record {
-        Record::SnapshotMarker {
-            index,
-            term,
-            installed: false,
-        }
+        Record::SnapshotMarker { index, term, installed: false }
     }
 
     fn installed(index: u64, term: u64) -> Record {
-        Record::SnapshotMarker {
-            index,
-            term,
-            installed: true,
-        }
+        Record::SnapshotMarker { index, term, installed: true }
     }
 
     fn ids(c: &WalContents) -> Vec<(u64, u64)> {
@@ -190,10 +168,7 @@ mod tests {
         let mut recs: Vec<Record> = (1..=10).map(|i| ent(i, 1)).collect();
         recs.extend((6..=8).map(|i| ent(i, 2)));
         let c = replay(recs).unwrap();
-        let want: Vec<_> = (1..=5)
-            .map(|i| (i, 1))
-            .chain((6..=8).map(|i| (i, 2)))
-            .collect();
+        let want: Vec<_> = (1..=5).map(|i| (i, 1)).chain((6..=8).map(|i| (i, 2))).collect();
         assert_eq!(ids(&c), want);
     }
 
@@ -202,22 +177,13 @@ mod tests {
         assert!(replay(vec![ent(1, 1), ent(3, 1)]).is_err());
         assert!(replay(vec![ent(5, 1), ent(6, 1)]).is_err(), "missing start");
         assert!(replay(vec![installed(4, 1), ent(6, 1)]).is_err());
-        assert!(
-            replay(vec![ent(5, 1), local(3, 1)]).is_err(),
-            "marker too low"
-        );
+        assert!(replay(vec![ent(5, 1), local(3, 1)]).is_err(), "marker too low");
     }
 
     #[test]
     fn released_prefix_is_covered_by_a_later_marker() {
         // Segments holding 1..=95 were released after marker 100.
-        let c = replay(vec![
-            ent(96, 1),
-            ent(97, 1),
-            local(50, 1),
-            ent(98, 1),
-            local(100, 1),
-        ]);
+        let c = replay(vec![ent(96, 1), ent(97, 1), local(50, 1), ent(98, 1), local(100, 1)]);
         assert_eq!(c.unwrap().snapshot, Some((100, 1)));
         // The retained segment starts with an old marker, then a gap that
         // the next marker covers.
@@ -233,10 +199,7 @@ mod tests {
         recs.push(ent(10, 3));
         let c = replay(recs).unwrap();
         assert_eq!(c.snapshot, Some((5, 2)));
-        assert_eq!(
-            ids(&c),
-            (6..=9).map(|i| (i, 2)).chain([(10, 3)]).collect::<Vec<_>>()
-        );
+        assert_eq!(ids(&c), (6..=9).map(|i| (i, 2)).chain([(10, 3)]).collect::<Vec<_>>());
         // A local marker whose term contradicts the log is corruption.
         assert!(replay(vec![ent(1, 1), ent(2, 1), local(2, 2)]).is_err());
     }

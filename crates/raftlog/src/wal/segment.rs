@@ -44,10 +44,7 @@ pub(crate) fn parse_name(name: &str) -> Option<(u64, u64)> {
     if seq.len() != 16 || first.len() != 16 {
         return None;
     }
-    Some((
-        u64::from_str_radix(seq, 16).ok()?,
-        u64::from_str_radix(first, 16).ok()?,
-    ))
+    Some((u64::from_str_radix(seq, 16).ok()?, u64::from_str_radix(first, 16).ok()?))
 }
 
 /// Lists the segments of `dir` in sequence order. Files that do not look like
@@ -61,10 +58,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SegmentFile>, WalError> {
         let Some((seq, _)) = name.to_str().and_then(parse_name) else {
             continue;
         };
-        out.push(SegmentFile {
-            seq,
-            path: ent.path(),
-        });
+        out.push(SegmentFile { seq, path: ent.path() });
     }
     out.sort_by_key(|s| s.seq);
     for pair in out.windows(2) {
@@ -72,10 +66,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SegmentFile>, WalError> {
             return Err(WalError::corrupt(
                 &pair[1].path,
                 0,
-                format!(
-                    "segment sequence jumps from {:#x} to {:#x}: a segment is missing",
-                    pair[0].seq, pair[1].seq
-                ),
+                format!("segment sequence jumps from {:#x} to {:#x}: a segment is missing", pair[0].seq, pair[1].seq),
             ));
         }
     }
@@ -130,11 +121,7 @@ pub(crate) fn scan(
 
     let bad = loop {
         if offset == file_len {
-            return Ok(ScanEnd {
-                valid_len: offset,
-                file_len,
-                torn: None,
-            });
+            return Ok(ScanEnd { valid_len: offset, file_len, torn: None });
         }
         let remaining = file_len - offset;
         if remaining < HEADER_LEN as u64 {
@@ -151,34 +138,23 @@ pub(crate) fn scan(
             break BadRecord {
                 offset,
                 tail: Tail::ReachesEof,
-                reason: format!(
-                    "record length {} runs past the end of the file ({room} bytes left)",
-                    h.len
-                ),
+                reason: format!("record length {} runs past the end of the file ({room} bytes left)", h.len),
             };
         }
         if h.len > MAX_RECORD_BYTES {
             break BadRecord {
                 offset,
                 tail: Tail::Never,
-                reason: format!(
-                    "record length {} exceeds the maximum {MAX_RECORD_BYTES}",
-                    h.len
-                ),
+                reason: format!("record length {} exceeds the maximum {MAX_RECORD_BYTES}", h.len),
             };
         }
         payload.resize(h.len as usize, 0);
         r.read_exact(&mut payload).map_err(io_err)?;
         let end = offset + HEADER_LEN as u64 + u64::from(h.len);
         if record::checksum(h.kind, &payload) != h.crc {
-            break BadRecord {
-                offset,
-                tail: Tail::ZerosMustFollow,
-                reason: "crc mismatch".to_string(),
-            };
+            break BadRecord { offset, tail: Tail::ZerosMustFollow, reason: "crc mismatch".to_string() };
         }
-        let rec = record::decode(h.kind, &payload)
-            .map_err(|reason| WalError::corrupt(path, offset, reason))?;
+        let rec = record::decode(h.kind, &payload).map_err(|reason| WalError::corrupt(path, offset, reason))?;
         visit(rec, offset)?;
         offset = end;
     };
@@ -197,11 +173,7 @@ pub(crate) fn scan(
         };
         return Err(WalError::corrupt(path, bad.offset, reason));
     }
-    Ok(ScanEnd {
-        valid_len: bad.offset,
-        file_len,
-        torn: Some(bad.reason),
-    })
+    Ok(ScanEnd { valid_len: bad.offset, file_len, torn: Some(bad.reason) })
 }
 
 /// True when everything left in `r` is zero bytes (or nothing is left).
@@ -229,10 +201,7 @@ mod tests {
         assert_eq!(parse_name(&n), Some((0x1f, 0x2a)));
         assert_eq!(parse_name("LOCK"), None);
         assert_eq!(parse_name("1-2.wal"), None);
-        assert_eq!(
-            parse_name("000000000000001f-000000000000002a.wal.tmp"),
-            None
-        );
+        assert_eq!(parse_name("000000000000001f-000000000000002a.wal.tmp"), None);
     }
 
     #[test]

@@ -10,28 +10,15 @@ use super::segment;
 use super::{Wal, WalContents, WalError, WalOptions};
 
 fn ent(index: u64, term: u64, len: usize) -> Entry {
-    Entry {
-        index,
-        term,
-        data: vec![(index % 251) as u8; len].into(),
-        ..Default::default()
-    }
+    Entry { index, term, data: vec![(index % 251) as u8; len].into(), ..Default::default() }
 }
 
 fn hs(term: u64, vote: u64, commit: u64) -> HardState {
-    HardState {
-        term,
-        vote,
-        commit,
-        ..Default::default()
-    }
+    HardState { term, vote, commit, ..Default::default() }
 }
 
 fn voters(ids: &[u64]) -> ConfState {
-    ConfState {
-        voters: ids.to_vec(),
-        ..Default::default()
-    }
+    ConfState { voters: ids.to_vec(), ..Default::default() }
 }
 
 fn ids(c: &WalContents) -> Vec<(u64, u64)> {
@@ -43,11 +30,7 @@ fn small(segment_bytes: u64) -> WalOptions {
 }
 
 fn segment_paths(dir: &Path) -> Vec<PathBuf> {
-    segment::list(dir)
-        .unwrap()
-        .into_iter()
-        .map(|s| s.path)
-        .collect()
+    segment::list(dir).unwrap().into_iter().map(|s| s.path).collect()
 }
 
 /// Start offsets of every record in a segment.
@@ -116,10 +99,7 @@ fn overwrite_replays_like_raft() {
         wal.sync().unwrap();
     }
     let (_wal, c) = Wal::open(dir.path()).unwrap();
-    let want: Vec<(u64, u64)> = (1..=5)
-        .map(|i| (i, 1))
-        .chain((6..=8).map(|i| (i, 2)))
-        .collect();
+    let want: Vec<(u64, u64)> = (1..=5).map(|i| (i, 1)).chain((6..=8).map(|i| (i, 2))).collect();
     assert_eq!(ids(&c), want);
     assert_eq!(c.hard_state, Some(hs(2, 2, 3)));
 }
@@ -136,8 +116,7 @@ fn torn_tail_at_every_offset_is_truncated() {
     let base = tempfile::tempdir().unwrap();
     {
         let (mut wal, _) = Wal::open(base.path()).unwrap();
-        wal.append(&[ent(1, 1, 16), ent(2, 1, 16)], Some(&hs(1, 1, 2)))
-            .unwrap();
+        wal.append(&[ent(1, 1, 16), ent(2, 1, 16)], Some(&hs(1, 1, 2))).unwrap();
         wal.sync().unwrap();
         wal.append(&[ent(3, 1, 40)], None).unwrap();
         wal.sync().unwrap();
@@ -155,10 +134,7 @@ fn torn_tail_at_every_offset_is_truncated() {
             let (mut wal, c) = Wal::open(dir.path()).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
             assert_eq!(ids(&c), vec![(1, 1), (2, 1)], "cut {cut}");
             assert_eq!(c.hard_state, Some(hs(1, 1, 2)));
-            assert_eq!(
-                fs::metadata(dir.path().join(&seg_name)).unwrap().len(),
-                last_start as u64
-            );
+            assert_eq!(fs::metadata(dir.path().join(&seg_name)).unwrap().len(), last_start as u64);
             wal.append(&[ent(3, 2, 5)], Some(&hs(2, 1, 3))).unwrap();
             wal.sync().unwrap();
         }
@@ -254,10 +230,7 @@ fn missing_first_segment_is_detected() {
         }
     }
     fs::remove_file(segment_paths(dir.path()).remove(0)).unwrap();
-    assert!(matches!(
-        Wal::open_with(dir.path(), small(256)),
-        Err(WalError::Corrupt { .. })
-    ));
+    assert!(matches!(Wal::open_with(dir.path(), small(256)), Err(WalError::Corrupt { .. })));
 }
 
 #[test]
@@ -268,9 +241,7 @@ fn rotation_and_release_keep_what_replay_needs() {
         let (mut wal, _) = Wal::open_with(dir.path(), opts).unwrap();
         wal.append_conf_state(&voters(&[1, 2, 3])).unwrap();
         for batch in 0..20u64 {
-            let es: Vec<Entry> = (batch * 10 + 1..=batch * 10 + 10)
-                .map(|i| ent(i, 2, 30))
-                .collect();
+            let es: Vec<Entry> = (batch * 10 + 1..=batch * 10 + 10).map(|i| ent(i, 2, 30)).collect();
             wal.append(&es, Some(&hs(2, 1, batch * 10 + 5))).unwrap();
             wal.sync().unwrap();
         }
@@ -283,8 +254,7 @@ fn rotation_and_release_keep_what_replay_needs() {
         let after = wal.segment_count();
         assert!(after < before - 2, "released: {before} -> {after}");
         assert_eq!(segment_paths(dir.path()).len(), after);
-        wal.append(&[ent(201, 3, 30)], Some(&hs(3, 1, 190)))
-            .unwrap();
+        wal.append(&[ent(201, 3, 30)], Some(&hs(3, 1, 190))).unwrap();
         wal.sync().unwrap();
     }
     let (mut wal, c) = Wal::open_with(dir.path(), opts).unwrap();
@@ -311,14 +281,10 @@ fn rotation_and_release_keep_what_replay_needs() {
 fn marker_must_not_go_backwards() {
     let dir = tempfile::tempdir().unwrap();
     let (mut wal, _) = Wal::open(dir.path()).unwrap();
-    wal.append(&(1..=10).map(|i| ent(i, 1, 1)).collect::<Vec<_>>(), None)
-        .unwrap();
+    wal.append(&(1..=10).map(|i| ent(i, 1, 1)).collect::<Vec<_>>(), None).unwrap();
     wal.mark_snapshot(8, 1).unwrap();
     wal.mark_snapshot(8, 1).unwrap();
-    assert!(matches!(
-        wal.mark_snapshot(7, 1),
-        Err(WalError::MarkerRegression { .. })
-    ));
+    assert!(matches!(wal.mark_snapshot(7, 1), Err(WalError::MarkerRegression { .. })));
 }
 
 #[test]
@@ -326,8 +292,7 @@ fn installed_snapshot_marker_discards_conflicting_log() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (mut wal, _) = Wal::open(dir.path()).unwrap();
-        wal.append(&(1..=10).map(|i| ent(i, 1, 1)).collect::<Vec<_>>(), None)
-            .unwrap();
+        wal.append(&(1..=10).map(|i| ent(i, 1, 1)).collect::<Vec<_>>(), None).unwrap();
         wal.sync().unwrap();
         // The leader's snapshot at 12 (term 4) runs past our log.
         wal.mark_installed_snapshot(12, 4).unwrap();
@@ -369,9 +334,7 @@ fn random_crashes_never_lose_synced_batches() {
             let batches = 10 + rng.below(20);
             for b in 0..batches {
                 let n = 1 + rng.below(6);
-                let es: Vec<Entry> = (next..next + n)
-                    .map(|i| ent(i, 1, rng.below(120) as usize))
-                    .collect();
+                let es: Vec<Entry> = (next..next + n).map(|i| ent(i, 1, rng.below(120) as usize)).collect();
                 next += n;
                 wal.append(&es, Some(&hs(1, 1, next - 1))).unwrap();
                 // The last few batches are written but never fsynced.
@@ -399,25 +362,13 @@ fn random_crashes_never_lose_synced_batches() {
         let bytes = fs::read(&last).unwrap();
         fs::write(&last, &bytes[..cut as usize]).unwrap();
 
-        let (mut wal, c) = Wal::open_with(dir.path(), opts)
-            .unwrap_or_else(|e| panic!("trial {trial}: cut {cut}: {e}"));
+        let (mut wal, c) = Wal::open_with(dir.path(), opts).unwrap_or_else(|e| panic!("trial {trial}: cut {cut}: {e}"));
         let got = c.entries.len() as u64;
         // Everything synced survives; nothing beyond the cut appears.
-        let lower = marks
-            .iter()
-            .filter(|(p, off, _)| *p != last || *off <= cut)
-            .map(|(_, _, n)| *n)
-            .max()
-            .unwrap_or(0);
-        let upper = marks
-            .iter()
-            .find(|(p, off, _)| *p == last && *off > cut)
-            .map_or(next - 1, |(_, _, n)| *n);
+        let lower = marks.iter().filter(|(p, off, _)| *p != last || *off <= cut).map(|(_, _, n)| *n).max().unwrap_or(0);
+        let upper = marks.iter().find(|(p, off, _)| *p == last && *off > cut).map_or(next - 1, |(_, _, n)| *n);
         assert!(got >= synced_entries, "trial {trial}: lost synced entries");
-        assert!(
-            got >= lower && got <= upper,
-            "trial {trial}: {got} not in {lower}..={upper}"
-        );
+        assert!(got >= lower && got <= upper, "trial {trial}: {got} not in {lower}..={upper}");
         for (i, e) in c.entries.iter().enumerate() {
             assert_eq!(e.index, i as u64 + 1);
             assert_eq!(e.data.len(), ent(e.index, 1, e.data.len()).data.len());
@@ -448,11 +399,7 @@ fn random_histories_replay_like_the_model() {
         let (mut wal, _) = Wal::open_with(dir.path(), opts).unwrap();
         let check = |c: &WalContents, model: &[(u64, u64)], snap, hard: &Option<HardState>| {
             assert_eq!(ids(c), model, "trial {trial}");
-            assert_eq!(
-                c.snapshot,
-                (snap != (0, 0)).then_some(snap),
-                "trial {trial}"
-            );
+            assert_eq!(c.snapshot, (snap != (0, 0)).then_some(snap), "trial {trial}");
             assert_eq!(&c.hard_state, hard, "trial {trial}");
         };
         for _ in 0..160 {
@@ -467,9 +414,7 @@ fn random_histories_replay_like_the_model() {
                         last + 1
                     };
                     let n = 1 + rng.below(5);
-                    let es: Vec<Entry> = (start..start + n)
-                        .map(|i| ent(i, term, rng.below(60) as usize))
-                        .collect();
+                    let es: Vec<Entry> = (start..start + n).map(|i| ent(i, term, rng.below(60) as usize)).collect();
                     model.retain(|e| e.0 < start);
                     model.extend(es.iter().map(|e| (e.index, e.term)));
                     hard = Some(hs(term, 1, snap.0));
@@ -536,10 +481,7 @@ fn failed_write_poisons_until_reopen() {
     wal.active = fs::File::open(&path).unwrap();
     wal.append(&[ent(2, 1, 8)], None).unwrap();
     assert!(matches!(wal.sync(), Err(WalError::Io { .. })));
-    assert!(matches!(
-        wal.append(&[ent(3, 1, 8)], None),
-        Err(WalError::Poisoned)
-    ));
+    assert!(matches!(wal.append(&[ent(3, 1, 8)], None), Err(WalError::Poisoned)));
     assert!(matches!(wal.sync(), Err(WalError::Poisoned)));
     assert!(matches!(wal.mark_snapshot(1, 1), Err(WalError::Poisoned)));
     drop(wal);

@@ -1,8 +1,8 @@
 //! etcd's KV service: Range, Put, DeleteRange, Txn, Compact.
 
 use api::pb::etcdserverpb::{
-    kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use api::pb::metastorepb::internal_request::Request as Internal;
 use api::{validate, EtcdError};
@@ -28,23 +28,26 @@ impl KvService {
     }
 }
 
+/// A learner serves only serializable reads, as in etcd.
+fn learner_guard(ctx: &Ctx) -> Result<(), EtcdError> {
+    if ctx.node.is_learner() {
+        return Err(EtcdError::NotSupportedForLearner);
+    }
+    Ok(())
+}
+
 fn unexpected(what: &str) -> Status {
-    EtcdError::Internal(format!(
-        "apply returned a response of another kind for {what}"
-    ))
-    .into()
+    EtcdError::Internal(format!("apply returned a response of another kind for {what}")).into()
 }
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(
-        &self,
-        request: Request<RangeRequest>,
-    ) -> Result<Response<RangeResponse>, Status> {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         validate::check_range(&r)?;
         if !r.serializable {
+            learner_guard(&self.ctx)?;
             self.ctx.node.read_barrier(deadline).await?;
         }
         let mut resp = execute_range(&PinnedView::new(&self.ctx.node.mvcc), &r)?;
@@ -56,6 +59,7 @@ impl Kv for KvService {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         validate::check_put(&r)?;
+        learner_guard(&self.ctx)?;
         match self.propose(Internal::Put(r), deadline).await? {
             ApplyResponse::Put(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
@@ -72,6 +76,7 @@ impl Kv for KvService {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         validate::check_delete(&r)?;
+        learner_guard(&self.ctx)?;
         match self.propose(Internal::DeleteRange(r), deadline).await? {
             ApplyResponse::DeleteRange(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
@@ -87,10 +92,12 @@ impl Kv for KvService {
         validate::check_txn_full(&r, self.ctx.cfg.max_txn_ops)?;
         let mut resp = if txn::is_txn_readonly(&r) {
             if !txn::is_txn_serializable(&r) {
+                learner_guard(&self.ctx)?;
                 self.ctx.node.read_barrier(deadline).await?;
             }
             txn::execute_readonly_txn(&PinnedView::new(&self.ctx.node.mvcc), &r)?
         } else {
+            learner_guard(&self.ctx)?;
             match self.propose(Internal::Txn(r), deadline).await? {
                 ApplyResponse::Txn(resp) => resp,
                 _ => return Err(unexpected("txn")),
@@ -100,12 +107,10 @@ impl Kv for KvService {
         Ok(Response::new(resp))
     }
 
-    async fn compact(
-        &self,
-        request: Request<CompactionRequest>,
-    ) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
+        learner_guard(&self.ctx)?;
         match self.propose(Internal::Compaction(r), deadline).await? {
             ApplyResponse::Compaction(mut resp) => {
                 resp.header = self.ctx.header(resp.header);

@@ -4,9 +4,9 @@
 use std::pin::Pin;
 
 use api::pb::etcdserverpb::{
-    lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
-    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use api::pb::metastorepb::internal_request::Request as Internal;
 use api::EtcdError;
@@ -18,6 +18,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::Ctx;
 use crate::apply::ApplyResponse;
 use crate::deadline::Deadline;
+use crate::peer::client::{with_timeout, PEER_REQUEST_TIMEOUT};
+use crate::peer::leader::status_to_etcd;
 
 /// Keep-alive responses buffered per stream; a client that stops reading
 /// stops being served (its requests are not read either) instead of growing
@@ -38,29 +40,19 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
-    async fn lease_grant(
-        &self,
-        request: Request<LeaseGrantRequest>,
-    ) -> Result<Response<LeaseGrantResponse>, Status> {
+    async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let mut r = request.into_inner();
         // No ID given: choose a positive one unique to this member, as etcd.
         while r.id == 0 {
             r.id = (self.ctx.node.waiters.next_id() & (i64::MAX as u64)) as i64;
         }
-        match self
-            .ctx
-            .node
-            .propose(Internal::LeaseGrant(r), deadline)
-            .await?
-        {
+        match self.ctx.node.propose(Internal::LeaseGrant(r), deadline).await? {
             ApplyResponse::LeaseGrant(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
                 Ok(Response::new(resp))
             }
-            _ => Err(
-                EtcdError::Internal("apply answered lease grant with another kind".into()).into(),
-            ),
+            _ => Err(EtcdError::Internal("apply answered lease grant with another kind".into()).into()),
         }
     }
 
@@ -70,19 +62,12 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
-        match self
-            .ctx
-            .node
-            .propose(Internal::LeaseRevoke(r), deadline)
-            .await?
-        {
+        match self.ctx.node.propose(Internal::LeaseRevoke(r), deadline).await? {
             ApplyResponse::LeaseRevoke(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
                 Ok(Response::new(resp))
             }
-            _ => Err(
-                EtcdError::Internal("apply answered lease revoke with another kind".into()).into(),
-            ),
+            _ => Err(EtcdError::Internal("apply answered lease revoke with another kind".into()).into()),
         }
     }
 
@@ -99,7 +84,7 @@ impl Lease for LeaseService {
             // Ends when the client closes or breaks the stream, or stops
             // reading responses: nothing outlives the stream.
             while let Ok(Some(req)) = inbound.message().await {
-                let ttl = match ctx.node.lessor.renew(req.id) {
+                let ttl = match renew(&ctx, req.id).await {
                     Ok(ttl) => ttl,
                     // etcd answers a keep-alive for an unknown lease with TTL 0.
                     Err(EtcdError::LeaseNotFound) => 0,
@@ -108,11 +93,7 @@ impl Lease for LeaseService {
                         break;
                     }
                 };
-                let resp = LeaseKeepAliveResponse {
-                    header: ctx.header(None),
-                    id: req.id,
-                    ttl,
-                };
+                let resp = LeaseKeepAliveResponse { header: ctx.header(None), id: req.id, ttl };
                 if tx.send(Ok(resp)).await.is_err() {
                     break;
                 }
@@ -135,12 +116,7 @@ impl Lease for LeaseService {
                 keys: info.keys,
             },
             // etcd reports a missing lease as TTL -1, not as an error.
-            None => LeaseTimeToLiveResponse {
-                header: self.ctx.header(None),
-                id: r.id,
-                ttl: -1,
-                ..Default::default()
-            },
+            None => LeaseTimeToLiveResponse { header: self.ctx.header(None), id: r.id, ttl: -1, ..Default::default() },
         };
         Ok(Response::new(resp))
     }
@@ -149,17 +125,37 @@ impl Lease for LeaseService {
         &self,
         _request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let leases = self
-            .ctx
-            .node
-            .lessor
-            .ids()
-            .into_iter()
-            .map(|id| LeaseStatus { id })
-            .collect();
-        Ok(Response::new(LeaseLeasesResponse {
-            header: self.ctx.header(None),
-            leases,
-        }))
+        let leases = self.ctx.node.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
+        Ok(Response::new(LeaseLeasesResponse { header: self.ctx.header(None), leases }))
+    }
+}
+
+/// LeaseTimeToLive answered from this member's lessor (the leader's).
+pub fn time_to_live(ctx: &Ctx, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+    match ctx.node.lessor.time_to_live(r.id, r.keys) {
+        Some(info) => LeaseTimeToLiveResponse {
+            header: ctx.header(None),
+            id: r.id,
+            ttl: info.remaining,
+            granted_ttl: info.granted,
+            keys: info.keys,
+        },
+        // etcd reports a missing lease as TTL -1, not as an error.
+        None => LeaseTimeToLiveResponse { header: ctx.header(None), id: r.id, ttl: -1, ..Default::default() },
+    }
+}
+
+/// Renews on the leader: here when this member leads, else forwarded.
+async fn renew(ctx: &Ctx, id: i64) -> Result<i64, EtcdError> {
+    if ctx.node.lessor.is_primary() {
+        return ctx.node.lessor.renew(id);
+    }
+    let mut client = ctx.leader.client(&ctx.node).await?;
+    match client.lease_renew(with_timeout(LeaseKeepAliveRequest { id }, PEER_REQUEST_TIMEOUT)).await {
+        Ok(resp) => Ok(resp.into_inner().ttl),
+        Err(s) => {
+            ctx.leader.reset();
+            Err(status_to_etcd(&s))
+        }
     }
 }

@@ -4,10 +4,9 @@
 use std::pin::Pin;
 
 use api::pb::etcdserverpb::{
-    alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmRequest, AlarmResponse,
-    DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest,
-    HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse,
-    StatusRequest, StatusResponse,
+    alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
+    DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use api::EtcdError;
 use storage::Table;
@@ -15,6 +14,10 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::Ctx;
+use crate::deadline::Deadline;
+
+/// How often MoveLeader looks whether the transfer finished.
+const LEADER_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 pub struct MaintenanceService {
     ctx: Ctx,
@@ -51,30 +54,19 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(
-        &self,
-        request: Request<AlarmRequest>,
-    ) -> Result<Response<AlarmResponse>, Status> {
+    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let r = request.into_inner();
         match AlarmAction::try_from(r.action) {
             // No alarm is ever raised yet (no space quota), so none is listed
             // and deactivating is a no-op, as etcd answers with none active.
             Ok(AlarmAction::Get) | Ok(AlarmAction::Deactivate) => {
-                Ok(Response::new(AlarmResponse {
-                    header: self.ctx.header(None),
-                    alarms: vec![],
-                }))
+                Ok(Response::new(AlarmResponse { header: self.ctx.header(None), alarms: vec![] }))
             }
-            _ => Err(Status::unimplemented(
-                "etcdserver: activating alarms is not supported",
-            )),
+            _ => Err(Status::unimplemented("etcdserver: activating alarms is not supported")),
         }
     }
 
-    async fn status(
-        &self,
-        _request: Request<StatusRequest>,
-    ) -> Result<Response<StatusResponse>, Status> {
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let node = &self.ctx.node;
         let size = node.mvcc.engine().size_bytes() as i64;
         Ok(Response::new(StatusResponse {
@@ -87,33 +79,22 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: node.state.applied_index(),
             errors: vec![],
             db_size_in_use: size,
-            is_learner: false,
+            is_learner: node.is_learner(),
         }))
     }
 
     /// The memory engine keeps no free pages, so there is nothing to compact
     /// on disk; the call succeeds as etcd's does after defragmenting.
-    async fn defragment(
-        &self,
-        _request: Request<DefragmentRequest>,
-    ) -> Result<Response<DefragmentResponse>, Status> {
-        Ok(Response::new(DefragmentResponse {
-            header: self.ctx.header(None),
-        }))
+    async fn defragment(&self, _request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        Ok(Response::new(DefragmentResponse { header: self.ctx.header(None) }))
     }
 
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         let hash = self.hash_until(0)?;
-        Ok(Response::new(HashResponse {
-            header: self.ctx.header(None),
-            hash,
-        }))
+        Ok(Response::new(HashResponse { header: self.ctx.header(None), hash }))
     }
 
-    async fn hash_kv(
-        &self,
-        request: Request<HashKvRequest>,
-    ) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         let r = request.into_inner();
         let mvcc = &self.ctx.node.mvcc;
         let current = mvcc.current_revision();
@@ -134,27 +115,33 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(
-        &self,
-        _request: Request<SnapshotRequest>,
-    ) -> Result<Response<SnapshotStream>, Status> {
-        Err(Status::unimplemented(
-            "etcdserver: snapshot download is not supported yet",
-        ))
+    async fn snapshot(&self, _request: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        Err(Status::unimplemented("etcdserver: snapshot download is not supported yet"))
     }
 
-    async fn move_leader(
-        &self,
-        request: Request<MoveLeaderRequest>,
-    ) -> Result<Response<MoveLeaderResponse>, Status> {
+    /// etcd's MoveLeader: the leader hands over to a voting member and the
+    /// call returns once that member leads, or fails after the deadline.
+    async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
-        if r.target_id == self.ctx.cfg.member_id {
-            return Ok(Response::new(MoveLeaderResponse {
-                header: self.ctx.header(None),
-            }));
+        let node = &self.ctx.node;
+        if !node.members.get(r.target_id).is_some_and(|m| !m.is_learner) {
+            return Err(EtcdError::BadLeaderTransferee.into());
         }
-        Err(Status::failed_precondition(
-            "etcdserver: bad leader transferee",
-        ))
+        if node.state.leader() != self.ctx.cfg.member_id {
+            return Err(EtcdError::NotLeader.into());
+        }
+        node.transfer_leader(r.target_id, deadline).await?;
+        let moved = deadline
+            .run(async {
+                while node.state.leader() != r.target_id {
+                    tokio::time::sleep(LEADER_POLL).await;
+                }
+            })
+            .await;
+        if moved.is_err() {
+            return Err(EtcdError::TimeoutLeaderTransfer.into());
+        }
+        Ok(Response::new(MoveLeaderResponse { header: self.ctx.header(None) }))
     }
 }

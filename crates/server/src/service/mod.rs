@@ -21,6 +21,7 @@ pub struct Ctx {
     pub node: Arc<NodeHandle>,
     pub cfg: Arc<ServerConfig>,
     pub watch: Arc<crate::watch::WatchGauges>,
+    pub leader: Arc<crate::peer::leader::LeaderLink>,
 }
 
 impl Ctx {
@@ -36,7 +37,7 @@ impl Ctx {
             _ => self.node.mvcc.current_revision(),
         };
         Some(ResponseHeader {
-            cluster_id: self.cfg.cluster_id,
+            cluster_id: self.node.state.cluster_id(),
             member_id: self.cfg.member_id,
             revision,
             raft_term: self.node.state.term(),

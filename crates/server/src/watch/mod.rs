@@ -66,10 +66,7 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Se
 impl Watch for WatchService {
     type WatchStream = WatchStream;
 
-    async fn watch(
-        &self,
-        request: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<WatchStream>, Status> {
+    async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(OUT_QUEUE);
         let gauges: Arc<WatchGauges> = self.ctx.watch.clone();

@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::pb::etcdserverpb::{
-    watch_request::RequestUnion, WatchCreateRequest, WatchRequest, WatchResponse,
-};
+use api::pb::etcdserverpb::{watch_request::RequestUnion, WatchCreateRequest, WatchRequest, WatchResponse};
 use storage::MvccError;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
@@ -46,17 +44,8 @@ impl Drop for StreamState {
 pub async fn run(ctx: Ctx, mut inbound: Streaming<WatchRequest>, out: Out) {
     let mut revision = ctx.node.revision.clone();
     let gauges = ctx.watch.clone();
-    let mut st = StreamState {
-        ctx,
-        out,
-        watchers: BTreeMap::new(),
-        next_auto_id: 0,
-        gauges,
-    };
-    let mut progress = tokio::time::interval_at(
-        tokio::time::Instant::now() + PROGRESS_INTERVAL,
-        PROGRESS_INTERVAL,
-    );
+    let mut st = StreamState { ctx, out, watchers: BTreeMap::new(), next_auto_id: 0, gauges };
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
     loop {
         revision.borrow_and_update();
         let current = st.current();
@@ -84,15 +73,8 @@ impl StreamState {
     }
 
     fn response(&self, watch_id: i64, revision: i64) -> WatchResponse {
-        let header = self.ctx.header(Some(api::pb::etcdserverpb::ResponseHeader {
-            revision,
-            ..Default::default()
-        }));
-        WatchResponse {
-            header,
-            watch_id,
-            ..Default::default()
-        }
+        let header = self.ctx.header(Some(api::pb::etcdserverpb::ResponseHeader { revision, ..Default::default() }));
+        WatchResponse { header, watch_id, ..Default::default() }
     }
 
     async fn send(&self, wr: WatchResponse) -> Result<(), Closed> {
@@ -159,12 +141,7 @@ impl StreamState {
     async fn catch_up(&mut self, current: i64) -> Result<(), Closed> {
         let mvcc = self.ctx.node.mvcc.clone();
         let compacted = mvcc.compact_revision();
-        let lost: Vec<i64> = self
-            .watchers
-            .values()
-            .filter(|w| w.next_rev < compacted)
-            .map(|w| w.id)
-            .collect();
+        let lost: Vec<i64> = self.watchers.values().filter(|w| w.next_rev < compacted).map(|w| w.id).collect();
         for id in lost {
             let mut wr = self.response(id, current);
             wr.compact_revision = compacted;
@@ -173,20 +150,11 @@ impl StreamState {
             self.watchers.remove(&id);
             self.gauges.add_watchers(-1);
         }
-        let Some(from) = self
-            .watchers
-            .values()
-            .map(|w| w.next_rev)
-            .filter(|r| *r <= current)
-            .min()
-        else {
+        let Some(from) = self.watchers.values().map(|w| w.next_rev).filter(|r| *r <= current).min() else {
             return Ok(());
         };
         let to = current.min(from + CHUNK_REVISIONS - 1);
-        let prev_kv = self
-            .watchers
-            .values()
-            .any(|w| w.prev_kv && w.next_rev <= to);
+        let prev_kv = self.watchers.values().any(|w| w.prev_kv && w.next_rev <= to);
         let events = match mvcc.events_between(from, to, prev_kv) {
             Ok(evs) => evs,
             // Compacted meanwhile: the next turn sends the compacted responses.
@@ -198,21 +166,12 @@ impl StreamState {
             }
         };
         let max_bytes = self.ctx.cfg.max_request_bytes;
-        let ids: Vec<i64> = self
-            .watchers
-            .values()
-            .filter(|w| w.next_rev <= to)
-            .map(|w| w.id)
-            .collect();
+        let ids: Vec<i64> = self.watchers.values().filter(|w| w.next_rev <= to).map(|w| w.id).collect();
         for id in ids {
             let Some(w) = self.watchers.get(&id) else {
                 continue;
             };
-            let evs: Vec<_> = events
-                .iter()
-                .filter(|ev| w.wants(ev))
-                .map(|ev| w.to_pb(ev))
-                .collect();
+            let evs: Vec<_> = events.iter().filter(|ev| w.wants(ev)).map(|ev| w.to_pb(ev)).collect();
             let sent = !evs.is_empty();
             if sent {
                 let mut wr = self.response(id, to);

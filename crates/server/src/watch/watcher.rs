@@ -53,11 +53,7 @@ impl Watcher {
         Ok(Watcher {
             id,
             range: KeyRange::from_etcd(key, &req.range_end),
-            next_rev: if req.start_revision == 0 {
-                current + 1
-            } else {
-                req.start_revision
-            },
+            next_rev: if req.start_revision == 0 { current + 1 } else { req.start_revision },
             no_put: filters(FilterType::Noput),
             no_delete: filters(FilterType::Nodelete),
             prev_kv: req.prev_kv,
@@ -89,11 +85,7 @@ impl Watcher {
                 EventKind::Delete => mvccpb::event::EventType::Delete as i32,
             },
             kv: Some(to_pb_kv(ev.kv.clone())),
-            prev_kv: if self.prev_kv {
-                ev.prev_kv.clone().map(to_pb_kv)
-            } else {
-                None
-            },
+            prev_kv: if self.prev_kv { ev.prev_kv.clone().map(to_pb_kv) } else { None },
         }
     }
 }
@@ -107,11 +99,7 @@ pub fn fragments(wr: WatchResponse, max_bytes: usize) -> Vec<WatchResponse> {
     let mut out = Vec::new();
     let mut events = wr.events.clone().into_iter().peekable();
     while events.peek().is_some() {
-        let mut cur = WatchResponse {
-            events: Vec::new(),
-            fragment: true,
-            ..wr.clone()
-        };
+        let mut cur = WatchResponse { events: Vec::new(), fragment: true, ..wr.clone() };
         while let Some(ev) = events.peek() {
             cur.events.push(ev.clone());
             if cur.events.len() > 1 && cur.encoded_len() >= max_bytes {
@@ -135,53 +123,22 @@ mod tests {
     fn ev(key: &str, rev: i64, kind: EventKind) -> Event {
         Event {
             kind,
-            kv: storage::KeyValue {
-                key: key.into(),
-                mod_revision: rev,
-                value: vec![b'x'; 100],
-                ..Default::default()
-            },
+            kv: storage::KeyValue { key: key.into(), mod_revision: rev, value: vec![b'x'; 100], ..Default::default() },
             prev_kv: None,
         }
     }
 
     #[test]
     fn create_rules() {
-        let req = WatchCreateRequest {
-            key: b"b".to_vec(),
-            range_end: b"a".to_vec(),
-            ..Default::default()
-        };
-        assert!(matches!(
-            Watcher::new(0, &req, 5),
-            Err(CreateError::EmptyRange)
-        ));
-        let req = WatchCreateRequest {
-            key: b"a".to_vec(),
-            start_revision: -1,
-            ..Default::default()
-        };
-        assert!(matches!(
-            Watcher::new(0, &req, 5),
-            Err(CreateError::NegativeStart)
-        ));
-        let w = Watcher::new(
-            0,
-            &WatchCreateRequest {
-                key: b"a".to_vec(),
-                ..Default::default()
-            },
-            5,
-        )
-        .ok()
-        .unwrap();
+        let req = WatchCreateRequest { key: b"b".to_vec(), range_end: b"a".to_vec(), ..Default::default() };
+        assert!(matches!(Watcher::new(0, &req, 5), Err(CreateError::EmptyRange)));
+        let req = WatchCreateRequest { key: b"a".to_vec(), start_revision: -1, ..Default::default() };
+        assert!(matches!(Watcher::new(0, &req, 5), Err(CreateError::NegativeStart)));
+        let w = Watcher::new(0, &WatchCreateRequest { key: b"a".to_vec(), ..Default::default() }, 5).ok().unwrap();
         assert_eq!(w.next_rev, 6);
         assert!(w.synced(5));
         assert!(w.wants(&ev("a", 6, EventKind::Put)));
-        assert!(
-            !w.wants(&ev("a", 5, EventKind::Put)),
-            "already past revision 5"
-        );
+        assert!(!w.wants(&ev("a", 5, EventKind::Put)), "already past revision 5");
         assert!(!w.wants(&ev("ab", 6, EventKind::Put)));
     }
 
@@ -201,24 +158,9 @@ mod tests {
 
     #[test]
     fn fragments_split_and_mark() {
-        let w = Watcher::new(
-            1,
-            &WatchCreateRequest {
-                key: b"a".to_vec(),
-                ..Default::default()
-            },
-            1,
-        )
-        .ok()
-        .unwrap();
-        let events: Vec<_> = (0..10)
-            .map(|i| w.to_pb(&ev("a", 2 + i, EventKind::Put)))
-            .collect();
-        let wr = WatchResponse {
-            watch_id: 1,
-            events,
-            ..Default::default()
-        };
+        let w = Watcher::new(1, &WatchCreateRequest { key: b"a".to_vec(), ..Default::default() }, 1).ok().unwrap();
+        let events: Vec<_> = (0..10).map(|i| w.to_pb(&ev("a", 2 + i, EventKind::Put))).collect();
+        let wr = WatchResponse { watch_id: 1, events, ..Default::default() };
         let parts = fragments(wr.clone(), 300);
         assert!(parts.len() > 1);
         assert!(parts[..parts.len() - 1].iter().all(|p| p.fragment));

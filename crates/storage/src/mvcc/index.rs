@@ -59,12 +59,7 @@ impl TreeIndex {
 
     /// Calls `visit` for each key in `range` that exists at `at_rev`, in
     /// ascending key order, until `visit` returns false.
-    pub fn visit(
-        &self,
-        range: &KeyRange,
-        at_rev: i64,
-        mut visit: impl FnMut(&[u8], KeyAt) -> bool,
-    ) {
+    pub fn visit(&self, range: &KeyRange, at_rev: i64, mut visit: impl FnMut(&[u8], KeyAt) -> bool) {
         if let KeyRange::Single(k) = range {
             if let Some(at) = self.get(k, at_rev) {
                 visit(k, at);
@@ -101,9 +96,7 @@ impl TreeIndex {
 
     /// Writer only: appends a put.
     pub fn put(&self, key: &[u8], rev: Revision) {
-        let entry = self
-            .map
-            .get_or_insert_with(key.to_vec(), || Mutex::new(KeyIndex::new()));
+        let entry = self.map.get_or_insert_with(key.to_vec(), || Mutex::new(KeyIndex::new()));
         entry.value().lock().put(rev);
     }
 
@@ -160,10 +153,7 @@ impl TreeIndex {
     /// A copy of every key's history, in key order (tests and diagnostics).
     #[cfg(test)]
     pub fn snapshot(&self) -> Vec<(Vec<u8>, KeyIndex)> {
-        self.map
-            .iter()
-            .map(|e| (e.key().clone(), e.value().lock().clone()))
-            .collect()
+        self.map.iter().map(|e| (e.key().clone(), e.value().lock().clone())).collect()
     }
 }
 

@@ -45,10 +45,7 @@ pub struct Generation {
 
 impl Generation {
     fn tombstone(&self) -> Revision {
-        *self
-            .revs
-            .last()
-            .expect("key index invariant broken: a closed generation is empty")
+        *self.revs.last().expect("key index invariant broken: a closed generation is empty")
     }
 }
 
@@ -79,10 +76,7 @@ impl Default for KeyIndex {
 impl KeyIndex {
     /// A key with no history.
     pub fn new() -> Self {
-        KeyIndex {
-            modified: Revision::default(),
-            generations: vec![Generation::default()],
-        }
+        KeyIndex { modified: Revision::default(), generations: vec![Generation::default()] }
     }
 
     /// The last revision appended.
@@ -101,18 +95,12 @@ impl KeyIndex {
     }
 
     fn current(&mut self) -> &mut Generation {
-        self.generations
-            .last_mut()
-            .expect("key index invariant broken: no generation")
+        self.generations.last_mut().expect("key index invariant broken: no generation")
     }
 
     /// Appends a put at `rev`. Panics if `rev` is not after the last revision.
     pub fn put(&mut self, rev: Revision) {
-        assert!(
-            rev > self.modified,
-            "key index invariant broken: put at {rev} after {}",
-            self.modified
-        );
+        assert!(rev > self.modified, "key index invariant broken: put at {rev} after {}", self.modified);
         let g = self.current();
         if g.revs.is_empty() {
             g.created = rev;
@@ -142,11 +130,7 @@ impl KeyIndex {
             "key index invariant broken: restore on a non-empty index"
         );
         self.modified = modified;
-        self.generations = vec![Generation {
-            ver,
-            created,
-            revs: vec![modified],
-        }];
+        self.generations = vec![Generation { ver, created, revs: vec![modified] }];
     }
 
     /// Starts the history of a fresh index from a lone stored tombstone (its
@@ -178,24 +162,18 @@ impl KeyIndex {
     pub fn get(&self, at_rev: i64) -> Option<KeyAt> {
         let g = self.find_generation(at_rev)?;
         let n = g.revs.iter().rposition(|r| r.main <= at_rev)?;
-        Some(KeyAt {
-            modified: g.revs[n],
-            created: g.created,
-            version: g.ver - (g.revs.len() - n - 1) as i64,
-        })
+        Some(KeyAt { modified: g.revs[n], created: g.created, version: g.ver - (g.revs.len() - n - 1) as i64 })
     }
 
     /// The revision just before `rev` in the same generation (the version a
     /// change at `rev` replaced), None if `rev` started its generation or is
     /// not held.
     pub fn prev_in_generation(&self, rev: Revision) -> Option<Revision> {
-        self.generations
-            .iter()
-            .find_map(|g| match g.revs.binary_search(&rev) {
-                Ok(i) if i > 0 => Some(Some(g.revs[i - 1])),
-                Ok(_) => Some(None),
-                Err(_) => None,
-            })?
+        self.generations.iter().find_map(|g| match g.revs.binary_search(&rev) {
+            Ok(i) if i > 0 => Some(Some(g.revs[i - 1])),
+            Ok(_) => Some(None),
+            Err(_) => None,
+        })?
     }
 
     /// Where compaction at `at_rev` cuts: the generation index and the
@@ -210,18 +188,12 @@ impl KeyIndex {
     /// For histories etcd can produce this picks the same generation.
     fn plan_compact(&self, at_rev: i64) -> (usize, Option<usize>) {
         let last = self.generations.len() - 1;
-        let mut gi = self
-            .generations
-            .iter()
-            .rposition(|g| g.revs.first().is_some_and(|r| r.main <= at_rev))
-            .unwrap_or(0);
+        let mut gi =
+            self.generations.iter().rposition(|g| g.revs.first().is_some_and(|r| r.main <= at_rev)).unwrap_or(0);
         if gi < last && self.generations[gi].tombstone().main < at_rev {
             gi += 1;
         }
-        let kept = self.generations[gi]
-            .revs
-            .iter()
-            .rposition(|r| r.main <= at_rev);
+        let kept = self.generations[gi].revs.iter().rposition(|r| r.main <= at_rev);
         (gi, kept)
     }
 
@@ -255,11 +227,7 @@ mod tests {
     }
 
     fn g(created: i64, ver: i64, revs: &[Revision]) -> Generation {
-        Generation {
-            ver,
-            created: r(created),
-            revs: revs.to_vec(),
-        }
+        Generation { ver, created: r(created), revs: revs.to_vec() }
     }
 
     /// etcd's newTestKeyIndex: put 2, 4; delete 6; put 8, 10; delete 12;
@@ -348,72 +316,18 @@ mod tests {
         let full3 = g3(&[r(14), r151, r(16)]);
         let empty = Generation::default();
         vec![
-            (
-                1,
-                vec![full1.clone(), full2.clone(), full3.clone(), empty.clone()],
-                None,
-            ),
-            (
-                2,
-                vec![full1.clone(), full2.clone(), full3.clone(), empty.clone()],
-                Some(r(2)),
-            ),
-            (
-                3,
-                vec![full1.clone(), full2.clone(), full3.clone(), empty.clone()],
-                Some(r(2)),
-            ),
-            (
-                4,
-                vec![
-                    g1(&[r(4), r(6)]),
-                    full2.clone(),
-                    full3.clone(),
-                    empty.clone(),
-                ],
-                Some(r(4)),
-            ),
-            (
-                5,
-                vec![
-                    g1(&[r(4), r(6)]),
-                    full2.clone(),
-                    full3.clone(),
-                    empty.clone(),
-                ],
-                Some(r(4)),
-            ),
-            (
-                6,
-                vec![g1(&[r(6)]), full2.clone(), full3.clone(), empty.clone()],
-                Some(r(6)),
-            ),
+            (1, vec![full1.clone(), full2.clone(), full3.clone(), empty.clone()], None),
+            (2, vec![full1.clone(), full2.clone(), full3.clone(), empty.clone()], Some(r(2))),
+            (3, vec![full1.clone(), full2.clone(), full3.clone(), empty.clone()], Some(r(2))),
+            (4, vec![g1(&[r(4), r(6)]), full2.clone(), full3.clone(), empty.clone()], Some(r(4))),
+            (5, vec![g1(&[r(4), r(6)]), full2.clone(), full3.clone(), empty.clone()], Some(r(4))),
+            (6, vec![g1(&[r(6)]), full2.clone(), full3.clone(), empty.clone()], Some(r(6))),
             (7, vec![full2.clone(), full3.clone(), empty.clone()], None),
-            (
-                8,
-                vec![full2.clone(), full3.clone(), empty.clone()],
-                Some(r(8)),
-            ),
-            (
-                9,
-                vec![full2.clone(), full3.clone(), empty.clone()],
-                Some(r(8)),
-            ),
-            (
-                10,
-                vec![g2(&[r(10), r(12)]), full3.clone(), empty.clone()],
-                Some(r(10)),
-            ),
-            (
-                11,
-                vec![g2(&[r(10), r(12)]), full3.clone(), empty.clone()],
-                Some(r(10)),
-            ),
-            (
-                12,
-                vec![g2(&[r(12)]), full3.clone(), empty.clone()],
-                Some(r(12)),
-            ),
+            (8, vec![full2.clone(), full3.clone(), empty.clone()], Some(r(8))),
+            (9, vec![full2.clone(), full3.clone(), empty.clone()], Some(r(8))),
+            (10, vec![g2(&[r(10), r(12)]), full3.clone(), empty.clone()], Some(r(10))),
+            (11, vec![g2(&[r(10), r(12)]), full3.clone(), empty.clone()], Some(r(10))),
+            (12, vec![g2(&[r(12)]), full3.clone(), empty.clone()], Some(r(12))),
             (13, vec![full3.clone(), empty.clone()], None),
             (14, vec![full3.clone(), empty.clone()], Some(r(14))),
             (15, vec![g3(&[r151, r(16)]), empty.clone()], Some(r151)),
@@ -430,11 +344,7 @@ mod tests {
             assert_eq!(ki.compact_keep(at), want_kept, "compact_keep({at})");
             assert_eq!(ki, before, "compact_keep must not change the index");
             assert_eq!(ki.compact(at), want_kept, "compact({at}) kept");
-            assert_eq!(
-                ki.generations(),
-                &want_gens[..],
-                "compact({at}) generations"
-            );
+            assert_eq!(ki.generations(), &want_gens[..], "compact({at}) generations");
             assert_eq!(ki.modified(), r(16));
         }
         assert!(ki.is_empty());
@@ -540,14 +450,7 @@ mod tests {
         ki.put(rv(2, 2));
         assert_eq!(ki.compact_keep(2), Some(rv(2, 2)));
         assert_eq!(ki.compact(2), Some(rv(2, 2)));
-        assert_eq!(
-            ki.generations(),
-            &[Generation {
-                ver: 1,
-                created: rv(2, 2),
-                revs: vec![rv(2, 2)]
-            }]
-        );
+        assert_eq!(ki.generations(), &[Generation { ver: 1, created: rv(2, 2), revs: vec![rv(2, 2)] }]);
         // Txn 3: delete, put, delete; the final tombstone at 3 is kept, then
         // dropped by the next compaction.
         assert!(ki.tombstone(rv(3, 0)));

@@ -117,11 +117,7 @@ mod tests {
                 value: b"bar\0baz".to_vec(),
                 lease: -5,
             },
-            KeyValue {
-                key: vec![0xff; 300],
-                value: vec![],
-                ..Default::default()
-            },
+            KeyValue { key: vec![0xff; 300], value: vec![], ..Default::default() },
         ];
         for kv in kvs {
             assert_eq!(decode_kv(&encode_kv(&kv)).unwrap(), kv);
@@ -130,10 +126,7 @@ mod tests {
 
     #[test]
     fn garbage_is_corrupt() {
-        let good = encode_kv(&KeyValue {
-            key: b"abc".to_vec(),
-            ..Default::default()
-        });
+        let good = encode_kv(&KeyValue { key: b"abc".to_vec(), ..Default::default() });
         let mut wrong_version = good.clone();
         wrong_version[0] = 9;
         let mut long_key = good.clone();

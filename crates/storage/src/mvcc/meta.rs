@@ -34,25 +34,13 @@ pub struct AppliedIndex {
 
 /// Adds the applied index to `batch`.
 pub fn put_applied(batch: &mut WriteBatch, applied: AppliedIndex) {
-    batch.put(
-        Table::Meta,
-        APPLIED_INDEX_KEY.to_vec(),
-        applied.index.to_be_bytes().to_vec(),
-    );
-    batch.put(
-        Table::Meta,
-        APPLIED_TERM_KEY.to_vec(),
-        applied.term.to_be_bytes().to_vec(),
-    );
+    batch.put(Table::Meta, APPLIED_INDEX_KEY.to_vec(), applied.index.to_be_bytes().to_vec());
+    batch.put(Table::Meta, APPLIED_TERM_KEY.to_vec(), applied.term.to_be_bytes().to_vec());
 }
 
 /// Adds the finished compaction revision to `batch`.
 pub fn put_finished_compact(batch: &mut WriteBatch, rev: i64) {
-    batch.put(
-        Table::Meta,
-        FINISHED_COMPACT_KEY.to_vec(),
-        rev.to_be_bytes().to_vec(),
-    );
+    batch.put(Table::Meta, FINISHED_COMPACT_KEY.to_vec(), rev.to_be_bytes().to_vec());
 }
 
 fn read_u64(engine: &dyn Engine, key: &[u8]) -> Result<Option<u64>, MvccError> {
@@ -60,11 +48,7 @@ fn read_u64(engine: &dyn Engine, key: &[u8]) -> Result<Option<u64>, MvccError> {
         None => Ok(None),
         Some(v) => {
             let arr: [u8; 8] = v.as_slice().try_into().map_err(|_| {
-                MvccError::Corrupt(format!(
-                    "meta key {} has {} bytes, want 8",
-                    String::from_utf8_lossy(key),
-                    v.len()
-                ))
+                MvccError::Corrupt(format!("meta key {} has {} bytes, want 8", String::from_utf8_lossy(key), v.len()))
             })?;
             Ok(Some(u64::from_be_bytes(arr)))
         }
@@ -98,10 +82,7 @@ mod tests {
         put_applied(&mut b, AppliedIndex { index: 7, term: 3 });
         put_finished_compact(&mut b, 42);
         e.write(b).unwrap();
-        assert_eq!(
-            load_applied(&e).unwrap(),
-            AppliedIndex { index: 7, term: 3 }
-        );
+        assert_eq!(load_applied(&e).unwrap(), AppliedIndex { index: 7, term: 3 });
         assert_eq!(load_finished_compact(&e).unwrap(), Some(42));
     }
 

@@ -31,10 +31,7 @@ impl KeyRange {
         match range_end {
             [] => KeyRange::Single(key.to_vec()),
             [0] => KeyRange::FromKey(key.to_vec()),
-            end => KeyRange::Range {
-                start: key.to_vec(),
-                end: end.to_vec(),
-            },
+            end => KeyRange::Range { start: key.to_vec(), end: end.to_vec() },
         }
     }
 
@@ -53,9 +50,7 @@ impl KeyRange {
     pub fn bounds(&self) -> Option<ByteBounds<'_>> {
         match self {
             KeyRange::Single(k) => Some((Bound::Included(k), Bound::Included(k))),
-            KeyRange::Range { start, end } if start < end => {
-                Some((Bound::Included(start), Bound::Excluded(end)))
-            }
+            KeyRange::Range { start, end } if start < end => Some((Bound::Included(start), Bound::Excluded(end))),
             KeyRange::Range { .. } => None,
             KeyRange::FromKey(start) => Some((Bound::Included(start), Bound::Unbounded)),
         }
@@ -91,21 +86,9 @@ mod tests {
 
     #[test]
     fn from_etcd_conventions() {
-        assert_eq!(
-            KeyRange::from_etcd(b"a", b""),
-            KeyRange::Single(b"a".to_vec())
-        );
-        assert_eq!(
-            KeyRange::from_etcd(b"a", b"\0"),
-            KeyRange::FromKey(b"a".to_vec())
-        );
-        assert_eq!(
-            KeyRange::from_etcd(b"a", b"c"),
-            KeyRange::Range {
-                start: b"a".to_vec(),
-                end: b"c".to_vec()
-            }
-        );
+        assert_eq!(KeyRange::from_etcd(b"a", b""), KeyRange::Single(b"a".to_vec()));
+        assert_eq!(KeyRange::from_etcd(b"a", b"\0"), KeyRange::FromKey(b"a".to_vec()));
+        assert_eq!(KeyRange::from_etcd(b"a", b"c"), KeyRange::Range { start: b"a".to_vec(), end: b"c".to_vec() });
     }
 
     #[test]

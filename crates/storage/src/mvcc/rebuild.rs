@@ -29,23 +29,15 @@ pub struct Loaded {
 
 /// Reads all of [`Table::Key`] and rebuilds every key's history.
 pub fn load_index(engine: &dyn Engine) -> Result<Loaded, MvccError> {
-    let mut loaded = Loaded {
-        keys: HashMap::new(),
-        max_main: 0,
-    };
+    let mut loaded = Loaded { keys: HashMap::new(), max_main: 0 };
     let mut failure = None;
-    engine.scan(
-        Table::Key,
-        &[],
-        None,
-        &mut |k, v| match add_revision(&mut loaded, k, v) {
-            Ok(()) => true,
-            Err(e) => {
-                failure = Some(e);
-                false
-            }
-        },
-    )?;
+    engine.scan(Table::Key, &[], None, &mut |k, v| match add_revision(&mut loaded, k, v) {
+        Ok(()) => true,
+        Err(e) => {
+            failure = Some(e);
+            false
+        }
+    })?;
     match failure {
         Some(e) => Err(e),
         None => Ok(loaded),
@@ -98,20 +90,11 @@ mod tests {
     use crate::MemoryEngine;
 
     fn put(b: &mut WriteBatch, main: i64, tomb: bool, kv: KeyValue) {
-        b.put(
-            Table::Key,
-            RevisionKey::new(Revision::new(main, 0), tomb).encode(),
-            encode_kv(&kv),
-        );
+        b.put(Table::Key, RevisionKey::new(Revision::new(main, 0), tomb).encode(), encode_kv(&kv));
     }
 
     fn kv(key: &[u8], create: i64, ver: i64) -> KeyValue {
-        KeyValue {
-            key: key.to_vec(),
-            create_revision: create,
-            version: ver,
-            ..Default::default()
-        }
+        KeyValue { key: key.to_vec(), create_revision: create, version: ver, ..Default::default() }
     }
 
     #[test]
@@ -157,10 +140,7 @@ mod tests {
         // Garbage key and garbage value.
         for (k, v) in [
             (b"junk".to_vec(), encode_kv(&kv(b"a", 2, 1))),
-            (
-                RevisionKey::new(Revision::new(2, 0), false).encode(),
-                b"junk".to_vec(),
-            ),
+            (RevisionKey::new(Revision::new(2, 0), false).encode(), b"junk".to_vec()),
         ] {
             let e = MemoryEngine::new();
             let mut b = WriteBatch::default();

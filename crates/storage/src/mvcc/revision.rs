@@ -91,10 +91,7 @@ impl RevisionKey {
             let arr: [u8; 8] = s.try_into().map_err(|_| bad())?;
             i64::try_from(u64::from_be_bytes(arr)).map_err(|_| bad())
         };
-        Ok(RevisionKey {
-            rev: Revision::new(part(&b[..8])?, part(&b[9..17])?),
-            tombstone,
-        })
+        Ok(RevisionKey { rev: Revision::new(part(&b[..8])?, part(&b[9..17])?), tombstone })
     }
 }
 
@@ -105,10 +102,7 @@ mod tests {
     #[test]
     fn layout_matches_etcd() {
         let k = RevisionKey::new(Revision::new(2, 1), false).encode();
-        assert_eq!(
-            k,
-            [0, 0, 0, 0, 0, 0, 0, 2, b'_', 0, 0, 0, 0, 0, 0, 0, 1].to_vec()
-        );
+        assert_eq!(k, [0, 0, 0, 0, 0, 0, 0, 2, b'_', 0, 0, 0, 0, 0, 0, 0, 1].to_vec());
         let t = RevisionKey::new(Revision::new(3, 0), true).encode();
         assert_eq!(t.len(), 18);
         assert_eq!(t[17], b't');

@@ -139,12 +139,7 @@ impl MvccStore {
     }
 
     /// A range read as of a reader whose current revision is `cur`.
-    pub(super) fn range_at(
-        &self,
-        range: &KeyRange,
-        opts: RangeOptions,
-        cur: i64,
-    ) -> Result<RangeResult, MvccError> {
+    pub(super) fn range_at(&self, range: &KeyRange, opts: RangeOptions, cur: i64) -> Result<RangeResult, MvccError> {
         let rev = self.resolve_rev(opts.rev, cur)?;
         let limit = limit_of(opts);
         let mut revs = Vec::new();
@@ -156,24 +151,14 @@ impl MvccStore {
             }
             true
         });
-        let kvs = revs
-            .into_iter()
-            .map(|r| self.read_kv(r))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(RangeResult {
-            kvs,
-            count,
-            rev: cur,
-        })
+        let kvs = revs.into_iter().map(|r| self.read_kv(r)).collect::<Result<Vec<_>, _>>()?;
+        Ok(RangeResult { kvs, count, rev: cur })
     }
 
     /// The stored value of a live (non-tombstone) revision the index points at.
     pub(super) fn read_kv(&self, rev: Revision) -> Result<KeyValue, MvccError> {
-        self.try_read_kv(rev)?.ok_or_else(|| {
-            MvccError::Corrupt(format!(
-                "revision {rev} is in the key index but not in the engine"
-            ))
-        })
+        self.try_read_kv(rev)?
+            .ok_or_else(|| MvccError::Corrupt(format!("revision {rev} is in the key index but not in the engine")))
     }
 
     /// Like [`Self::read_kv`] but None when the revision is gone (compacted).
@@ -197,11 +182,7 @@ impl MvccStore {
 
     /// Saves the applied index together with `extra` ops in one atomic batch
     /// (state outside the key space that changed without a key changing).
-    pub fn set_applied_with(
-        &self,
-        applied: AppliedIndex,
-        extra: WriteBatch,
-    ) -> Result<(), MvccError> {
+    pub fn set_applied_with(&self, applied: AppliedIndex, extra: WriteBatch) -> Result<(), MvccError> {
         let _writer = self.writer.lock();
         let mut batch = extra;
         meta::put_applied(&mut batch, applied);
@@ -222,12 +203,7 @@ impl MvccStore {
     ///
     /// The whole window is collected in memory: replay long histories in
     /// bounded chunks.
-    pub fn events_between(
-        &self,
-        from_rev: i64,
-        to_rev: i64,
-        prev_kv: bool,
-    ) -> Result<Vec<Event>, MvccError> {
+    pub fn events_between(&self, from_rev: i64, to_rev: i64, prev_kv: bool) -> Result<Vec<Event>, MvccError> {
         let _shared = self.compaction.read();
         let cur = self.current_rev.load(Ordering::Acquire);
         let from = from_rev.max(0);
@@ -241,11 +217,10 @@ impl MvccStore {
         let start = Revision::new(from, 0).to_bytes();
         let end = Revision::new(to + 1, 0).to_bytes();
         let mut raw = Vec::new();
-        self.engine
-            .scan(Table::Key, &start, Some(&end), &mut |k, v| {
-                raw.push((k.to_vec(), v.to_vec()));
-                true
-            })?;
+        self.engine.scan(Table::Key, &start, Some(&end), &mut |k, v| {
+            raw.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
         let mut events = Vec::with_capacity(raw.len());
         for (k, v) in raw {
             let rk = RevisionKey::decode(&k)?;
@@ -259,20 +234,12 @@ impl MvccStore {
                 None
             };
             let (kind, kv) = if rk.tombstone {
-                let kv = KeyValue {
-                    key: stored.key,
-                    mod_revision: rk.rev.main,
-                    ..Default::default()
-                };
+                let kv = KeyValue { key: stored.key, mod_revision: rk.rev.main, ..Default::default() };
                 (EventKind::Delete, kv)
             } else {
                 (EventKind::Put, stored)
             };
-            events.push(Event {
-                kind,
-                kv,
-                prev_kv: prev,
-            });
+            events.push(Event { kind, kv, prev_kv: prev });
         }
         Ok(events)
     }

@@ -26,11 +26,7 @@ fn write_generation(store: &MvccStore, n: i64) {
     for i in 0..KEYS_PER_TXN {
         t.put(&key(i), n.to_string().as_bytes(), 0);
     }
-    t.commit(AppliedIndex {
-        index: n as u64,
-        term: 1,
-    })
-    .unwrap();
+    t.commit(AppliedIndex { index: n as u64, term: 1 }).unwrap();
 }
 
 fn check_snapshot(r: &RangeResult, at: i64) {
@@ -65,21 +61,13 @@ fn readers_never_see_half_a_txn_or_lose_a_compacted_race() {
             while !done.load(Ordering::Acquire) {
                 assert!(Instant::now() < deadline, "writer did not finish in time");
                 // Latest state: always a whole txn, revisions never go back.
-                let r = store
-                    .range(&KeyRange::FromKey(Vec::new()), RangeOptions::default())
-                    .unwrap();
+                let r = store.range(&KeyRange::FromKey(Vec::new()), RangeOptions::default()).unwrap();
                 assert!(r.rev >= last, "revision went backwards");
                 last = r.rev;
                 check_snapshot(&r, r.rev);
                 // An older revision: a whole txn, or Compacted — never partial.
                 let rev = (r.rev - (reads as i64 % 7)).max(1);
-                match store.range(
-                    &KeyRange::FromKey(Vec::new()),
-                    RangeOptions {
-                        rev,
-                        ..Default::default()
-                    },
-                ) {
+                match store.range(&KeyRange::FromKey(Vec::new()), RangeOptions { rev, ..Default::default() }) {
                     Ok(old) => check_snapshot(&old, rev),
                     Err(MvccError::Compacted) => assert!(rev < store.compact_revision()),
                     Err(e) => panic!("reader {reader}: unexpected {e:?}"),
@@ -107,15 +95,7 @@ fn readers_never_see_half_a_txn_or_lose_a_compacted_race() {
         write_generation(&store, n);
         if n % 10 == 0 {
             let cur = store.current_revision();
-            store
-                .compact(
-                    cur - 3,
-                    AppliedIndex {
-                        index: n as u64,
-                        term: 1,
-                    },
-                )
-                .unwrap();
+            store.compact(cur - 3, AppliedIndex { index: n as u64, term: 1 }).unwrap();
         }
     }
     done.store(true, Ordering::Release);

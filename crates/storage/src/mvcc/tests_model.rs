@@ -28,10 +28,7 @@ impl RangeSpec {
     fn to_range(&self) -> KeyRange {
         match *self {
             RangeSpec::Single(k) => KeyRange::Single(KEYS[k].to_vec()),
-            RangeSpec::Range(s, e) => KeyRange::Range {
-                start: BOUNDS[s].to_vec(),
-                end: BOUNDS[e].to_vec(),
-            },
+            RangeSpec::Range(s, e) => KeyRange::Range { start: BOUNDS[s].to_vec(), end: BOUNDS[e].to_vec() },
             RangeSpec::From(s) => KeyRange::FromKey(BOUNDS[s].to_vec()),
         }
     }
@@ -71,18 +68,8 @@ fn range_spec() -> impl Strategy<Value = RangeSpec> {
 }
 
 fn read() -> impl Strategy<Value = Read> {
-    (
-        range_spec(),
-        any::<u16>(),
-        0u8..4,
-        prop::bool::weighted(0.15),
-    )
-        .prop_map(|(range, rev_pick, limit, count_only)| Read {
-            range,
-            rev_pick,
-            limit,
-            count_only,
-        })
+    (range_spec(), any::<u16>(), 0u8..4, prop::bool::weighted(0.15))
+        .prop_map(|(range, rev_pick, limit, count_only)| Read { range, rev_pick, limit, count_only })
 }
 
 fn sub_op() -> impl Strategy<Value = SubOp> {
@@ -133,12 +120,7 @@ struct Model {
 
 impl Model {
     fn new() -> Self {
-        Model {
-            snaps: vec![Snapshot::new(), Snapshot::new()],
-            compact: -1,
-            log: Vec::new(),
-            applied: 0,
-        }
+        Model { snaps: vec![Snapshot::new(), Snapshot::new()], compact: -1, log: Vec::new(), applied: 0 }
     }
 
     fn cur(&self) -> i64 {
@@ -147,12 +129,7 @@ impl Model {
 
     /// etcd's rangeKeys against the model; `working` is the txn's view at
     /// `cur` when it is past the last snapshot.
-    fn range(
-        &self,
-        read: &Read,
-        cur: i64,
-        working: Option<&Snapshot>,
-    ) -> Result<RangeResult, Failure> {
+    fn range(&self, read: &Read, cur: i64, working: Option<&Snapshot>) -> Result<RangeResult, Failure> {
         let opts = opts_of(read, cur);
         if opts.rev > cur {
             return Err(Failure::Future);
@@ -175,11 +152,7 @@ impl Model {
             usize::MAX
         };
         Ok(RangeResult {
-            kvs: matching
-                .iter()
-                .take(limit)
-                .map(|kv| (*kv).clone())
-                .collect(),
+            kvs: matching.iter().take(limit).map(|kv| (*kv).clone()).collect(),
             count: matching.len() as i64,
             rev: cur,
         })
@@ -199,9 +172,7 @@ impl Model {
             if rev.main == self.compact {
                 // Compaction at C kept only each key's last change at C, and
                 // the versions those changes replaced are gone.
-                let superseded = self.log[i + 1..]
-                    .iter()
-                    .any(|(r, e)| r.main == rev.main && e.kv.key == ev.kv.key);
+                let superseded = self.log[i + 1..].iter().any(|(r, e)| r.main == rev.main && e.kv.key == ev.kv.key);
                 if superseded {
                     continue;
                 }
@@ -217,11 +188,7 @@ impl Model {
 }
 
 fn opts_of(read: &Read, cur: i64) -> RangeOptions {
-    RangeOptions {
-        limit: read.limit as i64,
-        rev: (read.rev_pick as i64 % (cur + 3)) - 1,
-        count_only: read.count_only,
-    }
+    RangeOptions { limit: read.limit as i64, rev: (read.rev_pick as i64 % (cur + 3)) - 1, count_only: read.count_only }
 }
 
 /// A generation as (created main revision, version count, revisions).
@@ -254,10 +221,7 @@ fn normalized_index(s: &MvccStore) -> Vec<(Vec<u8>, Revision, Vec<NormalGenerati
 }
 
 fn next_applied(m: &Model) -> AppliedIndex {
-    AppliedIndex {
-        index: m.applied + 1,
-        term: 1,
-    }
+    AppliedIndex { index: m.applied + 1, term: 1 }
 }
 
 fn run_txn(store: &MvccStore, m: &mut Model, subs: &[SubOp]) {
@@ -281,30 +245,18 @@ fn run_txn(store: &MvccStore, m: &mut Model, subs: &[SubOp]) {
                     lease: *lease,
                 };
                 working.insert(key.clone(), kv.clone());
-                evs.push(Event {
-                    kind: EventKind::Put,
-                    kv,
-                    prev_kv: prev,
-                });
+                evs.push(Event { kind: EventKind::Put, kv, prev_kv: prev });
                 txn.put(&key, &[*v], *lease);
             }
             SubOp::Delete(spec) => {
                 let range = spec.to_range();
-                let keys: Vec<Vec<u8>> = working
-                    .keys()
-                    .filter(|k| range.contains(k))
-                    .cloned()
-                    .collect();
+                let keys: Vec<Vec<u8>> = working.keys().filter(|k| range.contains(k)).cloned().collect();
                 let mut want = Vec::new();
                 for key in keys {
                     let prev = working.remove(&key).expect("key listed from working");
                     evs.push(Event {
                         kind: EventKind::Delete,
-                        kv: KeyValue {
-                            key,
-                            mod_revision: main,
-                            ..Default::default()
-                        },
+                        kv: KeyValue { key, mod_revision: main, ..Default::default() },
                         prev_kv: Some(prev.clone()),
                     });
                     want.push(prev);
@@ -314,9 +266,7 @@ fn run_txn(store: &MvccStore, m: &mut Model, subs: &[SubOp]) {
             SubOp::Range(read) => {
                 let cur = if evs.is_empty() { begin } else { main };
                 let want = m.range(read, cur, Some(&working));
-                let got = txn
-                    .range(&read.range.to_range(), opts_of(read, cur))
-                    .map_err(failure);
+                let got = txn.range(&read.range.to_range(), opts_of(read, cur)).map_err(failure);
                 assert_eq!(got, want, "txn range {read:?} at {cur}");
             }
         }
@@ -373,19 +323,13 @@ fn run(ops: &[Op]) {
             Op::Range(read) => {
                 let cur = m.cur();
                 let want = m.range(read, cur, None);
-                let got = store
-                    .range(&read.range.to_range(), opts_of(read, cur))
-                    .map_err(failure);
+                let got = store.range(&read.range.to_range(), opts_of(read, cur)).map_err(failure);
                 assert_eq!(got, want, "range {read:?}");
             }
             Op::Events(from_pick, len, prev_kv) => {
                 // A quarter of replays start exactly at the compaction
                 // revision, the interesting boundary.
-                let from = if from_pick % 4 == 0 {
-                    m.compact.max(0)
-                } else {
-                    *from_pick as i64 % (m.cur() + 2)
-                };
+                let from = if from_pick % 4 == 0 { m.compact.max(0) } else { *from_pick as i64 % (m.cur() + 2) };
                 let to = from + *len as i64 - 1;
                 let want = m.events(from, to, *prev_kv);
                 let got = store.events_between(from, to, *prev_kv).map_err(failure);
@@ -405,15 +349,9 @@ fn run(ops: &[Op]) {
     let reopened = restart(&store);
     let first = m.compact.max(1);
     for rev in first..=m.cur() {
-        let opts = RangeOptions {
-            rev,
-            ..Default::default()
-        };
+        let opts = RangeOptions { rev, ..Default::default() };
         let all = KeyRange::FromKey(Vec::new());
-        assert_eq!(
-            reopened.range(&all, opts).unwrap(),
-            store.range(&all, opts).unwrap()
-        );
+        assert_eq!(reopened.range(&all, opts).unwrap(), store.range(&all, opts).unwrap());
         let want: Vec<KeyValue> = m.snaps[rev as usize].values().cloned().collect();
         assert_eq!(store.range(&all, opts).unwrap().kvs, want, "rev {rev}");
     }
@@ -432,19 +370,9 @@ proptest! {
 fn model_smoke_sequence() {
     use Op::*;
     use SubOp::Put as P;
-    let read_all = |rev_pick| Read {
-        range: RangeSpec::From(0),
-        rev_pick,
-        limit: 0,
-        count_only: false,
-    };
+    let read_all = |rev_pick| Read { range: RangeSpec::From(0), rev_pick, limit: 0, count_only: false };
     run(&[
-        Txn(vec![
-            P(0, 1, 0),
-            P(0, 2, 1),
-            SubOp::Delete(RangeSpec::Single(0)),
-            P(0, 3, 0),
-        ]),
+        Txn(vec![P(0, 1, 0), P(0, 2, 1), SubOp::Delete(RangeSpec::Single(0)), P(0, 3, 0)]),
         Txn(vec![P(2, 1, 0), SubOp::Range(read_all(0))]),
         Compact(2),
         Events(2, 5, true),

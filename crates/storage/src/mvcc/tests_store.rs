@@ -38,15 +38,7 @@ fn del(s: &MvccStore, r: &KeyRange) -> Vec<Event> {
 }
 
 fn get(s: &MvccStore, k: &str, rev: i64) -> Option<KeyValue> {
-    let r = s
-        .range(
-            &single(k),
-            RangeOptions {
-                rev,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let r = s.range(&single(k), RangeOptions { rev, ..Default::default() }).unwrap();
     assert!(r.kvs.len() <= 1);
     r.kvs.into_iter().next()
 }
@@ -75,14 +67,7 @@ fn revisions_versions_and_generations() {
     let evs = del(&s, &single("a")); // rev 4
     assert_eq!(evs.len(), 1);
     assert_eq!(evs[0].kind, EventKind::Delete);
-    assert_eq!(
-        evs[0].kv,
-        KeyValue {
-            key: b"a".to_vec(),
-            mod_revision: 4,
-            ..Default::default()
-        }
-    );
+    assert_eq!(evs[0].kv, KeyValue { key: b"a".to_vec(), mod_revision: 4, ..Default::default() });
     assert_eq!(evs[0].prev_kv, Some(kv("a", "2", 2, 3, 2)));
     assert_eq!(get(&s, "a", 0), None);
     put(&s, "a", "3"); // rev 5: new generation
@@ -123,55 +108,15 @@ fn txn_reads_its_own_writes_at_begin_plus_one() {
     assert_eq!(r.rev, 4);
     assert_eq!(
         r.kvs,
-        vec![
-            kv("a", "newer", 2, 4, 2),
-            KeyValue {
-                lease: 5,
-                ..kv("b", "new", 4, 4, 1)
-            },
-            kv("c", "c", 3, 3, 1)
-        ]
+        vec![kv("a", "newer", 2, 4, 2), KeyValue { lease: 5, ..kv("b", "new", 4, 4, 1) }, kv("c", "c", 3, 3, 1)]
     );
     // Old revisions inside the txn still read history; the future is refused.
-    let old = t
-        .range(
-            &all(),
-            RangeOptions {
-                rev: 2,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let old = t.range(&all(), RangeOptions { rev: 2, ..Default::default() }).unwrap();
     assert_eq!((old.count, old.rev), (1, 4));
-    assert!(matches!(
-        t.range(
-            &all(),
-            RangeOptions {
-                rev: 5,
-                ..Default::default()
-            }
-        ),
-        Err(MvccError::FutureRevision)
-    ));
-    let limited = t
-        .range(
-            &all(),
-            RangeOptions {
-                limit: 2,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    assert!(matches!(t.range(&all(), RangeOptions { rev: 5, ..Default::default() }), Err(MvccError::FutureRevision)));
+    let limited = t.range(&all(), RangeOptions { limit: 2, ..Default::default() }).unwrap();
     assert_eq!((limited.kvs.len(), limited.count), (2, 3));
-    let counted = t
-        .range(
-            &all(),
-            RangeOptions {
-                count_only: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let counted = t.range(&all(), RangeOptions { count_only: true, ..Default::default() }).unwrap();
     assert_eq!((counted.kvs.len(), counted.count), (0, 3));
     // Store readers see nothing yet.
     assert_eq!(s.range(&all(), RangeOptions::default()).unwrap().count, 2);
@@ -180,11 +125,7 @@ fn txn_reads_its_own_writes_at_begin_plus_one() {
     assert_eq!(deleted.len(), 2);
     t.put(b"a", b"again", 0);
     assert_eq!(t.changes().len(), 5);
-    let subs: Vec<_> = t
-        .changes()
-        .iter()
-        .map(|e| (e.kind, e.kv.key.clone()))
-        .collect();
+    let subs: Vec<_> = t.changes().iter().map(|e| (e.kind, e.kv.key.clone())).collect();
     assert_eq!(
         subs,
         vec![
@@ -226,81 +167,18 @@ fn range_errors_and_limits() {
     for k in ["a", "b", "c", "d"] {
         put(&s, k, k); // revs 2..=5
     }
-    let r = s
-        .range(
-            &all(),
-            RangeOptions {
-                limit: 3,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let r = s.range(&all(), RangeOptions { limit: 3, ..Default::default() }).unwrap();
     assert_eq!(r.kvs.len(), 3);
     assert_eq!(r.count, 4);
-    let r = s
-        .range(
-            &KeyRange::from_etcd(b"b", b"d"),
-            RangeOptions {
-                rev: 3,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let r = s.range(&KeyRange::from_etcd(b"b", b"d"), RangeOptions { rev: 3, ..Default::default() }).unwrap();
     assert_eq!(r.kvs, vec![kv("b", "b", 3, 3, 1)]);
-    assert_eq!(
-        r.rev, 5,
-        "rev is the current revision, not the requested one"
-    );
-    assert!(s
-        .range(&KeyRange::from_etcd(b"d", b"b"), RangeOptions::default())
-        .unwrap()
-        .kvs
-        .is_empty());
-    assert!(matches!(
-        s.range(
-            &all(),
-            RangeOptions {
-                rev: 6,
-                ..Default::default()
-            }
-        ),
-        Err(MvccError::FutureRevision)
-    ));
+    assert_eq!(r.rev, 5, "rev is the current revision, not the requested one");
+    assert!(s.range(&KeyRange::from_etcd(b"d", b"b"), RangeOptions::default()).unwrap().kvs.is_empty());
+    assert!(matches!(s.range(&all(), RangeOptions { rev: 6, ..Default::default() }), Err(MvccError::FutureRevision)));
     s.compact(3, applied(1)).unwrap();
-    assert!(matches!(
-        s.range(
-            &all(),
-            RangeOptions {
-                rev: 2,
-                ..Default::default()
-            }
-        ),
-        Err(MvccError::Compacted)
-    ));
-    assert_eq!(
-        s.range(
-            &all(),
-            RangeOptions {
-                rev: 3,
-                ..Default::default()
-            }
-        )
-        .unwrap()
-        .count,
-        2
-    );
-    assert_eq!(
-        s.range(
-            &all(),
-            RangeOptions {
-                rev: -4,
-                ..Default::default()
-            }
-        )
-        .unwrap()
-        .count,
-        4
-    );
+    assert!(matches!(s.range(&all(), RangeOptions { rev: 2, ..Default::default() }), Err(MvccError::Compacted)));
+    assert_eq!(s.range(&all(), RangeOptions { rev: 3, ..Default::default() }).unwrap().count, 2);
+    assert_eq!(s.range(&all(), RangeOptions { rev: -4, ..Default::default() }).unwrap().count, 4);
 }
 
 #[test]
@@ -315,10 +193,7 @@ fn compaction_frees_engine_space_and_keeps_answers() {
     del(&s, &single("c")); // 7
     put(&s, "a", "3"); // 8
     assert_eq!(engine.table_len(Table::Key), 7);
-    assert!(matches!(
-        s.compact(9, applied(1)),
-        Err(MvccError::FutureRevision)
-    ));
+    assert!(matches!(s.compact(9, applied(1)), Err(MvccError::FutureRevision)));
     s.compact(7, applied(11)).unwrap();
     // Kept: a@3 (latest <= 7), c's tombstone at 7 (exactly the compact rev), a@8.
     // Dropped: a@2, b@4, b@5(t), c@6.
@@ -328,24 +203,15 @@ fn compaction_frees_engine_space_and_keeps_answers() {
     assert_eq!(get(&s, "a", 7), Some(kv("a", "2", 2, 3, 2)));
     assert_eq!(get(&s, "a", 0), Some(kv("a", "3", 2, 8, 3)));
     assert_eq!(get(&s, "c", 7), None);
-    assert!(matches!(
-        s.compact(7, applied(12)),
-        Err(MvccError::Compacted)
-    ));
-    assert!(matches!(
-        s.compact(6, applied(12)),
-        Err(MvccError::Compacted)
-    ));
+    assert!(matches!(s.compact(7, applied(12)), Err(MvccError::Compacted)));
+    assert!(matches!(s.compact(6, applied(12)), Err(MvccError::Compacted)));
     // A watch from the compact revision still sees the delete at 7.
     let evs = s.events_between(7, 100, true).unwrap();
     let kinds: Vec<_> = evs.iter().map(|e| (e.kind, e.kv.mod_revision)).collect();
     assert_eq!(kinds, vec![(EventKind::Delete, 7), (EventKind::Put, 8)]);
     assert_eq!(evs[0].prev_kv, None, "c@6 was compacted, as etcd's watch");
     assert_eq!(evs[1].prev_kv, Some(kv("a", "2", 2, 3, 2)));
-    assert!(matches!(
-        s.events_between(6, 100, false),
-        Err(MvccError::Compacted)
-    ));
+    assert!(matches!(s.events_between(6, 100, false), Err(MvccError::Compacted)));
     // The next compaction drops the tombstone and the now-dead key "c".
     put(&s, "d", "1"); // 9
     s.compact(8, applied(13)).unwrap();
@@ -364,15 +230,9 @@ fn compact_at_zero_on_fresh_store_is_allowed_like_etcd() {
     let s = open();
     s.compact(0, applied(1)).unwrap();
     assert_eq!(s.compact_revision(), 0);
-    assert!(matches!(
-        s.compact(0, applied(2)),
-        Err(MvccError::Compacted)
-    ));
+    assert!(matches!(s.compact(0, applied(2)), Err(MvccError::Compacted)));
     s.compact(1, applied(3)).unwrap();
-    assert!(matches!(
-        s.compact(2, applied(4)),
-        Err(MvccError::FutureRevision)
-    ));
+    assert!(matches!(s.compact(2, applied(4)), Err(MvccError::FutureRevision)));
 }
 
 #[test]
@@ -384,10 +244,7 @@ fn current_revision_survives_compaction_of_trailing_deletes() {
     put(&s, "b", "1"); // 4
     del(&s, &single("b")); // 5
     s.compact(5, applied(1)).unwrap();
-    assert!(matches!(
-        s.compact(5, applied(1)),
-        Err(MvccError::Compacted)
-    ));
+    assert!(matches!(s.compact(5, applied(1)), Err(MvccError::Compacted)));
     // Only b's tombstone at 5 is left; it still carries the revision.
     assert_eq!(engine.table_len(Table::Key), 1);
     let r = MvccStore::open(engine.clone()).unwrap();
@@ -428,14 +285,7 @@ fn events_between_replays_history() {
     let evs = s.events_between(2, 4, true).unwrap();
     let summary: Vec<_> = evs
         .iter()
-        .map(|e| {
-            (
-                e.kind,
-                e.kv.key.clone(),
-                e.kv.mod_revision,
-                e.prev_kv.as_ref().map(|p| p.mod_revision),
-            )
-        })
+        .map(|e| (e.kind, e.kv.key.clone(), e.kv.mod_revision, e.prev_kv.as_ref().map(|p| p.mod_revision)))
         .collect();
     assert_eq!(
         summary,
@@ -447,14 +297,7 @@ fn events_between_replays_history() {
             (EventKind::Delete, b"b".to_vec(), 4, Some(2)),
         ]
     );
-    assert_eq!(
-        evs[3].kv,
-        KeyValue {
-            key: b"a".to_vec(),
-            mod_revision: 4,
-            ..Default::default()
-        }
-    );
+    assert_eq!(evs[3].kv, KeyValue { key: b"a".to_vec(), mod_revision: 4, ..Default::default() });
     assert!(s.events_between(3, 3, false).unwrap()[0].prev_kv.is_none());
     assert_eq!(s.events_between(3, 100, false).unwrap().len(), 3);
     assert!(s.events_between(5, 9, false).unwrap().is_empty());
@@ -493,13 +336,8 @@ fn snapshot_install_replaces_everything() {
 
     // A corrupt snapshot is refused and leaves the store as it was.
     let before = dst.range(&all(), RangeOptions::default()).unwrap();
-    let err = dst
-        .restore_snapshot(&mut &dump[..dump.len() / 2])
-        .unwrap_err();
-    assert!(
-        matches!(err, MvccError::Engine(EngineError::Corrupt(_))),
-        "{err:?}"
-    );
+    let err = dst.restore_snapshot(&mut &dump[..dump.len() / 2]).unwrap_err();
+    assert!(matches!(err, MvccError::Engine(EngineError::Corrupt(_))), "{err:?}");
     assert_eq!(dst.range(&all(), RangeOptions::default()).unwrap(), before);
 }
 
@@ -509,22 +347,13 @@ fn open_rejects_corrupt_key_table() {
     let mut b = crate::WriteBatch::default();
     b.put(Table::Key, b"not a revision".to_vec(), b"x".to_vec());
     engine.write(b).unwrap();
-    assert!(matches!(
-        MvccStore::open(engine),
-        Err(MvccError::Corrupt(_))
-    ));
+    assert!(matches!(MvccStore::open(engine), Err(MvccError::Corrupt(_))));
 }
 
 #[test]
 fn error_strings_match_etcd() {
-    assert_eq!(
-        MvccError::Compacted.to_string(),
-        "mvcc: required revision has been compacted"
-    );
-    assert_eq!(
-        MvccError::FutureRevision.to_string(),
-        "mvcc: required revision is a future revision"
-    );
+    assert_eq!(MvccError::Compacted.to_string(), "mvcc: required revision has been compacted");
+    assert_eq!(MvccError::FutureRevision.to_string(), "mvcc: required revision is a future revision");
 }
 
 /// A memory engine whose reads and writes can be made to fail.
@@ -536,11 +365,7 @@ struct FlakyEngine {
 
 impl FlakyEngine {
     fn new() -> Self {
-        FlakyEngine {
-            inner: MemoryEngine::new(),
-            fail_get: Default::default(),
-            fail_write: Default::default(),
-        }
+        FlakyEngine { inner: MemoryEngine::new(), fail_get: Default::default(), fail_write: Default::default() }
     }
 
     fn set(&self, get: bool, write: bool) {
@@ -609,18 +434,12 @@ fn engine_failures_leave_the_store_unchanged() {
     t.put(b"a", b"2", 0);
     t.delete_range(&single("b")).unwrap();
     assert!(matches!(t.commit(applied(9)), Err(MvccError::Engine(_))));
-    assert!(matches!(
-        s.set_applied(applied(9)),
-        Err(MvccError::Engine(_))
-    ));
+    assert!(matches!(s.set_applied(applied(9)), Err(MvccError::Engine(_))));
     assert_eq!(s.current_revision(), 3);
     assert_eq!(s.applied_index(), applied(0));
 
     // A failed compaction keeps the old compact revision.
-    assert!(matches!(
-        s.compact(2, applied(9)),
-        Err(MvccError::Engine(_))
-    ));
+    assert!(matches!(s.compact(2, applied(9)), Err(MvccError::Engine(_))));
     assert_eq!(s.compact_revision(), 0);
     engine.set(false, false);
     assert_eq!(get(&s, "a", 2), Some(kv("a", "1", 2, 2, 1)));
@@ -638,10 +457,7 @@ fn engine_failures_leave_the_store_unchanged() {
 
     // Reads report engine errors instead of panicking.
     engine.set(true, false);
-    assert!(matches!(
-        s.range(&all(), RangeOptions::default()),
-        Err(MvccError::Engine(_))
-    ));
+    assert!(matches!(s.range(&all(), RangeOptions::default()), Err(MvccError::Engine(_))));
     engine.set(false, false);
 
     // Everything still works afterwards, and a restart agrees.

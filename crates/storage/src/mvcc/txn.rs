@@ -57,14 +57,7 @@ pub struct WriteTxn<'a> {
 impl<'a> WriteTxn<'a> {
     pub(super) fn new(store: &'a MvccStore, writer: MutexGuard<'a, ()>) -> Self {
         let begin = store.current_rev.load(Ordering::Acquire);
-        WriteTxn {
-            store,
-            writer,
-            begin,
-            changes: Vec::new(),
-            pending: BTreeMap::new(),
-            failure: None,
-        }
+        WriteTxn { store, writer, begin, changes: Vec::new(), pending: BTreeMap::new(), failure: None }
     }
 
     /// Store revision when txn started.
@@ -81,14 +74,8 @@ impl<'a> WriteTxn<'a> {
         }
     }
 
-    fn pending_in<'s>(
-        &'s self,
-        range: &'s KeyRange,
-    ) -> impl Iterator<Item = (&'s Vec<u8>, &'s Option<KeyValue>)> + 's {
-        range
-            .bounds()
-            .into_iter()
-            .flat_map(move |b| self.pending.range::<[u8], _>(b))
+    fn pending_in<'s>(&'s self, range: &'s KeyRange) -> impl Iterator<Item = (&'s Vec<u8>, &'s Option<KeyValue>)> + 's {
+        range.bounds().into_iter().flat_map(move |b| self.pending.range::<[u8], _>(b))
     }
 
     /// Every key of `range` in the txn's current view, ascending.
@@ -139,16 +126,8 @@ impl<'a> WriteTxn<'a> {
         }
         let hits = self.view(range);
         let count = hits.len() as i64;
-        let kvs = hits
-            .into_iter()
-            .take(limit_of(opts))
-            .map(|(_, h)| self.resolve(h))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(RangeResult {
-            kvs,
-            count,
-            rev: cur,
-        })
+        let kvs = hits.into_iter().take(limit_of(opts)).map(|(_, h)| self.resolve(h)).collect::<Result<Vec<_>, _>>()?;
+        Ok(RangeResult { kvs, count, rev: cur })
     }
 
     /// The key's latest value in this txn's view.
@@ -186,31 +165,19 @@ impl<'a> WriteTxn<'a> {
             lease,
         };
         self.pending.insert(key.to_vec(), Some(kv.clone()));
-        self.changes.push(Event {
-            kind: EventKind::Put,
-            kv,
-            prev_kv: prev,
-        });
+        self.changes.push(Event { kind: EventKind::Put, kv, prev_kv: prev });
     }
 
     /// Deletes every live key in range; returns the deleted kvs (their last
     /// values). Deleting nothing adds no change.
     pub fn delete_range(&mut self, range: &KeyRange) -> Result<Vec<KeyValue>, MvccError> {
-        let deleted = self
-            .view(range)
-            .into_iter()
-            .map(|(_, h)| self.resolve(h))
-            .collect::<Result<Vec<_>, _>>()?;
+        let deleted = self.view(range).into_iter().map(|(_, h)| self.resolve(h)).collect::<Result<Vec<_>, _>>()?;
         let main = self.begin + 1;
         for kv in &deleted {
             self.pending.insert(kv.key.clone(), None);
             self.changes.push(Event {
                 kind: EventKind::Delete,
-                kv: KeyValue {
-                    key: kv.key.clone(),
-                    mod_revision: main,
-                    ..Default::default()
-                },
+                kv: KeyValue { key: kv.key.clone(), mod_revision: main, ..Default::default() },
                 prev_kv: Some(kv.clone()),
             });
         }
@@ -232,19 +199,8 @@ impl<'a> WriteTxn<'a> {
     /// Like `commit`, with `extra` ops (other tables: leases, members, auth)
     /// written in the same atomic engine batch, so state kept beside the key
     /// space never disagrees with it after a crash.
-    pub fn commit_with(
-        self,
-        applied: AppliedIndex,
-        extra: WriteBatch,
-    ) -> Result<Vec<Event>, MvccError> {
-        let WriteTxn {
-            store,
-            writer,
-            begin,
-            changes,
-            failure,
-            pending: _,
-        } = self;
+    pub fn commit_with(self, applied: AppliedIndex, extra: WriteBatch) -> Result<Vec<Event>, MvccError> {
+        let WriteTxn { store, writer, begin, changes, failure, pending: _ } = self;
         if let Some(e) = failure {
             return Err(e);
         }
@@ -254,19 +210,9 @@ impl<'a> WriteTxn<'a> {
         for (sub, ev) in changes.iter().enumerate() {
             let (tombstone, value) = match ev.kind {
                 EventKind::Put => (false, encode_kv(&ev.kv)),
-                EventKind::Delete => (
-                    true,
-                    encode_kv(&KeyValue {
-                        key: ev.kv.key.clone(),
-                        ..Default::default()
-                    }),
-                ),
+                EventKind::Delete => (true, encode_kv(&KeyValue { key: ev.kv.key.clone(), ..Default::default() })),
             };
-            batch.put(
-                Table::Key,
-                RevisionKey::new(revision(sub), tombstone).encode(),
-                value,
-            );
+            batch.put(Table::Key, RevisionKey::new(revision(sub), tombstone).encode(), value);
         }
         meta::put_applied(&mut batch, applied);
         store.engine.write(batch)?;

@@ -1,0 +1,90 @@
+//! Opening a member's state: the raft log, the engine restored from the
+//! newest snapshot, membership and leases. A brand-new member of a new
+//! cluster bootstraps: every initial member writes the same membership and
+//! installs the same snapshot at index 1, term 1, whose conf state names the
+//! initial voters. A member that later joins starts empty and receives that
+//! state (or a newer snapshot) from the leader, so the initial configuration
+//! is never something only the log's missing prefix knows.
+
+use std::sync::Arc;
+
+use api::pb::metastorepb::MemberRecord;
+use raft::eraftpb::{ConfState, Snapshot};
+use raftlog::LogStore;
+use storage::{AppliedIndex, Engine, MvccStore, WriteBatch};
+
+use super::NodeError;
+use crate::config::ServerConfig;
+use crate::lessor::Lessor;
+use crate::members::Membership;
+
+pub struct Opened {
+    pub log: LogStore,
+    pub mvcc: Arc<MvccStore>,
+    pub lessor: Arc<Lessor>,
+    pub members: Arc<Membership>,
+    pub cluster_id: u64,
+    /// Index of the snapshot the state was restored from (0: none).
+    pub last_snapshot: u64,
+}
+
+pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeError> {
+    let (mut log, recovered) = LogStore::open(&cfg.member_dir())?;
+    let mut last_snapshot = 0;
+    if let Some((meta, mut reader)) = recovered.snapshot {
+        tracing::info!(index = meta.index, term = meta.term, "restoring state from snapshot");
+        engine.restore(&mut reader)?;
+        last_snapshot = meta.index;
+    }
+    let mvcc = Arc::new(MvccStore::open(engine)?);
+    let members = Arc::new(Membership::default());
+    members.load(mvcc.engine().as_ref())?;
+    if recovered.fresh && !cfg.join_existing {
+        bootstrap_new(cfg, &mut log, &mvcc, &members)?;
+        last_snapshot = 1;
+    }
+    let lessor = Arc::new(Lessor::new(Lessor::min_ttl_for(cfg.election_timeout)));
+    lessor.recover(&mvcc)?;
+    let cluster_id = match members.cluster_id() {
+        0 => cfg.cluster_id,
+        id => id,
+    };
+    Ok(Opened { log, mvcc, lessor, members, cluster_id, last_snapshot })
+}
+
+fn bootstrap_new(
+    cfg: &ServerConfig,
+    log: &mut LogStore,
+    mvcc: &MvccStore,
+    members: &Membership,
+) -> Result<(), NodeError> {
+    let records: Vec<MemberRecord> = cfg
+        .members
+        .iter()
+        .map(|m| MemberRecord {
+            id: m.id,
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            // Each member publishes its own client URLs once it runs.
+            client_urls: Vec::new(),
+            is_learner: false,
+        })
+        .collect();
+    let mut batch = WriteBatch::default();
+    members.bootstrap(cfg.cluster_id, records, &mut batch);
+    let applied = AppliedIndex { index: 1, term: 1 };
+    mvcc.set_applied_with(applied, batch)?;
+    let mut data = Vec::new();
+    mvcc.engine().dump(&mut data)?;
+    let mut cs = ConfState::default();
+    cs.voters = cfg.members.iter().map(|m| m.id).collect();
+    let mut snap = Snapshot::default();
+    snap.data = data.into();
+    let meta = snap.mut_metadata();
+    meta.index = applied.index;
+    meta.term = applied.term;
+    meta.set_conf_state(cs);
+    log.install_snapshot(&snap)?;
+    tracing::info!(members = cfg.members.len(), "bootstrapped a new cluster");
+    Ok(())
+}

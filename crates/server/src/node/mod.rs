@@ -1,0 +1,220 @@
+//! The raft node: one thread (`runner`) owns the raft-rs `RawNode`, the
+//! durable log and the applier; request handlers talk to it through
+//! `NodeHandle` and a bounded queue.
+//!
+//! Invariants:
+//! - an entry is applied only after it is durable in this member's WAL;
+//! - apply runs on the raft thread only, in log order;
+//! - every queue into the thread is bounded (`PROPOSAL_QUEUE`); a full queue
+//!   answers "too many requests" (or drops a peer message, which raft
+//!   retransmits) instead of waiting.
+
+mod bootstrap;
+mod conf;
+mod runner;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use api::pb::metastorepb::{internal_request::Request, InternalRequest, MemberRecord};
+use api::EtcdError;
+use parking_lot::Mutex;
+use prost::Message as _;
+use raft::eraftpb::{ConfChange, Message};
+use raft::SnapshotStatus;
+use storage::{Engine, MvccStore};
+use tokio::sync::{oneshot, watch};
+
+use crate::apply::ApplyResult;
+use crate::config::ServerConfig;
+use crate::deadline::Deadline;
+use crate::lessor::Lessor;
+use crate::members::Membership;
+use crate::state::SharedState;
+use crate::waiters::Waiters;
+
+pub use runner::{NoPeers, Transport};
+
+/// Proposals, reads and peer messages queued for the raft thread. Sized for
+/// a burst of a few thousand concurrent clients; beyond it clients get
+/// "too many requests" rather than unbounded memory.
+const PROPOSAL_QUEUE: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("raft log: {0}")]
+    Log(#[from] raftlog::LogStoreError),
+    #[error("storage: {0}")]
+    Storage(#[from] storage::MvccError),
+    #[error("engine: {0}")]
+    Engine(#[from] storage::EngineError),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Etcd(#[from] EtcdError),
+}
+
+/// Extra checks the raft thread makes before proposing a conf change,
+/// because only it sees the leader's view of followers' progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfCheck {
+    /// etcd's strict reconfiguration check: enough started members remain.
+    Strict,
+    /// The learner must be in sync with the leader.
+    Promote,
+}
+
+/// Feedback from the peer transport about deliveries.
+#[derive(Debug)]
+pub enum Report {
+    Unreachable(u64),
+    Snapshot(u64, SnapshotStatus),
+    /// A peer refused our messages because this member was removed.
+    Removed,
+}
+
+pub(crate) enum NodeMsg {
+    Propose { id: u64, data: Vec<u8> },
+    ReadIndex(oneshot::Sender<Result<u64, EtcdError>>),
+    Step(Box<Message>),
+    Report(Report),
+    ConfChange { id: u64, cc: ConfChange, check: ConfCheck },
+    TransferLeader { target: u64, reply: oneshot::Sender<Result<(), EtcdError>> },
+}
+
+pub type ApplyWaiters = Waiters<ApplyResult>;
+
+/// The handle request handlers use. Cheap to share behind an Arc.
+pub struct NodeHandle {
+    tx: Mutex<Option<SyncSender<NodeMsg>>>,
+    stopping: Arc<AtomicBool>,
+    pub waiters: Arc<ApplyWaiters>,
+    pub state: Arc<SharedState>,
+    pub mvcc: Arc<MvccStore>,
+    pub lessor: Arc<Lessor>,
+    pub members: Arc<Membership>,
+    /// The latest revision applied; watch streams wait on it.
+    pub revision: watch::Receiver<i64>,
+    max_request_bytes: usize,
+    thread: Mutex<Option<JoinHandle<Result<(), NodeError>>>>,
+}
+
+impl NodeHandle {
+    fn enqueue(&self, msg: NodeMsg) -> Result<(), EtcdError> {
+        let tx = self.tx.lock().clone().ok_or(EtcdError::Stopped)?;
+        match tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(EtcdError::TooManyRequests),
+            Err(TrySendError::Disconnected(_)) => Err(EtcdError::Stopped),
+        }
+    }
+
+    /// Proposes a request through raft and waits until it is applied here.
+    pub async fn propose(&self, req: Request, deadline: Deadline) -> ApplyResult {
+        let (id, rx, _guard) = self.waiters.register();
+        let data = InternalRequest { id, request: Some(req) }.encode_to_vec();
+        if data.len() > self.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        self.enqueue(NodeMsg::Propose { id, data })?;
+        deadline.run(rx).await?.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// Proposes a membership change for `member` and waits until applied.
+    pub async fn propose_conf_change(
+        &self,
+        mut cc: ConfChange,
+        member: MemberRecord,
+        check: ConfCheck,
+        deadline: Deadline,
+    ) -> ApplyResult {
+        let (id, rx, _guard) = self.waiters.register();
+        cc.context =
+            api::pb::metastorepb::ConfChangeContext { request_id: id, member: Some(member) }.encode_to_vec().into();
+        self.enqueue(NodeMsg::ConfChange { id, cc, check })?;
+        deadline.run(rx).await?.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// Linearizable read barrier: returns once this member has applied
+    /// everything committed before the call (raft ReadIndex).
+    pub async fn read_barrier(&self, deadline: Deadline) -> Result<(), EtcdError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(NodeMsg::ReadIndex(tx))?;
+        let index = deadline.run(rx).await?.map_err(|_| EtcdError::Stopped)??;
+        let mut applied = self.state.subscribe_applied();
+        deadline.run(applied.wait_for(|a| *a >= index)).await?.map_err(|_| EtcdError::Stopped)?;
+        Ok(())
+    }
+
+    /// Asks the leader (this member) to hand leadership to `target`.
+    pub async fn transfer_leader(&self, target: u64, deadline: Deadline) -> Result<(), EtcdError> {
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(NodeMsg::TransferLeader { target, reply })?;
+        deadline.run(rx).await?.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// Hands a message from a peer to raft; dropped when the queue is full.
+    pub fn step(&self, msg: Message) {
+        if self.enqueue(NodeMsg::Step(Box::new(msg))).is_err() {
+            tracing::debug!("raft message from a peer dropped: queue full");
+        }
+    }
+
+    pub fn report(&self, r: Report) {
+        let _ = self.enqueue(NodeMsg::Report(r));
+    }
+
+    pub fn is_learner(&self) -> bool {
+        self.members.is_learner(self.state.member_id)
+    }
+
+    /// Stops the raft thread after it drains what is queued; waits for it.
+    pub fn stop(&self) -> Result<(), NodeError> {
+        self.stopping.store(true, Ordering::Release);
+        self.tx.lock().take();
+        let handle = self.thread.lock().take();
+        match handle {
+            Some(h) => h.join().unwrap_or_else(|_| Err(NodeError::Io(std::io::Error::other("raft thread panicked")))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Where the transport is created once the node's handle exists (it needs
+/// the handle to report back).
+pub type TransportFactory = Box<dyn FnOnce(Arc<NodeHandle>) -> Box<dyn Transport> + Send>;
+
+/// Opens the log and state, replays, and starts the raft thread.
+pub fn start(
+    cfg: &ServerConfig,
+    engine: Arc<dyn Engine>,
+    transport: TransportFactory,
+) -> Result<Arc<NodeHandle>, NodeError> {
+    let opened = bootstrap::open(cfg, engine)?;
+    let (tx, rx) = mpsc::sync_channel(PROPOSAL_QUEUE);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let applied = opened.mvcc.applied_index().index;
+    let state = Arc::new(SharedState::new(cfg.member_id, opened.cluster_id, applied));
+    let (revision_tx, revision) = watch::channel(opened.mvcc.current_revision());
+    let node = Arc::new(NodeHandle {
+        tx: Mutex::new(Some(tx)),
+        stopping: stopping.clone(),
+        waiters: Waiters::new(cfg.member_id),
+        state,
+        mvcc: opened.mvcc.clone(),
+        lessor: opened.lessor.clone(),
+        members: opened.members.clone(),
+        revision,
+        max_request_bytes: cfg.max_request_bytes,
+        thread: Mutex::new(None),
+    });
+    let transport = transport(node.clone());
+    let runner = runner::Runner::new(cfg, opened, &node, rx, stopping, revision_tx, transport)?;
+    let thread = std::thread::Builder::new().name("raft".into()).spawn(move || runner.run())?;
+    *node.thread.lock() = Some(thread);
+    Ok(node)
+}

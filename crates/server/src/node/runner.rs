@@ -1,0 +1,444 @@
+//! The raft thread's loop: take queued messages (batched: many proposals
+//! share one Ready, one WAL write and one fsync), tick, and handle each
+//! Ready in the order raft-rs requires: send what may go first, install a
+//! snapshot, apply committed entries, persist, answer reads, send what had
+//! to wait for persistence, advance.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api::pb::metastorepb::InternalRequest;
+use api::EtcdError;
+use prost::Message as _;
+use raft::eraftpb::{ConfState, Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use raftlog::LogStore;
+use storage::AppliedIndex;
+use tokio::sync::{oneshot, watch};
+
+use super::bootstrap::Opened;
+use super::{ApplyWaiters, NodeError, NodeHandle, NodeMsg, Report};
+use crate::apply::Applier;
+use crate::config::ServerConfig;
+use crate::members::Membership;
+use crate::state::SharedState;
+
+/// Messages taken off the queue per loop turn, so ticks and Readies keep
+/// their pace under a flood.
+const MAX_BATCH: usize = 4096;
+/// A read index request unanswered this long is asked again (raft drops
+/// requests made before the leader commits in its term, or lost on the way).
+const READ_RETRY: Duration = Duration::from_millis(500);
+
+/// Sends raft messages to peers and learns who the peers are.
+pub trait Transport: Send + 'static {
+    fn send(&mut self, msgs: Vec<Message>);
+    /// The current members other than this one: (ID, peer URLs).
+    fn set_peers(&mut self, peers: Vec<(u64, Vec<String>)>);
+}
+
+/// A transport for a member that has no peers.
+pub struct NoPeers;
+
+impl Transport for NoPeers {
+    fn send(&mut self, msgs: Vec<Message>) {
+        if !msgs.is_empty() {
+            tracing::warn!(count = msgs.len(), "raft messages for peers dropped: no peer transport");
+        }
+    }
+    fn set_peers(&mut self, _peers: Vec<(u64, Vec<String>)>) {}
+}
+
+type ReadWaiter = oneshot::Sender<Result<u64, EtcdError>>;
+
+pub struct Runner {
+    pub(super) raw: RawNode<raftlog::RaftStorage>,
+    pub(super) log: LogStore,
+    pub(super) applier: Applier,
+    pub(super) members: Arc<Membership>,
+    pub(super) state: Arc<SharedState>,
+    pub(super) waiters: Arc<ApplyWaiters>,
+    pub(super) transport: Box<dyn Transport>,
+    pub(super) removed: bool,
+    peers_version: u64,
+    revision_tx: watch::Sender<i64>,
+    election_timeout: Duration,
+    rx: mpsc::Receiver<NodeMsg>,
+    stopping: Arc<AtomicBool>,
+    heartbeat: Duration,
+    snapshot_count: u64,
+    last_snapshot: u64,
+    pending_reads: Vec<ReadWaiter>,
+    inflight_reads: HashMap<u64, (Instant, Vec<ReadWaiter>)>,
+    read_seq: u64,
+}
+
+impl Runner {
+    pub(super) fn new(
+        cfg: &ServerConfig,
+        opened: Opened,
+        node: &NodeHandle,
+        rx: mpsc::Receiver<NodeMsg>,
+        stopping: Arc<AtomicBool>,
+        revision_tx: watch::Sender<i64>,
+        transport: Box<dyn Transport>,
+    ) -> Result<Runner, NodeError> {
+        let applied = opened.mvcc.applied_index().index;
+        let raft_cfg = raft::Config {
+            id: cfg.member_id,
+            election_tick: cfg.election_ticks(),
+            heartbeat_tick: 1,
+            applied,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        raft_cfg.validate()?;
+        let mut raw = RawNode::new(&raft_cfg, opened.log.raft_storage(), &crate::raft_logger::logger())?;
+        let voters: Vec<u64> = raw.raft.prs().conf().voters().ids().iter().collect();
+        if voters == [cfg.member_id] {
+            // A lone voter need not wait an election timeout to lead.
+            raw.campaign()?;
+        }
+        let mut runner = Runner {
+            raw,
+            log: opened.log,
+            applier: Applier::new(opened.mvcc, opened.lessor, opened.members.clone()),
+            members: opened.members,
+            state: node.state.clone(),
+            waiters: node.waiters.clone(),
+            transport,
+            removed: false,
+            peers_version: 0,
+            revision_tx,
+            election_timeout: cfg.election_timeout,
+            rx,
+            stopping,
+            heartbeat: cfg.heartbeat,
+            snapshot_count: cfg.snapshot_count.max(1),
+            last_snapshot: opened.last_snapshot,
+            pending_reads: Vec::new(),
+            inflight_reads: HashMap::new(),
+            read_seq: 0,
+        };
+        runner.refresh_peers(cfg);
+        Ok(runner)
+    }
+
+    /// Tells the transport who the peers are: the recorded membership, or
+    /// (before a joining member has received any state) the initial cluster.
+    pub(super) fn refresh_peers(&mut self, cfg: &ServerConfig) {
+        let me = self.state.member_id;
+        let mut peers: Vec<(u64, Vec<String>)> =
+            self.members.list().into_iter().filter(|m| m.id != me).map(|m| (m.id, m.peer_urls)).collect();
+        if peers.is_empty() {
+            peers = cfg.members.iter().filter(|m| m.id != me).map(|m| (m.id, m.peer_urls.clone())).collect();
+        }
+        self.peers_version = self.members.version();
+        self.transport.set_peers(peers);
+    }
+
+    pub(super) fn refresh_peers_from_members(&mut self) {
+        self.peers_version = self.members.version();
+        let me = self.state.member_id;
+        let peers = self.members.list().into_iter().filter(|m| m.id != me).map(|m| (m.id, m.peer_urls)).collect();
+        self.transport.set_peers(peers);
+    }
+
+    pub fn run(mut self) -> Result<(), NodeError> {
+        let result = self.run_loop();
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "raft node stopped on error");
+        }
+        if self.removed {
+            self.state.set_removed();
+        }
+        self.state.set_stopped();
+        let err = if self.removed { EtcdError::MemberRemoved } else { EtcdError::Stopped };
+        self.waiters.fail_all(|| Err(err.clone()));
+        for w in self.pending_reads.drain(..) {
+            let _ = w.send(Err(err.clone()));
+        }
+        for (_, (_, ws)) in self.inflight_reads.drain() {
+            for w in ws {
+                let _ = w.send(Err(err.clone()));
+            }
+        }
+        result
+    }
+
+    fn run_loop(&mut self) -> Result<(), NodeError> {
+        let mut next_tick = Instant::now() + self.heartbeat;
+        let mut open = true;
+        while open && !self.removed && !self.stopping.load(Ordering::Acquire) {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+            for _ in 0..MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(msg) => self.handle(msg),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                next_tick = (next_tick + self.heartbeat).max(now);
+                self.retry_reads(now);
+            }
+            self.flush_reads();
+            while self.raw.has_ready() {
+                self.on_ready()?;
+            }
+            if self.raw.store().take_snapshot_request() {
+                // A peer needs a snapshot newer than the files hold.
+                self.snapshot(true)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, msg: NodeMsg) {
+        match msg {
+            NodeMsg::Propose { id, data } => {
+                if let Err(e) = self.raw.propose(vec![], data) {
+                    let err = self.proposal_error(e);
+                    self.waiters.complete(id, Err(err));
+                }
+            }
+            NodeMsg::ReadIndex(tx) => self.pending_reads.push(tx),
+            NodeMsg::Step(m) => {
+                if let Err(e) = self.raw.step(*m) {
+                    tracing::debug!(error = %e, "raft rejected a peer message");
+                }
+            }
+            NodeMsg::Report(Report::Unreachable(id)) => self.raw.report_unreachable(id),
+            NodeMsg::Report(Report::Snapshot(id, status)) => self.raw.report_snapshot(id, status),
+            NodeMsg::Report(Report::Removed) => {
+                tracing::warn!("peers say this member was removed from the cluster; stopping");
+                self.removed = true;
+            }
+            NodeMsg::ConfChange { id, cc, check } => self.propose_conf_change(id, cc, check),
+            NodeMsg::TransferLeader { target, reply } => {
+                let _ = reply.send(self.transfer_leader(target));
+            }
+        }
+    }
+
+    pub(super) fn proposal_error(&self, e: raft::Error) -> EtcdError {
+        match e {
+            raft::Error::ProposalDropped if self.raw.raft.leader_id == raft::INVALID_ID => EtcdError::NoLeader,
+            raft::Error::ProposalDropped => EtcdError::NotLeader,
+            other => EtcdError::Internal(other.to_string()),
+        }
+    }
+
+    fn transfer_leader(&mut self, target: u64) -> Result<(), EtcdError> {
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(EtcdError::NotLeader);
+        }
+        if !self.raw.raft.prs().conf().voters().contains(target) {
+            return Err(EtcdError::BadLeaderTransferee);
+        }
+        if target != self.state.member_id {
+            self.raw.transfer_leader(target);
+        }
+        Ok(())
+    }
+
+    /// One raft ReadIndex request answers every read queued since the last.
+    fn flush_reads(&mut self) {
+        if self.pending_reads.is_empty() {
+            return;
+        }
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            for w in self.pending_reads.drain(..) {
+                let _ = w.send(Err(EtcdError::NoLeader));
+            }
+            return;
+        }
+        self.read_seq += 1;
+        let batch = std::mem::take(&mut self.pending_reads);
+        self.raw.read_index(self.read_seq.to_be_bytes().to_vec());
+        self.inflight_reads.insert(self.read_seq, (Instant::now(), batch));
+    }
+
+    fn retry_reads(&mut self, now: Instant) {
+        let stale: Vec<u64> = self
+            .inflight_reads
+            .iter()
+            .filter(|(_, (t, _))| now.duration_since(*t) >= READ_RETRY)
+            .map(|(k, _)| *k)
+            .collect();
+        for seq in stale {
+            if let Some((_, mut ws)) = self.inflight_reads.remove(&seq) {
+                ws.retain(|w| !w.is_closed());
+                self.pending_reads.extend(ws);
+            }
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<(), NodeError> {
+        let mut ready = self.raw.ready();
+        if let Some(ss) = ready.ss() {
+            let was_leader = self.state.leader() == self.state.member_id;
+            self.state.set_leader(ss.leader_id);
+            let is_leader = ss.raft_state == StateRole::Leader;
+            if is_leader && !was_leader {
+                // etcd's rule: a new leader gives every lease its full TTL
+                // plus an election timeout, as nobody timed them meanwhile.
+                self.applier.lessor().promote(self.election_timeout);
+            } else if !is_leader {
+                self.applier.lessor().demote();
+            }
+        }
+        self.transport.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot().clone())?;
+        }
+        let committed = ready.take_committed_entries();
+        self.apply_entries(committed)?;
+        if !ready.entries().is_empty() || ready.hs().is_some() {
+            self.log.persist(ready.entries(), ready.hs(), ready.must_sync())?;
+        }
+        if let Some(hs) = ready.hs() {
+            self.state.set_term(hs.term);
+            self.state.set_commit(hs.commit);
+        }
+        for rs in ready.take_read_states() {
+            let mut seq = [0u8; 8];
+            if rs.request_ctx.len() == 8 {
+                seq.copy_from_slice(&rs.request_ctx);
+            }
+            if let Some((_, ws)) = self.inflight_reads.remove(&u64::from_be_bytes(seq)) {
+                for w in ws {
+                    let _ = w.send(Ok(rs.index));
+                }
+            }
+        }
+        self.transport.send(ready.take_persisted_messages());
+        let mut light = self.raw.advance(ready);
+        if let Some(c) = light.commit_index() {
+            // Recorded before applying, so a snapshot never names an index
+            // beyond the commit index the log holds.
+            self.log.persist_commit(c)?;
+            self.state.set_commit(c);
+        }
+        self.transport.send(light.take_messages());
+        let committed = light.take_committed_entries();
+        self.apply_entries(committed)?;
+        self.raw.advance_apply();
+        self.snapshot(false)
+    }
+
+    fn install_snapshot(&mut self, snap: raft::eraftpb::Snapshot) -> Result<(), NodeError> {
+        let meta = snap.get_metadata().clone();
+        tracing::info!(index = meta.index, term = meta.term, "installing a snapshot from the leader");
+        self.log.install_snapshot(&snap)?;
+        let mut data: &[u8] = &snap.data;
+        self.applier.mvcc().restore_snapshot(&mut data)?;
+        self.applier.lessor().recover(self.applier.mvcc())?;
+        self.members.load(self.applier.mvcc().engine().as_ref())?;
+        if self.state.cluster_id() == 0 || self.members.cluster_id() != 0 {
+            self.state.set_cluster_id(self.members.cluster_id());
+        }
+        self.refresh_peers_from_members();
+        self.last_snapshot = meta.index;
+        self.state.set_applied(meta.index);
+        self.publish_revision();
+        Ok(())
+    }
+
+    fn publish_revision(&self) {
+        let now = self.applier.mvcc().current_revision();
+        self.revision_tx.send_if_modified(|r| std::mem::replace(r, now) != now);
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return Ok(());
+        };
+        for e in entries {
+            let applied = AppliedIndex { index: e.index, term: e.term };
+            if applied.index <= self.applier.mvcc().applied_index().index {
+                continue;
+            }
+            match e.get_entry_type() {
+                EntryType::EntryNormal if e.data.is_empty() => self.mark_applied(applied),
+                EntryType::EntryNormal => self.apply_normal(&e.data, applied),
+                EntryType::EntryConfChange => self.apply_conf_change_entry(&e)?,
+                EntryType::EntryConfChangeV2 => {
+                    // MetaStore proposes only v1 conf changes.
+                    tracing::error!(index = e.index, "unexpected v2 conf change entry ignored");
+                    self.mark_applied(applied);
+                }
+            }
+            if self.removed {
+                break;
+            }
+        }
+        self.state.set_applied(last);
+        self.publish_revision();
+        if self.members.version() != self.peers_version {
+            self.refresh_peers_from_members();
+        }
+        Ok(())
+    }
+
+    pub(super) fn mark_applied(&self, applied: AppliedIndex) {
+        if let Err(e) = self.applier.mark_applied(applied) {
+            tracing::error!(index = applied.index, error = %e, "recording applied index failed");
+        }
+    }
+
+    fn apply_normal(&self, data: &[u8], applied: AppliedIndex) {
+        // The WAL checks every record's CRC, so an undecodable committed entry
+        // means a bug or a peer speaking another protocol: stop, don't guess.
+        let req = InternalRequest::decode(data)
+            .unwrap_or_else(|err| panic!("committed entry at index {} undecodable: {err}", applied.index));
+        let result = match req.request {
+            Some(r) => self.applier.apply(r, applied),
+            None => {
+                self.mark_applied(applied);
+                return;
+            }
+        };
+        if let Err(EtcdError::Internal(msg)) = &result {
+            tracing::error!(index = applied.index, error = %msg, "apply failed");
+        }
+        if req.id != 0 {
+            self.waiters.complete(req.id, result);
+        }
+    }
+
+    /// Takes a snapshot every `snapshot_count` applied entries, or now when
+    /// `force` (and anything was applied since the last one).
+    fn snapshot(&mut self, force: bool) -> Result<(), NodeError> {
+        let applied = self.applier.mvcc().applied_index().index;
+        let due =
+            if force { applied > self.last_snapshot } else { applied >= self.last_snapshot + self.snapshot_count };
+        if !due {
+            return Ok(());
+        }
+        let term = self.raw.raft.raft_log.term(applied)?;
+        let cs: ConfState = self.raw.raft.prs().conf().to_conf_state();
+        let engine = self.applier.mvcc().engine().clone();
+        let started = Instant::now();
+        self.log.create_snapshot(applied, term, &cs, &mut |w| engine.dump(w).map_err(std::io::Error::other))?;
+        tracing::info!(index = applied, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot saved");
+        self.last_snapshot = applied;
+        Ok(())
+    }
+}
