@@ -116,3 +116,64 @@ pub fn render_metrics(ctx: &Ctx) -> String {
 async fn metrics(State(ctx): State<Ctx>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render_metrics(&ctx))
 }
+
+/// grpc-go (etcd) rejects an oversized request with ResourceExhausted
+/// "grpc: received message larger than max (N vs. M)"; tonic says OutOfRange
+/// in its own words. Clients match etcd's, so rewrite it on the way out.
+pub async fn etcd_grpc_errors(mut resp: axum::response::Response) -> axum::response::Response {
+    let headers = resp.headers_mut();
+    let is_out_of_range = headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"11");
+    if !is_out_of_range {
+        return resp;
+    }
+    let Some(msg) = headers.get("grpc-message").map(|v| percent_decode(v.as_bytes())) else {
+        return resp;
+    };
+    if let Some((found, limit)) = parse_tonic_size_error(&msg) {
+        let text = format!("grpc: received message larger than max ({found} vs. {limit})");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            headers.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
+            headers.insert("grpc-message", v);
+        }
+    }
+    resp
+}
+
+fn percent_decode(b: &[u8]) -> String {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&String::from_utf8_lossy(&b[i + 1..i + 3]), 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// "Error, decoded message length too large: found N bytes, the limit is: M bytes"
+fn parse_tonic_size_error(msg: &str) -> Option<(u64, u64)> {
+    let rest = msg.strip_prefix("Error, decoded message length too large: found ")?;
+    let (found, rest) = rest.split_once(" bytes, the limit is: ")?;
+    let limit = rest.strip_suffix(" bytes")?;
+    Some((found.parse().ok()?, limit.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tonic_size_error_parsed() {
+        let m = "Error, decoded message length too large: found 529418 bytes, the limit is: 525312 bytes";
+        assert_eq!(parse_tonic_size_error(m), Some((529418, 525312)));
+        assert_eq!(parse_tonic_size_error("something else"), None);
+        assert_eq!(percent_decode(b"a%20b%3Ac"), "a b:c");
+        assert_eq!(percent_decode(b"100%"), "100%");
+    }
+}

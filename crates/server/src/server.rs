@@ -118,7 +118,8 @@ pub async fn run(
                 .add_service(LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_recv))
                 .add_service(WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_recv));
         // gRPC and plain HTTP share the client port, as in etcd.
-        let app = grpc.into_axum_router().merge(crate::http::router(ctx.clone()));
+        let grpc = grpc.into_axum_router().layer(axum::middleware::map_response(crate::http::etcd_grpc_errors));
+        let app = grpc.merge(crate::http::router(ctx.clone()));
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });

@@ -211,8 +211,10 @@ pub fn execute_txn(tw: &mut TxnWrite<'_>, t: &TxnRequest, path: &[bool]) -> Resu
             Some(Request::RequestPut(p)) => Response::ResponsePut(put(tw, p)?),
             Some(Request::RequestDeleteRange(d)) => Response::ResponseDeleteRange(delete_range(tw, d)?),
             Some(Request::RequestTxn(nested)) => {
-                let (resp, n) = execute_txn(tw, nested, &path[used..])?;
+                let (mut resp, n) = execute_txn(tw, nested, &path[used..])?;
                 used += n;
+                // etcd leaves a nested txn's header empty.
+                resp.header = Some(ResponseHeader::default());
                 Response::ResponseTxn(resp)
             }
             None => continue,
@@ -237,8 +239,9 @@ fn readonly_branch(view: &dyn ReadView, t: &TxnRequest, path: &[bool]) -> Result
         let response = match &op.request {
             Some(Request::RequestRange(r)) => Response::ResponseRange(execute_range(view, r)?),
             Some(Request::RequestTxn(nested)) => {
-                let (resp, n) = readonly_branch(view, nested, &path[used..])?;
+                let (mut resp, n) = readonly_branch(view, nested, &path[used..])?;
                 used += n;
+                resp.header = Some(ResponseHeader::default());
                 Response::ResponseTxn(resp)
             }
             _ => continue,

@@ -266,7 +266,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 fn register(shared: &Arc<Shared>, source: IpAddr, client: TcpStream, upstream: TcpStream) {
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    let clones = (client.try_clone(), upstream.try_clone(), client.try_clone(), upstream.try_clone());
+    let clones = (client.try_clone(), upstream.try_clone(), upstream.try_clone(), client.try_clone());
     let (Ok(c_read), Ok(u_write), Ok(u_read), Ok(c_write)) = clones else {
         return;
     };

@@ -1038,7 +1038,6 @@ async fn txn_read_only() {
 /// etcd 3.5 fills only the top-level header of a txn response: the header
 /// of a nested txn response is present but all zero (etcd `newTxnResp`).
 #[tokio::test]
-#[ignore = "metastore bug: a nested TxnResponse header carries the txn revision; etcd 3.5 leaves it all zero"]
 async fn txn_nested_response_header_is_empty_like_etcd() {
     let (_s, mut c) = start(&[]).await;
     let t = c.txn(Txn::new().and_then([TxnOp::txn(Txn::new().and_then([TxnOp::put("a", "1", None)]))])).await.unwrap();

@@ -523,7 +523,6 @@ async fn request_too_large() {
 /// itself refuses the message (grpc-go: ResourceExhausted, "grpc: received
 /// message larger than max (N vs. M)").
 #[tokio::test]
-#[ignore = "metastore bug: a message over max-request-bytes + 512 KiB gets tonic's OutOfRange \"Error, decoded message length too large: found N bytes, the limit is: M bytes\" instead of grpc-go's ResourceExhausted \"grpc: received message larger than max (N vs. M)\""]
 async fn request_beyond_the_grpc_receive_limit() {
     let (_s, mut c) = start(&["--max-request-bytes", "1024"]).await;
     let huge = "h".repeat(1024 + 512 * 1024 + 4096);
@@ -599,6 +598,7 @@ async fn client_deadline() {
     let r = c.put("after", "v", None).await.unwrap();
     let rev = r.header().unwrap().revision();
     let g = timed.get("after", None).await.unwrap();
-    check_header(g.header(), rev);
+    // The frozen put may land after "after", so the header may be ahead.
+    assert!(g.header().unwrap().revision() >= rev);
     assert_eq!(g.kvs()[0].mod_revision(), rev);
 }

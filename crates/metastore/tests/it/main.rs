@@ -5,8 +5,10 @@
 mod common;
 mod crash;
 mod diff;
+mod diff_watch_lease;
 mod kv;
 mod kv_errors;
+mod lease;
 mod lifecycle;
 mod smoke;
 mod watch;

@@ -274,7 +274,7 @@ async fn key_prefix_range_from_key_and_all_keys() {
     }
     let want: BTreeMap<i64, Vec<Ev>> =
         ids.iter().zip(&specs).map(|(id, spec)| (*id, m.expect(spec, 0, false))).collect();
-    assert_eq!(want[&0].len(), 6, "key watcher: 4 puts and 1 delete of a, +end");
+    assert_eq!(want[&0].len(), 5, "key watcher: 3 puts and 1 delete of a, +end");
     expect_events(&mut ws, &want).await;
 }
 
@@ -556,11 +556,19 @@ async fn compacted_start_revision_cancels_with_compact_revision() {
     assert_eq!(r.watch_id(), id);
     assert_eq!(r.compact_revision(), 6);
     assert!(r.events().is_empty());
-    wait_metric(&srv, WATCHERS, 0);
+    // etcd keeps the canceled watcher registered until the client cancels it
+    // (see `compacted_watcher_keeps_its_id_until_the_client_cancels_it`).
+    ws.cancel(id).await.unwrap();
 
     // Starting at the compaction revision itself is allowed.
     ws.watch("c/", Some(WatchOptions::new().with_prefix().with_start_revision(6))).await.unwrap();
-    let id = created(&mut ws).await;
+    // etcd answers the cancel above; MetaStore does not.
+    let mut r = next(&mut ws, "created at the compaction revision").await;
+    if r.canceled() && !r.created() && r.watch_id() == id {
+        r = next(&mut ws, "created at the compaction revision").await;
+    }
+    assert!(r.created() && !r.canceled(), "{r:?}");
+    let id = r.watch_id();
     m.put(&mut c, "c/end", "v").await;
     let want = BTreeMap::from([(id, m.expect(&Spec::Prefix("c/".into()), 6, false))]);
     expect_events(&mut ws, &want).await;
@@ -578,6 +586,44 @@ async fn compacted_start_revision_cancels_with_compact_revision() {
     assert!(r.created() && r.canceled(), "{r:?}");
     assert_eq!(r.watch_id(), -1);
     assert_eq!(r.cancel_reason(), "mvcc: watcher range is empty");
+}
+
+/// etcd (`mvcc/watchable_store.go` `chooseAll`, `cancelWatcher`) sends the
+/// compacted response but keeps the watcher in the stream until the client
+/// cancels it: the ID stays taken (a create with it is a duplicate), a cancel
+/// request for it is answered with canceled=true, and the watcher gauge
+/// counts it until then.
+#[tokio::test]
+#[ignore = "metastore bug: a watcher canceled for compaction is dropped at once; etcd keeps \
+            its ID taken until the client cancels it and answers that cancel"]
+async fn compacted_watcher_keeps_its_id_until_the_client_cancels_it() {
+    let srv = server(&[]);
+    let mut c = client(&srv).await;
+    for i in 0..5 {
+        c.put(format!("c/{i}"), "v", None).await.unwrap();
+    }
+    c.compact(4, None).await.expect("compact");
+    let mut ws =
+        c.watch("c/", Some(WatchOptions::new().with_prefix().with_start_revision(2).with_watch_id(5))).await.unwrap();
+    assert_eq!(created(&mut ws).await, 5);
+    let r = next(&mut ws, "compacted cancel").await;
+    assert!(r.canceled() && r.compact_revision() == 4, "{r:?}");
+
+    ws.watch("d", Some(WatchOptions::new().with_watch_id(5))).await.unwrap();
+    let r = next(&mut ws, "create with the compacted watcher's ID").await;
+    assert!(
+        r.created() && r.canceled() && r.watch_id() == -1,
+        "the ID of a compacted watcher is still taken in etcd: {r:?}"
+    );
+    assert_eq!(r.cancel_reason(), "mvcc: duplicate watch ID provided on the WatchStream");
+    assert_eq!(metric(&srv, WATCHERS), 1, "etcd still counts the watcher");
+
+    ws.cancel(5).await.unwrap();
+    let r = next(&mut ws, "the cancel of the compacted watcher").await;
+    assert!(r.canceled() && !r.created() && r.watch_id() == 5, "{r:?}");
+    wait_metric(&srv, WATCHERS, 0);
+    ws.watch("d", Some(WatchOptions::new().with_watch_id(5))).await.unwrap();
+    assert_eq!(created(&mut ws).await, 5, "free again after the cancel");
 }
 
 #[tokio::test]
@@ -686,6 +732,27 @@ async fn fragment_splits_large_responses() {
     let (pieces, got) = read_fragments(&mut ws, id, want.len()).await;
     assert!(pieces.len() > 1, "a 600 KB revision was not fragmented: {pieces:?}");
     assert_eq!(got, want);
+}
+
+/// etcd cuts fragments at `--max-request-bytes` plus its 512 KiB gRPC
+/// allowance (`MaxRequestBytesWithOverhead()` in `v3rpc/watch.go`), so with
+/// a 16 KiB limit a 40 x 15 KB replay comes in pieces of 35 and 5 events
+/// (checked against Debian's etcd with `METASTORE_IT_AGAINST=etcd`).
+/// MetaStore cuts at `--max-request-bytes` alone: 40 pieces of one event.
+#[tokio::test]
+#[ignore = "metastore bug: watch fragments are cut at --max-request-bytes instead of \
+            --max-request-bytes + 512 KiB as etcd does"]
+async fn fragment_size_limit_includes_the_grpc_allowance() {
+    let srv = server(&["--max-request-bytes", "16384"]);
+    let mut c = client(&srv).await;
+    let m = big_history(&mut c).await;
+    let want = m.expect(&Spec::Prefix("fr/".into()), 1, false);
+    let mut ws =
+        c.watch("fr/", Some(WatchOptions::new().with_prefix().with_start_revision(1).with_fragment())).await.unwrap();
+    let id = created(&mut ws).await;
+    let (pieces, got) = read_fragments(&mut ws, id, want.len()).await;
+    assert_eq!(got, want);
+    assert_eq!(pieces, vec![35, 5], "events per fragment");
 }
 
 // --------------------------------------------------------------------- load

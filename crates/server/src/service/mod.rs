@@ -43,4 +43,14 @@ impl Ctx {
             raft_term: self.node.state.term(),
         })
     }
+
+    /// The Cluster service's header: etcd sets no revision there.
+    pub fn cluster_header(&self) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            cluster_id: self.node.state.cluster_id(),
+            member_id: self.cfg.member_id,
+            revision: 0,
+            raft_term: self.node.state.term(),
+        })
+    }
 }
