@@ -58,8 +58,10 @@ impl Lessor {
         Lessor { inner: Mutex::new(Inner { leases: HashMap::new(), primary: false }), min_ttl: min_ttl.max(1) }
     }
 
-    pub fn min_ttl_for(election_timeout: Duration) -> i64 {
-        let ms = election_timeout.as_millis() as i64 * 3 / 2;
+    /// etcd: `(3 * electionTicks / 2) * heartbeat`, in whole ticks, rounded
+    /// up to seconds.
+    pub fn min_ttl_for(heartbeat: Duration, election_ticks: usize) -> i64 {
+        let ms = ((3 * election_ticks / 2) as u128 * heartbeat.as_millis()) as i64;
         (ms + 999) / 1000
     }
 
@@ -229,10 +231,13 @@ impl Lessor {
         })
     }
 
+    /// Lease IDs in etcd's order: soonest expiry first (then by ID; a
+    /// follower times nothing, so it lists by ID).
     pub fn ids(&self) -> Vec<i64> {
-        let mut ids: Vec<i64> = self.inner.lock().leases.keys().copied().collect();
+        let inner = self.inner.lock();
+        let mut ids: Vec<(Option<Instant>, i64)> = inner.leases.iter().map(|(id, l)| (l.expiry, *id)).collect();
         ids.sort_unstable();
-        ids
+        ids.into_iter().map(|(_, id)| id).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -250,8 +255,11 @@ mod tests {
 
     #[test]
     fn min_ttl_like_etcd() {
-        assert_eq!(Lessor::min_ttl_for(Duration::from_millis(1000)), 2);
-        assert_eq!(Lessor::min_ttl_for(Duration::from_millis(3000)), 5);
+        let hb = Duration::from_millis(100);
+        assert_eq!(Lessor::min_ttl_for(hb, 10), 2);
+        assert_eq!(Lessor::min_ttl_for(hb, 30), 5);
+        // 300 ms heartbeat, 1000 ms election: 3 ticks -> 4 ticks -> 1.2 s -> 2 s.
+        assert_eq!(Lessor::min_ttl_for(Duration::from_millis(300), 3), 2);
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeE
         bootstrap_new(cfg, &mut log, &mvcc, &members)?;
         last_snapshot = 1;
     }
-    let lessor = Arc::new(Lessor::new(Lessor::min_ttl_for(cfg.election_timeout)));
+    let lessor = Arc::new(Lessor::new(Lessor::min_ttl_for(cfg.heartbeat, cfg.election_ticks())));
     lessor.recover(&mvcc)?;
     let cluster_id = match members.cluster_id() {
         0 => cfg.cluster_id,

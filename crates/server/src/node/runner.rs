@@ -294,8 +294,9 @@ impl Runner {
         let mut ready = self.raw.ready();
         if let Some(ss) = ready.ss() {
             let was_leader = self.state.leader() == self.state.member_id;
-            self.state.set_leader(ss.leader_id);
             let is_leader = ss.raft_state == StateRole::Leader;
+            // The lessor changes before the leader is published, so whoever
+            // sees this member as leader finds its lessor primary.
             if is_leader && !was_leader {
                 // etcd's rule: a new leader gives every lease its full TTL
                 // plus an election timeout, as nobody timed them meanwhile.
@@ -303,6 +304,7 @@ impl Runner {
             } else if !is_leader {
                 self.applier.lessor().demote();
             }
+            self.state.set_leader(ss.leader_id);
         }
         self.transport.send(ready.take_messages());
         if !ready.snapshot().is_empty() {

@@ -71,7 +71,7 @@ pub async fn promote_here(ctx: &Ctx, id: u64) -> Result<MemberPromoteResponse, E
     let deadline = Deadline::new(ctx.request_timeout(), None);
     let cc = conf_change(ConfChangeType::AddNode, id);
     let members = members_of(ctx.node.propose_conf_change(cc, member, ConfCheck::Promote, deadline).await?)?;
-    Ok(MemberPromoteResponse { header: ctx.cluster_header(), members: members.iter().map(to_pb).collect() })
+    Ok(MemberPromoteResponse { header: ctx.header_without_revision(), members: members.iter().map(to_pb).collect() })
 }
 
 #[tonic::async_trait]
@@ -103,7 +103,7 @@ impl Cluster for ClusterService {
             .await?;
         let members = members_of(applied)?;
         Ok(Response::new(MemberAddResponse {
-            header: self.ctx.cluster_header(),
+            header: self.ctx.header_without_revision(),
             member: Some(to_pb(&member)),
             members: members.iter().map(to_pb).collect(),
         }))
@@ -121,7 +121,7 @@ impl Cluster for ClusterService {
         let cc = conf_change(ConfChangeType::RemoveNode, r.id);
         let members = members_of(self.ctx.node.propose_conf_change(cc, member, ConfCheck::Strict, deadline).await?)?;
         Ok(Response::new(MemberRemoveResponse {
-            header: self.ctx.cluster_header(),
+            header: self.ctx.header_without_revision(),
             members: members.iter().map(to_pb).collect(),
         }))
     }
@@ -141,7 +141,7 @@ impl Cluster for ClusterService {
         }
         let members = members_of(self.ctx.node.propose(Internal::MemberUpdate(r), deadline).await?)?;
         Ok(Response::new(MemberUpdateResponse {
-            header: self.ctx.cluster_header(),
+            header: self.ctx.header_without_revision(),
             members: members.iter().map(to_pb).collect(),
         }))
     }
@@ -149,7 +149,7 @@ impl Cluster for ClusterService {
     async fn member_list(&self, _r: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         let members = self.ctx.node.members.list();
         Ok(Response::new(MemberListResponse {
-            header: self.ctx.cluster_header(),
+            header: self.ctx.header_without_revision(),
             members: members.iter().map(to_pb).collect(),
         }))
     }
@@ -168,7 +168,7 @@ impl Cluster for ClusterService {
         match deadline.run(client.member_promote(with_timeout(r, PEER_REQUEST_TIMEOUT))).await? {
             Ok(resp) => {
                 let mut resp = resp.into_inner();
-                resp.header = self.ctx.cluster_header();
+                resp.header = self.ctx.header_without_revision();
                 Ok(Response::new(resp))
             }
             Err(s) => {

@@ -25,6 +25,8 @@ use crate::peer::leader::status_to_etcd;
 /// stops being served (its requests are not read either) instead of growing
 /// a queue.
 const KEEPALIVE_QUEUE: usize = 16;
+/// How often a keep-alive waiting for a leader looks again.
+const LEADER_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 pub struct LeaseService {
     ctx: Ctx,
@@ -147,6 +149,16 @@ pub fn time_to_live(ctx: &Ctx, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveRes
 
 /// Renews on the leader: here when this member leads, else forwarded.
 async fn renew(ctx: &Ctx, id: i64) -> Result<i64, EtcdError> {
+    // Like etcd, wait (bounded) for a leader rather than fail at once.
+    let deadline = Deadline::new(ctx.request_timeout(), None);
+    deadline
+        .run(async {
+            while ctx.node.state.leader() == 0 {
+                tokio::time::sleep(LEADER_POLL).await;
+            }
+        })
+        .await
+        .map_err(|_| EtcdError::NoLeader)?;
     if ctx.node.lessor.is_primary() {
         return ctx.node.lessor.renew(id);
     }

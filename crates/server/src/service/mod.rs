@@ -44,8 +44,9 @@ impl Ctx {
         })
     }
 
-    /// The Cluster service's header: etcd sets no revision there.
-    pub fn cluster_header(&self) -> Option<ResponseHeader> {
+    /// A header without a revision, as etcd's Cluster service and its
+    /// compacted watch responses send.
+    pub fn header_without_revision(&self) -> Option<ResponseHeader> {
         Some(ResponseHeader {
             cluster_id: self.node.state.cluster_id(),
             member_id: self.cfg.member_id,

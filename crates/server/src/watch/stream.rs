@@ -49,7 +49,7 @@ pub async fn run(ctx: Ctx, mut inbound: Streaming<WatchRequest>, out: Out) {
     loop {
         revision.borrow_and_update();
         let current = st.current();
-        let behind = st.watchers.values().any(|w| w.next_rev <= current);
+        let behind = st.watchers.values().any(|w| w.behind(current));
         let step = tokio::select! {
             biased;
             msg = inbound.message() => match msg {
@@ -141,20 +141,27 @@ impl StreamState {
     async fn catch_up(&mut self, current: i64) -> Result<(), Closed> {
         let mvcc = self.ctx.node.mvcc.clone();
         let compacted = mvcc.compact_revision();
-        let lost: Vec<i64> = self.watchers.values().filter(|w| w.next_rev < compacted).map(|w| w.id).collect();
+        let lost: Vec<i64> =
+            self.watchers.values().filter(|w| !w.compacted && w.next_rev < compacted).map(|w| w.id).collect();
         for id in lost {
-            let mut wr = self.response(id, current);
-            wr.compact_revision = compacted;
-            wr.canceled = true;
+            // etcd's compacted response: header without a revision.
+            let wr = WatchResponse {
+                header: self.ctx.header_without_revision(),
+                watch_id: id,
+                compact_revision: compacted,
+                canceled: true,
+                ..Default::default()
+            };
             self.send(wr).await?;
-            self.watchers.remove(&id);
-            self.gauges.add_watchers(-1);
+            if let Some(w) = self.watchers.get_mut(&id) {
+                w.compacted = true;
+            }
         }
-        let Some(from) = self.watchers.values().map(|w| w.next_rev).filter(|r| *r <= current).min() else {
+        let Some(from) = self.watchers.values().filter(|w| w.behind(current)).map(|w| w.next_rev).min() else {
             return Ok(());
         };
         let to = current.min(from + CHUNK_REVISIONS - 1);
-        let prev_kv = self.watchers.values().any(|w| w.prev_kv && w.next_rev <= to);
+        let prev_kv = self.watchers.values().any(|w| w.prev_kv && w.behind(to));
         let events = match mvcc.events_between(from, to, prev_kv) {
             Ok(evs) => evs,
             // Compacted meanwhile: the next turn sends the compacted responses.
@@ -165,8 +172,9 @@ impl StreamState {
                 return Err(Closed);
             }
         };
-        let max_bytes = self.ctx.cfg.max_request_bytes;
-        let ids: Vec<i64> = self.watchers.values().filter(|w| w.next_rev <= to).map(|w| w.id).collect();
+        // etcd cuts fragments at the request limit plus gRPC's allowance.
+        let max_bytes = self.ctx.cfg.max_request_bytes + crate::config::GRPC_OVERHEAD_BYTES;
+        let ids: Vec<i64> = self.watchers.values().filter(|w| w.behind(to)).map(|w| w.id).collect();
         for id in ids {
             let Some(w) = self.watchers.get(&id) else {
                 continue;

@@ -20,6 +20,9 @@ pub struct Watcher {
     pub fragment: bool,
     /// Events went out since the last progress tick.
     pub sent_since_tick: bool,
+    /// Its history was compacted away and it was told so; like etcd, it
+    /// keeps its ID (and gets no events) until the client cancels it.
+    pub compacted: bool,
 }
 
 /// Why a create request is refused, with etcd's cancel reason.
@@ -60,13 +63,19 @@ impl Watcher {
             progress_notify: req.progress_notify,
             fragment: req.fragment,
             sent_since_tick: false,
+            compacted: false,
         })
     }
 
     /// Everything up to `current` delivered, and not waiting for a future
     /// start revision.
     pub fn synced(&self, current: i64) -> bool {
-        self.next_rev == current + 1
+        !self.compacted && self.next_rev == current + 1
+    }
+
+    /// Still has events up to `rev` to receive.
+    pub fn behind(&self, rev: i64) -> bool {
+        !self.compacted && self.next_rev <= rev
     }
 
     pub fn wants(&self, ev: &Event) -> bool {
