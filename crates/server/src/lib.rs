@@ -5,6 +5,7 @@ pub mod apply;
 pub mod config;
 pub mod deadline;
 pub mod errors;
+pub mod hashkv;
 pub mod http;
 pub mod identity;
 pub mod ids;

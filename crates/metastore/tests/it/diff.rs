@@ -510,7 +510,7 @@ fn compaction() {
     p.err(&["compact", "15"], "etcdserver: mvcc: required revision is a future revision");
     p.err(&["compact", "1000"], "etcdserver: mvcc: required revision is a future revision");
     // HashKV checks revisions the same way (its hash value is compared in
-    // `bug_hashkv_value`; at exactly the compacted revision etcd 3.4 errors
+    // `hashkv_value_matches_etcd`; at exactly the compacted revision etcd 3.4 errors
     // but 3.5 answers, so that case is left out).
     p.err(&["endpoint", "hashkv", "--rev=4"], "required revision has been compacted");
     p.err(&["endpoint", "hashkv", "--rev=1000"], "required revision is a future revision");
@@ -894,8 +894,7 @@ fn member_list_header_has_no_revision() {
 /// each stored (revision key, marshaled mvccpb.KeyValue) pair up to the
 /// revision, so two servers with the same history give the same hash.
 #[test]
-#[ignore = "metastore differs: HashKV uses its own encoding and CRC-32 (IEEE), not etcd's"]
-fn bug_hashkv_value() {
+fn hashkv_value_matches_etcd() {
     let p = Pair::start();
     seed(&p);
     p.ok(&["compact", "5"]);

@@ -105,7 +105,7 @@ impl Maintenance for MaintenanceService {
             return Err(EtcdError::Compacted.into());
         }
         let rev = if r.revision <= 0 { current } else { r.revision };
-        let hash = self.hash_until(rev)?;
+        let hash = crate::hashkv::hash_kv(mvcc, rev, mvcc.compact_revision()).map_err(EtcdError::Internal)?;
         Ok(Response::new(HashKvResponse {
             header: self.ctx.header(None),
             hash,
