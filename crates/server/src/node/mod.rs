@@ -120,8 +120,14 @@ impl NodeHandle {
         if data.len() > self.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
+        let term = self.state.term();
         self.enqueue(NodeMsg::Propose { id, data })?;
-        deadline.run(rx).await?.map_err(|_| EtcdError::Stopped)?
+        match deadline.run(rx).await {
+            Ok(result) => result.map_err(|_| EtcdError::Stopped)?,
+            // etcd's hint when the entry may have been lost with a leader.
+            Err(EtcdError::Timeout) if self.state.term() != term => Err(EtcdError::TimeoutDueToLeaderFail),
+            Err(e) => Err(e),
+        }
     }
 
     /// Proposes a membership change for `member` and waits until applied.

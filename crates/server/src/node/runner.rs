@@ -304,6 +304,14 @@ impl Runner {
             } else if !is_leader {
                 self.applier.lessor().demote();
             }
+            if ss.leader_id != self.state.leader() {
+                // etcd fails reads waiting on a ReadIndex when the leader changes.
+                for (_, (_, ws)) in self.inflight_reads.drain() {
+                    for w in ws {
+                        let _ = w.send(Err(EtcdError::LeaderChanged));
+                    }
+                }
+            }
             self.state.set_leader(ss.leader_id);
         }
         self.transport.send(ready.take_messages());
