@@ -107,6 +107,7 @@ pub async fn run(
     let max_recv = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = watch::channel(false);
     let mut servers = Vec::new();
     for listener in listeners.client {
         let grpc =
@@ -124,7 +125,15 @@ pub async fn run(
             let _ = tcp.set_nodelay(true);
         });
         let mut stop = stop_rx.clone();
+        let mut early_stop = stop_rx.clone();
+        let mut ready = ready_rx.clone();
         servers.push(tokio::spawn(async move {
+            // Like etcd, clients are served once this member has published
+            // itself through raft, i.e. caught up with the cluster.
+            tokio::select! {
+                _ = ready.wait_for(|r| *r) => {}
+                _ = early_stop.wait_for(|s| *s) => return Ok(()),
+            }
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
@@ -150,7 +159,14 @@ pub async fn run(
                 .await
         }));
     }
-    let publish = tokio::spawn(publish_attributes(node.clone(), cfg.clone()));
+    let publish = tokio::spawn({
+        let (node, cfg) = (node.clone(), cfg.clone());
+        async move {
+            publish_attributes(node, cfg).await;
+            tracing::info!("ready to serve client requests");
+            let _ = ready_tx.send(true);
+        }
+    });
     let expiry = tokio::spawn(revoke_expired_leases(node.clone(), cfg.request_timeout()));
 
     let node_failed = tokio::select! {
@@ -220,12 +236,13 @@ async fn revoke_expired_leases(node: Arc<NodeHandle>, timeout: std::time::Durati
 const PUBLISH_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// etcd's publish: once running, a member records its name and client URLs
-/// through raft, so every member lists them.
+/// through raft, so every member lists them. It returns once the entry is
+/// applied here, which also means this member has caught up to it.
 async fn publish_attributes(node: Arc<NodeHandle>, cfg: Arc<ServerConfig>) {
     let attrs =
         MemberAttrRequest { id: cfg.member_id, name: cfg.name.clone(), client_urls: cfg.advertise_client_urls.clone() };
     loop {
-        if node.members.get(cfg.member_id).is_some_and(|m| m.name == attrs.name && m.client_urls == attrs.client_urls) {
+        if node.state.is_stopped() {
             return;
         }
         let deadline = Deadline::new(cfg.request_timeout(), None);

@@ -3,6 +3,7 @@
 //! against Debian's etcd.
 
 mod common;
+mod cluster;
 mod crash;
 mod diff;
 mod diff_watch_lease;

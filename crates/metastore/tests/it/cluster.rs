@@ -1,0 +1,356 @@
+//! Multi-member clusters with real processes: failover under load, a member
+//! cut off by fault-injecting proxies, catching up through a snapshot,
+//! membership changes with etcdctl, and a linearizability check of
+//! concurrent clients' histories recorded during faults.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use testkit::linearizability::{check, History, Op, Outcome};
+use testkit::Cluster;
+
+use crate::common::*;
+
+/// Every client call in these tests gives up after this long.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Heartbeat 50 ms, election 500 ms (the harness defaults): a new leader is
+/// due within a few election timeouts.
+const FAILOVER_BOUND: Duration = Duration::from_secs(5);
+
+fn cluster(n: usize, extra: &[&str]) -> Cluster {
+    tokio::task::block_in_place(|| Cluster::start(Path::new(env!("CARGO_BIN_EXE_metastore")), n, extra))
+}
+
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+async fn connect(urls: Vec<String>) -> Client {
+    let opts = etcd_client::ConnectOptions::new().with_timeout(CALL_TIMEOUT).with_connect_timeout(CALL_TIMEOUT);
+    Client::connect(urls, Some(opts)).await.expect("connect")
+}
+
+async fn timed<T, E>(f: impl std::future::Future<Output = Result<T, E>>) -> Option<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, f).await {
+        Ok(Ok(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// Waits until member `i` (serializable read) holds at least `want` keys
+/// under `prefix`.
+async fn wait_keys(url: String, prefix: &str, want: usize, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if let Ok(mut c) = Client::connect([url.clone()], None).await {
+            let opts = GetOptions::new().with_prefix().with_count_only().with_serializable();
+            if let Some(r) = timed(c.get(prefix, Some(opts))).await {
+                if r.count() as usize >= want {
+                    return true;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+type Acked = Arc<Mutex<BTreeMap<String, i64>>>;
+
+async fn writer(urls: Vec<String>, id: usize, acked: Acked, stop: Arc<AtomicBool>) {
+    let mut c = connect(urls).await;
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let key = format!("load/w{id}/{i:06}");
+        if let Some(r) = timed(c.put(key.clone(), "v", None)).await {
+            acked.lock().unwrap().insert(key, r.header().expect("header").revision());
+        }
+        i += 1;
+    }
+}
+
+async fn verify_all_members(c: &Cluster, acked: &Acked) {
+    let expected = acked.lock().unwrap().clone();
+    for m in c.members() {
+        assert!(
+            wait_keys(m.client_url(), "load/", expected.len(), Duration::from_secs(15)).await,
+            "member {} did not catch up",
+            m.name()
+        );
+        let mut client = Client::connect([m.client_url()], None).await.unwrap();
+        let got = client.get("load/", Some(GetOptions::new().with_prefix().with_serializable())).await.unwrap();
+        let stored: BTreeMap<String, i64> =
+            got.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.mod_revision())).collect();
+        for (k, rev) in &expected {
+            assert_eq!(stored.get(k), Some(rev), "member {} lost acknowledged write {k}@{rev}", m.name());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_kill_9_under_load_fails_over_and_keeps_acked_writes() {
+    let mut c = cluster(3, &[]);
+    let leader = blocking(|| c.leader()).expect("initial leader");
+    let acked: Acked = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..4).map(|id| tokio::spawn(writer(c.endpoints(), id, acked.clone(), stop.clone()))).collect();
+    assert!(wait_until_async(Duration::from_secs(10), || acked.lock().unwrap().len() > 50).await);
+
+    blocking(|| c.member_mut(leader).kill9());
+    let killed_at = Instant::now();
+    let new_leader = blocking(|| c.wait_leader(FAILOVER_BOUND)).expect("a new leader within a few election timeouts");
+    assert_ne!(new_leader, leader);
+    println!("new leader after {:?}", killed_at.elapsed());
+    let before = acked.lock().unwrap().len();
+    assert!(
+        wait_until_async(Duration::from_secs(10), || acked.lock().unwrap().len() > before + 50).await,
+        "writes did not resume after failover"
+    );
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    blocking(|| c.member_mut(leader).restart());
+    verify_all_members(&c, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn isolated_member_never_acks_writes_or_serves_linearizable_reads() {
+    let mut c = cluster(3, &[]);
+    let old = blocking(|| c.leader()).expect("leader");
+    let mut isolated = connect(vec![c.member(old).client_url()]).await;
+    isolated.put("before", "1", None).await.unwrap();
+    blocking(|| c.isolate(old));
+    let majority: Vec<String> = (0..3).filter(|i| *i != old).map(|i| c.member(i).client_url()).collect();
+    let mut healthy = connect(majority).await;
+
+    // For several election timeouts, the cut-off member (the old leader,
+    // which must step down) acknowledges nothing and serves no
+    // linearizable read, while the majority goes on.
+    let end = Instant::now() + Duration::from_secs(4);
+    let mut majority_writes = 0;
+    let mut n = 0;
+    while Instant::now() < end {
+        let key = format!("minority/{n}");
+        assert!(timed(isolated.put(key.clone(), "x", None)).await.is_none(), "isolated member acked {key}");
+        assert!(timed(isolated.get("before", None)).await.is_none(), "isolated member served a linearizable read");
+        if timed(healthy.put(format!("majority/{n}"), "y", None)).await.is_some() {
+            majority_writes += 1;
+        }
+        n += 1;
+    }
+    assert!(majority_writes > 0, "the majority should accept writes");
+    // The minority's proposals must not have been committed anywhere.
+    let r = healthy.get("minority/", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap();
+    assert_eq!(r.count(), 0, "a write sent to the isolated member was committed");
+
+    blocking(|| c.heal());
+    assert!(
+        wait_keys(c.member(old).client_url(), "majority/", majority_writes, Duration::from_secs(15)).await,
+        "the healed member did not catch up"
+    );
+    let r = timed(isolated.get("majority/", Some(GetOptions::new().with_prefix().with_count_only()))).await;
+    assert!(r.is_some_and(|r| r.count() as usize >= majority_writes), "linearizable reads work again after heal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lagging_member_catches_up_through_a_snapshot() {
+    // A small snapshot count so the leader's log is compacted past the
+    // stopped member's position (1,000 entries are kept for slow followers).
+    let mut c = cluster(3, &["--snapshot-count", "100"]);
+    let leader = blocking(|| c.leader()).expect("leader");
+    let lagging = (leader + 1) % 3;
+    blocking(|| c.member_mut(lagging).kill9());
+    let others: Vec<String> = (0..3).filter(|i| *i != lagging).map(|i| c.member(i).client_url()).collect();
+    let total = 2_500;
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let urls = others.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut cl = connect(urls).await;
+            for i in (w..total).step_by(8) {
+                let mut tries = 0;
+                while timed(cl.put(format!("snap/{i:05}"), "v", None)).await.is_none() {
+                    tries += 1;
+                    assert!(tries < 20, "put kept failing");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    blocking(|| c.member_mut(lagging).restart());
+    assert!(
+        wait_keys(c.member(lagging).client_url(), "snap/", total, Duration::from_secs(30)).await,
+        "restarted member did not catch up"
+    );
+    assert!(
+        c.member(lagging).log_text().contains("installing a snapshot from the leader"),
+        "the member should have caught up through a snapshot"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn learner_add_promote_remove_and_move_leader_with_etcdctl() {
+    let mut c = cluster(3, &[]);
+    blocking(|| c.leader()).expect("leader");
+    let ep = c.member(0).endpoint();
+    let new = blocking(|| c.prepare_member("m3"));
+    let (ok, out, err) = etcdctl(&ep, &["member", "add", "m3", "--learner", &format!("--peer-urls={}", new.peer_url)]);
+    assert!(ok, "member add: {out}{err}");
+    assert!(out.contains("added to cluster"), "{out}");
+    let initial = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .map(|s| s.trim_end_matches('"').to_string())
+        .expect("ETCD_INITIAL_CLUSTER in member add output");
+    blocking(|| c.start_member(new.index, "existing", &initial));
+    // A started member publishes its name through raft, as in etcd.
+    let named = wait_until(Duration::from_secs(15), || etcdctl(&ep, &["member", "list"]).1.contains(", m3,"));
+    assert!(named, "m3 never published its name");
+    let (_, list, _) = etcdctl(&ep, &["member", "list"]);
+    let id = list.lines().find(|l| l.contains(", m3,")).and_then(|l| l.split(',').next()).expect("m3 listed");
+    assert!(list.lines().any(|l| l.contains(", m3,") && l.ends_with("true")), "m3 is a learner: {list}");
+
+    // The learner refuses writes, as etcd's do.
+    let (ok, _, err) = etcdctl(&c.member(new.index).endpoint(), &["put", "k", "v"]);
+    assert!(!ok && err.contains("rpc not supported for learner"), "{err}");
+
+    // Promotion succeeds once the learner has caught up.
+    let promoted = wait_until(Duration::from_secs(15), || etcdctl(&ep, &["member", "promote", id]).0);
+    assert!(promoted, "learner was never promoted");
+    let (_, list, _) = etcdctl(&ep, &["member", "list"]);
+    assert!(list.lines().any(|l| l.contains(", m3,") && l.ends_with("false")), "m3 is a voter: {list}");
+    assert!(wait_keys(c.member(new.index).client_url(), "", 0, Duration::from_secs(5)).await);
+    let (ok, _, err) = etcdctl(&c.member(new.index).endpoint(), &["put", "k", "v"]);
+    assert!(ok, "promoted member takes writes: {err}");
+
+    // Remove member 1; the rest keep working.
+    let (_, list, _) = etcdctl(&ep, &["member", "list"]);
+    let m1 = list.lines().find(|l| l.contains(", m1,")).and_then(|l| l.split(',').next()).unwrap().to_string();
+    let (ok, out, err) = etcdctl(&ep, &["member", "remove", &m1]);
+    assert!(ok, "member remove: {out}{err}");
+    let (_, list, _) = etcdctl(&ep, &["member", "list"]);
+    assert!(!list.contains(", m1,"), "{list}");
+    // If the removed member led, a put forwarded to it just before it left
+    // times out (as in etcd); the next one goes to the new leader.
+    let put_ok = wait_until(Duration::from_secs(20), || etcdctl(&ep, &["put", "after-remove", "1"]).0);
+    assert!(put_ok, "the cluster takes writes after a member is removed:\n{}", c.logs());
+
+    // Move leadership to m3 through the current leader's endpoint.
+    let leader = blocking(|| c.wait_leader(FAILOVER_BOUND)).expect("leader");
+    let (ok, out, err) = etcdctl(&c.member(leader).endpoint(), &["move-leader", id]);
+    if leader != new.index {
+        assert!(ok, "move-leader: {out}{err}");
+        assert!(out.contains("Leadership transferred"), "{out}");
+        assert_eq!(blocking(|| c.wait_leader(FAILOVER_BOUND)), Some(new.index));
+    }
+}
+
+/// Concurrent clients run puts, linearizable gets and compare-and-swaps on a
+/// few keys while the leader is cut off, a follower is killed and restarted,
+/// and a follower is cut off; the recorded history must be linearizable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn histories_under_faults_are_linearizable() {
+    let mut c = cluster(3, &[]);
+    let history = Arc::new(History::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let keys = ["a", "b", "c"];
+    let mut tasks = Vec::new();
+    for client in 0..6 {
+        let url = c.member(client % 3).client_url();
+        let (history, stop) = (history.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut cl = connect(vec![url]).await;
+            let mut seq = 0u64;
+            let mut last_seen: BTreeMap<&str, Option<String>> = BTreeMap::new();
+            while !stop.load(Ordering::Relaxed) {
+                seq += 1;
+                let key = keys[(seq as usize + client) % keys.len()];
+                let value = format!("c{client}-{seq}");
+                match seq % 3 {
+                    0 => {
+                        let id = history.invoke(client, Op::put(key, value.clone()));
+                        let out = if timed(cl.put(key, value, None)).await.is_some() {
+                            Outcome::Ok
+                        } else {
+                            Outcome::Unknown
+                        };
+                        history.complete(id, out);
+                    }
+                    1 => {
+                        let id = history.invoke(client, Op::get(key));
+                        match timed(cl.get(key, None)).await {
+                            Some(r) => {
+                                let v = r.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned());
+                                last_seen.insert(key, v.clone());
+                                history.complete(id, Outcome::Got(v));
+                            }
+                            // A failed read changes nothing.
+                            None => history.complete(id, Outcome::Failed),
+                        }
+                    }
+                    _ => {
+                        let expect = last_seen.get(key).cloned().flatten();
+                        let id = history.invoke(client, Op::cas(key, expect.as_deref(), value.clone()));
+                        let cmp = match &expect {
+                            Some(v) => Compare::value(key, CompareOp::Equal, v.as_str()),
+                            None => Compare::version(key, CompareOp::Equal, 0),
+                        };
+                        let txn = Txn::new().when([cmp]).and_then([TxnOp::put(key, value, None)]);
+                        let out = match timed(cl.txn(txn)).await {
+                            Some(r) => Outcome::Cas(r.succeeded()),
+                            None => Outcome::Unknown,
+                        };
+                        history.complete(id, out);
+                    }
+                }
+            }
+        }));
+    }
+    let pause = |ms| tokio::time::sleep(Duration::from_millis(ms));
+    pause(800).await;
+    let leader = blocking(|| c.leader()).expect("leader");
+    blocking(|| c.isolate(leader));
+    pause(1500).await;
+    blocking(|| c.heal());
+    pause(800).await;
+    let follower = (blocking(|| c.leader()).expect("leader") + 1) % 3;
+    blocking(|| c.member_mut(follower).kill9());
+    pause(1000).await;
+    blocking(|| c.member_mut(follower).restart());
+    pause(800).await;
+    let other = (blocking(|| c.leader()).expect("leader") + 2) % 3;
+    blocking(|| c.isolate(other));
+    pause(1200).await;
+    blocking(|| c.heal());
+    pause(800).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let entries = history.entries();
+    let completed =
+        entries.iter().filter(|e| matches!(e.outcome, Outcome::Ok | Outcome::Got(_) | Outcome::Cas(_))).count();
+    println!("{} operations recorded, {completed} with a definite outcome", entries.len());
+    assert!(completed > 100, "too few operations completed to mean anything");
+    if let Err(v) = check(&history) {
+        panic!("history is not linearizable:\n{v}");
+    }
+}
+
+async fn wait_until_async(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}
