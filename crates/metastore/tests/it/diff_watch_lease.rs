@@ -14,9 +14,6 @@
 //! depends on timing; it is checked to lie between TTL - 3 and TTL), ports,
 //! and etcdctl's warning-line noise. A lease's attached keys are sorted (etcd
 //! lists them in Go map order).
-//!
-//! Known MetaStore discrepancies live in `#[ignore = "metastore bug: ..."]`
-//! tests at the end.
 
 use std::time::Duration;
 
@@ -523,13 +520,12 @@ fn revoke_and_expiry_seen_by_watch() {
     p.ok(&["get", "--prefix", "e/", "-w", "json"]);
 }
 
-// ------------------------------------------------------ known discrepancies
+// --------------------------------- rules MetaStore once got wrong (fixed)
 
 /// etcd's compacted watch response carries a header without a revision
 /// (`sendLoop` builds it from `wresp.Revision`, which is 0 for the
-/// compacted notice); MetaStore puts the current revision there.
+/// compacted notice), not the current revision.
 #[test]
-#[ignore = "metastore bug: the compacted watch response's header has the current revision; etcd's has 0"]
 fn watch_compacted_response_header_has_no_revision() {
     let mut p = Pair::start(&[]);
     for w in WRITES {
@@ -541,9 +537,8 @@ fn watch_compacted_response_header_has_no_revision() {
 
 /// etcd lists leases by expiry (`lessor.Leases()` sorts with
 /// `leasesByExpiry`): a lease granted later with a shorter TTL comes first,
-/// and a keep-alive moves a lease back. MetaStore lists by ID.
+/// and a keep-alive moves a lease back; not by ID.
 #[test]
-#[ignore = "metastore bug: LeaseLeases lists leases by ID; etcd lists them by expiry"]
 fn lease_list_is_ordered_by_expiry() {
     let mut p = Pair::start(&[]);
     p.ok(&["lease", "grant", "300"]);
@@ -559,11 +554,9 @@ fn lease_list_is_ordered_by_expiry() {
 
 /// etcd's minimum TTL is `ceil((3 * electionTicks / 2) * heartbeat)` with
 /// integer tick arithmetic (`etcdserver/server.go`): heartbeat 400 ms and
-/// election timeout 2300 ms make 5 ticks, 7 ticks x 400 ms = 2.8 s, so 3 s.
-/// MetaStore computes 1.5 x 2300 ms = 3.45 s, so 4 s.
+/// election timeout 2300 ms make 5 ticks, 7 ticks x 400 ms = 2.8 s, so 3 s
+/// (not 1.5 x 2300 ms = 3.45 s, so 4 s).
 #[test]
-#[ignore = "metastore bug: the minimum lease TTL ignores etcd's integer election-tick rounding \
-            (heartbeat 400 ms, election 2300 ms: etcd 3 s, metastore 4 s)"]
 fn lease_minimum_ttl_uses_whole_election_ticks() {
     let mut p = Pair::start(&["--heartbeat-interval", "400", "--election-timeout", "2300"]);
     let n = p.ok(&["lease", "grant", "1"]);

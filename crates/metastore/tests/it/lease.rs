@@ -9,7 +9,8 @@
 //! minimum TTL 2 s: `ceil((3 * electionTicks / 2) * heartbeat)`. Expired
 //! leases are revoked by the leader's expiry check, every 500 ms.
 //!
-//! `METASTORE_IT_AGAINST=etcd` runs the same tests against Debian's etcd.
+//! `METASTORE_IT_AGAINST=etcd` runs the same tests against Debian's etcd,
+//! to check the expectations themselves.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use etcd_client::{
 };
 
 use crate::common::*;
-use crate::watch::{created, evs, next, server, Ev};
+use crate::watch::{created, evs, fresh_server, next, server, Ev};
 
 const NOT_FOUND: &str = "NotFound";
 const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
@@ -306,7 +307,7 @@ async fn keep_alive_holds_a_lease_past_its_ttl_then_it_expires() {
         assert!(r.header().is_some());
     }
     let (remaining, _, keys) = ttl_of(&mut c, l).await;
-    assert!(remaining >= 0 && remaining <= 2, "remaining {remaining}");
+    assert!((0..=2).contains(&remaining), "remaining {remaining}");
     assert_eq!(keys, ["ka"]);
     assert_eq!(c.get("ka", None).await.unwrap().kvs().len(), 1, "kept alive past its TTL");
 
@@ -365,22 +366,46 @@ async fn keep_alive_of_a_missing_lease_answers_ttl_0() {
 }
 
 /// etcd's `LeaseRenew` (`etcdserver/v3_server.go`) waits up to the request
-/// timeout for a leader (`waitLeader`) and forwards the renewal to it;
-/// MetaStore answers "etcdserver: no leader" at once when the member has
-/// not seen a leader yet, e.g. a keep-alive sent right after the server
-/// started listening, before its first election.
+/// timeout for a leader (`waitLeader`) and forwards the renewal to it, so a
+/// keep-alive sent right after the server started listening, before its
+/// first election, is answered. (MetaStore once failed it at once with
+/// "etcdserver: no leader".)
 #[tokio::test]
-#[ignore = "metastore bug: a keep-alive before the first election fails with \
-            'etcdserver: no leader' (Unavailable) instead of waiting for a leader as etcd does"]
 async fn keep_alive_right_after_start_waits_for_a_leader() {
     // The window between listening and the first election is short: try
     // ten fresh servers.
     for attempt in 0..10 {
-        let srv = server(&[]);
+        let srv = fresh_server(&[]);
         let mut c = client(&srv).await;
         match c.lease_keep_alive(999).await {
             Err(etcd_client::Error::LeaseKeepAliveError(m)) => assert!(m.contains("not found"), "{m}"),
             other => panic!("keep-alive of a missing lease right after start (attempt {attempt}): {other:?}"),
+        }
+    }
+}
+
+/// etcd serves client requests only once the server is ready (`serve()` in
+/// `embed/serve.go` first waits on `ReadyNotify()`: a leader, and the
+/// member published), so requests sent as soon as the port listens wait and
+/// succeed rather than fail with "no leader" or "leader changed".
+#[tokio::test]
+async fn requests_right_after_start_are_served() {
+    // Eight servers starting at once, each asked at once.
+    let starts: Vec<_> = (0..8).map(|_| tokio::task::spawn_blocking(|| fresh_server(&[]))).collect();
+    let mut tasks = Vec::new();
+    for (i, s) in starts.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let srv = s.await.expect("start");
+            let mut c = client(&srv).await;
+            let r = c.get("k", None).await;
+            assert!(r.is_ok(), "a get right after start (server {i}): {r:?}");
+            let r = c.lease_grant(60, None).await;
+            assert!(r.is_ok(), "a grant right after start (server {i}): {r:?}");
+        }));
+    }
+    for t in tasks {
+        if let Err(e) = t.await {
+            std::panic::resume_unwind(e.into_panic());
         }
     }
 }

@@ -2,8 +2,8 @@
 //! clients (the `etcd-client` crate and etcdctl), and differential runs
 //! against Debian's etcd.
 
-mod common;
 mod cluster;
+mod common;
 mod crash;
 mod diff;
 mod diff_watch_lease;

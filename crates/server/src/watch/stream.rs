@@ -32,6 +32,8 @@ struct StreamState {
     out: Out,
     watchers: BTreeMap<i64, Watcher>,
     next_auto_id: i64,
+    /// A progress request waits for every watcher to be synced.
+    progress_requested: bool,
     gauges: Arc<WatchGauges>,
 }
 
@@ -44,7 +46,8 @@ impl Drop for StreamState {
 pub async fn run(ctx: Ctx, mut inbound: Streaming<WatchRequest>, out: Out) {
     let mut revision = ctx.node.revision.clone();
     let gauges = ctx.watch.clone();
-    let mut st = StreamState { ctx, out, watchers: BTreeMap::new(), next_auto_id: 0, gauges };
+    let mut st =
+        StreamState { ctx, out, watchers: BTreeMap::new(), next_auto_id: 0, progress_requested: false, gauges };
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
     loop {
         revision.borrow_and_update();
@@ -58,7 +61,10 @@ pub async fn run(ctx: Ctx, mut inbound: Streaming<WatchRequest>, out: Out) {
                 Ok(None) | Err(_) => Err(Closed),
             },
             _ = progress.tick() => st.progress_tick().await,
-            r = st.catch_up(current), if behind => r,
+            r = st.catch_up(current), if behind => match r {
+                Ok(reached) => st.answer_progress(reached).await,
+                Err(e) => Err(e),
+            },
             changed = revision.changed(), if !behind => changed.map_err(|_| Closed),
         };
         if step.is_err() {
@@ -94,13 +100,11 @@ impl StreamState {
                 Ok(())
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                // etcd answers only when every watcher is synced, once, with
-                // the invalid watch ID; with no watchers it says nothing.
-                let current = self.current();
-                if !self.watchers.is_empty() && self.watchers.values().all(|w| w.synced(current)) {
-                    self.send(self.response(INVALID_WATCH_ID, current)).await?;
-                }
-                Ok(())
+                // etcd answers once every watcher is synced, with the invalid
+                // watch ID; with no watchers it says nothing. Watchers here
+                // catch up lazily, so the answer waits for the catch-up.
+                self.progress_requested = !self.watchers.is_empty();
+                self.answer_progress(self.current()).await
             }
             None => Ok(()),
         }
@@ -138,7 +142,25 @@ impl StreamState {
 
     /// Sends, for every watcher behind `current`, the events of one chunk of
     /// history (or etcd's compacted response when that history is gone).
-    async fn catch_up(&mut self, current: i64) -> Result<(), Closed> {
+    /// Answers a pending progress request if every watcher has everything
+    /// up to `rev`.
+    async fn answer_progress(&mut self, rev: i64) -> Result<(), Closed> {
+        if !self.progress_requested {
+            return Ok(());
+        }
+        if self.watchers.is_empty() {
+            self.progress_requested = false;
+            return Ok(());
+        }
+        if self.watchers.values().all(|w| w.synced(rev)) {
+            self.progress_requested = false;
+            self.send(self.response(INVALID_WATCH_ID, rev)).await?;
+        }
+        Ok(())
+    }
+
+    /// Returns the revision the behind watchers were brought up to.
+    async fn catch_up(&mut self, current: i64) -> Result<i64, Closed> {
         let mvcc = self.ctx.node.mvcc.clone();
         let compacted = mvcc.compact_revision();
         let lost: Vec<i64> =
@@ -158,14 +180,14 @@ impl StreamState {
             }
         }
         let Some(from) = self.watchers.values().filter(|w| w.behind(current)).map(|w| w.next_rev).min() else {
-            return Ok(());
+            return Ok(current);
         };
         let to = current.min(from + CHUNK_REVISIONS - 1);
         let prev_kv = self.watchers.values().any(|w| w.prev_kv && w.behind(to));
         let events = match mvcc.events_between(from, to, prev_kv) {
             Ok(evs) => evs,
             // Compacted meanwhile: the next turn sends the compacted responses.
-            Err(MvccError::Compacted) => return Ok(()),
+            Err(MvccError::Compacted) => return Ok(from - 1),
             Err(e) => {
                 tracing::error!(error = %e, "reading watch history failed");
                 let _ = self.out.send(Err(Status::internal(e.to_string()))).await;
@@ -197,7 +219,7 @@ impl StreamState {
                 w.next_rev = to + 1;
             }
         }
-        Ok(())
+        Ok(to)
     }
 
     /// etcd's periodic progress: a synced progress_notify watcher that got
