@@ -53,6 +53,56 @@ pub struct ServerProcess {
     extra: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
+    name: String,
+    initial_cluster: String,
+    /// In cluster mode, the other members: they live and die with this one.
+    companions: Vec<Child>,
+}
+
+/// `METASTORE_IT_CLUSTER=N` makes every MetaStore `ServerProcess` member 0
+/// of an N-member cluster, so the same tests run against a cluster member.
+pub fn cluster_size() -> usize {
+    std::env::var("METASTORE_IT_CLUSTER").ok().and_then(|v| v.parse().ok()).filter(|n| *n >= 1).unwrap_or(1)
+}
+
+struct Launch<'a> {
+    binary: &'a Path,
+    name: &'a str,
+    data_dir: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+    initial_cluster: &'a str,
+    extra: &'a [String],
+    log: &'a Path,
+    etcd: bool,
+}
+
+fn launch(l: Launch<'_>) -> Child {
+    let client = format!("http://127.0.0.1:{}", l.client_port);
+    let peer = format!("http://127.0.0.1:{}", l.peer_port);
+    let mut cmd = Command::new(l.binary);
+    cmd.arg("--name")
+        .arg(l.name)
+        .arg("--data-dir")
+        .arg(&l.data_dir)
+        .arg("--listen-client-urls")
+        .arg(&client)
+        .arg("--advertise-client-urls")
+        .arg(&client)
+        .arg("--listen-peer-urls")
+        .arg(&peer)
+        .arg("--initial-advertise-peer-urls")
+        .arg(&peer)
+        .arg("--initial-cluster")
+        .arg(l.initial_cluster)
+        .args(l.extra);
+    if l.etcd {
+        cmd.env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
+    }
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(l.log).expect("open log");
+    let log2 = log.try_clone().expect("clone log");
+    cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2));
+    cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", l.binary.display()))
 }
 
 impl ServerProcess {
@@ -70,19 +120,55 @@ impl ServerProcess {
     fn start(kind: Kind, binary: PathBuf, extra: &[&str]) -> ServerProcess {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().to_path_buf();
+        let members = if kind == Kind::MetaStore { cluster_size() } else { 1 };
+        let ports: Vec<(u16, u16)> = (0..members).map(|_| (free_port(), free_port())).collect();
+        let (name, initial_cluster) = if members == 1 {
+            ("default".to_string(), format!("default=http://127.0.0.1:{}", ports[0].1))
+        } else {
+            let all: Vec<String> =
+                ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}")).collect();
+            ("m0".to_string(), all.join(","))
+        };
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut companions = Vec::new();
+        for (i, (client_port, peer_port)) in ports.iter().enumerate().skip(1) {
+            companions.push(launch(Launch {
+                binary: &binary,
+                name: &format!("m{i}"),
+                data_dir: dir.join(format!("m{i}")),
+                client_port: *client_port,
+                peer_port: *peer_port,
+                initial_cluster: &initial_cluster,
+                extra: &extra,
+                log: &dir.join(format!("m{i}.log")),
+                etcd: false,
+            }));
+        }
         let mut s = ServerProcess {
             kind,
-            client_port: free_port(),
-            peer_port: free_port(),
+            client_port: ports[0].0,
+            peer_port: ports[0].1,
             log: dir.join("server.log"),
             dir,
             _tmp: Some(tmp),
             binary,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            extra,
             child: None,
+            name,
+            initial_cluster,
+            companions,
         };
         s.spawn();
         s
+    }
+
+    /// Logs of the other cluster members (cluster mode), for failure messages.
+    pub fn companion_logs(&self) -> String {
+        (1..=self.companions.len())
+            .map(|i| {
+                format!("--- m{i}\n{}", std::fs::read_to_string(self.dir.join(format!("m{i}.log"))).unwrap_or_default())
+            })
+            .collect()
     }
 
     pub fn endpoint(&self) -> String {
@@ -106,31 +192,17 @@ impl ServerProcess {
     }
 
     fn spawn(&mut self) {
-        let client = self.url();
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let mut cmd = Command::new(&self.binary);
-        cmd.arg("--name")
-            .arg("default")
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("--listen-client-urls")
-            .arg(&client)
-            .arg("--advertise-client-urls")
-            .arg(&client)
-            .arg("--listen-peer-urls")
-            .arg(&peer)
-            .arg("--initial-advertise-peer-urls")
-            .arg(&peer)
-            .arg("--initial-cluster")
-            .arg(format!("default={peer}"))
-            .args(&self.extra);
-        if self.kind == Kind::Etcd {
-            cmd.env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
-        }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
-        let log2 = log.try_clone().expect("clone log");
-        cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2));
-        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display())));
+        self.child = Some(launch(Launch {
+            binary: &self.binary,
+            name: &self.name,
+            data_dir: self.data_dir(),
+            client_port: self.client_port,
+            peer_port: self.peer_port,
+            initial_cluster: &self.initial_cluster,
+            extra: &self.extra,
+            log: &self.log,
+            etcd: self.kind == Kind::Etcd,
+        }));
         if !self.wait_ready(Duration::from_secs(30)) {
             panic!("{:?} did not start listening on {}; log:\n{}", self.kind, self.endpoint(), self.log_text());
         }
@@ -196,6 +268,10 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill9();
+        for mut c in self.companions.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
