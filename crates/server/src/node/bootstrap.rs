@@ -76,10 +76,8 @@ fn bootstrap_new(
     mvcc.set_applied_with(applied, batch)?;
     let mut data = Vec::new();
     mvcc.engine().dump(&mut data)?;
-    let mut cs = ConfState::default();
-    cs.voters = cfg.members.iter().map(|m| m.id).collect();
-    let mut snap = Snapshot::default();
-    snap.data = data.into();
+    let cs = ConfState { voters: cfg.members.iter().map(|m| m.id).collect(), ..Default::default() };
+    let mut snap = Snapshot { data: data.into(), ..Default::default() };
     let meta = snap.mut_metadata();
     meta.index = applied.index;
     meta.term = applied.term;

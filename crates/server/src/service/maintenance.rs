@@ -125,7 +125,7 @@ impl Maintenance for MaintenanceService {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         let node = &self.ctx.node;
-        if !node.members.get(r.target_id).is_some_and(|m| !m.is_learner) {
+        if node.members.get(r.target_id).is_none_or(|m| m.is_learner) {
             return Err(EtcdError::BadLeaderTransferee.into());
         }
         if node.state.leader() != self.ctx.cfg.member_id {
