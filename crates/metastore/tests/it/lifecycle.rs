@@ -8,8 +8,21 @@ use std::time::Duration;
 
 use crate::common::*;
 
+/// Runs the binary to completion; a run that does not end within 20 s (a
+/// server that started when it should have refused) is killed and reported
+/// with no exit code.
 fn run_binary(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_metastore")).args(args).output().expect("run metastore")
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metastore"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run metastore");
+    let ended = wait_until(Duration::from_secs(20), || matches!(child.try_wait(), Ok(Some(_))));
+    if !ended {
+        let _ = child.kill();
+    }
+    child.wait_with_output().expect("collect output")
 }
 
 #[test]
@@ -79,4 +92,37 @@ async fn engine_marker_refuses_a_foreign_data_dir() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("was written by the rocksdb engine"), "{stderr}");
     assert!(Path::new(&marker).exists());
+}
+
+/// A WAL damaged in the middle (not a torn tail) must stop the server with a
+/// clear error instead of silently dropping acknowledged entries.
+#[tokio::test]
+async fn corrupt_wal_in_the_middle_is_a_startup_error() {
+    let mut s = metastore(&[]);
+    let mut c = client(&s).await;
+    for i in 0..200 {
+        c.put(format!("k{i:03}"), "some value to fill the log", None).await.unwrap();
+    }
+    assert_eq!(s.terminate(Duration::from_secs(10)), Some(0));
+    let wal_dir = s.data_dir().join("member").join("wal");
+    let seg = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wal"))
+        .expect("a WAL segment");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    let out = run_binary(&[
+        "--data-dir",
+        s.data_dir().to_str().unwrap(),
+        "--listen-client-urls",
+        "http://127.0.0.1:0",
+        "--listen-peer-urls",
+        "http://127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a corrupt WAL must stop the server");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("corrupt"), "the error should say the WAL is corrupt: {stderr}");
 }

@@ -1,10 +1,11 @@
 //! WAL record framing.
 //!
 //! ```text
-//! +-----------------+-----------------+---------+-------------------+
-//! | u32 LE len      | u32 LE crc32    | u8 type | payload (len B)   |
-//! +-----------------+-----------------+---------+-------------------+
-//!                     crc32 covers type byte + payload
+//! +------------+------------+---------+-----------------+-----------------+
+//! | u32 LE len | u32 LE crc | u8 type | u32 LE head crc | payload (len B) |
+//! +------------+------------+---------+-----------------+-----------------+
+//!   crc covers type byte + payload; head crc covers the 9 bytes before it,
+//!   so a damaged length is told apart from a write cut short by a crash
 //! ```
 //!
 //! Types: 1 = `Entry`, 2 = `HardState`, 3 = `ConfState` (protobuf-encoded
@@ -23,7 +24,7 @@ use raft::eraftpb::{ConfState, Entry, HardState};
 use super::WalError;
 
 /// Bytes of the fixed record header (length, crc, type).
-pub(crate) const HEADER_LEN: usize = 9;
+pub(crate) const HEADER_LEN: usize = 13;
 
 /// Largest payload a record may carry (128 MiB). Raft entries are bounded far
 /// below this by the server's request size limit; the cap exists so a damaged
@@ -57,14 +58,22 @@ pub(crate) struct Header {
     pub(crate) len: u32,
     pub(crate) crc: u32,
     pub(crate) kind: u8,
+    /// The header's own checksum matched.
+    pub(crate) intact: bool,
+}
+
+fn head_crc(first9: &[u8]) -> u32 {
+    crc32fast::hash(first9)
 }
 
 impl Header {
     pub(crate) fn parse(bytes: &[u8; HEADER_LEN]) -> Header {
+        let stored = u32::from_le_bytes([bytes[9], bytes[10], bytes[11], bytes[12]]);
         Header {
             len: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
             crc: u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
             kind: bytes[8],
+            intact: head_crc(&bytes[..9]) == stored,
         }
     }
 }
@@ -126,6 +135,8 @@ fn encode_with(
     let len = payload_len as u32;
     buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let head = head_crc(&buf[start..start + 9]);
+    buf[start + 9..start + 13].copy_from_slice(&head.to_le_bytes());
     Ok(())
 }
 

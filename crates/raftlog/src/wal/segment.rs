@@ -11,8 +11,9 @@
 //!   torn tail when nothing but zero bytes follows it (a crash cut the write
 //!   short, or the filesystem extended the file with zeros); a bad record
 //!   followed by real data is corruption.
-//! - A length field is checked against the bytes left in the file and
-//!   [`MAX_RECORD_BYTES`] before anything is allocated for it.
+//! - A length field is trusted only under an intact header checksum, and is
+//!   checked against the bytes left in the file and [`MAX_RECORD_BYTES`]
+//!   before anything is allocated for it.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
@@ -133,6 +134,16 @@ pub(crate) fn scan(
         }
         r.read_exact(&mut header).map_err(io_err)?;
         let h = Header::parse(&header);
+        if !h.intact {
+            // A crash can cut a header short, with only zeros after it; a
+            // header whose own checksum fails with data after it was damaged
+            // (a flipped length must not silently drop the records after it).
+            break BadRecord {
+                offset,
+                tail: Tail::ZerosMustFollow,
+                reason: "record header checksum mismatch".to_string(),
+            };
+        }
         let room = remaining - HEADER_LEN as u64;
         if u64::from(h.len) > room {
             break BadRecord {

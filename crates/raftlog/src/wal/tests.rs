@@ -488,3 +488,45 @@ fn failed_write_poisons_until_reopen() {
     let (_wal, c) = Wal::open(dir.path()).unwrap();
     assert_eq!(ids(&c), vec![(1, 1)]);
 }
+
+#[test]
+fn damaged_length_field_with_records_after_it_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        let entries: Vec<Entry> = (1..=20)
+            .map(|i| {
+                let mut e = Entry::default();
+                e.index = i;
+                e.term = 1;
+                e.data = vec![7u8; 40].into();
+                e
+            })
+            .collect();
+        wal.append(&entries, None).unwrap();
+        wal.sync().unwrap();
+    }
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wal"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // Make the first entry record's length point past the end of the file.
+    let mut e = Entry::default();
+    e.index = 1;
+    e.term = 1;
+    e.data = vec![7u8; 40].into();
+    let mut one = Vec::new();
+    super::record::encode_entry(&mut one, &e).unwrap();
+    let first = bytes.len() - 20 * one.len();
+    assert_eq!(&bytes[first..first + 4], &one[..4], "found the first entry record");
+    bytes[first + 3] = 0x7f;
+    std::fs::write(&seg, &bytes).unwrap();
+    match Wal::open(dir.path()) {
+        Err(WalError::Corrupt { .. }) => {}
+        other => {
+            panic!("a damaged length amid records must be corruption, got {:?}", other.map(|(_, c)| c.entries.len()))
+        }
+    }
+}
