@@ -271,7 +271,11 @@ impl Runner {
         }
         self.read_seq += 1;
         let batch = std::mem::take(&mut self.pending_reads);
-        self.raw.read_index(self.read_seq.to_be_bytes().to_vec());
+        // The leader drops a request whose context it already has pending,
+        // so contexts must be unique across members: member ID + sequence.
+        let mut ctx = self.state.member_id.to_be_bytes().to_vec();
+        ctx.extend_from_slice(&self.read_seq.to_be_bytes());
+        self.raw.read_index(ctx);
         self.inflight_reads.insert(self.read_seq, (Instant::now(), batch));
     }
 
@@ -329,8 +333,8 @@ impl Runner {
         }
         for rs in ready.take_read_states() {
             let mut seq = [0u8; 8];
-            if rs.request_ctx.len() == 8 {
-                seq.copy_from_slice(&rs.request_ctx);
+            if rs.request_ctx.len() == 16 && rs.request_ctx[..8] == self.state.member_id.to_be_bytes() {
+                seq.copy_from_slice(&rs.request_ctx[8..]);
             }
             if let Some((_, ws)) = self.inflight_reads.remove(&u64::from_be_bytes(seq)) {
                 for w in ws {

@@ -108,19 +108,25 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
-        let resp = match self.ctx.node.lessor.time_to_live(r.id, r.keys) {
-            Some(info) => LeaseTimeToLiveResponse {
-                header: self.ctx.header(None),
-                id: r.id,
-                ttl: info.remaining,
-                granted_ttl: info.granted,
-                keys: info.keys,
-            },
-            // etcd reports a missing lease as TTL -1, not as an error.
-            None => LeaseTimeToLiveResponse { header: self.ctx.header(None), id: r.id, ttl: -1, ..Default::default() },
-        };
-        Ok(Response::new(resp))
+        if self.ctx.node.lessor.is_primary() {
+            return Ok(Response::new(time_to_live(&self.ctx, &r)));
+        }
+        // Only the leader times leases: ask it.
+        let mut client = self.ctx.leader.client(&self.ctx.node).await?;
+        let call = client.lease_time_to_live(with_timeout(r, PEER_REQUEST_TIMEOUT));
+        match deadline.run(call).await? {
+            Ok(resp) => {
+                let mut resp = resp.into_inner();
+                resp.header = self.ctx.header(None);
+                Ok(Response::new(resp))
+            }
+            Err(s) => {
+                self.ctx.leader.reset();
+                Err(status_to_etcd(&s).into())
+            }
+        }
     }
 
     async fn lease_leases(
