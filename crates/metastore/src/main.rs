@@ -9,6 +9,11 @@ use flags::Flags;
 
 const EXIT_USAGE: i32 = 2;
 
+/// glibc malloc/free took 16-19% of server CPU under put load (see
+/// docs/benchmarks.md); mimalloc's thread-local pools cut that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let flags = Flags::parse();
     if flags.version {
