@@ -275,14 +275,15 @@ impl Drop for ServerProcess {
     }
 }
 
+fn etcdctl_command(endpoint: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3").arg("--endpoints").arg(endpoint).arg("--command-timeout=10s").args(args);
+    cmd
+}
+
 /// Runs etcdctl (API v3) against an endpoint; returns (exit ok, stdout, stderr).
 pub fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(endpoint)
-        .arg("--command-timeout=10s")
-        .args(args)
+    let out = etcdctl_command(endpoint, args)
         .stdin(Stdio::null())
         .output()
         .expect("run etcdctl (scripts/setup.sh installs it)");
@@ -305,12 +306,7 @@ pub struct EtcdctlOutput {
 /// `etcdctl txn` and `etcdctl put <key>` reading its value), keeping the exit code.
 pub fn etcdctl_stdin(endpoint: &str, args: &[&str], stdin: &[u8]) -> EtcdctlOutput {
     use std::io::Write;
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(endpoint)
-        .arg("--command-timeout=10s")
-        .args(args)
+    let mut child = etcdctl_command(endpoint, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -332,71 +328,17 @@ pub fn etcdctl_stdin(endpoint: &str, args: &[&str], stdin: &[u8]) -> EtcdctlOutp
     }
 }
 
-/// Sends one plain HTTP/1.1 `GET path` to the server's client port (where
-/// etcd and MetaStore serve `/metrics`, `/health` and `/version` beside gRPC)
-/// and returns the status code and the body. `Connection: close`, so the body
-/// ends with the connection; a chunked body is decoded.
+/// GETs `path` from the server's client URL (plain HTTP/1.1 on the gRPC
+/// port: etcd and MetaStore serve `/metrics`, `/health` and `/version`
+/// beside gRPC) and returns the status code and the body.
 pub fn http_get(server: &ServerProcess, path: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Error, ErrorKind, Read, Write};
-    let bad = |what: &str| Error::new(ErrorKind::InvalidData, what.to_string());
-    let addr: std::net::SocketAddr = server.endpoint().parse().map_err(|_| bad("endpoint is not an address"))?;
-    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(10)))?;
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\nConnection: close\r\n\r\n", server.endpoint())?;
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw)?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut body = raw[split + 4..].to_vec();
-    let status: u16 = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| bad("no status line"))?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if chunked {
-        body = dechunk(&body).ok_or_else(|| bad("malformed chunked body"))?;
-    }
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-/// Decodes an HTTP/1.1 chunked body (trailers ignored).
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..eol]).ok()?;
-        let size_text = size_text.split(';').next()?.trim();
-        let size = usize::from_str_radix(size_text, 16).ok()?;
-        data = &data[eol + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
+    metrics::http_get(&server.endpoint(), path, Duration::from_secs(10))
 }
 
 /// The value of the unlabelled sample `name` on the server's `/metrics`, or
 /// None when the scrape fails or has no such sample.
 pub fn try_metric(server: &ServerProcess, name: &str) -> Option<i64> {
-    let (status, body) = http_get(server, "/metrics").ok()?;
-    if status != 200 {
-        return None;
-    }
-    body.lines().find_map(|line| {
-        let mut parts = line.split_whitespace();
-        if parts.next()? != name {
-            return None;
-        }
-        // Prometheus text prints integers as `12` and big ones as `1.2e+06`.
-        parts.next()?.parse::<f64>().ok().map(|v| v as i64)
-    })
+    metrics::fetch_metric(&server.endpoint(), name, Duration::from_secs(10)).map(|v| v as i64)
 }
 
 /// The value of the unlabelled gauge or counter `name` on the server's
@@ -432,12 +374,7 @@ pub struct BackgroundEtcdctl {
 pub fn etcdctl_background(endpoint: &str, args: &[&str]) -> BackgroundEtcdctl {
     use std::io::Read;
     use std::sync::{Arc, Mutex};
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(endpoint)
-        .arg("--command-timeout=10s")
-        .args(args)
+    let mut child = etcdctl_command(endpoint, args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

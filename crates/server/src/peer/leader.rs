@@ -1,6 +1,7 @@
 //! A cached connection to the current leader's peer service, for requests
 //! only the leader can answer (lease renewals and TTLs, learner promotion).
 
+use std::future::Future;
 use std::net::IpAddr;
 
 use api::pb::metastorepb::peer_client::PeerClient;
@@ -9,6 +10,7 @@ use parking_lot::Mutex;
 use tonic::transport::Channel;
 
 use super::client::connect;
+use crate::deadline::Deadline;
 use crate::node::NodeHandle;
 
 pub struct LeaderLink {
@@ -48,6 +50,22 @@ impl LeaderLink {
     /// Forgets the connection after a failure, so the next call reconnects.
     pub fn reset(&self) {
         self.cached.lock().take();
+    }
+
+    /// Runs `call` on the leader's peer service within `deadline`.
+    pub async fn call<T, F, Fut>(&self, node: &NodeHandle, deadline: Deadline, call: F) -> Result<T, EtcdError>
+    where
+        F: FnOnce(PeerClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let client = self.client(node).await?;
+        match deadline.run(call(client)).await? {
+            Ok(resp) => Ok(resp.into_inner()),
+            Err(s) => {
+                self.reset();
+                Err(status_to_etcd(&s))
+            }
+        }
     }
 }
 

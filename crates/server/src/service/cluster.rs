@@ -20,8 +20,6 @@ use crate::apply::ApplyResponse;
 use crate::deadline::Deadline;
 use crate::members::to_pb;
 use crate::node::ConfCheck;
-use crate::peer::client::{with_timeout, PEER_REQUEST_TIMEOUT};
-use crate::peer::leader::status_to_etcd;
 
 pub struct ClusterService {
     ctx: Ctx,
@@ -164,17 +162,9 @@ impl Cluster for ClusterService {
             return Ok(Response::new(promote_here(&self.ctx, r.id).await?));
         }
         // Only the leader knows whether the learner caught up: forward.
-        let mut client = self.ctx.leader.client(&self.ctx.node).await?;
-        match deadline.run(client.member_promote(with_timeout(r, PEER_REQUEST_TIMEOUT))).await? {
-            Ok(resp) => {
-                let mut resp = resp.into_inner();
-                resp.header = self.ctx.header_without_revision();
-                Ok(Response::new(resp))
-            }
-            Err(s) => {
-                self.ctx.leader.reset();
-                Err(status_to_etcd(&s).into())
-            }
-        }
+        let leader = &self.ctx.leader;
+        let mut resp = leader.call(&self.ctx.node, deadline, |mut c| async move { c.member_promote(r).await }).await?;
+        resp.header = self.ctx.header_without_revision();
+        Ok(Response::new(resp))
     }
 }

@@ -18,8 +18,6 @@ use tonic::{Request, Response, Status, Streaming};
 use super::Ctx;
 use crate::apply::ApplyResponse;
 use crate::deadline::Deadline;
-use crate::peer::client::{with_timeout, PEER_REQUEST_TIMEOUT};
-use crate::peer::leader::status_to_etcd;
 
 /// Keep-alive responses buffered per stream; a client that stops reading
 /// stops being served (its requests are not read either) instead of growing
@@ -114,19 +112,11 @@ impl Lease for LeaseService {
             return Ok(Response::new(time_to_live(&self.ctx, &r)));
         }
         // Only the leader times leases: ask it.
-        let mut client = self.ctx.leader.client(&self.ctx.node).await?;
-        let call = client.lease_time_to_live(with_timeout(r, PEER_REQUEST_TIMEOUT));
-        match deadline.run(call).await? {
-            Ok(resp) => {
-                let mut resp = resp.into_inner();
-                resp.header = self.ctx.header(None);
-                Ok(Response::new(resp))
-            }
-            Err(s) => {
-                self.ctx.leader.reset();
-                Err(status_to_etcd(&s).into())
-            }
-        }
+        let leader = &self.ctx.leader;
+        let mut resp =
+            leader.call(&self.ctx.node, deadline, |mut c| async move { c.lease_time_to_live(r).await }).await?;
+        resp.header = self.ctx.header(None);
+        Ok(Response::new(resp))
     }
 
     async fn lease_leases(
@@ -168,12 +158,7 @@ async fn renew(ctx: &Ctx, id: i64) -> Result<i64, EtcdError> {
     if ctx.node.lessor.is_primary() {
         return ctx.node.lessor.renew(id);
     }
-    let mut client = ctx.leader.client(&ctx.node).await?;
-    match client.lease_renew(with_timeout(LeaseKeepAliveRequest { id }, PEER_REQUEST_TIMEOUT)).await {
-        Ok(resp) => Ok(resp.into_inner().ttl),
-        Err(s) => {
-            ctx.leader.reset();
-            Err(status_to_etcd(&s))
-        }
-    }
+    let req = LeaseKeepAliveRequest { id };
+    let resp = ctx.leader.call(&ctx.node, deadline, |mut c| async move { c.lease_renew(req).await }).await?;
+    Ok(resp.ttl)
 }
