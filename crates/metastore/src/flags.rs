@@ -62,6 +62,13 @@ pub struct Flags {
     /// Log level: debug, info, warn, error, panic or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Interpret 'auto-compaction-retention' as 'periodic' (a duration, or hours) or 'revision'.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// Auto compaction retention: a duration like '1h' or a number of hours (periodic), or a
+    /// revision count (revision). 0 disables auto compaction.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
     /// Storage engine: 'memory' (memory + WAL).
     #[arg(long, env = "METASTORE_STORAGE", default_value = "memory")]
     pub storage: String,
@@ -163,7 +170,67 @@ fn parse_level(s: &str) -> Result<tracing::Level, FlagError> {
     })
 }
 
+/// Go's `time.ParseDuration` for the units etcd users write: "1h30m",
+/// "90s", "1.5h", "500ms".
+fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += value * scale;
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
 impl Flags {
+    fn auto_compaction(&self) -> Result<Option<server::compactor::AutoCompaction>, FlagError> {
+        use server::compactor::AutoCompaction;
+        let r = self.auto_compaction_retention.trim();
+        let bad = || {
+            FlagError(format!(
+                "--auto-compaction-retention: {r:?} is not valid for --auto-compaction-mode={}",
+                self.auto_compaction_mode
+            ))
+        };
+        match self.auto_compaction_mode.as_str() {
+            "periodic" => {
+                // A bare number is hours, as in etcd.
+                let d = match r.parse::<u64>() {
+                    Ok(h) => Duration::from_secs(h * 3600),
+                    Err(_) => parse_go_duration(r).ok_or_else(bad)?,
+                };
+                Ok((!d.is_zero()).then_some(AutoCompaction::Periodic(d)))
+            }
+            "revision" => {
+                let n: i64 = r.parse().map_err(|_| bad())?;
+                if n < 0 {
+                    return Err(bad());
+                }
+                Ok((n > 0).then_some(AutoCompaction::Revision(n)))
+            }
+            other => err(format!("--auto-compaction-mode: {other:?} is neither 'periodic' nor 'revision'")),
+        }
+    }
+
     pub fn resolve(&self) -> Result<Resolved, FlagError> {
         let log_level = parse_level(&self.log_level)?;
         if self.storage != "memory" {
@@ -244,6 +311,7 @@ impl Flags {
             advertise_peer_urls: advertise_peer.clone(),
             advertise_client_urls: advertise_client.clone(),
             peer_source_ip: None,
+            auto_compaction: self.auto_compaction()?,
         };
         let peer_addrs = bind_addrs("listen-peer-urls", &peer_urls)?;
         let mut config = config;
@@ -273,6 +341,30 @@ mod tests {
         assert_eq!(r.client_addrs, vec!["127.0.0.1:2379".parse::<SocketAddr>().unwrap()]);
         assert_eq!(r.config.max_txn_ops, 128);
         assert_eq!(r.config.election_ticks(), 10);
+    }
+
+    #[test]
+    fn auto_compaction_flags() {
+        use server::compactor::AutoCompaction;
+        let ac = |args: &[&str]| flags(args).resolve().map(|r| r.config.auto_compaction);
+        assert_eq!(ac(&[]), Ok(None));
+        assert_eq!(
+            ac(&["--auto-compaction-retention", "1"]),
+            Ok(Some(AutoCompaction::Periodic(Duration::from_secs(3600))))
+        );
+        assert_eq!(
+            ac(&["--auto-compaction-retention", "1h30m"]),
+            Ok(Some(AutoCompaction::Periodic(Duration::from_secs(5400))))
+        );
+        assert_eq!(
+            ac(&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000"]),
+            Ok(Some(AutoCompaction::Revision(1000)))
+        );
+        assert!(ac(&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"]).is_err());
+        assert!(ac(&["--auto-compaction-mode", "daily"]).is_err());
+        assert!(ac(&["--auto-compaction-retention", "soon"]).is_err());
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("1.5h"), Some(Duration::from_secs(5400)));
     }
 
     #[test]

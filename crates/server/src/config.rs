@@ -35,6 +35,8 @@ pub struct ServerConfig {
     /// Source address for outgoing peer connections: the IP this member
     /// listens on for peers, when it names one.
     pub peer_source_ip: Option<std::net::IpAddr>,
+    /// `--auto-compaction-mode` / `--auto-compaction-retention`; None = off.
+    pub auto_compaction: Option<crate::compactor::AutoCompaction>,
 }
 
 /// etcd's gRPC allowance on top of `--max-request-bytes` for framing.

@@ -168,6 +168,8 @@ pub async fn run(
         }
     });
     let expiry = tokio::spawn(revoke_expired_leases(node.clone(), cfg.request_timeout()));
+    let compactor =
+        cfg.auto_compaction.map(|mode| tokio::spawn(crate::compactor::run(node.clone(), mode, cfg.request_timeout())));
 
     let node_failed = tokio::select! {
         _ = shutdown => false,
@@ -175,6 +177,9 @@ pub async fn run(
     };
     tracing::info!("shutting down: finishing in-flight requests");
     expiry.abort();
+    if let Some(c) = compactor {
+        c.abort();
+    }
     publish.abort();
     let _ = stop_tx.send(true);
     // Idle client connections may stay open after GOAWAY; in-flight requests

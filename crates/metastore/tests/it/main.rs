@@ -2,6 +2,7 @@
 //! clients (the `etcd-client` crate and etcdctl), and differential runs
 //! against Debian's etcd.
 
+mod auto_compaction;
 mod cluster;
 mod common;
 mod crash;
