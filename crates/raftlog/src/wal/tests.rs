@@ -494,15 +494,8 @@ fn damaged_length_field_with_records_after_it_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (mut wal, _) = Wal::open(dir.path()).unwrap();
-        let entries: Vec<Entry> = (1..=20)
-            .map(|i| {
-                let mut e = Entry::default();
-                e.index = i;
-                e.term = 1;
-                e.data = vec![7u8; 40].into();
-                e
-            })
-            .collect();
+        let entries: Vec<Entry> =
+            (1..=20).map(|i| Entry { index: i, term: 1, data: vec![7u8; 40].into(), ..Default::default() }).collect();
         wal.append(&entries, None).unwrap();
         wal.sync().unwrap();
     }
@@ -513,10 +506,7 @@ fn damaged_length_field_with_records_after_it_is_corruption() {
         .unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
     // Make the first entry record's length point past the end of the file.
-    let mut e = Entry::default();
-    e.index = 1;
-    e.term = 1;
-    e.data = vec![7u8; 40].into();
+    let e = Entry { index: 1, term: 1, data: vec![7u8; 40].into(), ..Default::default() };
     let mut one = Vec::new();
     super::record::encode_entry(&mut one, &e).unwrap();
     let first = bytes.len() - 20 * one.len();
