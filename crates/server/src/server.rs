@@ -175,6 +175,9 @@ pub async fn run(
         _ = shutdown => false,
         _ = node.state.wait_stopped() => true,
     };
+    if !node_failed {
+        hand_over_leadership(&node, &cfg).await;
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     expiry.abort();
     if let Some(c) = compactor {
@@ -256,5 +259,30 @@ async fn publish_attributes(node: Arc<NodeHandle>, cfg: Arc<ServerConfig>) {
             Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
         }
         tokio::time::sleep(PUBLISH_RETRY).await;
+    }
+}
+
+/// Like etcd on graceful shutdown: a leader with peers hands leadership to
+/// the most caught-up voter first, so the cluster need not wait an election
+/// timeout. Bounded by the request timeout; failing it only costs that wait.
+async fn hand_over_leadership(node: &NodeHandle, cfg: &ServerConfig) {
+    if node.state.leader() != cfg.member_id || node.members.list().len() < 2 {
+        return;
+    }
+    let deadline = Deadline::new(cfg.request_timeout(), None);
+    if let Err(e) = node.transfer_leader(0, deadline).await {
+        tracing::warn!(error = %e, "could not hand over leadership before stopping");
+        return;
+    }
+    let moved = deadline
+        .run(async {
+            while node.state.leader() == cfg.member_id {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    match moved {
+        Ok(()) => tracing::info!(leader = %format!("{:x}", node.state.leader()), "handed over leadership"),
+        Err(_) => tracing::warn!("leadership did not move before stopping"),
     }
 }

@@ -354,3 +354,18 @@ async fn wait_until_async(timeout: Duration, mut cond: impl FnMut() -> bool) -> 
     }
     cond()
 }
+
+/// SIGTERM on the leader hands leadership over before stopping (etcd's
+/// TryTransferLeadershipOnShutdown), and writes go on at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_on_the_leader_hands_over_leadership() {
+    let mut c = cluster(3, &[]);
+    let old = blocking(|| c.leader()).expect("leader");
+    let code = blocking(|| c.member_mut(old).terminate(Duration::from_secs(15)));
+    assert_eq!(code, Some(0), "clean exit");
+    assert!(c.member(old).log_text().contains("handed over leadership"), "{}", c.member(old).log_text());
+    let new = blocking(|| c.wait_leader(FAILOVER_BOUND)).expect("a leader after the hand-over");
+    assert_ne!(new, old);
+    let mut cl = connect(vec![c.member(new).client_url()]).await;
+    assert!(timed(cl.put("after-handover", "1", None)).await.is_some());
+}

@@ -156,7 +156,8 @@ impl NodeHandle {
         Ok(())
     }
 
-    /// Asks the leader (this member) to hand leadership to `target`.
+    /// Asks the leader (this member) to hand leadership to `target` (0: the
+    /// most caught-up other voter).
     pub async fn transfer_leader(&self, target: u64, deadline: Deadline) -> Result<(), EtcdError> {
         let (reply, rx) = oneshot::channel();
         self.enqueue(NodeMsg::TransferLeader { target, reply })?;

@@ -245,9 +245,25 @@ impl Runner {
         }
     }
 
-    fn transfer_leader(&mut self, target: u64) -> Result<(), EtcdError> {
+    /// `target` 0 picks the most caught-up other voter (for shutdown).
+    fn transfer_leader(&mut self, mut target: u64) -> Result<(), EtcdError> {
         if self.raw.raft.state != StateRole::Leader {
             return Err(EtcdError::NotLeader);
+        }
+        if target == 0 {
+            let me = self.state.member_id;
+            let prs = self.raw.raft.prs();
+            let best = prs
+                .conf()
+                .voters()
+                .ids()
+                .iter()
+                .filter(|id| *id != me)
+                .max_by_key(|id| prs.get(*id).map_or(0, |p| p.matched));
+            match best {
+                Some(id) => target = id,
+                None => return Ok(()),
+            }
         }
         if !self.raw.raft.prs().conf().voters().contains(target) {
             return Err(EtcdError::BadLeaderTransferee);
