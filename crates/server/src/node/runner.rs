@@ -361,9 +361,8 @@ impl Runner {
         self.transport.send(ready.take_persisted_messages());
         let mut light = self.raw.advance(ready);
         if let Some(c) = light.commit_index() {
-            // Recorded before applying, so a snapshot never names an index
-            // beyond the commit index the log holds.
-            self.log.persist_commit(c)?;
+            // Not written to the WAL here (a lost commit index is learned
+            // again from the leader); `snapshot` records it when it must.
             self.state.set_commit(c);
         }
         self.transport.send(light.take_messages());
@@ -462,6 +461,9 @@ impl Runner {
         if !due {
             return Ok(());
         }
+        // A snapshot may not name an index beyond the commit index the log
+        // holds, so record the commit index first.
+        self.log.persist_commit(self.raw.raft.raft_log.committed)?;
         let term = self.raw.raft.raft_log.term(applied)?;
         let cs: ConfState = self.raw.raft.prs().conf().to_conf_state();
         let engine = self.applier.mvcc().engine().clone();
