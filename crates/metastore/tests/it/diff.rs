@@ -17,6 +17,7 @@
 use std::time::Duration;
 
 use crate::common::*;
+use crate::diff_common::{map_lines, stderr_lines, Norm};
 use testkit::{etcdctl_stdin, EtcdctlOutput};
 
 /// JSON fields whose values differ between two healthy servers.
@@ -41,13 +42,6 @@ const MASKED_FIELDS: &[&str] = &["\"ClusterID\"", "\"MemberID\"", "\"RaftTerm\""
 const MASKED_COLUMNS: &[&str] = &["ID", "VERSION", "DB SIZE", "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "TOOK"];
 
 /// An etcdctl result reduced to what must be equal on both servers.
-#[derive(Debug, PartialEq, Eq)]
-struct Norm {
-    code: Option<i32>,
-    stdout: String,
-    stderr: Vec<String>,
-}
-
 impl Norm {
     /// The last line of stderr (etcdctl's `Error: ...`), or "".
     fn error(&self) -> &str {
@@ -150,40 +144,9 @@ fn normalize(raw: &EtcdctlOutput, server: &ServerProcess, extra: fn(&str) -> Str
     stdout = mask_fields_lines(&stdout);
     stdout = mask_tables(&stdout);
     stdout = extra(&stdout);
-    let mut stderr: Vec<String> = Vec::new();
     // `endpoint health` prints its simple output on stderr.
-    for line in extra(&unport(&raw.stderr)).lines() {
-        let line = line.trim_end();
-        if line.is_empty() {
-            continue;
-        }
-        let line = if line.starts_with("{\"level\":") {
-            // etcdctl's client-side retry warning: only the gRPC error matters.
-            format!("warn: {}", json_string_field(line, "error").unwrap_or_else(|| line.to_string()))
-        } else {
-            line.to_string()
-        };
-        if stderr.last() != Some(&line) {
-            stderr.push(line);
-        }
-    }
+    let stderr = stderr_lines(&extra(&unport(&raw.stderr)));
     Norm { code: raw.code, stdout, stderr }
-}
-
-/// The value of a string field `"key":"..."` in a one-line JSON object.
-fn json_string_field(line: &str, key: &str) -> Option<String> {
-    let pat = format!("\"{key}\":\"");
-    let start = line.find(&pat)? + pat.len();
-    let mut out = String::new();
-    let mut chars = line[start..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.push(chars.next()?),
-            '"' => return Some(out),
-            c => out.push(c),
-        }
-    }
-    None
 }
 
 /// Replaces the value of every `"key":` with `"*"`. With `strings_only`, only
@@ -244,19 +207,6 @@ fn mask_tables(s: &str) -> String {
             cells.iter().enumerate().map(|(i, c)| if masked.contains(&i) { "*" } else { c }).collect();
         format!("|{}|", cells.join("|"))
     })
-}
-
-fn map_lines(s: &str, mut f: impl FnMut(&str) -> String) -> String {
-    let mut out = String::with_capacity(s.len());
-    for line in s.split_inclusive('\n') {
-        let (body, nl) = match line.strip_suffix('\n') {
-            Some(b) => (b, "\n"),
-            None => (line, ""),
-        };
-        out.push_str(&f(body));
-        out.push_str(nl);
-    }
-    out
 }
 
 /// A history with overwrites, a delete and a re-create, so revisions, versions

@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 use crate::common::*;
+use crate::diff_common::{map_lines, stderr_lines, Norm};
 use testkit::{etcdctl_background, etcdctl_stdin, try_metric, BackgroundEtcdctl, EtcdctlOutput};
 
 const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
@@ -28,13 +29,6 @@ const MASKED_JSON: &[&str] = &["cluster_id", "member_id", "raft_term"];
 const MASKED_FIELDS: &[&str] = &["\"ClusterID\"", "\"MemberID\"", "\"RaftTerm\""];
 
 /// An etcdctl result reduced to what must be equal on both servers.
-#[derive(Debug, PartialEq, Eq)]
-struct Norm {
-    code: Option<i32>,
-    stdout: String,
-    stderr: Vec<String>,
-}
-
 struct Side {
     server: ServerProcess,
     /// Lease IDs in the order this server granted them.
@@ -213,22 +207,7 @@ fn normalize(raw: &EtcdctlOutput, side: &Side) -> Norm {
     });
     stdout = mask_leases(&stdout, &side.leases);
     stdout = mask_remaining(&stdout);
-    let mut stderr: Vec<String> = Vec::new();
-    for line in mask_leases(&unport(&raw.stderr), &side.leases).lines() {
-        let line = line.trim_end();
-        if line.is_empty() {
-            continue;
-        }
-        let line = if line.starts_with("{\"level\":") {
-            // etcdctl's client-side retry warning: only the gRPC error matters.
-            format!("warn: {}", json_string_field(line, "error").unwrap_or_else(|| line.to_string()))
-        } else {
-            line.to_string()
-        };
-        if stderr.last() != Some(&line) {
-            stderr.push(line);
-        }
-    }
+    let stderr = stderr_lines(&mask_leases(&unport(&raw.stderr), &side.leases));
     Norm { code: raw.code, stdout, stderr }
 }
 
@@ -326,35 +305,6 @@ fn mask_json_number(s: &str, key: &str, f: impl Fn(&str) -> String) -> String {
         rest = &tail[n..];
     }
     out.push_str(rest);
-    out
-}
-
-/// The value of a string field `"key":"..."` in a one-line JSON object.
-fn json_string_field(line: &str, key: &str) -> Option<String> {
-    let pat = format!("\"{key}\":\"");
-    let start = line.find(&pat)? + pat.len();
-    let mut out = String::new();
-    let mut chars = line[start..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.push(chars.next()?),
-            '"' => return Some(out),
-            c => out.push(c),
-        }
-    }
-    None
-}
-
-fn map_lines(s: &str, mut f: impl FnMut(&str) -> String) -> String {
-    let mut out = String::with_capacity(s.len());
-    for line in s.split_inclusive('\n') {
-        let (body, nl) = match line.strip_suffix('\n') {
-            Some(b) => (b, "\n"),
-            None => (line, ""),
-        };
-        out.push_str(&f(body));
-        out.push_str(nl);
-    }
     out
 }
 

@@ -7,6 +7,7 @@ mod cluster;
 mod common;
 mod crash;
 mod diff;
+mod diff_common;
 mod diff_watch_lease;
 mod kv;
 mod kv_errors;
