@@ -19,7 +19,29 @@ use std::time::{Duration, Instant};
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    free_port_on(std::net::Ipv4Addr::LOCALHOST)
+}
+
+/// A port on `ip` that was free a moment ago, chosen below Linux's ephemeral
+/// range (32768-60999): ports the kernel hands out for outgoing connections
+/// (clients, peers) then never collide with a server about to bind it.
+/// Parallel test processes start from different points (pid, time) and
+/// every candidate is checked by binding it.
+pub fn free_port_on(ip: std::net::Ipv4Addr) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let seed = std::process::id().wrapping_mul(7919).wrapping_add(nanos);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + seed.wrapping_add(n.wrapping_mul(104_729)) % SPAN) as u16;
+        if TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    let l = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}:0 (is {ip} a local address?): {e}"));
     l.local_addr().expect("local addr").port()
 }
 
@@ -117,7 +139,22 @@ impl ServerProcess {
         Self::start(Kind::Etcd, PathBuf::from("/usr/bin/etcd"), extra)
     }
 
+    /// Starts the server; a port taken by someone else between choosing it
+    /// and binding it (parallel tests) is retried with fresh ports.
     fn start(kind: Kind, binary: PathBuf, extra: &[&str]) -> ServerProcess {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let mut s = Self::prepare(kind, binary.clone(), extra);
+            match s.try_spawn() {
+                Ok(()) => return s,
+                Err(log) if attempt < ATTEMPTS && log.contains("Address already in use") => continue,
+                Err(log) => panic!("{:?} did not start listening on {}; log:\n{log}", s.kind, s.endpoint()),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn prepare(kind: Kind, binary: PathBuf, extra: &[&str]) -> ServerProcess {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().to_path_buf();
         let members = if kind == Kind::MetaStore { cluster_size() } else { 1 };
@@ -144,7 +181,7 @@ impl ServerProcess {
                 etcd: false,
             }));
         }
-        let mut s = ServerProcess {
+        ServerProcess {
             kind,
             client_port: ports[0].0,
             peer_port: ports[0].1,
@@ -157,9 +194,7 @@ impl ServerProcess {
             name,
             initial_cluster,
             companions,
-        };
-        s.spawn();
-        s
+        }
     }
 
     /// Logs of the other cluster members (cluster mode), for failure messages.
@@ -192,6 +227,12 @@ impl ServerProcess {
     }
 
     fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("{:?} did not start listening on {}; log:\n{log}", self.kind, self.endpoint());
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         self.child = Some(launch(Launch {
             binary: &self.binary,
             name: &self.name,
@@ -203,8 +244,12 @@ impl ServerProcess {
             log: &self.log,
             etcd: self.kind == Kind::Etcd,
         }));
-        if !self.wait_ready(Duration::from_secs(30)) {
-            panic!("{:?} did not start listening on {}; log:\n{}", self.kind, self.endpoint(), self.log_text());
+        let companions_alive =
+            |s: &mut ServerProcess| s.companions.iter_mut().all(|c| matches!(c.try_wait(), Ok(None)));
+        if self.wait_ready(Duration::from_secs(30)) && companions_alive(self) {
+            Ok(())
+        } else {
+            Err(format!("{}{}", self.log_text(), self.companion_logs()))
         }
     }
 

@@ -19,7 +19,7 @@
 //! - Nothing here waits without a deadline.
 
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,8 +67,7 @@ pub struct Member {
 
 /// A port on `ip` that was free a moment ago.
 pub fn free_port_on(ip: Ipv4Addr) -> u16 {
-    let l = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}:0 (is {ip} a local address?): {e}"));
-    l.local_addr().expect("local addr").port()
+    crate::free_port_on(ip)
 }
 
 impl Member {
