@@ -151,7 +151,8 @@ async fn isolated_member_never_acks_writes_or_serves_linearizable_reads() {
     blocking(|| c.heal());
     assert!(
         wait_keys(c.member(old).client_url(), "majority/", majority_writes, Duration::from_secs(15)).await,
-        "the healed member did not catch up"
+        "the healed member did not catch up; logs:\n{}",
+        c.logs()
     );
     let r = timed(isolated.get("majority/", Some(GetOptions::new().with_prefix().with_count_only()))).await;
     assert!(r.is_some_and(|r| r.count() as usize >= majority_writes), "linearizable reads work again after heal");

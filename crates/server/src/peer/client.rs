@@ -9,6 +9,8 @@ use tonic::transport::{Channel, Endpoint};
 use super::MAX_PEER_MESSAGE;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A peer request other than the raft streams (members, forwarded lease and
 /// promote calls) gives up after this long.
 pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -16,7 +18,15 @@ pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// A channel to `url`, from `source` when given (the IP this member listens
 /// on for peers), so peers and fault-injecting proxies see who connects.
 pub fn endpoint(url: &str, source: Option<IpAddr>) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(url.to_string())?.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true).local_address(source))
+    Ok(Endpoint::from_shared(url.to_string())?
+        .connect_timeout(CONNECT_TIMEOUT)
+        // A peer that vanished without closing the connection (a cut
+        // network) is noticed by unanswered pings, not waited on forever.
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .tcp_nodelay(true)
+        .local_address(source))
 }
 
 pub async fn connect(url: &str, source: Option<IpAddr>) -> Result<PeerClient<Channel>, tonic::transport::Error> {

@@ -27,6 +27,8 @@ const PEER_QUEUE: usize = 4096;
 const STREAM_QUEUE: usize = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Longest wait for room in a peer's stream before reconnecting.
+const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Sending one snapshot gives up after this long and reports a failure.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -152,8 +154,11 @@ async fn peer_loop(
                         tokio::spawn(send_snapshot(id, client.clone(), m, node.clone()));
                     }
                     Some(m) => {
-                        if stx.send(envelope(&m)).await.is_err() {
-                            break;
+                        // A stream that takes no message for this long is
+                        // stuck (peer gone silent): reconnect.
+                        match tokio::time::timeout(STREAM_SEND_TIMEOUT, stx.send(envelope(&m))).await {
+                            Ok(Ok(())) => {}
+                            _ => break,
                         }
                     }
                 },
