@@ -45,6 +45,29 @@ pub fn free_port_on(ip: std::net::Ipv4Addr) -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// SIGKILL and reap.
+pub(crate) fn kill_child(child: Option<Child>) {
+    if let Some(mut c) = child {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// SIGTERM, then wait up to `timeout` for the exit code; SIGKILL after that
+/// (None: killed, or ended by a signal).
+pub(crate) fn terminate_child(mut c: Child, timeout: Duration) -> Option<i32> {
+    let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if let Ok(Some(st)) = c.try_wait() {
+            return st.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill_child(Some(c));
+    None
+}
+
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
@@ -273,26 +296,12 @@ impl ServerProcess {
 
     /// SIGKILL, no chance to flush anything.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(self.child.take());
     }
 
     /// SIGTERM and wait for a clean exit; returns the exit status code.
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        let end = Instant::now() + timeout;
-        while Instant::now() < end {
-            if let Ok(Some(st)) = c.try_wait() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        None
+        terminate_child(self.child.take()?, timeout)
     }
 
     /// Starts the process again on the same ports and data dir.

@@ -18,6 +18,7 @@
 //! - Dropping a `Member` SIGKILLs its process; the proxy is dropped after it.
 //! - Nothing here waits without a deadline.
 
+use crate::{kill_child, terminate_child};
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -274,27 +275,13 @@ impl Member {
 
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(self.child.take());
     }
 
     /// SIGTERM and wait for a clean exit; returns the exit code (None if it
     /// had to be killed, died of a signal, or was not running).
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        let end = Instant::now() + timeout;
-        while Instant::now() < end {
-            if let Ok(Some(st)) = c.try_wait() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        None
+        terminate_child(self.child.take()?, timeout)
     }
 
     /// SIGKILL (if running), then start again on the same ports and data dir

@@ -25,6 +25,20 @@ fn run_binary(args: &[&str]) -> std::process::Output {
     child.wait_with_output().expect("collect output")
 }
 
+/// Starts the binary on `s`'s data dir (after `s` stopped), on any ports.
+fn run_on_data_dir(s: &ServerProcess) -> std::process::Output {
+    let dir = s.data_dir();
+    let dir = dir.to_str().expect("utf-8 temp path");
+    run_binary(&[
+        "--data-dir",
+        dir,
+        "--listen-client-urls",
+        "http://127.0.0.1:0",
+        "--listen-peer-urls",
+        "http://127.0.0.1:0",
+    ])
+}
+
 #[test]
 fn bad_flags_exit_2_with_a_message() {
     let cases: &[&[&str]] = &[
@@ -80,14 +94,7 @@ async fn engine_marker_refuses_a_foreign_data_dir() {
     let marker = s.data_dir().join("member").join("engine");
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "memory");
     std::fs::write(&marker, "rocksdb").unwrap();
-    let out = run_binary(&[
-        "--data-dir",
-        s.data_dir().to_str().unwrap(),
-        "--listen-client-urls",
-        "http://127.0.0.1:0",
-        "--listen-peer-urls",
-        "http://127.0.0.1:0",
-    ]);
+    let out = run_on_data_dir(&s);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("was written by the rocksdb engine"), "{stderr}");
@@ -114,14 +121,7 @@ async fn corrupt_wal_in_the_middle_is_a_startup_error() {
     let at = bytes.len() / 3;
     bytes[at] ^= 0xff;
     std::fs::write(&seg, &bytes).unwrap();
-    let out = run_binary(&[
-        "--data-dir",
-        s.data_dir().to_str().unwrap(),
-        "--listen-client-urls",
-        "http://127.0.0.1:0",
-        "--listen-peer-urls",
-        "http://127.0.0.1:0",
-    ]);
+    let out = run_on_data_dir(&s);
     assert_eq!(out.status.code(), Some(1), "a corrupt WAL must stop the server");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("corrupt"), "the error should say the WAL is corrupt: {stderr}");
