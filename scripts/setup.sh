@@ -4,6 +4,7 @@
 #   protobuf-compiler  protoc 3.x, for raft-rs's build and the etcd-client test crate
 #   etcd-server        real etcd, for differential tests
 #   etcd-client        etcdctl, for the walkthrough and differential tests
+#   clang libclang-dev bindgen for librocksdb-sys (the RocksDB engine)
 #   cargo-nextest      the test runner
 set -euo pipefail
 
@@ -11,6 +12,8 @@ need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+command -v clang >/dev/null 2>&1 || need+=(clang)
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use server::{ids, Member, ServerConfig};
+use server::{ids, Member, ServerConfig, StorageConfig};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -69,9 +69,15 @@ pub struct Flags {
     /// revision count (revision). 0 disables auto compaction.
     #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
     pub auto_compaction_retention: String,
-    /// Storage engine: 'memory' (memory + WAL).
+    /// Storage engine: 'memory' (memory + WAL) or 'rocksdb' (when built with the rocksdb feature).
     #[arg(long, env = "METASTORE_STORAGE", default_value = "memory")]
     pub storage: String,
+    /// RocksDB engine: block cache shared by all tables, in bytes.
+    #[arg(long, env = "METASTORE_ROCKSDB_BLOCK_CACHE_BYTES", default_value_t = 64 << 20)]
+    pub rocksdb_block_cache_bytes: u64,
+    /// RocksDB engine: memtable size of the key history, in bytes.
+    #[arg(long, env = "METASTORE_ROCKSDB_WRITE_BUFFER_BYTES", default_value_t = 64 << 20)]
+    pub rocksdb_write_buffer_bytes: u64,
     /// Print the version and exit.
     #[arg(long)]
     pub version: bool,
@@ -233,8 +239,19 @@ impl Flags {
 
     pub fn resolve(&self) -> Result<Resolved, FlagError> {
         let log_level = parse_level(&self.log_level)?;
-        if self.storage != "memory" {
-            return err(format!("--storage: unknown engine {:?} (this build has: memory)", self.storage));
+        let storage = match self.storage.as_str() {
+            "memory" => StorageConfig::Memory,
+            "rocksdb" => StorageConfig::Rocksdb {
+                block_cache_bytes: self.rocksdb_block_cache_bytes as usize,
+                write_buffer_bytes: (self.rocksdb_write_buffer_bytes as usize).max(1 << 20),
+            },
+            other => return err(format!("--storage: unknown engine {other:?} (memory or rocksdb)")),
+        };
+        if !StorageConfig::available().contains(&storage.kind()) {
+            return err(format!(
+                "--storage: this binary was built without the {} engine; rebuild with `--features rocksdb`",
+                storage.kind()
+            ));
         }
         if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
             return err(format!(
@@ -312,6 +329,7 @@ impl Flags {
             advertise_client_urls: advertise_client.clone(),
             peer_source_ip: None,
             auto_compaction: self.auto_compaction()?,
+            storage,
         };
         let peer_addrs = bind_addrs("listen-peer-urls", &peer_urls)?;
         let mut config = config;

@@ -3,14 +3,15 @@
 //! It delegates everything to the shared [`MemStorage`] except
 //! `snapshot()`: `MemStorage` would answer with an empty-data snapshot
 //! labelled with the current commit index, which is useless to a follower.
-//! `RaftStorage` serves the newest verified snapshot file instead, data
-//! included, so a leader can send `MsgSnapshot` without further help.
+//! `RaftStorage` names the newest verified snapshot file instead: the
+//! returned snapshot carries its metadata only, and the transport streams
+//! the data from that file ([`crate::SnapshotStore::load`]), so a snapshot
+//! is never held in memory whole.
 //!
 //! Invariant: the served snapshot's index is never below the log's
 //! `first_index() - 1` (local snapshots compact the log only below their own
 //! index), so a follower can always continue from it with log entries.
 
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -73,7 +74,8 @@ impl Storage for RaftStorage {
         self.mem.last_index()
     }
 
-    /// The newest snapshot file with its data; `SnapshotTemporarilyUnavailable`
+    /// The newest snapshot file's metadata (the data stays in the file);
+    /// `SnapshotTemporarilyUnavailable`
     /// when there is none yet or it is older than `request_index`.
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let loaded = self.snaps.load_latest().map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?;
@@ -87,12 +89,9 @@ impl Storage for RaftStorage {
                 && (cs.voters.contains(&to) || cs.learners.contains(&to))
         };
         match loaded {
-            Some((meta, mut reader)) if usable(&meta) => {
-                let mut data = Vec::new();
-                reader.read_to_end(&mut data)?;
+            Some((meta, _reader)) if usable(&meta) => {
                 let mut snap = Snapshot::default();
                 snap.set_metadata(meta);
-                snap.set_data(data.into());
                 Ok(snap)
             }
             _ => {

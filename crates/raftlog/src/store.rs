@@ -259,13 +259,34 @@ impl LogStore {
     }
 
     /// Durably records `conf_state` so that a restart starts raft with it
-    /// (it wins over the snapshot's conf state). Only needed when the state
-    /// machine resumes past the snapshot index on restart (a persistent
-    /// engine): the conf state must match the applied index given to raft.
+    /// (it wins over an older snapshot's conf state). Call it for every
+    /// applied conf change, before the state machine records the entry as
+    /// applied: a state machine that resumes past the snapshot index needs
+    /// the configuration of its applied index, and one that replays the log
+    /// must not start raft with an older configuration meanwhile.
     pub fn persist_conf_state(&mut self, conf_state: &ConfState) -> Result<(), LogStoreError> {
         self.wal.append_conf_state(conf_state)?;
         self.wal.sync()?;
         self.storage.wl().set_conf_state(conf_state.clone());
+        Ok(())
+    }
+
+    /// Raises the commit index to `index` (in memory) when a persistent state
+    /// machine resumes from an applied index the on-disk hard state has not
+    /// caught up with. Errors when the log does not reach `index`.
+    pub fn mark_committed(&mut self, index: u64) -> Result<(), LogStoreError> {
+        let last = self.last_index();
+        if index > last {
+            return Err(LogStoreError::Inconsistent(format!(
+                "the state machine has applied index {index} but the raft log ends at {last}"
+            )));
+        }
+        let mut core = self.storage.wl();
+        let mut hs = core.hard_state().clone();
+        if hs.commit < index {
+            hs.commit = index;
+            core.set_hardstate(hs);
+        }
         Ok(())
     }
 
@@ -322,13 +343,33 @@ impl LogStore {
     /// Persists a snapshot received from the leader (`ready.snapshot()`):
     /// snapshot file, then WAL marker, then `MemStorage::apply_snapshot`.
     pub fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), LogStoreError> {
-        let meta = snap.get_metadata();
+        self.install(snap.get_metadata(), &mut |w: &mut dyn Write| w.write_all(snap.get_data()))
+    }
+
+    /// [`LogStore::install_snapshot`] for a snapshot whose data a transport
+    /// staged in the file `data` (streamed, never in memory whole). The
+    /// staged file is left for the caller to remove.
+    pub fn install_snapshot_file(&mut self, meta: &SnapshotMetadata, data: &Path) -> Result<(), LogStoreError> {
+        let mut file = fs::File::open(data).map_err(|source| LogStoreError::Io { path: data.to_path_buf(), source })?;
+        self.install(meta, &mut |w: &mut dyn Write| io::copy(&mut file, w).map(|_| ()))
+    }
+
+    /// The snapshot files (shared; for streaming a snapshot's data out).
+    pub fn snapshot_store(&self) -> SnapshotStore {
+        self.snaps.clone()
+    }
+
+    fn install(
+        &mut self,
+        meta: &SnapshotMetadata,
+        write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), LogStoreError> {
         let first_index = self.first_index();
         let (si, st) = self.snapshot;
         if meta.index < si || (meta.index == si && meta.term != st) || first_index > meta.index {
             return Err(LogStoreError::SnapshotOutOfDate { index: meta.index, snapshot_index: si, first_index });
         }
-        self.snaps.save(meta, &mut |w: &mut dyn Write| w.write_all(snap.get_data()))?;
+        self.snaps.save(meta, write_data)?;
         self.wal.mark_installed_snapshot(meta.index, meta.term)?;
         let mut s = Snapshot::default();
         s.set_metadata(meta.clone());

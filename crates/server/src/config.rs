@@ -37,6 +37,36 @@ pub struct ServerConfig {
     pub peer_source_ip: Option<std::net::IpAddr>,
     /// `--auto-compaction-mode` / `--auto-compaction-retention`; None = off.
     pub auto_compaction: Option<crate::compactor::AutoCompaction>,
+    /// `--storage` and its engine's settings.
+    pub storage: StorageConfig,
+}
+
+/// Which engine holds the state machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// Everything in memory; the raft WAL and snapshots make it durable.
+    Memory,
+    /// RocksDB in `<data-dir>/member/rocksdb` (needs the `rocksdb` feature).
+    Rocksdb { block_cache_bytes: usize, write_buffer_bytes: usize },
+}
+
+impl StorageConfig {
+    /// The engine's name, as in `--storage` and the data dir's marker file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StorageConfig::Memory => "memory",
+            StorageConfig::Rocksdb { .. } => "rocksdb",
+        }
+    }
+
+    /// Engines this binary was built with.
+    pub fn available() -> &'static [&'static str] {
+        if cfg!(feature = "rocksdb") {
+            &["memory", "rocksdb"]
+        } else {
+            &["memory"]
+        }
+    }
 }
 
 /// etcd's gRPC allowance on top of `--max-request-bytes` for framing.

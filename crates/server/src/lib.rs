@@ -23,5 +23,5 @@ pub mod txn;
 pub mod waiters;
 pub mod watch;
 
-pub use config::{Member, ServerConfig};
+pub use config::{Member, ServerConfig, StorageConfig};
 pub use server::{run, Listeners, ServerError};

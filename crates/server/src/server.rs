@@ -16,7 +16,7 @@ use storage::{Engine, MemoryEngine};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{ServerConfig, GRPC_OVERHEAD_BYTES};
+use crate::config::{ServerConfig, StorageConfig, GRPC_OVERHEAD_BYTES};
 use crate::deadline::Deadline;
 use crate::node::NodeHandle;
 use crate::node::{self, NodeError};
@@ -49,6 +49,34 @@ pub enum ServerError {
     Identity(#[from] crate::identity::IdentityError),
     #[error("etcdserver: the member has been permanently removed from the cluster")]
     Removed,
+    #[error("opening the {kind} engine: {source}")]
+    Engine { kind: &'static str, source: storage::EngineError },
+    #[error("this binary was built without the {0} engine; rebuild with `--features rocksdb`")]
+    EngineUnavailable(&'static str),
+}
+
+/// Opens the engine `--storage` names, after checking the data dir's marker.
+fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, ServerError> {
+    let kind = cfg.storage.kind();
+    if !StorageConfig::available().contains(&kind) {
+        return Err(ServerError::EngineUnavailable(kind));
+    }
+    check_engine_marker(&cfg.member_dir(), kind)?;
+    match &cfg.storage {
+        StorageConfig::Memory => Ok(Arc::new(MemoryEngine::new())),
+        #[cfg(feature = "rocksdb")]
+        StorageConfig::Rocksdb { block_cache_bytes, write_buffer_bytes } => {
+            let opts = storage_rocks::RocksOptions {
+                block_cache_bytes: *block_cache_bytes,
+                write_buffer_bytes: *write_buffer_bytes,
+            };
+            let engine = storage_rocks::RocksEngine::open(&cfg.member_dir().join("rocksdb"), &opts)
+                .map_err(|source| ServerError::Engine { kind, source })?;
+            Ok(Arc::new(engine))
+        }
+        #[cfg(not(feature = "rocksdb"))]
+        StorageConfig::Rocksdb { .. } => Err(ServerError::EngineUnavailable(kind)),
+    }
 }
 
 /// Already-bound sockets, so callers (and tests) choose ports, port 0 included.
@@ -81,8 +109,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
-    check_engine_marker(&cfg.member_dir(), engine.kind())?;
+    let engine = open_engine(&cfg)?;
     crate::identity::resolve(&mut cfg).await?;
     let cfg = Arc::new(cfg);
     let start_cfg = cfg.clone();

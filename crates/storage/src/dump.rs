@@ -157,13 +157,30 @@ impl CrcReader<'_> {
 
 /// Parses and validates a whole dump (see the module docs for the checks).
 pub fn read_dump(input: &mut dyn Read) -> Result<DumpContents, EngineError> {
+    let mut contents = DumpContents::default();
+    read_dump_with(input, &mut |table, key, value| {
+        contents.tables[table.index()].push((key, value));
+        Ok(())
+    })?;
+    Ok(contents)
+}
+
+/// Streams a dump: hands each pair to `visit` as soon as it is read, so a
+/// dump larger than memory can be restored. Every check of [`read_dump`] is
+/// made, but the trailer (entry count, checksum) can only be checked at the
+/// end: a caller must treat what it was given as void unless this returns
+/// `Ok` (the number of entries). An error from `visit` stops the read.
+pub fn read_dump_with(
+    input: &mut dyn Read,
+    visit: &mut dyn FnMut(Table, Vec<u8>, Vec<u8>) -> Result<(), EngineError>,
+) -> Result<u64, EngineError> {
     let mut r = CrcReader { inner: input, crc: crc32fast::Hasher::new() };
     if &r.exact::<8>()? != MAGIC {
         return Err(corrupt("not a MetaStore dump (bad magic or version)"));
     }
-    let mut contents = DumpContents::default();
     let mut seen = [false; 5];
     let mut current: Option<Table> = None;
+    let mut last_key: Option<Vec<u8>> = None;
     let mut entries: u64 = 0;
     loop {
         let [tag] = r.exact::<1>()?;
@@ -179,18 +196,17 @@ pub fn read_dump(input: &mut dyn Read) -> Result<DumpContents, EngineError> {
                     return Err(corrupt(format!("table {} appears twice", table.name())));
                 }
                 current = Some(table);
+                last_key = None;
             }
             TAG_ENTRY => {
                 let table = current.ok_or_else(|| corrupt("entry before any table"))?;
                 let key = r.len_prefixed()?;
                 let value = r.len_prefixed()?;
-                let list = &mut contents.tables[table.index()];
-                if let Some((last, _)) = list.last() {
-                    if *last >= key {
-                        return Err(corrupt(format!("keys of table {} are not strictly ascending", table.name())));
-                    }
+                if last_key.as_ref().is_some_and(|last| *last >= key) {
+                    return Err(corrupt(format!("keys of table {} are not strictly ascending", table.name())));
                 }
-                list.push((key, value));
+                last_key = Some(key.clone());
+                visit(table, key, value)?;
                 entries += 1;
             }
             TAG_END => {
@@ -204,7 +220,7 @@ pub fn read_dump(input: &mut dyn Read) -> Result<DumpContents, EngineError> {
                 if u32::from_be_bytes(crc) != expected_crc {
                     return Err(corrupt("dump checksum mismatch"));
                 }
-                return Ok(contents);
+                return Ok(entries);
             }
             other => return Err(corrupt(format!("unknown record tag {other:#04x} in dump"))),
         }

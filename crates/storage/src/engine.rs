@@ -153,9 +153,30 @@ pub trait Engine: Send + Sync + 'static {
     fn dump(&self, out: &mut dyn io::Write) -> Result<(), EngineError>;
 
     /// Replaces ALL contents with a stream produced by dump(); rejects malformed
-    /// input with EngineError::Corrupt (never panics). On error the previous
-    /// contents are left untouched.
+    /// input with EngineError::Corrupt (never panics). On error a volatile
+    /// engine keeps its previous contents; a [`persistent`](Engine::persistent)
+    /// engine may hold a partial state but then never an applied index
+    /// (`mvcc::meta`), so its owner restores again before using it.
     fn restore(&self, input: &mut dyn io::Read) -> Result<(), EngineError>;
+
+    /// True when the contents survive a restart by themselves (RocksDB): the
+    /// node then resumes from the engine's applied index instead of
+    /// restoring the latest raft snapshot and replaying the log after it.
+    fn persistent(&self) -> bool {
+        false
+    }
+
+    /// Makes every write so far durable. The raft log is only truncated after
+    /// this, so what a persistent engine may lose on power failure (its
+    /// unsynced tail) can always be re-applied from the log.
+    fn sync(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Hint after MVCC compaction deleted most keys of `table` below `end`:
+    /// an engine that keeps deleted data until its own compaction (RocksDB
+    /// tombstones) may reclaim that space now, in the background.
+    fn compacted(&self, _table: Table, _end: &[u8]) {}
 }
 
 #[cfg(test)]

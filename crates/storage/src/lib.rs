@@ -3,6 +3,7 @@
 //!
 //! See DESIGN.md §3. Invariants live in each module's docs.
 
+pub mod conformance;
 pub mod dump;
 pub mod engine;
 pub mod memory;

@@ -104,6 +104,13 @@ pub struct ServerProcess {
     companions: Vec<Child>,
 }
 
+/// The engine the MetaStore processes of this test run use: the binary reads
+/// `METASTORE_STORAGE` itself and every process the harness starts inherits
+/// it, so `METASTORE_STORAGE=rocksdb` runs the same suites over RocksDB.
+pub fn storage_engine() -> String {
+    std::env::var("METASTORE_STORAGE").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "memory".into())
+}
+
 /// `METASTORE_IT_CLUSTER=N` makes every MetaStore `ServerProcess` member 0
 /// of an N-member cluster, so the same tests run against a cluster member.
 pub fn cluster_size() -> usize {

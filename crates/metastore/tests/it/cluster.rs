@@ -370,3 +370,62 @@ async fn sigterm_on_the_leader_hands_over_leadership() {
     let mut cl = connect(vec![c.member(new).client_url()]).await;
     assert!(timed(cl.put("after-handover", "1", None)).await.is_some());
 }
+
+/// A restart must bring raft back with the configuration of every applied
+/// conf change, also when the engine resumes past the last snapshot
+/// (RocksDB): a one-member cluster grows to two voters, both are killed and
+/// only the first comes back. With the right configuration it cannot elect
+/// itself (it needs the second's vote), so it serves nothing; a stale
+/// single-voter configuration would let it lead alone and acknowledge
+/// writes the second member never saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_voters_of_applied_conf_changes() {
+    // No snapshot after the bootstrap one: the conf changes live only in the log.
+    let mut c = cluster(1, &["--snapshot-count", "100000"]);
+    let ep = c.member(0).endpoint();
+    let new = blocking(|| c.prepare_member("m1"));
+    let (ok, out, err) = etcdctl(&ep, &["member", "add", "m1", "--learner", &format!("--peer-urls={}", new.peer_url)]);
+    assert!(ok, "member add: {out}{err}");
+    let initial = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .map(|s| s.trim_end_matches('"').to_string())
+        .expect("ETCD_INITIAL_CLUSTER in member add output");
+    blocking(|| c.start_member(new.index, "existing", &initial));
+    let named = wait_until(Duration::from_secs(15), || etcdctl(&ep, &["member", "list"]).1.contains(", m1,"));
+    assert!(named, "m1 never published its name");
+    let (_, list, _) = etcdctl(&ep, &["member", "list"]);
+    let id = list.lines().find(|l| l.contains(", m1,")).and_then(|l| l.split(',').next()).expect("m1 listed");
+    let promoted = wait_until(Duration::from_secs(15), || etcdctl(&ep, &["member", "promote", id]).0);
+    assert!(promoted, "learner was never promoted:\n{}", c.logs());
+    let (ok, _, err) = etcdctl(&ep, &["put", "before", "1"]);
+    assert!(ok, "{err}");
+
+    blocking(|| {
+        c.member_mut(0).kill9();
+        c.member_mut(new.index).kill9();
+        c.member_mut(0).spawn();
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let url = c.member(0).client_url();
+    let served = tokio::time::timeout(2 * CALL_TIMEOUT, async move {
+        let opts = etcd_client::ConnectOptions::new().with_timeout(CALL_TIMEOUT).with_connect_timeout(CALL_TIMEOUT);
+        let mut alone = Client::connect([url], Some(opts)).await?;
+        alone.get("before", Some(GetOptions::new().with_serializable())).await
+    })
+    .await;
+    assert!(!matches!(served, Ok(Ok(_))), "a lone member of a two-voter cluster must not serve:\n{}", c.logs());
+
+    blocking(|| c.member_mut(new.index).spawn());
+    let mut both = connect(c.endpoints()).await;
+    let mut put = None;
+    for _ in 0..20 {
+        put = timed(both.put("after", "2", None)).await;
+        if put.is_some() {
+            break;
+        }
+    }
+    assert!(put.is_some(), "the two voters take writes again:\n{}", c.logs());
+    let (_, list, _) = etcdctl(&ep, &["member", "list"]);
+    assert_eq!(list.lines().filter(|l| l.ends_with("false")).count(), 2, "two voters: {list}");
+}

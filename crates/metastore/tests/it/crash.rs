@@ -87,4 +87,13 @@ async fn acknowledged_writes_survive_kill_9() {
     assert!(acked.lock().unwrap().len() > 100, "the writers should have been acknowledged many puts");
     let lines = s.log_lines();
     assert!(lines.iter().any(|l| l.contains("snapshot saved")), "no snapshot was taken during the test");
+    // A persistent engine resumes from its own applied index; the memory
+    // engine restores the snapshot and replays the log after it.
+    let resumed = lines.iter().filter(|l| l.contains("resuming from the engine's applied index")).count();
+    let restored = lines.iter().filter(|l| l.contains("restoring state from snapshot")).count();
+    if testkit::storage_engine() == "rocksdb" {
+        assert_eq!((resumed, restored), (ROUNDS, 0), "every restart resumes from RocksDB");
+    } else {
+        assert_eq!((resumed, restored), (0, ROUNDS), "every restart restores the snapshot");
+    }
 }

@@ -92,13 +92,39 @@ async fn engine_marker_refuses_a_foreign_data_dir() {
     let mut s = metastore(&[]);
     s.terminate(Duration::from_secs(10));
     let marker = s.data_dir().join("member").join("engine");
-    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "memory");
-    std::fs::write(&marker, "rocksdb").unwrap();
+    let engine = testkit::storage_engine();
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), engine);
+    let other = if engine == "memory" { "rocksdb" } else { "memory" };
+    std::fs::write(&marker, other).unwrap();
     let out = run_on_data_dir(&s);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("was written by the rocksdb engine"), "{stderr}");
+    assert!(stderr.contains(&format!("was written by the {other} engine")), "{stderr}");
     assert!(Path::new(&marker).exists());
+}
+
+/// The real thing, both ways: a data dir one engine wrote is refused by the
+/// other, and the refused start leaves it usable by its own engine.
+#[cfg(feature = "rocksdb")]
+#[tokio::test]
+async fn each_engine_refuses_the_other_engines_data_dir() {
+    for (first, second) in [("memory", "rocksdb"), ("rocksdb", "memory")] {
+        let mut s = metastore(&["--storage", first]);
+        client(&s).await.put("k", "v", None).await.unwrap();
+        assert_eq!(s.terminate(Duration::from_secs(10)), Some(0));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_metastore"))
+            .args(["--data-dir", &s.data_dir().display().to_string(), "--storage", second])
+            .args(["--listen-client-urls", "http://127.0.0.1:0", "--listen-peer-urls", "http://127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{first} -> {second}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("was written by the {first} engine")), "{stderr}");
+        assert_eq!(s.data_dir().join("member").join("rocksdb").exists(), first == "rocksdb");
+        s.restart();
+        let resp = client(&s).await.get("k", None).await.unwrap();
+        assert_eq!(resp.kvs()[0].value(), b"v", "{first} data dir still serves after the refused start");
+    }
 }
 
 /// A WAL damaged in the middle (not a torn tail) must stop the server with a

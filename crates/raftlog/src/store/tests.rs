@@ -105,7 +105,8 @@ fn create_snapshot_compacts_and_survives_reopen() {
         let raft = store.raft_storage();
         let snap = raft.snapshot(0, 2).unwrap();
         assert_eq!(snap.get_metadata().index, 150);
-        assert_eq!(snap.get_data(), b"state@150");
+        assert!(snap.get_data().is_empty(), "data stays in the file");
+        assert_eq!(data_of(store.snapshot_store().load(150, 2).unwrap()), b"state@150");
         assert!(raft.snapshot(151, 2).is_err(), "older than requested");
         before = answers(&store.storage(), 151);
     }
@@ -177,6 +178,38 @@ fn install_snapshot_replaces_the_log() {
     assert_eq!(a.0, hs(3, 0, 21));
     assert_eq!(a.3, ents(21..=22, 3));
     assert_eq!(a.4, vec![3, 3, 3]);
+}
+
+#[test]
+fn install_snapshot_from_a_staged_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = dir.path().join("staged");
+    fs::write(&staged, vec![7u8; 3 << 20]).unwrap();
+    {
+        let (mut store, _) = LogStore::open_with(dir.path().join("m").as_path(), opts(0)).unwrap();
+        store.bootstrap(&voters(&[1, 2])).unwrap();
+        let meta = leader_snapshot(30, 4, voters(&[1, 2]), b"").take_metadata();
+        store.install_snapshot_file(&meta, &staged).unwrap();
+        assert_eq!((store.first_index(), store.last_index()), (31, 30));
+        assert!(staged.exists(), "the staged file is the caller's to remove");
+        let missing = leader_snapshot(40, 4, voters(&[1, 2]), b"").take_metadata();
+        assert!(store.install_snapshot_file(&missing, &dir.path().join("nope")).is_err());
+    }
+    let (_, rec) = LogStore::open_with(dir.path().join("m").as_path(), opts(0)).unwrap();
+    assert_eq!(data_of(rec.snapshot), vec![7u8; 3 << 20]);
+}
+
+#[test]
+fn mark_committed_raises_commit_within_the_log_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+    store.bootstrap(&voters(&[1])).unwrap();
+    store.persist(&ents(1..=10, 1), Some(&hs(1, 1, 4)), true).unwrap();
+    store.mark_committed(8).unwrap();
+    assert_eq!(store.storage().initial_state().unwrap().hard_state.commit, 8);
+    store.mark_committed(5).unwrap();
+    assert_eq!(store.storage().initial_state().unwrap().hard_state.commit, 8, "never lowered");
+    assert!(matches!(store.mark_committed(11), Err(LogStoreError::Inconsistent(_))));
 }
 
 #[test]
@@ -352,6 +385,14 @@ impl Cluster {
                     continue;
                 }
                 let (from, to, is_snap) = (m.from, m.to, m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot);
+                let mut m = m;
+                if is_snap {
+                    // What the transport does: stream the data from the
+                    // sender's snapshot file.
+                    let meta = m.get_snapshot().get_metadata().clone();
+                    let loaded = self.nodes[&from].store.snapshot_store().load(meta.index, meta.term).unwrap();
+                    m.mut_snapshot().set_data(data_of(loaded).into());
+                }
                 if let Some(n) = self.nodes.get_mut(&to) {
                     n.raw.step(m).unwrap();
                 }

@@ -5,6 +5,12 @@
 //! initial voters. A member that later joins starts empty and receives that
 //! state (or a newer snapshot) from the leader, so the initial configuration
 //! is never something only the log's missing prefix knows.
+//!
+//! A persistent engine (RocksDB) that already holds the newest snapshot's
+//! index or more is not restored: the node resumes from the engine's applied
+//! index, and raft replays only the entries after it. With either engine raft
+//! starts with the WAL's newest conf state record (written before each conf
+//! change's effects reach the engine) when it is newer than the snapshot.
 
 use std::sync::Arc;
 
@@ -31,12 +37,28 @@ pub struct Opened {
 pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeError> {
     let (mut log, recovered) = LogStore::open(&cfg.member_dir())?;
     let mut last_snapshot = 0;
+    let held = storage::mvcc::meta::load_applied(engine.as_ref())?;
+    if engine.persistent() && recovered.fresh && held.index > 0 {
+        return Err(NodeError::Io(std::io::Error::other(format!(
+            "the {} engine holds state up to raft index {} but the raft log is empty; \
+             remove the data dir to start this member afresh",
+            engine.kind(),
+            held.index
+        ))));
+    }
     if let Some((meta, mut reader)) = recovered.snapshot {
-        tracing::info!(index = meta.index, term = meta.term, "restoring state from snapshot");
-        engine.restore(&mut reader)?;
         last_snapshot = meta.index;
+        if engine.persistent() && held.index >= meta.index {
+            tracing::info!(applied = held.index, snapshot = meta.index, "resuming from the engine's applied index");
+        } else {
+            tracing::info!(index = meta.index, term = meta.term, "restoring state from snapshot");
+            engine.restore(&mut reader)?;
+        }
     }
     let mvcc = Arc::new(MvccStore::open(engine)?);
+    // Everything applied was committed; raft requires applied <= commit, and
+    // the commit index on disk may lag (it is not fsynced on its own).
+    log.mark_committed(mvcc.applied_index().index)?;
     let members = Arc::new(Membership::default());
     members.load(mvcc.engine().as_ref())?;
     if recovered.fresh && !cfg.join_existing {

@@ -105,7 +105,12 @@ impl Runner {
             }
             return Ok(());
         }
-        self.raw.apply_conf_change(&cc)?;
+        let cs = self.raw.apply_conf_change(&cc)?;
+        // Durable before the engine records this entry as applied: a restart
+        // starts raft with the newest configuration, whether the engine
+        // resumes past this entry (RocksDB) or replays it (memory; until
+        // then raft must not, say, campaign as the lone voter it once was).
+        self.log.persist_conf_state(&cs)?;
         let mut batch = WriteBatch::default();
         match cc.get_change_type() {
             ConfChangeType::AddNode if promoting => {

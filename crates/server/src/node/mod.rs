@@ -12,6 +12,7 @@
 mod bootstrap;
 mod conf;
 mod runner;
+pub mod staged;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -46,6 +47,8 @@ const PROPOSAL_QUEUE: usize = 16 * 1024;
 pub enum NodeError {
     #[error("raft log: {0}")]
     Log(#[from] raftlog::LogStoreError),
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] raftlog::SnapshotError),
     #[error("storage: {0}")]
     Storage(#[from] storage::MvccError),
     #[error("engine: {0}")]
@@ -99,6 +102,10 @@ pub struct NodeHandle {
     pub members: Arc<Membership>,
     /// The latest revision applied; watch streams wait on it.
     pub revision: watch::Receiver<i64>,
+    /// This member's snapshot files; the transport streams data from them.
+    pub snapshots: raftlog::SnapshotStore,
+    /// Snapshot data received from a leader, waiting to be installed.
+    pub staged: Arc<staged::StagedSnapshots>,
     max_request_bytes: usize,
     thread: Mutex<Option<JoinHandle<Result<(), NodeError>>>>,
 }
@@ -216,6 +223,8 @@ pub fn start(
         lessor: opened.lessor.clone(),
         members: opened.members.clone(),
         revision,
+        snapshots: opened.log.snapshot_store(),
+        staged: Arc::new(staged::StagedSnapshots::new(opened.log.snapshot_store().dir())),
         max_request_bytes: cfg.max_request_bytes,
         thread: Mutex::new(None),
     });

@@ -61,6 +61,7 @@ pub struct Runner {
     pub(super) members: Arc<Membership>,
     pub(super) state: Arc<SharedState>,
     pub(super) waiters: Arc<ApplyWaiters>,
+    staged: Arc<super::staged::StagedSnapshots>,
     pub(super) transport: Box<dyn Transport>,
     pub(super) removed: bool,
     peers_version: u64,
@@ -112,6 +113,7 @@ impl Runner {
             members: opened.members,
             state: node.state.clone(),
             waiters: node.waiters.clone(),
+            staged: node.staged.clone(),
             transport,
             removed: false,
             peers_version: 0,
@@ -375,8 +377,25 @@ impl Runner {
     fn install_snapshot(&mut self, snap: raft::eraftpb::Snapshot) -> Result<(), NodeError> {
         let meta = snap.get_metadata().clone();
         tracing::info!(index = meta.index, term = meta.term, "installing a snapshot from the leader");
-        self.log.install_snapshot(&snap)?;
-        let mut data: &[u8] = &snap.data;
+        match self.staged.take(meta.index, meta.term) {
+            Some(path) => {
+                let installed = self.log.install_snapshot_file(&meta, &path);
+                let _ = std::fs::remove_file(&path);
+                installed?;
+            }
+            None if snap.data.is_empty() => {
+                return Err(NodeError::Io(std::io::Error::other(format!(
+                    "the data of snapshot {}/{} was not received",
+                    meta.index, meta.term
+                ))))
+            }
+            None => self.log.install_snapshot(&snap)?,
+        }
+        self.staged.discard_through(meta.index);
+        // The engine is restored from the installed file, streamed.
+        let (_, mut data) = self.log.snapshot_store().load(meta.index, meta.term)?.ok_or_else(|| {
+            NodeError::Io(std::io::Error::other(format!("snapshot {}/{} vanished", meta.index, meta.term)))
+        })?;
         self.applier.mvcc().restore_snapshot(&mut data)?;
         self.applier.lessor().recover(self.applier.mvcc())?;
         self.members.load(self.applier.mvcc().engine().as_ref())?;
@@ -467,6 +486,9 @@ impl Runner {
         let term = self.raw.raft.raft_log.term(applied)?;
         let cs: ConfState = self.raw.raft.prs().conf().to_conf_state();
         let engine = self.applier.mvcc().engine().clone();
+        // The log below this snapshot goes: what the engine holds must not be
+        // lost with it.
+        engine.sync()?;
         let started = Instant::now();
         self.log.create_snapshot(applied, term, &cs, &mut |w| engine.dump(w).map_err(std::io::Error::other))?;
         tracing::info!(index = applied, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot saved");

@@ -5,6 +5,7 @@
 //! in its own call so its delivery can be reported to raft.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -27,10 +28,15 @@ const PEER_QUEUE: usize = 4096;
 const STREAM_QUEUE: usize = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A stream that lived this long was a working connection: the next attempt
+/// starts again from `BACKOFF_MIN`.
+const STABLE_CONNECTION: Duration = Duration::from_secs(1);
 /// Longest wait for room in a peer's stream before reconnecting.
 const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Sending one snapshot gives up after this long and reports a failure.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Snapshot chunks read from disk ahead of the call.
+const SNAPSHOT_READ_AHEAD: usize = 4;
 
 struct Peer {
     urls: Vec<String>,
@@ -124,22 +130,13 @@ async fn peer_loop(
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(peer = %format!("{id:x}"), %url, error = %e, "peer unreachable");
-                report(&node, Report::Unreachable(id));
-                // Whatever queued meanwhile is stale; raft will send again.
-                while let Ok(m) = rx.try_recv() {
-                    if m.get_msg_type() == MessageType::MsgSnapshot {
-                        report(&node, Report::Snapshot(id, SnapshotStatus::Failure));
-                    }
-                }
-                if rx.is_closed() {
+                if !pause(id, &mut rx, &node, &mut backoff).await {
                     return;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
         };
-        backoff = BACKOFF_MIN;
+        let connected_at = tokio::time::Instant::now();
         let (stx, srx) = mpsc::channel(STREAM_QUEUE);
         let mut stream_client = client.clone();
         let mut call = tokio::spawn(async move { stream_client.raft(ReceiverStream::new(srx)).await });
@@ -173,8 +170,34 @@ async fn peer_loop(
             }
         }
         call.abort();
-        report(&node, Report::Unreachable(id));
+        // A connection that fails right after it opened (the peer's process
+        // is down behind a proxy or load balancer that accepts anyway) must
+        // not turn into a reconnect storm that floods the raft queue.
+        if connected_at.elapsed() >= STABLE_CONNECTION {
+            backoff = BACKOFF_MIN;
+            report(&node, Report::Unreachable(id));
+        } else if !pause(id, &mut rx, &node, &mut backoff).await {
+            return;
+        }
     }
+}
+
+/// After a failed attempt: tells raft, drops what queued meanwhile (stale;
+/// raft sends again), waits `backoff` and doubles it. False when the peer
+/// was removed (its queue closed).
+async fn pause(id: u64, rx: &mut mpsc::Receiver<Message>, node: &Weak<NodeHandle>, backoff: &mut Duration) -> bool {
+    report(node, Report::Unreachable(id));
+    while let Ok(m) = rx.try_recv() {
+        if m.get_msg_type() == MessageType::MsgSnapshot {
+            report(node, Report::Snapshot(id, SnapshotStatus::Failure));
+        }
+    }
+    if rx.is_closed() {
+        return false;
+    }
+    tokio::time::sleep(*backoff).await;
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    true
 }
 
 async fn send_snapshot(
@@ -183,26 +206,66 @@ async fn send_snapshot(
     mut m: Message,
     node: Weak<NodeHandle>,
 ) {
-    let data = std::mem::take(&mut m.mut_snapshot().data);
-    let size = data.len();
-    let head = envelope(&m);
-    let chunks = size.div_ceil(SNAPSHOT_CHUNK).max(1);
-    // Chunks are cut as the call pulls them: no second copy of the snapshot.
-    let pieces = (0..chunks).map(move |i| {
-        let piece = data.slice(i * SNAPSHOT_CHUNK..((i + 1) * SNAPSHOT_CHUNK).min(size)).to_vec();
-        let message = if i == 0 { head.message.clone() } else { Vec::new() };
-        RaftEnvelope { message, snapshot_data: piece, more: i + 1 < chunks }
+    let Some(snaps) = node.upgrade().map(|n| n.snapshots.clone()) else {
+        return;
+    };
+    let meta = m.get_snapshot().get_metadata().clone();
+    // The message carries the metadata; the data is read from the snapshot
+    // file a chunk at a time, a few chunks ahead of the call at most.
+    let inline = std::mem::take(&mut m.mut_snapshot().data);
+    let head = envelope(&m).message;
+    let (tx, rx) = mpsc::channel(SNAPSHOT_READ_AHEAD);
+    let reader = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+        let mut data: Box<dyn Read + Send> = if inline.is_empty() {
+            match snaps.load(meta.index, meta.term) {
+                Ok(Some((_, r))) => r,
+                Ok(None) => return Err(format!("snapshot {}/{} is no longer on disk", meta.index, meta.term)),
+                Err(e) => return Err(e.to_string()),
+            }
+        } else {
+            Box::new(std::io::Cursor::new(inline.to_vec()))
+        };
+        let mut sent = 0u64;
+        let mut current = read_chunk(&mut data)?;
+        let mut first = true;
+        loop {
+            let next = if current.len() == SNAPSHOT_CHUNK { read_chunk(&mut data)? } else { Vec::new() };
+            let more = !next.is_empty();
+            sent += current.len() as u64;
+            let message = if first { head.clone() } else { Vec::new() };
+            first = false;
+            if tx.blocking_send(RaftEnvelope { message, snapshot_data: current, more }).is_err() {
+                return Err("the snapshot call ended early".into());
+            }
+            if !more {
+                return Ok(sent);
+            }
+            current = next;
+        }
     });
-    let request = with_timeout(tokio_stream::iter(pieces), SNAPSHOT_TIMEOUT);
-    let status = match client.snapshot(request).await {
-        Ok(_) => {
-            tracing::info!(peer = %format!("{id:x}"), bytes = size, "snapshot sent");
+    let request = with_timeout(ReceiverStream::new(rx), SNAPSHOT_TIMEOUT);
+    let call = client.snapshot(request).await;
+    let read = reader.await.unwrap_or_else(|e| Err(e.to_string()));
+    let status = match (call, read) {
+        (Ok(_), Ok(bytes)) => {
+            tracing::info!(peer = %format!("{id:x}"), bytes, "snapshot sent");
             SnapshotStatus::Finish
         }
-        Err(e) => {
+        (Err(e), _) => {
             tracing::warn!(peer = %format!("{id:x}"), error = %e.message(), "sending snapshot failed");
+            SnapshotStatus::Failure
+        }
+        (_, Err(e)) => {
+            tracing::warn!(peer = %format!("{id:x}"), error = %e, "reading snapshot failed");
             SnapshotStatus::Failure
         }
     };
     report(&node, Report::Snapshot(id, status));
+}
+
+/// Up to `SNAPSHOT_CHUNK` bytes (fewer only at the end of the data).
+fn read_chunk(r: &mut dyn Read) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::with_capacity(SNAPSHOT_CHUNK);
+    r.take(SNAPSHOT_CHUNK as u64).read_to_end(&mut buf).map_err(|e| format!("reading snapshot data: {e}"))?;
+    Ok(buf)
 }

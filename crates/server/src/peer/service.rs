@@ -10,6 +10,7 @@ use api::pb::metastorepb::{peer_server::Peer, MembersRequest, MembersResponse, R
 use api::EtcdError;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
+use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::node::NodeHandle;
@@ -17,9 +18,6 @@ use crate::service::Ctx;
 
 /// What a member hears when it talks to peers after being removed.
 pub const REMOVED: &str = "etcdserver: the member has been permanently removed from the cluster";
-
-/// Largest snapshot a member accepts (the memory engine's whole state).
-const MAX_SNAPSHOT_BYTES: usize = 16 << 30;
 
 pub struct PeerService {
     ctx: Ctx,
@@ -66,20 +64,40 @@ impl Peer for PeerService {
         if msg.get_msg_type() != MessageType::MsgSnapshot {
             return Err(Status::invalid_argument("not a snapshot message"));
         }
-        let mut data = first.snapshot_data;
-        let mut more = first.more;
-        while more {
-            let Some(env) = inbound.message().await? else {
-                return Err(Status::invalid_argument("snapshot call ended early"));
-            };
-            if data.len() + env.snapshot_data.len() > MAX_SNAPSHOT_BYTES {
-                return Err(Status::resource_exhausted("snapshot too large"));
+        // Chunks go to a staged file as they arrive; raft gets the metadata
+        // and the raft thread installs from the file.
+        let meta = msg.get_snapshot().get_metadata().clone();
+        let staged = &self.node().staged;
+        let path = staged.path_for(meta.index, meta.term);
+        let io = |e: std::io::Error| Status::internal(format!("staging snapshot data: {e}"));
+        let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+        let received = async {
+            let mut bytes = first.snapshot_data.len() as u64;
+            file.write_all(&first.snapshot_data).await.map_err(io)?;
+            let mut more = first.more;
+            while more {
+                let Some(env) = inbound.message().await? else {
+                    return Err(Status::invalid_argument("snapshot call ended early"));
+                };
+                file.write_all(&env.snapshot_data).await.map_err(io)?;
+                bytes += env.snapshot_data.len() as u64;
+                more = env.more;
             }
-            data.extend_from_slice(&env.snapshot_data);
-            more = env.more;
+            file.flush().await.map_err(io)?;
+            Ok(bytes)
         }
-        tracing::info!(from = %format!("{:x}", msg.from), bytes = data.len(), "snapshot received");
-        msg.mut_snapshot().data = data.into();
+        .await;
+        drop(file);
+        let bytes = match received {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(e);
+            }
+        };
+        tracing::info!(from = %format!("{:x}", msg.from), bytes, "snapshot received");
+        staged.add(meta.index, meta.term, path);
+        msg.mut_snapshot().data = Default::default();
         self.node().step(msg);
         Ok(Response::new(RaftAck {}))
     }

@@ -77,6 +77,7 @@ impl MvccStore {
         }
         self.index.compact(rev);
         *self.applied.lock() = applied;
+        self.engine.compacted(Table::Key, &end);
         Ok(())
     }
 }

@@ -1,0 +1,268 @@
+//! [`RocksEngine`]: the [`Engine`] over RocksDB, for state larger than memory
+//! and a state machine that survives restarts by itself.
+//!
+//! Layout: one column family per [`Table`], named [`Table::name`], in
+//! `<data-dir>/member/rocksdb`.
+//!
+//! Invariants:
+//! - [`Engine::write`] is one RocksDB `WriteBatch` with the RocksDB WAL on, so
+//!   a batch (data and applied index together, see `storage::mvcc::meta`)
+//!   survives a crash whole or not at all, across column families.
+//! - Writes are not fsynced one by one: acknowledged writes are already
+//!   durable in the raft WAL, and RocksDB recovers to a prefix of its batches
+//!   (point-in-time recovery), whose applied index tells the node where to
+//!   resume replaying the raft log. [`Engine::sync`] fsyncs the RocksDB WAL;
+//!   the node calls it before truncating the raft log.
+//! - Iterators and snapshots are scoped values: they are released on every
+//!   path, errors included. Every RocksDB error becomes an [`EngineError`].
+//! - [`Engine::dump`] reads one RocksDB snapshot, so it is consistent even
+//!   while writes go on. [`Engine::restore`] streams: it first removes every
+//!   key (range deletes) and the applied index, writes the dump in bounded
+//!   batches, writes the dump's applied index last and syncs. A crash or a
+//!   corrupt dump part-way leaves no applied index, which makes the node
+//!   restore again rather than trust a partial state.
+
+mod options;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+use rocksdb::{ColumnFamily, IteratorMode, ReadOptions, WriteOptions, DB};
+use storage::dump::{read_dump_with, DumpWriter};
+use storage::mvcc::meta::{APPLIED_INDEX_KEY, APPLIED_TERM_KEY};
+use storage::{BatchOp, Engine, EngineError, Table, WriteBatch};
+
+pub use options::RocksOptions;
+
+/// Restore writes are flushed to RocksDB in batches of about this many bytes.
+const RESTORE_BATCH_BYTES: usize = 4 << 20;
+
+/// The RocksDB engine.
+pub struct RocksEngine {
+    db: Arc<DB>,
+    path: PathBuf,
+    /// One background space reclamation at a time (see [`Engine::compacted`]).
+    reclaiming: Arc<AtomicBool>,
+    reclaimer: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn backend(e: rocksdb::Error) -> EngineError {
+    match e.kind() {
+        rocksdb::ErrorKind::Corruption => EngineError::Corrupt(e.into_string()),
+        rocksdb::ErrorKind::IOError => EngineError::Io(io::Error::other(e.into_string())),
+        _ => EngineError::Backend(e.into_string()),
+    }
+}
+
+impl RocksEngine {
+    /// Opens (creating if missing) the database at `path`.
+    pub fn open(path: &Path, opts: &RocksOptions) -> Result<RocksEngine, EngineError> {
+        std::fs::create_dir_all(path)?;
+        let (db_opts, cfs) = opts.build();
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(backend)?;
+        Ok(RocksEngine {
+            db: Arc::new(db),
+            path: path.to_path_buf(),
+            reclaiming: Arc::new(AtomicBool::new(false)),
+            reclaimer: Mutex::new(None),
+        })
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, table: Table) -> Result<&ColumnFamily, EngineError> {
+        cf_of(&self.db, table)
+    }
+
+    /// An integer RocksDB property summed over every table.
+    pub fn property_sum(&self, name: &str) -> u64 {
+        Table::all()
+            .iter()
+            .filter_map(|&t| self.cf(t).ok())
+            .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
+            .sum()
+    }
+
+    /// The last key of `table`, if any.
+    fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>, EngineError> {
+        let mut it = self.db.raw_iterator_cf(self.cf(table)?);
+        it.seek_to_last();
+        let last = it.key().map(<[u8]>::to_vec);
+        it.status().map_err(backend)?;
+        Ok(last)
+    }
+
+    fn write_raw(&self, batch: rocksdb::WriteBatch) -> Result<(), EngineError> {
+        self.db.write_opt(batch, &WriteOptions::default()).map_err(backend)
+    }
+}
+
+fn cf_of(db: &DB, table: Table) -> Result<&ColumnFamily, EngineError> {
+    db.cf_handle(table.name()).ok_or_else(|| EngineError::Corrupt(format!("column family {} is missing", table.name())))
+}
+
+impl Drop for RocksEngine {
+    fn drop(&mut self) {
+        // The database closes when the last Arc goes: wait for the reclaimer
+        // so that a reopen right after never finds the lock still held.
+        if let Some(h) = self.reclaimer.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Engine for RocksEngine {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        let v = self.db.get_pinned_cf(self.cf(table)?, key).map_err(backend)?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), EngineError> {
+        let mut ro = ReadOptions::default();
+        if let Some(end) = end {
+            if end <= start {
+                return Ok(());
+            }
+            ro.set_iterate_upper_bound(end.to_vec());
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(table)?, ro);
+        it.seek(start);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !visit(k, v) {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status().map_err(backend)
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), EngineError> {
+        let mut wb = rocksdb::WriteBatch::default();
+        for op in &batch.ops {
+            match op {
+                BatchOp::Put { table, key, value } => wb.put_cf(self.cf(*table)?, key, value),
+                BatchOp::Delete { table, key } => wb.delete_cf(self.cf(*table)?, key),
+            }
+        }
+        self.write_raw(wb)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.property_sum("rocksdb.total-sst-files-size") + self.property_sum("rocksdb.cur-size-all-mem-tables")
+    }
+
+    fn kind(&self) -> &'static str {
+        "rocksdb"
+    }
+
+    fn dump(&self, out: &mut dyn io::Write) -> Result<(), EngineError> {
+        let snap = self.db.snapshot();
+        let mut w = DumpWriter::new(out)?;
+        for &table in Table::all() {
+            w.begin_table(table)?;
+            let mut ro = ReadOptions::default();
+            ro.set_snapshot(&snap);
+            // A full scan would only churn the block cache.
+            ro.fill_cache(false);
+            let mut it = self.db.raw_iterator_cf_opt(self.cf(table)?, ro);
+            it.seek_to_first();
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                w.entry(k, v)?;
+                it.next();
+            }
+            it.status().map_err(backend)?;
+        }
+        w.finish()
+    }
+
+    fn restore(&self, input: &mut dyn io::Read) -> Result<(), EngineError> {
+        // 1. Remove everything, the applied index included, in one batch.
+        let mut wipe = rocksdb::WriteBatch::default();
+        for &table in Table::all() {
+            if let Some(mut last) = self.last_key(table)? {
+                last.push(0);
+                wipe.delete_range_cf(self.cf(table)?, Vec::<u8>::new(), last);
+            }
+        }
+        self.write_raw(wipe)?;
+        self.sync()?;
+        // 2. Stream the dump in bounded batches, holding back the applied
+        //    index until the whole dump has been read and checked.
+        let mut held_back = Vec::new();
+        let mut wb = rocksdb::WriteBatch::default();
+        read_dump_with(input, &mut |table, key, value| {
+            if table == Table::Meta && (key == APPLIED_INDEX_KEY || key == APPLIED_TERM_KEY) {
+                held_back.push((key, value));
+                return Ok(());
+            }
+            wb.put_cf(cf_of(&self.db, table)?, key, value);
+            if wb.size_in_bytes() >= RESTORE_BATCH_BYTES {
+                self.write_raw(std::mem::take(&mut wb))?;
+            }
+            Ok(())
+        })?;
+        // 3. The rest, then the applied index, then make it durable.
+        for (key, value) in held_back {
+            wb.put_cf(self.cf(Table::Meta)?, key, value);
+        }
+        self.write_raw(wb)?;
+        // Space of the removed keys comes back with RocksDB's compactions.
+        self.sync()
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+
+    fn sync(&self) -> Result<(), EngineError> {
+        self.db.flush_wal(true).map_err(backend)
+    }
+
+    fn compacted(&self, table: Table, end: &[u8]) {
+        if self.reclaiming.swap(true, Ordering::AcqRel) {
+            // One already runs; the next MVCC compaction covers this range too.
+            return;
+        }
+        let mut slot = self.reclaimer.lock();
+        if let Some(h) = slot.take() {
+            let _ = h.join();
+        }
+        let (db, flag, end) = (self.db.clone(), self.reclaiming.clone(), end.to_vec());
+        let spawned = std::thread::Builder::new().name("rocksdb-reclaim".into()).spawn(move || {
+            if let Ok(cf) = cf_of(&db, table) {
+                db.compact_range_cf(cf, None::<&[u8]>, Some(end.as_slice()));
+            }
+            flag.store(false, Ordering::Release);
+        });
+        match spawned {
+            Ok(h) => *slot = Some(h),
+            Err(_) => self.reclaiming.store(false, Ordering::Release),
+        }
+    }
+}
+
+/// Iterates `table` from the first key (diagnostics and tests).
+pub fn count_keys(engine: &RocksEngine, table: Table) -> Result<usize, EngineError> {
+    let mut n = 0;
+    for item in engine.db.iterator_cf(engine.cf(table)?, IteratorMode::Start) {
+        item.map_err(backend)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+//! RocksDB tuning: the defaults and why (see also docs/operations.md).
+//!
+//! - **Block cache**: one LRU cache shared by every column family, index and
+//!   filter blocks included (so it bounds read memory), 64 MiB by default.
+//!   Reads of current values mostly hit the memtables and the newest files.
+//! - **Write buffers**: 64 MiB memtables for the MVCC history (`key`), three
+//!   at most; 4 MiB for the small tables. All memtables together are capped
+//!   at twice the `key` buffer.
+//! - **Compression**: none for L0/L1 (hot, rewritten soon), LZ4 below, ZSTD
+//!   for the bottom level, where most bytes of a large store sit.
+//! - **Bloom filters** (10 bits/key) on `key`: point reads by revision.
+//! - **WAL**: on, point-in-time recovery (a prefix of batches after a
+//!   crash), not fsynced per write: durability of acknowledged writes comes
+//!   from the raft WAL, and the node fsyncs RocksDB's WAL before it
+//!   truncates the raft log (see the crate docs).
+//! - **Background jobs**: two, matching a small machine; RocksDB's own info
+//!   log is kept to three 16 MiB files.
+
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Options};
+use storage::Table;
+
+/// User-facing knobs; everything else is fixed in [`RocksOptions::build`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RocksOptions {
+    /// Shared block cache, bytes.
+    pub block_cache_bytes: usize,
+    /// Memtable size of the MVCC history table, bytes.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        RocksOptions { block_cache_bytes: 64 << 20, write_buffer_bytes: 64 << 20 }
+    }
+}
+
+const SMALL_WRITE_BUFFER: usize = 4 << 20;
+
+impl RocksOptions {
+    /// Database options and one descriptor per [`Table`].
+    pub fn build(&self) -> (Options, Vec<ColumnFamilyDescriptor>) {
+        let cache = Cache::new_lru_cache(self.block_cache_bytes);
+        let mut db = Options::default();
+        db.create_if_missing(true);
+        db.create_missing_column_families(true);
+        db.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+        db.set_max_background_jobs(2);
+        db.set_db_write_buffer_size(self.write_buffer_bytes * 2);
+        db.set_max_total_wal_size(4 * self.write_buffer_bytes as u64);
+        db.set_bytes_per_sync(1 << 20);
+        db.set_keep_log_file_num(3);
+        db.set_max_log_file_size(16 << 20);
+        let cfs = Table::all()
+            .iter()
+            .map(|&t| {
+                let mut o = Options::default();
+                let mut table = BlockBasedOptions::default();
+                table.set_block_cache(&cache);
+                table.set_cache_index_and_filter_blocks(true);
+                table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+                if t == Table::Key {
+                    table.set_bloom_filter(10.0, false);
+                    o.set_write_buffer_size(self.write_buffer_bytes);
+                    o.set_max_write_buffer_number(3);
+                } else {
+                    o.set_write_buffer_size(SMALL_WRITE_BUFFER);
+                    o.set_max_write_buffer_number(2);
+                }
+                o.set_block_based_table_factory(&table);
+                o.set_level_compaction_dynamic_level_bytes(true);
+                o.set_compression_per_level(&[
+                    DBCompressionType::None,
+                    DBCompressionType::None,
+                    DBCompressionType::Lz4,
+                    DBCompressionType::Lz4,
+                    DBCompressionType::Lz4,
+                    DBCompressionType::Lz4,
+                    DBCompressionType::Lz4,
+                ]);
+                o.set_bottommost_compression_type(DBCompressionType::Zstd);
+                ColumnFamilyDescriptor::new(t.name(), o)
+            })
+            .collect();
+        (db, cfs)
+    }
+}
