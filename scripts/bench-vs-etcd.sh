@@ -6,7 +6,8 @@
 # RSS (VmHWM) and CPU time of each server, and checks issue 6's targets.
 #
 #   scripts/bench-vs-etcd.sh [--quick] [--mode single|cluster|both] [--rounds N]
-#                            [--rss-1m | --rss-1m-only] [--no-build] [--keep]
+#                            [--rss-1m | --rss-1m-only] [--storage memory|rocksdb]
+#                            [--no-build] [--keep]
 #
 #   --quick        smaller totals, one round (~2 minutes for both modes)
 #   --mode M       single (1 member), cluster (3 members on loopback) or both (default)
@@ -15,6 +16,7 @@
 #   --rss-1m       also put 1,000,000 keys of 256 B into a fresh single member of each
 #                  and read its VmRSS/VmHWM (adds a few minutes)
 #   --rss-1m-only  only that step
+#   --storage E    MetaStore's engine (default memory; rocksdb builds with --features rocksdb)
 #   --no-build     use the release binaries already in $CARGO_TARGET_DIR
 #   --keep         keep the data dirs (server logs are always kept)
 #
@@ -33,6 +35,7 @@ RSS1M=0
 RSS1M_ONLY=0
 BUILD=1
 KEEP=0
+STORAGE=memory
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -52,7 +55,13 @@ while [ $# -gt 0 ]; do
     --rss-1m-only) RSS1M=1; RSS1M_ONLY=1 ;;
     --no-build) BUILD=0 ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --storage)
+      shift
+      case "${1:-}" in
+        memory|rocksdb) STORAGE="$1" ;;
+        *) echo "--storage: memory or rocksdb" >&2; exit 2 ;;
+      esac ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -71,7 +80,7 @@ export ETCDCTL_API=3
 
 . scripts/env.sh
 if [ "$BUILD" = 1 ]; then
-  cargo build --release -p metastore -p bench
+  cargo build --release -p metastore -p bench --features metastore/rocksdb
 fi
 MS_BIN="$CARGO_TARGET_DIR/release/metastore"
 BENCH="$CARGO_TARGET_DIR/release/metastore-bench"
@@ -154,7 +163,7 @@ start_servers() {
       "$ETCD_BIN" "${common[@]}" --logger zap --log-outputs stderr --log-level warn \
         >>"$WORK/logs/$kind-$n-$name.log" 2>&1 &
     else
-      "$MS_BIN" "${common[@]}" --log-level warn >>"$WORK/logs/$kind-$n-$name.log" 2>&1 &
+      "$MS_BIN" "${common[@]}" --storage "$STORAGE" --log-level warn >>"$WORK/logs/$kind-$n-$name.log" 2>&1 &
     fi
     PIDS+=("$!")
   done
@@ -281,7 +290,7 @@ EOF
 }
 
 mkdir -p "$WORK/data"
-log "work dir $WORK; $(nproc) cores; quick=$QUICK; modes: $MODES; rounds: $ROUNDS; rss-1m: $RSS1M"
+log "work dir $WORK; $(nproc) cores; quick=$QUICK; modes: $MODES; rounds: $ROUNDS; rss-1m: $RSS1M; storage: $STORAGE"
 measure_fsync fdatasync-before
 
 if [ "$RSS1M_ONLY" = 0 ]; then

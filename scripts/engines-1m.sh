@@ -58,7 +58,7 @@ EP="127.0.0.1:$CPORT"
 
 status_kb() { awk -v f="$1:" '$1 == f {print $2}' "/proc/$PID/status"; }
 
-# start ENGINE: starts the member; prints seconds until a linearizable read works.
+# start ENGINE: starts the member (PID); READY_S = seconds until a linearizable read works.
 start() {
   local t0 deadline
   t0="$(date +%s.%N)"
@@ -73,12 +73,12 @@ start() {
     [ $SECONDS -lt $deadline ] || { echo "$1 not ready in 600 s" >&2; exit 1; }
     sleep 0.05
   done
-  python3 -c "import time; print(round(time.time() - $t0, 2))"
+  READY_S="$(python3 -c "import time; print(round(time.time() - $t0, 2))")"
 }
 
 for engine in memory rocksdb; do
   log "== $engine: loading $KEYS keys"
-  start "$engine" >/dev/null
+  start "$engine"
   t0="$(date +%s.%N)"
   "$BENCH" --json --timeout 1800s --endpoints "$EP" --conns 100 --clients 1000 --total "$KEYS" \
     put --key-size 8 --val-size 256 --sequential-keys --key-space-size "$KEYS" >"$WORK/$engine-put.json"
@@ -88,13 +88,15 @@ for engine in memory rocksdb; do
   stop TERM
   disk="$(du -sk "$WORK/data/$engine" | cut -f1)"
   log "== $engine: restart after SIGTERM"
-  restart_s="$(start "$engine")"
+  start "$engine"
+  restart_s="$READY_S"
   sleep 2
   rss_restart="$(status_kb VmRSS)"; hwm_restart="$(status_kb VmHWM)"
-  count="$(etcdctl --endpoints "$EP" --command-timeout 60s get "" --prefix --count-only -w json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("count", 0))')"
+  count="$(etcdctl --endpoints "$EP" --command-timeout 60s get "" --prefix --limit 1 -w json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("count", 0))')"
   stop KILL
   log "== $engine: restart after kill -9"
-  crash_s="$(start "$engine")"
+  start "$engine"
+  crash_s="$READY_S"
   stop TERM
   printf '{"engine":"%s","keys":%s,"count_after_restart":%s,"load_s":%s,"hwm_kb":%s,"rss_kb":%s,"disk_kb":%s,"restart_s":%s,"restart_hwm_kb":%s,"restart_rss_kb":%s,"crash_restart_s":%s,"put":%s}\n' \
     "$engine" "$KEYS" "$count" "$load_s" "$hwm" "$rss" "$disk" "$restart_s" "$hwm_restart" "$rss_restart" "$crash_s" \

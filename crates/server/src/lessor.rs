@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use api::EtcdError;
 use parking_lot::Mutex;
-use storage::{EngineError, KeyRange, MvccStore, RangeOptions, Table, WriteBatch};
+use storage::{EngineError, MvccStore, Table, WriteBatch};
 use tokio::time::Instant;
 
 /// etcd's `MaxLeaseTTL` (about 285 years).
@@ -85,12 +85,12 @@ impl Lessor {
         if let Some(b) = bad {
             return Err(EtcdError::Internal(b));
         }
-        let all = mvcc
-            .range(&KeyRange::from_etcd(&[0], &[0]), RangeOptions::default())
-            .map_err(|e| EtcdError::Internal(e.to_string()))?;
-        for kv in all.kvs {
-            if let Some(l) = leases.get_mut(&kv.lease) {
-                l.keys.insert(kv.key);
+        if !leases.is_empty() {
+            let attached = mvcc.leased_keys().map_err(|e| EtcdError::Internal(e.to_string()))?;
+            for (lease, keys) in attached {
+                if let Some(l) = leases.get_mut(&lease) {
+                    l.keys.extend(keys);
+                }
             }
         }
         let mut inner = self.inner.lock();

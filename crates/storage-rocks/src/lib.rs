@@ -231,6 +231,13 @@ impl Engine for RocksEngine {
         self.db.flush_wal(true).map_err(backend)
     }
 
+    fn defragment(&self) -> Result<(), EngineError> {
+        for &table in Table::all() {
+            self.db.compact_range_cf(self.cf(table)?, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
     fn compacted(&self, table: Table, end: &[u8]) {
         if self.reclaiming.swap(true, Ordering::AcqRel) {
             // One already runs; the next MVCC compaction covers this range too.

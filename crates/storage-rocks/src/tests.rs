@@ -65,6 +65,34 @@ fn mvcc_compaction_frees_the_history() {
 }
 
 #[test]
+fn defragment_returns_the_space_of_deleted_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    for round in 0..4u32 {
+        let mut b = WriteBatch::default();
+        for i in 0..2_000u32 {
+            b.put(Table::Lease, [round.to_be_bytes(), i.to_be_bytes()].concat(), vec![round as u8; 1000]);
+        }
+        engine.write(b).unwrap();
+        engine.db.flush().unwrap();
+    }
+    let mut b = WriteBatch::default();
+    engine
+        .scan(Table::Lease, b"", None, &mut |k, _| {
+            b.delete(Table::Lease, k.to_vec());
+            true
+        })
+        .unwrap();
+    engine.write(b).unwrap();
+    engine.db.flush().unwrap();
+    let before = engine.property_sum("rocksdb.total-sst-files-size");
+    engine.defragment().unwrap();
+    let after = engine.property_sum("rocksdb.total-sst-files-size");
+    assert!(before > 1_000_000 && after < before / 10, "sst bytes {before} -> {after}");
+    assert_eq!(count_keys(&engine, Table::Lease).unwrap(), 0);
+}
+
+#[test]
 fn dump_is_a_consistent_view_under_writes() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(open(dir.path()));

@@ -196,13 +196,12 @@ async fn lagging_member_catches_up_through_a_snapshot() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn learner_add_promote_remove_and_move_leader_with_etcdctl() {
-    let mut c = cluster(3, &[]);
-    blocking(|| c.leader()).expect("leader");
-    let ep = c.member(0).endpoint();
-    let new = blocking(|| c.prepare_member("m3"));
-    let (ok, out, err) = etcdctl(&ep, &["member", "add", "m3", "--learner", &format!("--peer-urls={}", new.peer_url)]);
+/// `etcdctl member add NAME --learner` through `ep`, then starts the new
+/// member with the printed initial cluster and waits until it has published
+/// its name (through raft, as in etcd). Returns it and its hex ID.
+fn add_learner(c: &mut Cluster, ep: &str, name: &str) -> (testkit::cluster::NewMember, String) {
+    let new = blocking(|| c.prepare_member(name));
+    let (ok, out, err) = etcdctl(ep, &["member", "add", name, "--learner", &format!("--peer-urls={}", new.peer_url)]);
     assert!(ok, "member add: {out}{err}");
     assert!(out.contains("added to cluster"), "{out}");
     let initial = out
@@ -211,11 +210,22 @@ async fn learner_add_promote_remove_and_move_leader_with_etcdctl() {
         .map(|s| s.trim_end_matches('"').to_string())
         .expect("ETCD_INITIAL_CLUSTER in member add output");
     blocking(|| c.start_member(new.index, "existing", &initial));
-    // A started member publishes its name through raft, as in etcd.
-    let named = wait_until(Duration::from_secs(15), || etcdctl(&ep, &["member", "list"]).1.contains(", m3,"));
-    assert!(named, "m3 never published its name");
+    let listed = format!(", {name},");
+    let named = wait_until(Duration::from_secs(15), || etcdctl(ep, &["member", "list"]).1.contains(&listed));
+    assert!(named, "{name} never published its name");
+    let (_, list, _) = etcdctl(ep, &["member", "list"]);
+    let id = list.lines().find(|l| l.contains(&listed)).and_then(|l| l.split(',').next()).expect("listed");
+    (new, id.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn learner_add_promote_remove_and_move_leader_with_etcdctl() {
+    let mut c = cluster(3, &[]);
+    blocking(|| c.leader()).expect("leader");
+    let ep = c.member(0).endpoint();
+    let (new, id) = add_learner(&mut c, &ep, "m3");
+    let id = id.as_str();
     let (_, list, _) = etcdctl(&ep, &["member", "list"]);
-    let id = list.lines().find(|l| l.contains(", m3,")).and_then(|l| l.split(',').next()).expect("m3 listed");
     assert!(list.lines().any(|l| l.contains(", m3,") && l.ends_with("true")), "m3 is a learner: {list}");
 
     // The learner refuses writes, as etcd's do.
@@ -383,20 +393,8 @@ async fn a_restart_keeps_the_voters_of_applied_conf_changes() {
     // No snapshot after the bootstrap one: the conf changes live only in the log.
     let mut c = cluster(1, &["--snapshot-count", "100000"]);
     let ep = c.member(0).endpoint();
-    let new = blocking(|| c.prepare_member("m1"));
-    let (ok, out, err) = etcdctl(&ep, &["member", "add", "m1", "--learner", &format!("--peer-urls={}", new.peer_url)]);
-    assert!(ok, "member add: {out}{err}");
-    let initial = out
-        .lines()
-        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
-        .map(|s| s.trim_end_matches('"').to_string())
-        .expect("ETCD_INITIAL_CLUSTER in member add output");
-    blocking(|| c.start_member(new.index, "existing", &initial));
-    let named = wait_until(Duration::from_secs(15), || etcdctl(&ep, &["member", "list"]).1.contains(", m1,"));
-    assert!(named, "m1 never published its name");
-    let (_, list, _) = etcdctl(&ep, &["member", "list"]);
-    let id = list.lines().find(|l| l.contains(", m1,")).and_then(|l| l.split(',').next()).expect("m1 listed");
-    let promoted = wait_until(Duration::from_secs(15), || etcdctl(&ep, &["member", "promote", id]).0);
+    let (new, id) = add_learner(&mut c, &ep, "m1");
+    let promoted = wait_until(Duration::from_secs(15), || etcdctl(&ep, &["member", "promote", &id]).0);
     assert!(promoted, "learner was never promoted:\n{}", c.logs());
     let (ok, _, err) = etcdctl(&ep, &["put", "before", "1"]);
     assert!(ok, "{err}");

@@ -71,6 +71,30 @@ pub fn encode_kv(kv: &KeyValue) -> Vec<u8> {
 
 /// Decodes a stored key-value.
 pub fn decode_kv(b: &[u8]) -> Result<KeyValue, MvccError> {
+    let h = decode_header(b)?;
+    Ok(KeyValue {
+        create_revision: h.create_revision,
+        mod_revision: h.mod_revision,
+        version: h.version,
+        lease: h.lease,
+        key: h.key.to_vec(),
+        value: b[HEADER_LEN + h.key.len()..].to_vec(),
+    })
+}
+
+/// A stored key-value without its value, borrowed (rebuilding the index
+/// needs no value and no copy).
+#[derive(Debug, PartialEq, Eq)]
+pub struct KvHeader<'a> {
+    pub key: &'a [u8],
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+}
+
+/// Decodes everything but the value; the same checks as [`decode_kv`].
+pub fn decode_header(b: &[u8]) -> Result<KvHeader<'_>, MvccError> {
     let bad = |why: &str| MvccError::Corrupt(format!("invalid stored key-value: {why}"));
     if b.len() < HEADER_LEN {
         return Err(bad("too short"));
@@ -91,13 +115,12 @@ pub fn decode_kv(b: &[u8]) -> Result<KeyValue, MvccError> {
     if key_len > rest.len() {
         return Err(bad("key length past the end"));
     }
-    Ok(KeyValue {
+    Ok(KvHeader {
         create_revision: int(0),
         mod_revision: int(1),
         version: int(2),
         lease: int(3),
-        key: rest[..key_len].to_vec(),
-        value: rest[key_len..].to_vec(),
+        key: &rest[..key_len],
     })
 }
 

@@ -18,7 +18,7 @@ use crate::engine::{Engine, Table};
 
 use super::error::MvccError;
 use super::key_index::KeyIndex;
-use super::kv::decode_kv;
+use super::kv::decode_header;
 use super::revision::{Revision, RevisionKey};
 
 /// The rebuilt index and the highest main revision found (0 if none).
@@ -46,14 +46,14 @@ pub fn load_index(engine: &dyn Engine) -> Result<Loaded, MvccError> {
 
 fn add_revision(loaded: &mut Loaded, k: &[u8], v: &[u8]) -> Result<(), MvccError> {
     let rk = RevisionKey::decode(k)?;
-    let kv = decode_kv(v)?;
+    let kv = decode_header(v)?;
     let rev = rk.rev;
-    match loaded.keys.get_mut(&kv.key) {
+    match loaded.keys.get_mut(kv.key) {
         Some(ki) => {
             if rev <= ki.modified() {
                 return Err(MvccError::Corrupt(format!(
                     "revision {rev} of key {:?} is not after {}",
-                    String::from_utf8_lossy(&kv.key),
+                    String::from_utf8_lossy(kv.key),
                     ki.modified()
                 )));
             }
@@ -61,7 +61,7 @@ fn add_revision(loaded: &mut Loaded, k: &[u8], v: &[u8]) -> Result<(), MvccError
                 if !ki.tombstone(rev) {
                     return Err(MvccError::Corrupt(format!(
                         "tombstone {rev} for key {:?} that does not exist",
-                        String::from_utf8_lossy(&kv.key)
+                        String::from_utf8_lossy(kv.key)
                     )));
                 }
             } else {
@@ -75,7 +75,7 @@ fn add_revision(loaded: &mut Loaded, k: &[u8], v: &[u8]) -> Result<(), MvccError
             } else {
                 ki.restore(Revision::new(kv.create_revision, 0), rev, kv.version);
             }
-            loaded.keys.insert(kv.key, ki);
+            loaded.keys.insert(kv.key.to_vec(), ki);
         }
     }
     loaded.max_main = loaded.max_main.max(rev.main);

@@ -25,6 +25,7 @@
 //! write txn that changes something is revision 2, and a txn that changes
 //! nothing does not advance the revision.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -89,11 +90,50 @@ impl MvccStore {
         let compact = meta::load_finished_compact(engine)?.unwrap_or(NEVER_COMPACTED);
         let loaded = load_index(engine)?;
         let current = loaded.max_main.max(compact).max(1);
-        self.index.replace_all(loaded.keys);
+        // Inserting in key order keeps each skip-list search on a hot path:
+        // several times faster than the hash map's random order at 1M keys.
+        let mut keys: Vec<_> = loaded.keys.into_iter().collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.index.replace_all(keys);
         self.compact_rev.store(compact, Ordering::SeqCst);
         self.current_rev.store(current, Ordering::SeqCst);
         *self.applied.lock() = applied;
         Ok(())
+    }
+
+    /// Every existing key attached to a lease, by lease: one pass over the
+    /// stored history reading only key headers (no values, no per-key reads),
+    /// so recovering leases stays cheap with millions of keys. Call it with no
+    /// writer running (open, snapshot install).
+    pub fn leased_keys(&self) -> Result<HashMap<i64, Vec<Vec<u8>>>, MvccError> {
+        // Revisions come in ascending order, so the last one seen per key
+        // decides whether it exists now and under which lease.
+        let mut current: HashMap<Vec<u8>, i64> = HashMap::new();
+        let mut failure = None;
+        self.engine.scan(Table::Key, &[], None, &mut |k, v| {
+            let step = RevisionKey::decode(k).and_then(|rk| Ok((rk, super::kv::decode_header(v)?)));
+            match step {
+                Ok((rk, h)) if rk.tombstone || h.lease == 0 => {
+                    current.remove(h.key);
+                }
+                Ok((_, h)) => {
+                    current.insert(h.key.to_vec(), h.lease);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    return false;
+                }
+            }
+            true
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let mut by_lease: HashMap<i64, Vec<Vec<u8>>> = HashMap::new();
+        for (key, lease) in current {
+            by_lease.entry(lease).or_default().push(key);
+        }
+        Ok(by_lease)
     }
 
     pub fn engine(&self) -> &Arc<dyn Engine> {

@@ -473,3 +473,31 @@ fn store_is_send_and_sync() {
     check::<MvccStore>();
     check::<MemoryEngine>();
 }
+
+#[test]
+fn leased_keys_follow_the_latest_revision_of_each_key() {
+    let s = open();
+    let mut index = 10;
+    let mut txn_put = |k: &str, lease: i64| {
+        let mut t = s.write_txn();
+        t.put(k.as_bytes(), b"v", lease);
+        index += 1;
+        t.commit(applied(index)).unwrap();
+    };
+    txn_put("a", 7);
+    txn_put("b", 7);
+    txn_put("c", 8);
+    txn_put("b", 0); // detached by a put without a lease
+    txn_put("d", 7);
+    txn_put("e", 9);
+    del(&s, &single("d"));
+    del(&s, &single("c"));
+    txn_put("c", 9); // recreated under another lease
+    s.compact(s.current_revision() - 1, applied(100)).unwrap();
+    let mut got: Vec<(i64, Vec<Vec<u8>>)> = s.leased_keys().unwrap().into_iter().collect();
+    for (_, keys) in got.iter_mut() {
+        keys.sort();
+    }
+    got.sort();
+    assert_eq!(got, vec![(7, vec![b"a".to_vec()]), (9, vec![b"c".to_vec(), b"e".to_vec()])]);
+}
