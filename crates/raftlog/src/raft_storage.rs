@@ -74,11 +74,13 @@ impl Storage for RaftStorage {
         self.mem.last_index()
     }
 
-    /// The newest snapshot file's metadata (the data stays in the file);
+    /// The newest snapshot file with data: its metadata (the data stays in
+    /// the file);
     /// `SnapshotTemporarilyUnavailable`
     /// when there is none yet or it is older than `request_index`.
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
-        let loaded = self.snaps.load_latest().map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?;
+        let loaded =
+            self.snaps.load_latest_with_data().map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?;
         // A snapshot is useful only if the receiver is in its configuration
         // (raft refuses it otherwise) and it reaches the log's first entry.
         let first = self.mem.first_index()?;

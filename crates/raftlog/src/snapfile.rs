@@ -153,6 +153,25 @@ impl SnapshotStore {
         Ok(None)
     }
 
+    /// The newest snapshot that carries data (a persistent state machine
+    /// writes data-less snapshots that only mark where the log was cut; they
+    /// cannot bring another member up to date). Corrupt files are skipped
+    /// as in [`SnapshotStore::load_latest`].
+    pub fn load_latest_with_data(&self) -> Result<Option<LoadedSnapshot>, SnapshotError> {
+        for (_, _, path) in self.list()?.into_iter().rev() {
+            match verify(&path) {
+                Ok(Ok(v)) if v.data_len > 0 => return open_data(&path, v).map(Some),
+                Ok(Ok(_)) => {}
+                Ok(Err(reason)) => {
+                    warn!(file = %path.display(), %reason, "skipping corrupt snapshot file");
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        Ok(None)
+    }
+
     /// The snapshot for exactly `(index, term)`: `None` if no such file,
     /// [`SnapshotError::Corrupt`] if it fails its checks.
     pub fn load(&self, index: u64, term: u64) -> Result<Option<LoadedSnapshot>, SnapshotError> {

@@ -420,6 +420,29 @@ impl LogStore {
         Ok(())
     }
 
+    /// Writes the latest local snapshot's file again with data, for a state
+    /// machine that saved it data-less (see [`SnapshotStore::load_latest_with_data`])
+    /// and now must send it to a member. `(index, term)` must be the latest
+    /// snapshot's; the WAL marker and the log stay as they are.
+    pub fn refill_snapshot(
+        &mut self,
+        index: u64,
+        term: u64,
+        conf_state: &ConfState,
+        write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), LogStoreError> {
+        if (index, term) != self.snapshot {
+            return Err(LogStoreError::Inconsistent(format!(
+                "refilling snapshot {index}/{term} but the latest is {}/{}",
+                self.snapshot.0, self.snapshot.1
+            )));
+        }
+        let meta = SnapshotMetadata { index, term, conf_state: Some(conf_state.clone()).into(), ..Default::default() };
+        self.snaps.save(&meta, write_data)?;
+        info!(index, term, "snapshot written again with data");
+        Ok(())
+    }
+
     /// Index of the last log entry (the snapshot index if the log is empty).
     pub fn last_index(&self) -> u64 {
         infallible(self.storage.last_index())

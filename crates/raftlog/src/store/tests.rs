@@ -200,6 +200,27 @@ fn install_snapshot_from_a_staged_file() {
 }
 
 #[test]
+fn dataless_snapshots_are_not_served_until_refilled() {
+    let dir = tempfile::tempdir().unwrap();
+    // Catch-up entries kept, so the older snapshot still reaches the log.
+    let (mut store, _) = LogStore::open_with(dir.path(), opts(100)).unwrap();
+    store.bootstrap(&voters(&[1, 2])).unwrap();
+    store.persist(&ents(1..=20, 1), Some(&hs(1, 1, 20)), true).unwrap();
+    let cs = voters(&[1, 2]);
+    store.create_snapshot(5, 1, &cs, &mut |w: &mut dyn Write| w.write_all(b"state@5")).unwrap();
+    store.create_snapshot(10, 1, &cs, &mut |_: &mut dyn Write| Ok(())).unwrap();
+    let raft = store.raft_storage();
+    assert_eq!(raft.snapshot(0, 2).unwrap().get_metadata().index, 5, "the newest with data");
+    assert!(raft.snapshot(6, 2).is_err(), "the data-less one is never served");
+    assert!(raft.take_snapshot_request());
+    assert!(store.refill_snapshot(5, 1, &cs, &mut |_: &mut dyn Write| Ok(())).is_err(), "only the latest");
+    store.refill_snapshot(10, 1, &cs, &mut |w: &mut dyn Write| w.write_all(b"state@10")).unwrap();
+    assert_eq!(raft.snapshot(6, 2).unwrap().get_metadata().index, 10);
+    assert_eq!(data_of(store.snapshot_store().load(10, 1).unwrap()), b"state@10");
+    assert_eq!(store.snapshot_marker(), Some((10, 1)));
+}
+
+#[test]
 fn mark_committed_raises_commit_within_the_log_only() {
     let dir = tempfile::tempdir().unwrap();
     let (mut store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();

@@ -52,7 +52,15 @@ pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeE
             tracing::info!(applied = held.index, snapshot = meta.index, "resuming from the engine's applied index");
         } else {
             tracing::info!(index = meta.index, term = meta.term, "restoring state from snapshot");
-            engine.restore(&mut reader)?;
+            engine.restore(&mut reader).map_err(|e| {
+                NodeError::Io(std::io::Error::other(format!(
+                    "restoring the {} engine (at raft index {}) from snapshot {}/{}: {e}",
+                    engine.kind(),
+                    held.index,
+                    meta.index,
+                    meta.term
+                )))
+            })?;
         }
     }
     let mvcc = Arc::new(MvccStore::open(engine)?);

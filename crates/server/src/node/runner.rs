@@ -72,6 +72,10 @@ pub struct Runner {
     heartbeat: Duration,
     snapshot_count: u64,
     last_snapshot: u64,
+    /// Whether the snapshot at `last_snapshot` holds the state (always, with
+    /// a volatile engine; a persistent one writes data-less snapshots that
+    /// only cut the log, and dumps the state when a member needs it).
+    last_snapshot_has_data: bool,
     pending_reads: Vec<ReadWaiter>,
     inflight_reads: HashMap<u64, (Instant, Vec<ReadWaiter>)>,
     read_seq: u64,
@@ -106,6 +110,7 @@ impl Runner {
             // A lone voter need not wait an election timeout to lead.
             raw.campaign()?;
         }
+        let volatile = !opened.mvcc.engine().persistent();
         let mut runner = Runner {
             raw,
             log: opened.log,
@@ -124,6 +129,7 @@ impl Runner {
             heartbeat: cfg.heartbeat,
             snapshot_count: cfg.snapshot_count.max(1),
             last_snapshot: opened.last_snapshot,
+            last_snapshot_has_data: volatile,
             pending_reads: Vec::new(),
             inflight_reads: HashMap::new(),
             read_seq: 0,
@@ -404,6 +410,7 @@ impl Runner {
         }
         self.refresh_peers_from_members();
         self.last_snapshot = meta.index;
+        self.last_snapshot_has_data = true;
         self.state.set_applied(meta.index);
         self.publish_revision();
         Ok(())
@@ -472,14 +479,21 @@ impl Runner {
     }
 
     /// Takes a snapshot every `snapshot_count` applied entries, or now when
-    /// `force` (and anything was applied since the last one).
+    /// `force` (a member needs one: anything applied since the last one, or
+    /// the last one has no data). A persistent engine's periodic snapshots
+    /// are data-less: the engine holds the state, the snapshot only lets the
+    /// log be cut, so neither the disk nor the raft thread pays for a dump.
     fn snapshot(&mut self, force: bool) -> Result<(), NodeError> {
         let applied = self.applier.mvcc().applied_index().index;
-        let due =
-            if force { applied > self.last_snapshot } else { applied >= self.last_snapshot + self.snapshot_count };
+        let due = if force {
+            applied > self.last_snapshot || !self.last_snapshot_has_data
+        } else {
+            applied >= self.last_snapshot + self.snapshot_count
+        };
         if !due {
             return Ok(());
         }
+        let with_data = force || !self.applier.mvcc().engine().persistent();
         // A snapshot may not name an index beyond the commit index the log
         // holds, so record the commit index first.
         self.log.persist_commit(self.raw.raft.raft_log.committed)?;
@@ -490,9 +504,19 @@ impl Runner {
         // lost with it.
         engine.sync()?;
         let started = Instant::now();
-        self.log.create_snapshot(applied, term, &cs, &mut |w| engine.dump(w).map_err(std::io::Error::other))?;
-        tracing::info!(index = applied, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot saved");
+        let mut dump = |w: &mut dyn std::io::Write| engine.dump(w).map_err(std::io::Error::other);
+        let mut no_data = |_: &mut dyn std::io::Write| Ok(());
+        if applied == self.last_snapshot {
+            self.log.refill_snapshot(applied, term, &cs, &mut dump)?;
+        } else if with_data {
+            self.log.create_snapshot(applied, term, &cs, &mut dump)?;
+        } else {
+            self.log.create_snapshot(applied, term, &cs, &mut no_data)?;
+        }
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(index = applied, with_data, elapsed_ms, "snapshot saved");
         self.last_snapshot = applied;
+        self.last_snapshot_has_data = with_data;
         Ok(())
     }
 }
