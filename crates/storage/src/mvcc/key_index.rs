@@ -30,7 +30,13 @@
 //! - `ver` counts all puts of a generation, including compacted ones, so
 //!   versions stay right after compaction.
 
+use smallvec::{smallvec, SmallVec};
+
 use super::revision::Revision;
+
+/// A generation's revisions: inline while there is one (most keys), so a
+/// key's whole history costs no allocation of its own.
+pub type Revs = SmallVec<[Revision; 1]>;
 
 /// One life of a key, from the put that created it to its tombstone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -40,7 +46,7 @@ pub struct Generation {
     /// Revision of the put that created this generation.
     pub created: Revision,
     /// Revisions still held, ascending.
-    pub revs: Vec<Revision>,
+    pub revs: Revs,
 }
 
 impl Generation {
@@ -64,7 +70,8 @@ pub struct KeyAt {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyIndex {
     modified: Revision,
-    generations: Vec<Generation>,
+    /// Inline for the usual single generation (see [`Revs`]).
+    generations: SmallVec<[Generation; 1]>,
 }
 
 impl Default for KeyIndex {
@@ -76,7 +83,7 @@ impl Default for KeyIndex {
 impl KeyIndex {
     /// A key with no history.
     pub fn new() -> Self {
-        KeyIndex { modified: Revision::default(), generations: vec![Generation::default()] }
+        KeyIndex { modified: Revision::default(), generations: smallvec![Generation::default()] }
     }
 
     /// The last revision appended.
@@ -130,7 +137,7 @@ impl KeyIndex {
             "key index invariant broken: restore on a non-empty index"
         );
         self.modified = modified;
-        self.generations = vec![Generation { ver, created, revs: vec![modified] }];
+        self.generations = smallvec![Generation { ver, created, revs: smallvec![modified] }];
     }
 
     /// Starts the history of a fresh index from a lone stored tombstone (its
@@ -226,8 +233,23 @@ mod tests {
         Revision::new(main, 0)
     }
 
+    #[test]
+    fn a_fresh_or_single_put_history_lives_inline() {
+        // The index holds one KeyIndex per key: its size is per-key memory.
+        assert_eq!(std::mem::size_of::<Revs>(), 24, "as small as a Vec");
+        assert!(std::mem::size_of::<KeyIndex>() <= 72);
+        let mut ki = KeyIndex::new();
+        assert!(!ki.generations.spilled());
+        ki.put(r(2));
+        assert!(!ki.generations.spilled() && !ki.generations[0].revs.spilled());
+        ki.put(r(3));
+        assert!(ki.generations[0].revs.spilled(), "a second revision moves to the heap");
+        ki.compact(3);
+        assert_eq!(ki.generations[0].revs.as_slice(), [r(3)]);
+    }
+
     fn g(created: i64, ver: i64, revs: &[Revision]) -> Generation {
-        Generation { ver, created: r(created), revs: revs.to_vec() }
+        Generation { ver, created: r(created), revs: Revs::from_slice(revs) }
     }
 
     /// etcd's newTestKeyIndex: put 2, 4; delete 6; put 8, 10; delete 12;
@@ -383,7 +405,7 @@ mod tests {
         assert_eq!(ki.get(18).map(|k| (k.created, k.version)), Some((r(17), 2)));
         assert_eq!(ki.compact(17), Some(r(17)));
         assert_eq!(ki.generations().len(), 1);
-        assert_eq!(ki.generations()[0].revs, vec![r(17), r(18)]);
+        assert_eq!(ki.generations()[0].revs.as_slice(), [r(17), r(18)]);
     }
 
     #[test]
@@ -450,7 +472,7 @@ mod tests {
         ki.put(rv(2, 2));
         assert_eq!(ki.compact_keep(2), Some(rv(2, 2)));
         assert_eq!(ki.compact(2), Some(rv(2, 2)));
-        assert_eq!(ki.generations(), &[Generation { ver: 1, created: rv(2, 2), revs: vec![rv(2, 2)] }]);
+        assert_eq!(ki.generations(), &[Generation { ver: 1, created: rv(2, 2), revs: smallvec![rv(2, 2)] }]);
         // Txn 3: delete, put, delete; the final tombstone at 3 is kept, then
         // dropped by the next compaction.
         assert!(ki.tombstone(rv(3, 0)));
@@ -458,7 +480,7 @@ mod tests {
         assert!(ki.tombstone(rv(3, 2)));
         assert_eq!(ki.compact(3), Some(rv(3, 2)));
         assert_eq!(ki.generations().len(), 2);
-        assert_eq!(ki.generations()[0].revs, vec![rv(3, 2)]);
+        assert_eq!(ki.generations()[0].revs.as_slice(), [rv(3, 2)]);
         assert_eq!(ki.get(3), None);
         ki.compact(4);
         assert!(ki.is_empty());

@@ -90,11 +90,9 @@ impl MvccStore {
         let compact = meta::load_finished_compact(engine)?.unwrap_or(NEVER_COMPACTED);
         let loaded = load_index(engine)?;
         let current = loaded.max_main.max(compact).max(1);
-        // Inserting in key order keeps each skip-list search on a hot path:
-        // several times faster than the hash map's random order at 1M keys.
-        let mut keys: Vec<_> = loaded.keys.into_iter().collect();
-        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        self.index.replace_all(keys);
+        // In key order (a B-tree): each skip-list insert finds its place on
+        // a hot path, several times faster than random order at 1M keys.
+        self.index.replace_all(loaded.keys);
         self.compact_rev.store(compact, Ordering::SeqCst);
         self.current_rev.store(current, Ordering::SeqCst);
         *self.applied.lock() = applied;

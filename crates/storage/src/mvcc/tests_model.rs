@@ -209,9 +209,9 @@ fn normalized_index(s: &MvccStore) -> Vec<(Vec<u8>, Revision, Vec<NormalGenerati
                 .enumerate()
                 .map(|(i, g)| {
                     if i != last && g.revs.len() == 1 {
-                        (0, 1, g.revs.clone())
+                        (0, 1, g.revs.to_vec())
                     } else {
-                        (g.created.main, g.ver, g.revs.clone())
+                        (g.created.main, g.ver, g.revs.to_vec())
                     }
                 })
                 .collect();
