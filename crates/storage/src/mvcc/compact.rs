@@ -26,6 +26,7 @@ use crate::engine::{Table, WriteBatch};
 
 use super::error::MvccError;
 use super::meta::{self, AppliedIndex};
+use super::rebuild::try_scan;
 use super::revision::{Revision, RevisionKey};
 use super::store::MvccStore;
 
@@ -47,22 +48,13 @@ impl MvccStore {
 
         let keep = self.index.compact_keep(rev);
         let mut batch = WriteBatch::default();
-        let mut failure = None;
         let end = Revision::new(rev + 1, 0).to_bytes();
-        self.engine.scan(Table::Key, &[], Some(&end), &mut |k, _| {
-            match RevisionKey::decode(k) {
-                Ok(rk) if keep.contains(&rk.rev) => {}
-                Ok(_) => batch.delete(Table::Key, k.to_vec()),
-                Err(e) => {
-                    failure = Some(e);
-                    return false;
-                }
+        try_scan(self.engine.as_ref(), Table::Key, Some(&end), &mut |k, _| {
+            if !keep.contains(&RevisionKey::decode(k)?.rev) {
+                batch.delete(Table::Key, k.to_vec());
             }
-            true
+            Ok(())
         })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
         meta::put_finished_compact(&mut batch, rev);
         meta::put_applied(&mut batch, applied);
 

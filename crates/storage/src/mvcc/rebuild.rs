@@ -32,18 +32,27 @@ pub struct Loaded {
 /// Reads all of [`Table::Key`] and rebuilds every key's history.
 pub fn load_index(engine: &dyn Engine) -> Result<Loaded, MvccError> {
     let mut loaded = Loaded { keys: BTreeMap::new(), max_main: 0 };
+    try_scan(engine, Table::Key, None, &mut |k, v| add_revision(&mut loaded, k, v))?;
+    Ok(loaded)
+}
+
+/// Scans `table` from its first key up to `end` (exclusive; None = all),
+/// stopping at the first error `visit` returns and handing it back.
+pub(super) fn try_scan(
+    engine: &dyn Engine,
+    table: Table,
+    end: Option<&[u8]>,
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), MvccError>,
+) -> Result<(), MvccError> {
     let mut failure = None;
-    engine.scan(Table::Key, &[], None, &mut |k, v| match add_revision(&mut loaded, k, v) {
+    engine.scan(table, &[], end, &mut |k, v| match visit(k, v) {
         Ok(()) => true,
         Err(e) => {
             failure = Some(e);
             false
         }
     })?;
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(loaded),
-    }
+    failure.map_or(Ok(()), Err)
 }
 
 fn add_revision(loaded: &mut Loaded, k: &[u8], v: &[u8]) -> Result<(), MvccError> {

@@ -107,26 +107,15 @@ impl MvccStore {
         // Revisions come in ascending order, so the last one seen per key
         // decides whether it exists now and under which lease.
         let mut current: HashMap<Vec<u8>, i64> = HashMap::new();
-        let mut failure = None;
-        self.engine.scan(Table::Key, &[], None, &mut |k, v| {
-            let step = RevisionKey::decode(k).and_then(|rk| Ok((rk, super::kv::decode_header(v)?)));
-            match step {
-                Ok((rk, h)) if rk.tombstone || h.lease == 0 => {
-                    current.remove(h.key);
-                }
-                Ok((_, h)) => {
-                    current.insert(h.key.to_vec(), h.lease);
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    return false;
-                }
+        super::rebuild::try_scan(self.engine.as_ref(), Table::Key, None, &mut |k, v| {
+            let (rk, h) = (RevisionKey::decode(k)?, super::kv::decode_header(v)?);
+            if rk.tombstone || h.lease == 0 {
+                current.remove(h.key);
+            } else {
+                current.insert(h.key.to_vec(), h.lease);
             }
-            true
+            Ok(())
         })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
         let mut by_lease: HashMap<i64, Vec<Vec<u8>>> = HashMap::new();
         for (key, lease) in current {
             by_lease.entry(lease).or_default().push(key);
