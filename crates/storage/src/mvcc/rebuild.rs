@@ -36,13 +36,16 @@ pub fn load_index(engine: &dyn Engine) -> Result<Loaded, MvccError> {
     Ok(loaded)
 }
 
+/// A visitor of stored pairs that may fail.
+pub(super) type TryVisit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), MvccError> + 'a;
+
 /// Scans `table` from its first key up to `end` (exclusive; None = all),
 /// stopping at the first error `visit` returns and handing it back.
 pub(super) fn try_scan(
     engine: &dyn Engine,
     table: Table,
     end: Option<&[u8]>,
-    visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), MvccError>,
+    visit: &mut TryVisit<'_>,
 ) -> Result<(), MvccError> {
     let mut failure = None;
     engine.scan(table, &[], end, &mut |k, v| match visit(k, v) {
