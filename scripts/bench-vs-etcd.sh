@@ -73,18 +73,7 @@ done
 ETCD_BIN=/usr/bin/etcd
 [ -x "$ETCD_BIN" ] || { echo "needs $ETCD_BIN (apt-get install etcd-server)" >&2; exit 1; }
 
-# Both servers read ETCD_* variables as flags: none may leak in from the caller.
-for v in $(env | sed -n 's/^\(ETCD_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$v"; done
-unset METASTORE_STORAGE
-export ETCDCTL_API=3
-
-. scripts/env.sh
-if [ "$BUILD" = 1 ]; then
-  cargo build --release -p metastore -p bench --features metastore/rocksdb
-fi
-MS_BIN="$CARGO_TARGET_DIR/release/metastore"
-BENCH="$CARGO_TARGET_DIR/release/metastore-bench"
-[ -x "$MS_BIN" ] && [ -x "$BENCH" ] || { echo "missing $MS_BIN or $BENCH (run without --no-build)" >&2; exit 1; }
+. scripts/bench-env.sh
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-vs-etcd.XXXXXX")"
 RESULTS="$WORK/results.jsonl"

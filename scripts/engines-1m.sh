@@ -25,15 +25,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-for v in $(env | sed -n 's/^\(ETCD_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$v"; done
-unset METASTORE_STORAGE
-export ETCDCTL_API=3
-. scripts/env.sh
-if [ "$BUILD" = 1 ]; then
-  cargo build --release -p metastore -p bench --features metastore/rocksdb
-fi
-MS_BIN="$CARGO_TARGET_DIR/release/metastore"
-BENCH="$CARGO_TARGET_DIR/release/metastore-bench"
+. scripts/bench-env.sh
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/engines-1m.XXXXXX")"
 RESULTS="$WORK/results.jsonl"
