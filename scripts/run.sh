@@ -3,7 +3,7 @@
 # clients on 127.0.0.1:2379, peers on 127.0.0.1:2380, data in ./default.metastore.
 # Extra arguments go to the server, e.g. scripts/run.sh --name n1 --data-dir /tmp/n1
 # With `--storage rocksdb` (or METASTORE_STORAGE=rocksdb) the binary is built
-# with the RocksDB engine; its first build compiles RocksDB (~30 min on 2 cores).
+# with the RocksDB engine; its first build compiles RocksDB (15-20 min on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -11,7 +11,7 @@
 # 3. the KV, watch, lease, cluster, crash, lifecycle and auto-compaction
 #    suites again over RocksDB (METASTORE_STORAGE=rocksdb, inherited by
 #    every server the harness starts).
-# A first build compiles RocksDB from C++ source (about 30 minutes on two
+# A first build compiles RocksDB from C++ source (15-20 minutes on two
 # cores); the target dir in scripts/env.sh keeps it for later runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
