@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use crate::common::*;
-use crate::diff_common::{map_lines, stderr_lines, Norm};
+use crate::diff_common::{map_json_values, map_lines, stderr_lines, Norm};
 use testkit::{etcdctl_stdin, EtcdctlOutput};
 
 /// JSON fields whose values differ between two healthy servers.
@@ -153,30 +153,7 @@ fn normalize(raw: &EtcdctlOutput, server: &ServerProcess, extra: fn(&str) -> Str
 /// string values are masked (so `"version":"3.4.23"` is, a key's
 /// `"version":3` is not).
 fn mask_json_field(s: &str, key: &str, strings_only: bool) -> String {
-    let pat = format!("\"{key}\":");
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find(&pat) {
-        let (head, tail) = rest.split_at(i + pat.len());
-        out.push_str(head);
-        let len = if let Some(after) = tail.strip_prefix('"') {
-            after.find('"').map(|j| j + 2)
-        } else if strings_only {
-            None
-        } else {
-            let n = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.')).unwrap_or(tail.len());
-            Some(n)
-        };
-        match len {
-            Some(n) if n > 0 => {
-                out.push_str("\"*\"");
-                rest = &tail[n..];
-            }
-            _ => rest = tail,
-        }
-    }
-    out.push_str(rest);
-    out
+    map_json_values(s, key, |v| (!strings_only || v.starts_with('"')).then(|| "\"*\"".to_string()))
 }
 
 /// Masks `"ClusterID" : 123`-style lines of `-w fields` output.

@@ -60,3 +60,38 @@ pub fn map_lines(s: &str, mut f: impl FnMut(&str) -> String) -> String {
     }
     out
 }
+
+/// Rewrites the value of every JSON `"key":` in `s`. `f` gets the value as
+/// printed (a string with its quotes, or a bare number or word) and returns
+/// its replacement, or `None` to keep it.
+pub fn map_json_values(s: &str, key: &str, f: impl Fn(&str) -> Option<String>) -> String {
+    let pat = format!("\"{key}\":");
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(&pat) {
+        let (head, tail) = rest.split_at(i + pat.len());
+        out.push_str(head);
+        let len = match tail.strip_prefix('"') {
+            Some(after) => after.find('"').map_or(0, |j| j + 2),
+            None => tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.')).unwrap_or(tail.len()),
+        };
+        match (len > 0).then(|| f(&tail[..len])).flatten() {
+            Some(replacement) => out.push_str(&replacement),
+            None => out.push_str(&tail[..len]),
+        }
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn map_json_values_rewrites_strings_numbers_and_keeps_what_it_is_told_to() {
+    let s = r#"{"id":12,"name":"a b","ttl":-1,"flag":true,"id":"x"}"#;
+    let masked = map_json_values(s, "id", |_| Some("*".into()));
+    assert_eq!(masked, r#"{"id":*,"name":"a b","ttl":-1,"flag":true,"id":*}"#);
+    let numbers_only = map_json_values(s, "id", |v| (!v.starts_with('"')).then(|| "0".into()));
+    assert_eq!(numbers_only, r#"{"id":0,"name":"a b","ttl":-1,"flag":true,"id":"x"}"#);
+    assert_eq!(map_json_values(s, "ttl", |v| Some(format!("[{v}]"))), s.replace("-1", "[-1]"));
+    assert_eq!(map_json_values(r#"{"name":"open"#, "name", |_| Some("*".into())), r#"{"name":"open"#);
+}

@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use crate::common::*;
-use crate::diff_common::{map_lines, stderr_lines, Norm};
+use crate::diff_common::{map_json_values, map_lines, stderr_lines, Norm};
 use testkit::{etcdctl_background, etcdctl_stdin, try_metric, BackgroundEtcdctl, EtcdctlOutput};
 
 const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
@@ -292,20 +292,7 @@ fn number_at(s: &str) -> i64 {
 
 /// Replaces the numeric value of every JSON `"key":` with `f(value)`.
 fn mask_json_number(s: &str, key: &str, f: impl Fn(&str) -> String) -> String {
-    let pat = format!("\"{key}\":");
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find(&pat) {
-        let (head, tail) = rest.split_at(i + pat.len());
-        out.push_str(head);
-        let n = tail.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(tail.len());
-        if n > 0 {
-            out.push_str(&f(&tail[..n]));
-        }
-        rest = &tail[n..];
-    }
-    out.push_str(rest);
-    out
+    map_json_values(s, key, |v| v.bytes().all(|b| b.is_ascii_digit() || b == b'-').then(|| f(v)))
 }
 
 // ------------------------------------------------------------------- watch
