@@ -1,6 +1,7 @@
 //! The peer gRPC service: what other members call on this one.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use api::pb::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
@@ -18,6 +19,20 @@ use crate::service::Ctx;
 
 /// What a member hears when it talks to peers after being removed.
 pub const REMOVED: &str = "etcdserver: the member has been permanently removed from the cluster";
+
+/// A peer stream that delivers nothing for this long is closed: its sender
+/// vanished without closing the connection (axum does not enforce
+/// grpc-timeout). A live sender reconnects at once; raft traffic is never
+/// idle that long while a leader exists (heartbeats).
+const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The next envelope of a peer stream, or an error once it idles too long.
+async fn next(inbound: &mut Streaming<RaftEnvelope>) -> Result<Option<RaftEnvelope>, Status> {
+    match tokio::time::timeout(STREAM_IDLE_TIMEOUT, inbound.message()).await {
+        Ok(r) => r,
+        Err(_) => Err(Status::deadline_exceeded("peer stream idle for too long")),
+    }
+}
 
 pub struct PeerService {
     ctx: Ctx,
@@ -41,7 +56,7 @@ fn decode(bytes: &[u8]) -> Result<Message, Status> {
 impl Peer for PeerService {
     async fn raft(&self, request: Request<Streaming<RaftEnvelope>>) -> Result<Response<RaftAck>, Status> {
         let mut inbound = request.into_inner();
-        while let Some(env) = inbound.message().await? {
+        while let Some(env) = next(&mut inbound).await? {
             let msg = decode(&env.message)?;
             if self.node().members.is_removed(msg.from) {
                 // etcd answers a removed member's traffic so it stops itself.
@@ -57,7 +72,7 @@ impl Peer for PeerService {
 
     async fn snapshot(&self, request: Request<Streaming<RaftEnvelope>>) -> Result<Response<RaftAck>, Status> {
         let mut inbound = request.into_inner();
-        let Some(first) = inbound.message().await? else {
+        let Some(first) = next(&mut inbound).await? else {
             return Err(Status::invalid_argument("empty snapshot call"));
         };
         let mut msg = decode(&first.message)?;
@@ -76,7 +91,7 @@ impl Peer for PeerService {
             file.write_all(&first.snapshot_data).await.map_err(io)?;
             let mut more = first.more;
             while more {
-                let Some(env) = inbound.message().await? else {
+                let Some(env) = next(&mut inbound).await? else {
                     return Err(Status::invalid_argument("snapshot call ended early"));
                 };
                 file.write_all(&env.snapshot_data).await.map_err(io)?;
