@@ -76,7 +76,7 @@ pub struct Flags {
     #[arg(long, env = "METASTORE_ROCKSDB_BLOCK_CACHE_BYTES", default_value_t = 64 << 20)]
     pub rocksdb_block_cache_bytes: u64,
     /// RocksDB engine: memtable size of the key history, in bytes.
-    #[arg(long, env = "METASTORE_ROCKSDB_WRITE_BUFFER_BYTES", default_value_t = 32 << 20)]
+    #[arg(long, env = "METASTORE_ROCKSDB_WRITE_BUFFER_BYTES", default_value_t = 16 << 20)]
     pub rocksdb_write_buffer_bytes: u64,
     /// Print the version and exit.
     #[arg(long)]

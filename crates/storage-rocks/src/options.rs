@@ -3,10 +3,11 @@
 //! - **Block cache**: one LRU cache shared by every column family, index and
 //!   filter blocks included (so it bounds read memory), 64 MiB by default.
 //!   Reads of current values mostly hit the memtables and the newest files.
-//! - **Write buffers**: 32 MiB memtables for the MVCC history (`key`), three
+//! - **Write buffers**: 16 MiB memtables for the MVCC history (`key`), three
 //!   at most; 4 MiB for the small tables. All memtables together are capped
 //!   at twice the `key` buffer. Metadata writes are small: loading 1M keys
-//!   ran as fast as with RocksDB's usual 64 MiB, with 26 MiB less RSS.
+//!   ran as fast as with RocksDB's usual 64 MiB (and with 32 MiB), with 26
+//!   and then 11 MiB less RSS (docs/benchmarks.md).
 //! - **Compression**: none for L0/L1 (hot, rewritten soon), LZ4 below, ZSTD
 //!   for the bottom level, where most bytes of a large store sit.
 //! - **Bloom filters** (10 bits/key) on `key`: point reads by revision.
@@ -31,7 +32,7 @@ pub struct RocksOptions {
 
 impl Default for RocksOptions {
     fn default() -> Self {
-        RocksOptions { block_cache_bytes: 64 << 20, write_buffer_bytes: 32 << 20 }
+        RocksOptions { block_cache_bytes: 64 << 20, write_buffer_bytes: 16 << 20 }
     }
 }
 

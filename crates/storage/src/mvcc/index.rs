@@ -28,7 +28,9 @@ use super::revision::Revision;
 /// Key -> history. See the module docs.
 #[derive(Default)]
 pub struct TreeIndex {
-    map: SkipMap<Vec<u8>, Mutex<KeyIndex>>,
+    /// Boxed slices, not `Vec`s: the key lives in the skip-list node, and a
+    /// capacity word per key is memory that 1M keys notice.
+    map: SkipMap<Box<[u8]>, Mutex<KeyIndex>>,
 }
 
 impl TreeIndex {
@@ -96,7 +98,7 @@ impl TreeIndex {
 
     /// Writer only: appends a put.
     pub fn put(&self, key: &[u8], rev: Revision) {
-        let entry = self.map.get_or_insert_with(key.to_vec(), || Mutex::new(KeyIndex::new()));
+        let entry = self.map.get_or_insert_with(key.into(), || Mutex::new(KeyIndex::new()));
         entry.value().lock().put(rev);
     }
 
@@ -146,14 +148,14 @@ impl TreeIndex {
     pub fn replace_all(&self, keys: impl IntoIterator<Item = (Vec<u8>, KeyIndex)>) {
         self.map.clear();
         for (k, ki) in keys {
-            self.map.insert(k, Mutex::new(ki));
+            self.map.insert(k.into_boxed_slice(), Mutex::new(ki));
         }
     }
 
     /// A copy of every key's history, in key order (tests and diagnostics).
     #[cfg(test)]
     pub fn snapshot(&self) -> Vec<(Vec<u8>, KeyIndex)> {
-        self.map.iter().map(|e| (e.key().clone(), e.value().lock().clone())).collect()
+        self.map.iter().map(|e| (e.key().to_vec(), e.value().lock().clone())).collect()
     }
 }
 
