@@ -9,6 +9,11 @@
 //! (fsyncing the old one and the directory), so a segment can exceed the limit
 //! by at most one batch.
 //!
+//! The active segment is preallocated to `segment_bytes` (as etcd does) and
+//! records are written at the logical end, so an fdatasync normally flushes
+//! data only, not a new file size. A segment is cut back to its records'
+//! length when the next one starts.
+//!
 //! Invariants:
 //! - Every segment but the last is fully synced; only the last may end in a
 //!   torn record, which [`Wal::open`] truncates away (with a warning).
@@ -33,7 +38,8 @@ mod tests;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use raft::eraftpb::{ConfState, Entry, HardState};
@@ -42,7 +48,7 @@ use tracing::{debug, warn};
 pub use error::WalError;
 pub use record::MAX_RECORD_BYTES;
 
-use crate::fsutil::sync_dir;
+use crate::fsutil::{preallocate, sync_dir};
 use record::Record;
 use replay::Replay;
 
@@ -104,6 +110,8 @@ pub struct Wal {
     /// Live segments in sequence order; never empty, the last is active.
     segments: Vec<Segment>,
     active: File,
+    /// Bytes of records in `active`: where the next write goes. The file
+    /// itself is usually longer (preallocated zeros).
     active_len: u64,
     /// Bytes written to `active` since its last fdatasync.
     dirty: bool,
@@ -151,6 +159,7 @@ impl Wal {
         let mut replay = Replay::default();
         let mut segments = Vec::with_capacity(files.len().max(1));
         let mut torn = None;
+        let mut last_valid_len = 0;
         for (i, f) in files.iter().enumerate() {
             let is_last = i + 1 == files.len();
             let mut max_entry_index = 0;
@@ -163,13 +172,14 @@ impl Wal {
             if let Some(reason) = end.torn {
                 torn = Some((reason, end.valid_len, end.file_len));
             }
+            last_valid_len = end.valid_len;
             segments.push(Segment { seq: f.seq, path: f.path.clone(), max_entry_index });
         }
         let contents = replay.finish().map_err(|reason| WalError::corrupt(dir, 0, reason))?;
 
-        let active = match segments.last() {
+        let (active, active_len) = match segments.last() {
             Some(last) => {
-                let file = OpenOptions::new().append(true).open(&last.path).map_err(|e| WalError::io(&last.path, e))?;
+                let file = OpenOptions::new().write(true).open(&last.path).map_err(|e| WalError::io(&last.path, e))?;
                 if let Some((reason, valid_len, file_len)) = torn {
                     warn!(
                         segment = %last.path.display(),
@@ -180,17 +190,16 @@ impl Wal {
                     );
                     file.set_len(valid_len).and_then(|()| file.sync_all()).map_err(|e| WalError::io(&last.path, e))?;
                 }
-                file
+                reserve(&file, &last.path, last_valid_len, opts.segment_bytes)?;
+                (file, last_valid_len)
             }
             None => {
                 let path = dir.join(segment::file_name(0, 1));
-                let file = create_segment(dir, &path)?;
+                let file = create_segment(dir, &path, opts.segment_bytes)?;
                 segments.push(Segment { seq: 0, path, max_entry_index: 0 });
-                file
+                (file, 0)
             }
         };
-        let active_path = segments.last().map(|s| s.path.clone()).unwrap_or_default();
-        let active_len = active.metadata().map_err(|e| WalError::io(&active_path, e))?.len();
         let last_entry = contents.entries.last().map_or(0, |e| e.index);
         let snap_index = contents.snapshot.map_or(0, |(i, _)| i);
         let wal = Wal {
@@ -345,7 +354,7 @@ impl Wal {
         if self.active_len >= self.opts.segment_bytes {
             self.cut()?;
         }
-        if let Err(e) = self.active.write_all(&self.buf) {
+        if let Err(e) = self.active.write_all_at(&self.buf, self.active_len) {
             self.poisoned = true;
             return Err(WalError::io(self.active_path(), e));
         }
@@ -375,13 +384,19 @@ impl Wal {
         Ok(())
     }
 
-    /// Syncs the active segment and starts a new, empty one.
+    /// Syncs the active segment, cuts it back to its records (dropping the
+    /// unused preallocation, so only the last segment ever ends in zeros) and
+    /// starts a new, empty one.
     fn cut(&mut self) -> Result<(), WalError> {
         self.fsync_active()?;
+        if let Err(e) = self.active.set_len(self.active_len).and_then(|()| self.active.sync_all()) {
+            self.poisoned = true;
+            return Err(WalError::io(self.active_path(), e));
+        }
         let seq = self.segments.last().map_or(0, |s| s.seq + 1);
         let first_index = self.buf_first_index.unwrap_or(self.last_index + 1);
         let path = self.dir.join(segment::file_name(seq, first_index));
-        let file = match create_segment(&self.dir, &path) {
+        let file = match create_segment(&self.dir, &path, self.opts.segment_bytes) {
             Ok(f) => f,
             Err(e) => {
                 self.poisoned = true;
@@ -447,11 +462,29 @@ fn encode_marker_batch(
     record::encode_marker(buf, index, term, installed)
 }
 
-/// Creates a new, empty segment and makes its directory entry durable.
-fn create_segment(dir: &Path, path: &Path) -> Result<File, WalError> {
-    let file = OpenOptions::new().create_new(true).append(true).open(path).map_err(|e| WalError::io(path, e))?;
+/// Creates a new, empty, preallocated segment and makes its directory entry
+/// durable.
+fn create_segment(dir: &Path, path: &Path, segment_bytes: u64) -> Result<File, WalError> {
+    let file = OpenOptions::new().create_new(true).write(true).open(path).map_err(|e| WalError::io(path, e))?;
+    reserve(&file, path, 0, segment_bytes)?;
     sync_dir(dir).map_err(|e| WalError::io(dir, e))?;
     Ok(file)
+}
+
+/// Preallocates the active segment (whose records end at `valid_len`) to
+/// `segment_bytes`, durably. Preallocation only saves time: where the
+/// filesystem refuses it (full disk, no support) the segment is left at its
+/// records' length and grows by appending, as it would without it.
+fn reserve(file: &File, path: &Path, valid_len: u64, segment_bytes: u64) -> Result<(), WalError> {
+    let io = |e| WalError::io(path, e);
+    if file.metadata().map_err(io)?.len() >= segment_bytes {
+        return Ok(());
+    }
+    if let Err(e) = preallocate(file, segment_bytes) {
+        warn!(segment = %path.display(), error = %e, "cannot preallocate the WAL segment; appending instead");
+        file.set_len(valid_len).map_err(io)?;
+    }
+    file.sync_all().map_err(io)
 }
 
 /// Takes an exclusive advisory lock on `dir/LOCK`, held while the file lives.

@@ -7,10 +7,15 @@
 //! Invariants:
 //! - Live segments have consecutive sequence numbers; a gap means a segment
 //!   went missing and is reported as corruption.
+//! - The last segment is preallocated: after its records come zero bytes up
+//!   to the reserved size. Zeros where the next record header would start
+//!   end the log cleanly (no warning, nothing to repair).
 //! - Only the last segment may end in a torn record. A bad record counts as a
 //!   torn tail when nothing but zero bytes follows it (a crash cut the write
 //!   short, or the filesystem extended the file with zeros); a bad record
-//!   followed by real data is corruption.
+//!   followed by real data is corruption. Earlier segments were cut to their
+//!   records' length when the next one was started, so any bad record or
+//!   zero tail in them is corruption.
 //! - A length field is trusted only under an intact header checksum, and is
 //!   checked against the bytes left in the file and [`MAX_RECORD_BYTES`]
 //!   before anything is allocated for it.
@@ -77,7 +82,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SegmentFile>, WalError> {
 /// How a segment scan ended.
 #[derive(Debug)]
 pub(crate) struct ScanEnd {
-    /// Offset just past the last good record.
+    /// Offset just past the last good record: where the next record goes.
     pub(crate) valid_len: u64,
     /// Size of the file when scanned.
     pub(crate) file_len: u64,
@@ -90,6 +95,9 @@ struct BadRecord {
     offset: u64,
     tail: Tail,
     reason: String,
+    /// Every byte read of it was zero: with only zeros after it, this is the
+    /// unwritten (preallocated) end of the segment, not a record.
+    zeros: bool,
 }
 
 /// Whether a bad record in the last segment may be a torn tail.
@@ -126,10 +134,13 @@ pub(crate) fn scan(
         }
         let remaining = file_len - offset;
         if remaining < HEADER_LEN as u64 {
+            let partial = &mut header[..remaining as usize];
+            r.read_exact(partial).map_err(io_err)?;
             break BadRecord {
                 offset,
                 tail: Tail::ReachesEof,
                 reason: format!("partial record header ({remaining} bytes)"),
+                zeros: partial.iter().all(|&b| b == 0),
             };
         }
         r.read_exact(&mut header).map_err(io_err)?;
@@ -142,6 +153,7 @@ pub(crate) fn scan(
                 offset,
                 tail: Tail::ZerosMustFollow,
                 reason: "record header checksum mismatch".to_string(),
+                zeros: header.iter().all(|&b| b == 0),
             };
         }
         let room = remaining - HEADER_LEN as u64;
@@ -150,6 +162,7 @@ pub(crate) fn scan(
                 offset,
                 tail: Tail::ReachesEof,
                 reason: format!("record length {} runs past the end of the file ({room} bytes left)", h.len),
+                zeros: false,
             };
         }
         if h.len > MAX_RECORD_BYTES {
@@ -157,25 +170,29 @@ pub(crate) fn scan(
                 offset,
                 tail: Tail::Never,
                 reason: format!("record length {} exceeds the maximum {MAX_RECORD_BYTES}", h.len),
+                zeros: false,
             };
         }
         payload.resize(h.len as usize, 0);
         r.read_exact(&mut payload).map_err(io_err)?;
         let end = offset + HEADER_LEN as u64 + u64::from(h.len);
         if record::checksum(h.kind, &payload) != h.crc {
-            break BadRecord { offset, tail: Tail::ZerosMustFollow, reason: "crc mismatch".to_string() };
+            break BadRecord { offset, tail: Tail::ZerosMustFollow, reason: "crc mismatch".to_string(), zeros: false };
         }
         let rec = record::decode(h.kind, &payload).map_err(|reason| WalError::corrupt(path, offset, reason))?;
         visit(rec, offset)?;
         offset = end;
     };
 
-    let torn = is_last
-        && match bad.tail {
-            Tail::ReachesEof => true,
-            Tail::ZerosMustFollow => rest_is_zero(&mut r).map_err(io_err)?,
-            Tail::Never => false,
-        };
+    let zeros_follow = match bad.tail {
+        Tail::ReachesEof => true,
+        Tail::ZerosMustFollow => rest_is_zero(&mut r).map_err(io_err)?,
+        Tail::Never => false,
+    };
+    if is_last && bad.zeros && zeros_follow {
+        return Ok(ScanEnd { valid_len: bad.offset, file_len, torn: None });
+    }
+    let torn = is_last && zeros_follow;
     if !torn {
         let reason = if is_last {
             format!("{}, followed by more data", bad.reason)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use raft::eraftpb::{ConfState, Entry, HardState};
 
 use super::segment;
-use super::{Wal, WalContents, WalError, WalOptions};
+use super::{Wal, WalContents, WalError, WalOptions, DEFAULT_SEGMENT_BYTES};
 
 fn ent(index: u64, term: u64, len: usize) -> Entry {
     Entry { index, term, data: vec![(index % 251) as u8; len].into(), ..Default::default() }
@@ -42,6 +42,11 @@ fn record_offsets(path: &Path) -> Vec<u64> {
     })
     .unwrap();
     out
+}
+
+/// Bytes of records in a segment (its file is longer when preallocated).
+fn data_len(path: &Path) -> u64 {
+    segment::scan(path, true, |_, _| Ok(())).unwrap().valid_len
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -122,7 +127,9 @@ fn torn_tail_at_every_offset_is_truncated() {
         wal.sync().unwrap();
     }
     let seg = segment_paths(base.path()).pop().unwrap();
-    let full = fs::read(&seg).unwrap();
+    let mut full = fs::read(&seg).unwrap();
+    assert!(full.len() as u64 >= DEFAULT_SEGMENT_BYTES, "the active segment is preallocated");
+    full.truncate(data_len(&seg) as usize);
     let last_start = *record_offsets(&seg).last().unwrap() as usize;
     let seg_name = seg.file_name().unwrap().to_owned();
 
@@ -134,7 +141,7 @@ fn torn_tail_at_every_offset_is_truncated() {
             let (mut wal, c) = Wal::open(dir.path()).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
             assert_eq!(ids(&c), vec![(1, 1), (2, 1)], "cut {cut}");
             assert_eq!(c.hard_state, Some(hs(1, 1, 2)));
-            assert_eq!(fs::metadata(dir.path().join(&seg_name)).unwrap().len(), last_start as u64);
+            assert_eq!(data_len(&dir.path().join(&seg_name)), last_start as u64);
             wal.append(&[ent(3, 2, 5)], Some(&hs(2, 1, 3))).unwrap();
             wal.sync().unwrap();
         }
@@ -145,21 +152,67 @@ fn torn_tail_at_every_offset_is_truncated() {
 }
 
 #[test]
-fn zero_filled_tail_is_a_torn_write() {
-    let dir = tempfile::tempdir().unwrap();
+fn a_zero_tail_ends_the_log_cleanly_at_any_length() {
+    // Zeros after the records are the preallocated end of the segment, or
+    // a write the filesystem extended but never filled: either way the log
+    // ends there and the next record goes right after the last good one.
+    let base = tempfile::tempdir().unwrap();
     {
-        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        let (mut wal, _) = Wal::open(base.path()).unwrap();
         wal.append(&[ent(1, 1, 16)], None).unwrap();
         wal.sync().unwrap();
     }
-    let seg = segment_paths(dir.path()).pop().unwrap();
-    let mut bytes = fs::read(&seg).unwrap();
-    let good = bytes.len();
-    bytes.extend_from_slice(&[0u8; 4096]);
-    fs::write(&seg, &bytes).unwrap();
-    let (_wal, c) = Wal::open(dir.path()).unwrap();
-    assert_eq!(ids(&c), vec![(1, 1)]);
-    assert_eq!(fs::metadata(&seg).unwrap().len(), good as u64);
+    let seg = segment_paths(base.path()).pop().unwrap();
+    let seg_name = seg.file_name().unwrap().to_owned();
+    let good = data_len(&seg) as usize;
+    let records = fs::read(&seg).unwrap()[..good].to_vec();
+    for zeros in [0, 1, 12, 13, 14, 4096] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), dir.path());
+        let mut bytes = records.clone();
+        bytes.resize(good + zeros, 0);
+        fs::write(dir.path().join(&seg_name), &bytes).unwrap();
+        {
+            let (mut wal, c) = Wal::open(dir.path()).unwrap();
+            assert_eq!(ids(&c), vec![(1, 1)], "{zeros} zeros");
+            assert_eq!(data_len(&dir.path().join(&seg_name)), good as u64);
+            wal.append(&[ent(2, 1, 16)], None).unwrap();
+            wal.sync().unwrap();
+        }
+        let (_wal, c) = Wal::open(dir.path()).unwrap();
+        assert_eq!(ids(&c), vec![(1, 1), (2, 1)], "{zeros} zeros");
+    }
+}
+
+#[test]
+fn only_the_active_segment_is_preallocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small(4096);
+    {
+        let (mut wal, _) = Wal::open_with(dir.path(), opts).unwrap();
+        for i in 1..=60 {
+            wal.append(&[ent(i, 1, 200)], None).unwrap();
+            wal.sync().unwrap();
+        }
+        assert!(wal.segment_count() >= 3);
+    }
+    let mut segs = segment_paths(dir.path());
+    let last = segs.pop().unwrap();
+    assert_eq!(fs::metadata(&last).unwrap().len(), 4096, "the active segment keeps its reserved size");
+    assert!(data_len(&last) < 4096);
+    for seg in &segs {
+        assert_eq!(fs::metadata(seg).unwrap().len(), data_len(seg), "{} was cut back", seg.display());
+    }
+    // Zeros after the records of an earlier segment are damage, not an end.
+    let first = &segs[0];
+    let mut bytes = fs::read(first).unwrap();
+    let len = bytes.len();
+    bytes.resize(len + 64, 0);
+    fs::write(first, &bytes).unwrap();
+    match Wal::open_with(dir.path(), opts) {
+        Err(WalError::Corrupt { file, offset, .. }) => assert_eq!((file, offset), (first.clone(), len as u64)),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
 }
 
 #[test]
@@ -505,6 +558,7 @@ fn damaged_length_field_with_records_after_it_is_corruption() {
         .find(|p| p.extension().is_some_and(|e| e == "wal"))
         .unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.truncate(data_len(&seg) as usize);
     // Make the first entry record's length point past the end of the file.
     let e = Entry { index: 1, term: 1, data: vec![7u8; 40].into(), ..Default::default() };
     let mut one = Vec::new();
