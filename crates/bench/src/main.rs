@@ -16,6 +16,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The load generator's CPU is paid in every measurement it makes (it shares
+/// the machine with the server): glibc malloc/free was ~14% of it under put
+/// load, as it was for the server (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let opts = match cli.validate() {
