@@ -2,7 +2,10 @@
 //! system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not baked in with env!: cargo may reuse this build
+    // script's binary from a checkout at another path that shares the
+    // target dir (CI clones do), and that path may be gone.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         "etcdserverpb/rpc.proto",
         "mvccpb/kv.proto",

@@ -1,18 +1,77 @@
 //! gRPC connections: `--conns` HTTP/2 connections spread round-robin over the
-//! endpoints, each a separate tonic `Channel` (cloning a `Channel` shares its
-//! connection, `Endpoint::connect` makes a new one). Worker `w` uses
-//! connection `w % conns`, so 1000 clients over 100 connections is ten
-//! concurrent streams per connection, as with etcd's tool.
+//! endpoints. Worker `w` uses connection `w % conns`, so 1000 clients over
+//! 100 connections is ten concurrent streams per connection, as with etcd's
+//! tool.
+//!
+//! A [`Conn`] is a bare hyper HTTP/2 client connection, not a tonic
+//! `Channel`: a `Channel` queues every request through a buffer task of its
+//! own (one more task hop and two channel operations per request) and would
+//! reconnect behind our back. The load generator shares the machine with the
+//! server it measures, so what it spends per request is taken from the
+//! server; and a broken connection should show as errors, not be healed.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use api::pb::etcdserverpb::kv_client::KvClient;
+use api::pb::etcdserverpb::lease_client::LeaseClient;
 use api::pb::etcdserverpb::maintenance_client::MaintenanceClient;
+use api::pb::etcdserverpb::watch_client::WatchClient;
 use api::pb::etcdserverpb::StatusRequest;
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
+use tonic::body::Body;
+use tonic::codegen::http::{Request, Response, Uri};
+
+/// One HTTP/2 connection; clones share it (each request is a new stream).
+#[derive(Clone)]
+pub struct Conn {
+    send: SendRequest<Body>,
+    /// `http://host:port`, which tonic's clients put in front of each path.
+    origin: Uri,
+}
+
+impl Conn {
+    pub fn kv(&self) -> KvClient<Conn> {
+        KvClient::with_origin(self.clone(), self.origin.clone())
+    }
+
+    pub fn lease(&self) -> LeaseClient<Conn> {
+        LeaseClient::with_origin(self.clone(), self.origin.clone())
+    }
+
+    pub fn watch(&self) -> WatchClient<Conn> {
+        WatchClient::with_origin(self.clone(), self.origin.clone())
+    }
+
+    pub fn maintenance(&self) -> MaintenanceClient<Conn> {
+        MaintenanceClient::with_origin(self.clone(), self.origin.clone())
+    }
+}
+
+type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Incoming>, hyper::Error>> + Send>>;
+
+impl tower_service::Service<Request<Body>> for Conn {
+    type Response = Response<Incoming>;
+    type Error = hyper::Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.send.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        Box::pin(self.send.send_request(req))
+    }
+}
 
 pub struct Pool {
-    channels: Vec<Channel>,
+    conns: Vec<Conn>,
 }
 
 impl Pool {
@@ -23,28 +82,38 @@ impl Pool {
             let ep = endpoints[i % endpoints.len()].clone();
             set.spawn(async move { (i, dial(&ep, dial_timeout).await) });
         }
-        let mut channels: Vec<Option<Channel>> = vec![None; conns];
+        let mut dialed: Vec<Option<Conn>> = vec![None; conns];
         while let Some(r) = set.join_next().await {
-            let (i, ch) = r.map_err(|e| format!("dial task failed: {e}"))?;
-            channels[i] = Some(ch?);
+            let (i, conn) = r.map_err(|e| format!("dial task failed: {e}"))?;
+            dialed[i] = Some(conn?);
         }
-        Ok(Pool { channels: channels.into_iter().flatten().collect() })
+        Ok(Pool { conns: dialed.into_iter().flatten().collect() })
     }
 
     /// The connection worker (or stream) `i` uses.
-    pub fn channel(&self, i: usize) -> Channel {
-        self.channels[i % self.channels.len()].clone()
+    pub fn conn(&self, i: usize) -> &Conn {
+        &self.conns[i % self.conns.len()]
     }
 }
 
-/// One new HTTP/2 connection to `ep`.
-pub async fn dial(ep: &str, dial_timeout: Duration) -> Result<Channel, String> {
-    let e = Endpoint::from_shared(ep.to_string())
-        .map_err(|e| format!("bad endpoint {ep:?}: {e}"))?
-        .connect_timeout(dial_timeout)
-        .tcp_nodelay(true);
-    match tokio::time::timeout(dial_timeout, e.connect()).await {
-        Ok(Ok(ch)) => Ok(ch),
+/// One new HTTP/2 connection to `ep` (`http://host:port`).
+pub async fn dial(ep: &str, dial_timeout: Duration) -> Result<Conn, String> {
+    let origin: Uri = ep.parse().map_err(|e| format!("bad endpoint {ep:?}: {e}"))?;
+    let addr = origin.authority().map(|a| a.as_str().to_string()).ok_or_else(|| format!("bad endpoint {ep:?}"))?;
+    let connect = async {
+        let tcp = TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
+        // The connection's I/O runs until the last clone of `send` is gone
+        // (or the server closes it).
+        tokio::spawn(conn);
+        Ok::<_, String>(send)
+    };
+    match tokio::time::timeout(dial_timeout, connect).await {
+        Ok(Ok(send)) => Ok(Conn { send, origin }),
         Ok(Err(err)) => Err(format!("cannot connect to {ep}: {err}")),
         Err(_) => Err(format!("cannot connect to {ep}: timed out after {dial_timeout:?}")),
     }
@@ -63,7 +132,7 @@ pub async fn leader_endpoints(
             let ch = dial(ep, dial_timeout).await?;
             let mut req = tonic::Request::new(StatusRequest {});
             req.set_timeout(request_timeout);
-            let resp = MaintenanceClient::new(ch).status(req).await.map_err(|s| format!("{ep}: {}", s.message()))?;
+            let resp = ch.maintenance().status(req).await.map_err(|s| format!("{ep}: {}", s.message()))?;
             Ok::<_, String>(resp.into_inner())
         };
         match status.await {

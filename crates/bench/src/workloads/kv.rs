@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::conn::Conn;
 use api::pb::etcdserverpb::kv_client::KvClient;
 use api::pb::etcdserverpb::request_op::Request as Op;
 use api::pb::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
 use serde_json::{json, Value};
-use tonic::transport::Channel;
 
 use crate::args::{Consistency, PutArgs, RangeArgs, TxnPutArgs};
 use crate::conn::Pool;
@@ -17,12 +17,12 @@ use crate::stats::status_message;
 
 /// A worker: its client (on connection `worker % conns`) and its key chooser.
 pub struct Client {
-    kv: KvClient<Channel>,
+    kv: KvClient<Conn>,
     rng: Rng,
 }
 
 fn client(pool: &Pool, worker: usize) -> Client {
-    Client { kv: KvClient::new(pool.channel(worker)), rng: Rng::seeded(worker as u64) }
+    Client { kv: pool.conn(worker).kv(), rng: Rng::seeded(worker as u64) }
 }
 
 fn request<T>(msg: T, limit: Duration) -> tonic::Request<T> {

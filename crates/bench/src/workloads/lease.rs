@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::conn::Conn;
 use api::pb::etcdserverpb::lease_client::LeaseClient;
 use api::pb::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 use tonic::Streaming;
 
 use crate::args::LeaseArgs;
@@ -30,7 +30,7 @@ pub struct KeepAlive {
 }
 
 pub struct Stream {
-    lease: LeaseClient<Channel>,
+    lease: LeaseClient<Conn>,
     id: i64,
     tx: mpsc::Sender<LeaseKeepAliveRequest>,
     rx: Streaming<LeaseKeepAliveResponse>,
@@ -56,7 +56,7 @@ impl Workload for KeepAlive {
 
     async fn setup(&self, worker: usize) -> Result<Stream, String> {
         let setup = async {
-            let mut lease = LeaseClient::new(self.pool.channel(worker));
+            let mut lease = self.pool.conn(worker).lease();
             let grant = lease
                 .lease_grant(LeaseGrantRequest { ttl: self.ttl, id: 0 })
                 .await

@@ -16,8 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api::pb::etcdserverpb::kv_client::KvClient;
-use api::pb::etcdserverpb::watch_client::WatchClient;
 use api::pb::etcdserverpb::watch_request::RequestUnion;
 use api::pb::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest, WatchResponse};
 use serde_json::{json, Value};
@@ -83,7 +81,7 @@ struct OpenStream {
 }
 
 async fn open_stream(pool: &Pool, s: usize, key: &[u8], watchers: usize) -> Result<OpenStream, String> {
-    let mut client = WatchClient::new(pool.channel(s));
+    let mut client = pool.conn(s).watch();
     // Every create request is queued before the stream opens (the queue holds
     // exactly this stream's watchers), so the server's first answer flushes
     // its response headers.
@@ -206,7 +204,7 @@ pub async fn run(
 
     // The putter: paced, one put at a time.
     let start = Instant::now();
-    let mut kv = KvClient::new(pool.channel(0));
+    let mut kv = pool.conn(0).kv();
     let mut put_lat = Samples::with_capacity(a.put_total as usize);
     let mut errors = ErrorCounts::default();
     let mut timed_out = false;
