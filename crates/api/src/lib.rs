@@ -1,6 +1,7 @@
 //! etcd v3 wire API for MetaStore: generated protobuf/gRPC code, the table of
 //! etcd errors, and request validation done before a request enters raft.
 
+pub mod codec;
 pub mod error;
 pub mod validate;
 
