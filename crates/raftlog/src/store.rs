@@ -392,9 +392,28 @@ impl LogStore {
         conf_state: &ConfState,
         write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> Result<(), LogStoreError> {
+        let Some(meta) = self.snapshot_meta(index, term, conf_state)? else {
+            return Ok(());
+        };
+        self.snaps.save(&meta, write_data)?;
+        self.commit_saved_snapshot(index, term)?;
+        Ok(())
+    }
+
+    /// The metadata of a local snapshot at `(index, term)`, after the checks
+    /// [`LogStore::create_snapshot`] makes; None when it is not newer than the
+    /// current one. For a caller that saves the file itself (from another
+    /// thread, into [`LogStore::snapshot_store`]) and then calls
+    /// [`LogStore::commit_saved_snapshot`].
+    pub fn snapshot_meta(
+        &self,
+        index: u64,
+        term: u64,
+        conf_state: &ConfState,
+    ) -> Result<Option<SnapshotMetadata>, LogStoreError> {
         if index <= self.snapshot.0 {
             debug!(index, snapshot_index = self.snapshot.0, "snapshot not newer; skipped");
-            return Ok(());
+            return Ok(None);
         }
         let commit = self.storage.rl().hard_state().commit;
         if index > commit {
@@ -408,8 +427,19 @@ impl LogStore {
                 "snapshot term {term} does not match entry {index}'s term {actual}"
             )));
         }
-        let meta = SnapshotMetadata { index, term, conf_state: Some(conf_state.clone()).into(), ..Default::default() };
-        self.snaps.save(&meta, write_data)?;
+        Ok(Some(SnapshotMetadata { index, term, conf_state: Some(conf_state.clone()).into(), ..Default::default() }))
+    }
+
+    /// Makes a saved snapshot file at `(index, term)` the latest snapshot:
+    /// durable WAL marker, then the log below it (but the catch-up entries)
+    /// goes. Returns false, changing nothing, when a newer snapshot was taken
+    /// or installed meanwhile (the file is then just an old one, pruned in
+    /// time).
+    pub fn commit_saved_snapshot(&mut self, index: u64, term: u64) -> Result<bool, LogStoreError> {
+        if index <= self.snapshot.0 {
+            debug!(index, snapshot_index = self.snapshot.0, "saved snapshot superseded; not recorded");
+            return Ok(false);
+        }
         self.wal.mark_snapshot(index, term)?;
         // Entry `index` itself always stays: raft-rs needs the term of the
         // last entry, and MemStorage::compact does not record the snapshot.
@@ -417,7 +447,7 @@ impl LogStore {
         self.storage.wl().compact(compact_to)?;
         self.snapshot = (index, term);
         info!(index, term, first_index = self.first_index(), "created snapshot");
-        Ok(())
+        Ok(true)
     }
 
     /// Writes the latest local snapshot's file again with data, for a state

@@ -13,8 +13,11 @@
 //!   so a snapshot taken from one engine kind can be installed into another.
 //! - Malformed input (a bad dump, corrupt on-disk data) is reported as
 //!   [`EngineError::Corrupt`], never as a panic.
+//! - A [`DeferredDump`] writes the state as of its creation, however long it
+//!   runs: writes below its `key_end` in [`Table::Key`] wait until it is done.
 
 use std::io;
+use std::sync::Arc;
 
 /// The tables (column families / buckets) an engine holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -122,6 +125,11 @@ pub enum EngineError {
     Backend(String),
 }
 
+/// A dump whose contents were fixed when it was taken, written later by
+/// whichever thread runs it; see [`Engine::deferred_dump`]. Dropping it
+/// unrun releases what it holds.
+pub type DeferredDump = Box<dyn FnOnce(&mut dyn io::Write) -> Result<(), EngineError> + Send>;
+
 /// An ordered, multi-table key-value engine. See the module docs for the
 /// invariants implementations keep.
 pub trait Engine: Send + Sync + 'static {
@@ -151,6 +159,18 @@ pub trait Engine: Send + Sync + 'static {
     /// (used for raft snapshots); must be a consistent view when no writer runs
     /// concurrently.
     fn dump(&self, out: &mut dyn io::Write) -> Result<(), EngineError>;
+
+    /// Like [`dump`](Engine::dump), but returns at once with a job that
+    /// writes the dump later, from any thread, while writes go on: the job
+    /// writes the state as of this call. That holds for writes to
+    /// [`Table::Key`] at or above `key_end`, which the job leaves out; any
+    /// write below `key_end` waits until the job is done or dropped (so the
+    /// caller must not make one on the thread that runs the job). Other
+    /// tables are copied now. `Ok(None)`: this engine cannot, dump
+    /// synchronously instead.
+    fn deferred_dump(self: Arc<Self>, _key_end: Vec<u8>) -> Result<Option<DeferredDump>, EngineError> {
+        Ok(None)
+    }
 
     /// Replaces ALL contents with a stream produced by dump(); rejects malformed
     /// input with EngineError::Corrupt (never panics). On error a volatile

@@ -9,7 +9,7 @@ pub mod engine;
 pub mod memory;
 pub mod mvcc;
 
-pub use engine::{BatchOp, Engine, EngineError, Table, WriteBatch};
+pub use engine::{BatchOp, DeferredDump, Engine, EngineError, Table, WriteBatch};
 pub use memory::MemoryEngine;
 pub use mvcc::{
     AppliedIndex, Event, EventKind, KeyRange, KeyValue, MvccError, MvccStore, RangeOptions, RangeResult, Revision,

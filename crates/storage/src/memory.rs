@@ -19,12 +19,13 @@
 use std::io;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crossbeam_skiplist::SkipMap;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::dump::{read_dump, read_dump_with, DumpWriter};
-use crate::engine::{BatchOp, Engine, EngineError, Table, WriteBatch};
+use crate::engine::{BatchOp, DeferredDump, Engine, EngineError, Table, WriteBatch};
 
 type TableMap = SkipMap<Vec<u8>, Vec<u8>>;
 
@@ -35,6 +36,29 @@ pub struct MemoryEngine {
     bytes: AtomicU64,
     /// Serialises `write`, `dump` and `restore`.
     write_lock: Mutex<()>,
+    /// Deferred dumps not yet done, and the highest `key_end` among them.
+    dumps: Mutex<ActiveDumps>,
+    dumps_done: Condvar,
+}
+
+#[derive(Default)]
+struct ActiveDumps {
+    count: usize,
+    key_end: Vec<u8>,
+}
+
+/// Held by a deferred dump's job; dropping it lets waiting writes go on.
+struct DumpGuard(Arc<MemoryEngine>);
+
+impl Drop for DumpGuard {
+    fn drop(&mut self) {
+        let mut d = self.0.dumps.lock();
+        d.count -= 1;
+        if d.count == 0 {
+            d.key_end.clear();
+        }
+        self.0.dumps_done.notify_all();
+    }
 }
 
 impl Default for MemoryEngine {
@@ -46,7 +70,13 @@ impl Default for MemoryEngine {
 impl MemoryEngine {
     /// An empty engine.
     pub fn new() -> Self {
-        MemoryEngine { tables: Default::default(), bytes: AtomicU64::new(0), write_lock: Mutex::new(()) }
+        MemoryEngine {
+            tables: Default::default(),
+            bytes: AtomicU64::new(0),
+            write_lock: Mutex::new(()),
+            dumps: Mutex::new(ActiveDumps::default()),
+            dumps_done: Condvar::new(),
+        }
     }
 
     fn table(&self, table: Table) -> &TableMap {
@@ -62,6 +92,22 @@ impl MemoryEngine {
     pub fn is_empty(&self) -> bool {
         self.tables.iter().all(|t| t.is_empty())
     }
+
+    /// Waits while a deferred dump runs that `conflicts` with (given its
+    /// `key_end`). Bounded by the dump's own run time.
+    fn wait_for_dumps(&self, conflicts: impl Fn(&[u8]) -> bool) {
+        let mut d = self.dumps.lock();
+        while d.count > 0 && conflicts(&d.key_end) {
+            self.dumps_done.wait(&mut d);
+        }
+    }
+}
+
+/// True when `batch` writes [`Table::Key`] below `key_end`.
+fn writes_key_below(batch: &WriteBatch, key_end: &[u8]) -> bool {
+    batch.ops.iter().any(|op| match op {
+        BatchOp::Put { table, key, .. } | BatchOp::Delete { table, key } => *table == Table::Key && &key[..] < key_end,
+    })
 }
 
 fn entry_size(key: &[u8], value: &[u8]) -> u64 {
@@ -100,6 +146,7 @@ impl Engine for MemoryEngine {
 
     fn write(&self, batch: WriteBatch) -> Result<(), EngineError> {
         let _guard = self.write_lock.lock();
+        self.wait_for_dumps(|key_end| writes_key_below(&batch, key_end));
         let (mut added, mut removed) = (0u64, 0u64);
         for op in batch.ops {
             match op {
@@ -145,8 +192,45 @@ impl Engine for MemoryEngine {
         w.finish()
     }
 
+    fn deferred_dump(self: Arc<Self>, key_end: Vec<u8>) -> Result<Option<DeferredDump>, EngineError> {
+        let copied: Vec<(Table, Vec<(Vec<u8>, Vec<u8>)>)> = {
+            let _guard = self.write_lock.lock();
+            let mut d = self.dumps.lock();
+            d.count += 1;
+            if key_end > d.key_end {
+                d.key_end = key_end.clone();
+            }
+            Table::all()
+                .iter()
+                .filter(|&&t| t != Table::Key)
+                .map(|&t| (t, self.table(t).iter().map(|e| (e.key().clone(), e.value().clone())).collect()))
+                .collect()
+        };
+        let guard = DumpGuard(self);
+        Ok(Some(Box::new(move |out: &mut dyn io::Write| {
+            let engine = &guard.0;
+            let mut w = DumpWriter::new(out)?;
+            let mut copied = copied.into_iter();
+            for &table in Table::all() {
+                w.begin_table(table)?;
+                if table == Table::Key {
+                    let below: (Bound<&[u8]>, Bound<&[u8]>) = (Bound::Unbounded, Bound::Excluded(&key_end));
+                    for e in engine.table(table).range::<[u8], _>(below) {
+                        w.entry(e.key(), e.value())?;
+                    }
+                } else if let Some((_, entries)) = copied.next() {
+                    for (k, v) in &entries {
+                        w.entry(k, v)?;
+                    }
+                }
+            }
+            w.finish()
+        })))
+    }
+
     fn restore(&self, input: &mut dyn io::Read) -> Result<(), EngineError> {
         let _guard = self.write_lock.lock();
+        self.wait_for_dumps(|_| true);
         if self.is_empty() {
             // A restart: nothing to keep on error, so entries go straight
             // into the maps as they are read (half the peak memory of
@@ -206,6 +290,65 @@ mod tests {
         e.restore(&mut &dump[..]).unwrap();
         assert_eq!(e.table_len(Table::Key), 100);
         assert_eq!(e.size_bytes(), source.size_bytes());
+    }
+
+    fn put(e: &MemoryEngine, table: Table, key: &[u8], value: &[u8]) {
+        let mut b = WriteBatch::default();
+        b.put(table, key.to_vec(), value.to_vec());
+        e.write(b).unwrap();
+    }
+
+    #[test]
+    fn a_deferred_dump_writes_the_state_it_was_taken_at() {
+        let e = Arc::new(MemoryEngine::new());
+        put(&e, Table::Key, b"k1", b"v1");
+        put(&e, Table::Key, b"k2", b"v2");
+        put(&e, Table::Meta, b"m", b"1");
+        put(&e, Table::Lease, b"l1", b"x");
+        let mut then = Vec::new();
+        e.dump(&mut then).unwrap();
+        let job = e.clone().deferred_dump(b"k3".to_vec()).unwrap().expect("the memory engine defers");
+        // Changes after it was taken: at or above the bound in Table::Key,
+        // anywhere in the other tables.
+        put(&e, Table::Key, b"k3", b"v3");
+        put(&e, Table::Meta, b"m", b"2");
+        let mut b = WriteBatch::default();
+        b.delete(Table::Lease, b"l1".to_vec());
+        e.write(b).unwrap();
+        let mut later = Vec::new();
+        job(&mut later).unwrap();
+        assert_eq!(later, then);
+    }
+
+    #[test]
+    fn writes_below_a_running_dumps_bound_wait_for_it() {
+        let e = Arc::new(MemoryEngine::new());
+        put(&e, Table::Key, b"k1", b"v1");
+        let job = e.clone().deferred_dump(b"k5".to_vec()).unwrap().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let writer = {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                let mut b = WriteBatch::default();
+                b.delete(Table::Key, b"k1".to_vec());
+                e.write(b).unwrap();
+                done_tx.send(()).unwrap();
+            })
+        };
+        let waited = done_rx.recv_timeout(std::time::Duration::from_millis(200));
+        assert!(waited.is_err(), "a delete below the bound must wait for the dump");
+        let mut out = Vec::new();
+        job(&mut out).unwrap();
+        done_rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the delete goes on once the dump is done");
+        writer.join().unwrap();
+        let mut dumped = read_dump(&mut &out[..]).unwrap();
+        assert_eq!(dumped.take_table(Table::Key), vec![(b"k1".to_vec(), b"v1".to_vec())]);
+        assert_eq!(e.table_len(Table::Key), 0);
+        // A job dropped unrun releases its hold too.
+        let job = e.clone().deferred_dump(b"k9".to_vec()).unwrap().unwrap();
+        drop(job);
+        put(&e, Table::Key, b"k2", b"v2");
+        assert_eq!(e.table_len(Table::Key), 1);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!   answers "too many requests" (or drops a peer message, which raft
 //!   retransmits) instead of waiting.
 
+mod background;
 mod bootstrap;
 mod conf;
 mod runner;

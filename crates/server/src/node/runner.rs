@@ -19,6 +19,7 @@ use raftlog::LogStore;
 use storage::AppliedIndex;
 use tokio::sync::{oneshot, watch};
 
+use super::background::BackgroundSnapshot;
 use super::bootstrap::Opened;
 use super::{ApplyWaiters, NodeError, NodeHandle, NodeMsg, Report};
 use crate::apply::Applier;
@@ -76,6 +77,8 @@ pub struct Runner {
     /// a volatile engine; a persistent one writes data-less snapshots that
     /// only cut the log, and dumps the state when a member needs it).
     last_snapshot_has_data: bool,
+    /// A periodic snapshot being written off this thread.
+    background: Option<BackgroundSnapshot>,
     pending_reads: Vec<ReadWaiter>,
     inflight_reads: HashMap<u64, (Instant, Vec<ReadWaiter>)>,
     read_seq: u64,
@@ -130,6 +133,7 @@ impl Runner {
             snapshot_count: cfg.snapshot_count.max(1),
             last_snapshot: opened.last_snapshot,
             last_snapshot_has_data: volatile,
+            background: None,
             pending_reads: Vec::new(),
             inflight_reads: HashMap::new(),
             read_seq: 0,
@@ -159,7 +163,13 @@ impl Runner {
     }
 
     pub fn run(mut self) -> Result<(), NodeError> {
-        let result = self.run_loop();
+        let mut result = self.run_loop();
+        // A snapshot being written is finished and recorded, so the next
+        // start replays less.
+        let finished = self.finish_background_snapshot(true);
+        if result.is_ok() {
+            result = finished;
+        }
         if let Err(e) = &result {
             tracing::error!(error = %e, "raft node stopped on error");
         }
@@ -214,6 +224,7 @@ impl Runner {
                 // A peer needs a snapshot newer than the files hold.
                 self.snapshot(true)?;
             }
+            self.finish_background_snapshot(false)?;
         }
         Ok(())
     }
@@ -490,7 +501,7 @@ impl Runner {
         } else {
             applied >= self.last_snapshot + self.snapshot_count
         };
-        if !due {
+        if !due || (self.background.is_some() && !force) {
             return Ok(());
         }
         let with_data = force || !self.applier.mvcc().engine().persistent();
@@ -503,6 +514,15 @@ impl Runner {
         // The log below this snapshot goes: what the engine holds must not be
         // lost with it.
         engine.sync()?;
+        if with_data && !force && applied != self.last_snapshot {
+            if let Some(dump) = self.applier.mvcc().deferred_dump()? {
+                if let Some(meta) = self.log.snapshot_meta(applied, term, &cs)? {
+                    let store = self.log.snapshot_store();
+                    self.background = Some(BackgroundSnapshot::start(store, meta, dump)?);
+                }
+                return Ok(());
+            }
+        }
         let started = Instant::now();
         let mut dump = |w: &mut dyn std::io::Write| engine.dump(w).map_err(std::io::Error::other);
         let mut no_data = |_: &mut dyn std::io::Write| Ok(());
@@ -517,6 +537,29 @@ impl Runner {
         tracing::info!(index = applied, with_data, elapsed_ms, "snapshot saved");
         self.last_snapshot = applied;
         self.last_snapshot_has_data = with_data;
+        Ok(())
+    }
+
+    /// Records the background snapshot once its file is saved (waiting for
+    /// it when `wait`). A failed write stops the node, as a failed
+    /// synchronous snapshot does.
+    fn finish_background_snapshot(&mut self, wait: bool) -> Result<(), NodeError> {
+        match &self.background {
+            Some(bg) if wait || bg.is_finished() => {}
+            _ => return Ok(()),
+        }
+        let Some(bg) = self.background.take() else {
+            return Ok(());
+        };
+        let (index, term) = (bg.index, bg.term);
+        let (written, elapsed) = bg.join();
+        written?;
+        if self.log.commit_saved_snapshot(index, term)? {
+            self.last_snapshot = index;
+            self.last_snapshot_has_data = true;
+            let elapsed_ms = elapsed.as_millis() as u64;
+            tracing::info!(index, with_data = true, background = true, elapsed_ms, "snapshot saved");
+        }
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::engine::{Engine, Table, WriteBatch};
+use crate::engine::{DeferredDump, Engine, Table, WriteBatch};
 
 use super::error::MvccError;
 use super::index::TreeIndex;
@@ -278,6 +278,18 @@ impl MvccStore {
         let _writer = self.writer.lock();
         let _exclusive = self.compaction.write();
         self.load()
+    }
+
+    /// A dump of the engine as of the current revision, written later by
+    /// another thread while applies go on ([`Engine::deferred_dump`]); None
+    /// when the engine cannot defer. Call it on the writer's thread, between
+    /// applies: every later revision's [`Table::Key`] entry sorts at or above
+    /// the bound given, and compaction (the only writer below it) waits for
+    /// the dump.
+    pub fn deferred_dump(&self) -> Result<Option<DeferredDump>, MvccError> {
+        let _writer = self.writer.lock();
+        let end = Revision::new(self.current_revision() + 1, 0).to_bytes().to_vec();
+        Ok(self.engine.clone().deferred_dump(end)?)
     }
 
     /// [`Engine::restore`] then [`Self::reload`] as one step, so no reader or

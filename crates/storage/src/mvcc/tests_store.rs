@@ -342,6 +342,30 @@ fn snapshot_install_replaces_everything() {
 }
 
 #[test]
+fn a_deferred_dump_installs_as_the_state_it_was_taken_at() {
+    let src = open();
+    put(&src, "a", "1");
+    put(&src, "b", "2");
+    del(&src, &single("a"));
+    let at = src.range(&all(), RangeOptions::default()).unwrap();
+    let job = src.deferred_dump().unwrap().expect("the memory engine defers");
+    // Applies go on while the dump waits to be written.
+    put(&src, "a", "3");
+    put(&src, "c", "4");
+    let mut dump = Vec::new();
+    job(&mut dump).unwrap();
+
+    let dst = open();
+    dst.restore_snapshot(&mut &dump[..]).unwrap();
+    assert_eq!(dst.current_revision(), 4);
+    assert_eq!(dst.range(&all(), RangeOptions::default()).unwrap(), at);
+    assert_eq!(get(&dst, "a", 2).map(|kv| kv.value), Some(b"1".to_vec()), "history before it is kept");
+    // Compaction, the one writer below the dump's bound, runs once it is done.
+    src.compact(4, applied(9)).unwrap();
+    assert_eq!(src.compact_revision(), 4);
+}
+
+#[test]
 fn open_rejects_corrupt_key_table() {
     let engine = Arc::new(MemoryEngine::new());
     let mut b = crate::WriteBatch::default();
