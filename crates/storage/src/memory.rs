@@ -28,6 +28,7 @@ use crate::dump::{read_dump, read_dump_with, DumpWriter};
 use crate::engine::{BatchOp, DeferredDump, Engine, EngineError, Table, WriteBatch};
 
 type TableMap = SkipMap<Vec<u8>, Vec<u8>>;
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The in-memory engine (the default).
 pub struct MemoryEngine {
@@ -193,7 +194,8 @@ impl Engine for MemoryEngine {
     }
 
     fn deferred_dump(self: Arc<Self>, key_end: Vec<u8>) -> Result<Option<DeferredDump>, EngineError> {
-        let copied: Vec<(Table, Vec<(Vec<u8>, Vec<u8>)>)> = {
+        // Every table but Key, copied now, in Table::all() order.
+        let copied: Vec<Pairs> = {
             let _guard = self.write_lock.lock();
             let mut d = self.dumps.lock();
             d.count += 1;
@@ -203,7 +205,7 @@ impl Engine for MemoryEngine {
             Table::all()
                 .iter()
                 .filter(|&&t| t != Table::Key)
-                .map(|&t| (t, self.table(t).iter().map(|e| (e.key().clone(), e.value().clone())).collect()))
+                .map(|&t| self.table(t).iter().map(|e| (e.key().clone(), e.value().clone())).collect())
                 .collect()
         };
         let guard = DumpGuard(self);
@@ -218,7 +220,7 @@ impl Engine for MemoryEngine {
                     for e in engine.table(table).range::<[u8], _>(below) {
                         w.entry(e.key(), e.value())?;
                     }
-                } else if let Some((_, entries)) = copied.next() {
+                } else if let Some(entries) = copied.next() {
                     for (k, v) in &entries {
                         w.entry(k, v)?;
                     }
