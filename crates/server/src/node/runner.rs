@@ -544,9 +544,8 @@ impl Runner {
     /// it when `wait`). A failed write stops the node, as a failed
     /// synchronous snapshot does.
     fn finish_background_snapshot(&mut self, wait: bool) -> Result<(), NodeError> {
-        match &self.background {
-            Some(bg) if wait || bg.is_finished() => {}
-            _ => return Ok(()),
+        if !self.background.as_ref().is_some_and(|bg| wait || bg.is_finished()) {
+            return Ok(());
         }
         let Some(bg) = self.background.take() else {
             return Ok(());
