@@ -184,9 +184,10 @@ impl Wal {
                     warn!(
                         segment = %last.path.display(),
                         offset = valid_len,
-                        dropped_bytes = file_len - valid_len,
+                        // The torn record plus the preallocated zeros after it.
+                        tail_bytes = file_len - valid_len,
                         %reason,
-                        "truncating torn tail of the last WAL segment"
+                        "truncating torn tail of the last WAL segment (it is preallocated again)"
                     );
                     file.set_len(valid_len).and_then(|()| file.sync_all()).map_err(|e| WalError::io(&last.path, e))?;
                 }

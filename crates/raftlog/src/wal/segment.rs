@@ -184,15 +184,18 @@ pub(crate) fn scan(
         offset = end;
     };
 
-    let zeros_follow = match bad.tail {
-        Tail::ReachesEof => true,
-        Tail::ZerosMustFollow => rest_is_zero(&mut r).map_err(io_err)?,
-        Tail::Never => false,
-    };
-    if is_last && bad.zeros && zeros_follow {
+    // Only the last segment may end in zeros or a torn record: do not read
+    // the rest of an earlier one that is corrupt anyway.
+    let zeros_follow = is_last
+        && match bad.tail {
+            Tail::ReachesEof => true,
+            Tail::ZerosMustFollow => rest_is_zero(&mut r).map_err(io_err)?,
+            Tail::Never => false,
+        };
+    if bad.zeros && zeros_follow {
         return Ok(ScanEnd { valid_len: bad.offset, file_len, torn: None });
     }
-    let torn = is_last && zeros_follow;
+    let torn = zeros_follow;
     if !torn {
         let reason = if is_last {
             format!("{}, followed by more data", bad.reason)
