@@ -535,10 +535,33 @@ async fn request_beyond_the_grpc_receive_limit() {
 // ---------------------------------------------------------------- Deadlines
 
 /// Sends a signal to a server process (STOP freezes it, CONT resumes it).
+/// kill(2) returns before a stop takes effect: each thread stops only when it
+/// next runs, which on a loaded machine can take long enough for a running
+/// thread to answer one more request. So a STOP waits until every thread of
+/// the process shows state T in /proc.
 fn signal(s: &ServerProcess, sig: &str) {
     let pid = s.pid().expect("server is running").to_string();
     let ok = std::process::Command::new("kill").args([sig, pid.as_str()]).status().expect("run kill").success();
     assert!(ok, "kill {sig} {pid}");
+    if sig == "-STOP" {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !all_threads_stopped(&pid) {
+            assert!(Instant::now() < deadline, "server {pid} did not stop within 10 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in its
+/// `/proc/<pid>/task/<tid>/stat`; the state follows the parenthesised name).
+fn all_threads_stopped(pid: &str) -> bool {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("read the server's threads");
+    tasks.flatten().all(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        // A thread that exited between the listing and the read is no runner.
+        stat.is_empty() || state == Some('T')
+    })
 }
 
 /// A request whose deadline passes fails with DeadlineExceeded or Cancelled
