@@ -48,13 +48,16 @@ fn main() {
 }
 
 async fn serve(r: flags::Resolved) -> Result<(), String> {
-    let mut client = Vec::new();
-    for addr in &r.client_addrs {
-        client.push(TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for clients: {e}"))?);
-    }
+    // Peers first, as etcd does: a client port that accepts connections then
+    // means every listener is bound, so a taken peer port never shows as a
+    // server that answered a connect and then vanished.
     let mut peer = Vec::new();
     for addr in &r.peer_addrs {
         peer.push(TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for peers: {e}"))?);
+    }
+    let mut client = Vec::new();
+    for addr in &r.client_addrs {
+        client.push(TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for clients: {e}"))?);
     }
     for l in &client {
         if let Ok(a) = l.local_addr() {

@@ -398,9 +398,9 @@ async fn requests_right_after_start_are_served() {
             let srv = s.await.expect("start");
             let mut c = client(&srv).await;
             let r = c.get("k", None).await;
-            assert!(r.is_ok(), "a get right after start (server {i}): {r:?}");
+            assert!(r.is_ok(), "a get right after start (server {i}): {r:?}; log:\n{}", srv.log_text());
             let r = c.lease_grant(60, None).await;
-            assert!(r.is_ok(), "a grant right after start (server {i}): {r:?}");
+            assert!(r.is_ok(), "a grant right after start (server {i}): {r:?}; log:\n{}", srv.log_text());
         }));
     }
     for t in tasks {
