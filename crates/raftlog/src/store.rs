@@ -461,16 +461,29 @@ impl LogStore {
         conf_state: &ConfState,
         write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> Result<(), LogStoreError> {
+        let meta = self.refill_meta(index, term, conf_state)?;
+        self.snaps.save(&meta, write_data)?;
+        info!(index, term, "snapshot written again with data");
+        Ok(())
+    }
+
+    /// The metadata for writing the latest snapshot's file again with data,
+    /// after the checks [`LogStore::refill_snapshot`] makes; for a caller
+    /// that saves the file itself into [`LogStore::snapshot_store`] (nothing
+    /// is to be recorded afterwards).
+    pub fn refill_meta(
+        &self,
+        index: u64,
+        term: u64,
+        conf_state: &ConfState,
+    ) -> Result<SnapshotMetadata, LogStoreError> {
         if (index, term) != self.snapshot {
             return Err(LogStoreError::Inconsistent(format!(
                 "refilling snapshot {index}/{term} but the latest is {}/{}",
                 self.snapshot.0, self.snapshot.1
             )));
         }
-        let meta = SnapshotMetadata { index, term, conf_state: Some(conf_state.clone()).into(), ..Default::default() };
-        self.snaps.save(&meta, write_data)?;
-        info!(index, term, "snapshot written again with data");
-        Ok(())
+        Ok(SnapshotMetadata { index, term, conf_state: Some(conf_state.clone()).into(), ..Default::default() })
     }
 
     /// Index of the last log entry (the snapshot index if the log is empty).

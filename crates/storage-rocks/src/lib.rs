@@ -16,12 +16,15 @@
 //! - Iterators and snapshots are scoped values: they are released on every
 //!   path, errors included. Every RocksDB error becomes an [`EngineError`].
 //! - [`Engine::dump`] reads one RocksDB snapshot, so it is consistent even
-//!   while writes go on. [`Engine::restore`] streams: it first removes every
+//!   while writes go on; [`Engine::deferred_dump`] takes that snapshot at
+//!   once and reads it later on a thread of its own (`deferred`), and no
+//!   write ever waits for it. [`Engine::restore`] streams: it first removes every
 //!   key (range deletes) and the applied index, writes the dump in bounded
 //!   batches, writes the dump's applied index last and syncs. A crash or a
 //!   corrupt dump part-way leaves no applied index, which makes the node
 //!   restore again rather than trust a partial state.
 
+mod deferred;
 mod options;
 
 use std::io;
@@ -34,7 +37,7 @@ use parking_lot::Mutex;
 use rocksdb::{ColumnFamily, IteratorMode, ReadOptions, WriteOptions, DB};
 use storage::dump::{read_dump_with, DumpWriter};
 use storage::mvcc::meta::{APPLIED_INDEX_KEY, APPLIED_TERM_KEY};
-use storage::{BatchOp, Engine, EngineError, Table, WriteBatch};
+use storage::{BatchOp, DeferredDump, Engine, EngineError, Table, WriteBatch};
 
 pub use options::RocksOptions;
 
@@ -97,6 +100,26 @@ impl RocksEngine {
         let last = it.key().map(<[u8]>::to_vec);
         it.status().map_err(backend)?;
         Ok(last)
+    }
+
+    /// Writes the dump of the view `snap` (see [`Engine::dump`]).
+    fn dump_from(&self, snap: &rocksdb::Snapshot<'_>, out: &mut dyn io::Write) -> Result<(), EngineError> {
+        let mut w = DumpWriter::new(out)?;
+        for &table in Table::all() {
+            w.begin_table(table)?;
+            let mut ro = ReadOptions::default();
+            ro.set_snapshot(snap);
+            // A full scan would only churn the block cache.
+            ro.fill_cache(false);
+            let mut it = self.db.raw_iterator_cf_opt(self.cf(table)?, ro);
+            it.seek_to_first();
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                w.entry(k, v)?;
+                it.next();
+            }
+            it.status().map_err(backend)?;
+        }
+        w.finish()
     }
 
     fn write_raw(&self, batch: rocksdb::WriteBatch) -> Result<(), EngineError> {
@@ -169,23 +192,11 @@ impl Engine for RocksEngine {
     }
 
     fn dump(&self, out: &mut dyn io::Write) -> Result<(), EngineError> {
-        let snap = self.db.snapshot();
-        let mut w = DumpWriter::new(out)?;
-        for &table in Table::all() {
-            w.begin_table(table)?;
-            let mut ro = ReadOptions::default();
-            ro.set_snapshot(&snap);
-            // A full scan would only churn the block cache.
-            ro.fill_cache(false);
-            let mut it = self.db.raw_iterator_cf_opt(self.cf(table)?, ro);
-            it.seek_to_first();
-            while let (Some(k), Some(v)) = (it.key(), it.value()) {
-                w.entry(k, v)?;
-                it.next();
-            }
-            it.status().map_err(backend)?;
-        }
-        w.finish()
+        self.dump_from(&self.db.snapshot(), out)
+    }
+
+    fn deferred_dump(self: Arc<Self>, _key_end: Vec<u8>) -> Result<Option<DeferredDump>, EngineError> {
+        deferred::start(self).map(Some)
     }
 
     fn restore(&self, input: &mut dyn io::Read) -> Result<(), EngineError> {

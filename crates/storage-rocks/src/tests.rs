@@ -146,3 +146,93 @@ fn a_restore_cut_short_leaves_no_applied_index() {
     assert_eq!(meta::load_applied(&engine).unwrap(), AppliedIndex { index: 77, term: 3 });
     assert_eq!(count_keys(&engine, Table::Key).unwrap(), 10_000);
 }
+
+/// Every table's contents, for comparing states.
+fn state(engine: &dyn Engine) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
+    Table::all().iter().map(|&t| conformance::all_pairs(engine, t)).collect()
+}
+
+#[test]
+fn a_deferred_dump_writes_the_state_it_was_taken_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(open(dir.path()));
+    let mut b = WriteBatch::default();
+    // Enough to need many chunks (about 5 MB).
+    for i in 0..20_000u32 {
+        b.put(Table::Key, i.to_be_bytes().to_vec(), vec![1; 256]);
+    }
+    b.put(Table::Lease, b"l1".to_vec(), b"lease".to_vec());
+    meta::put_applied(&mut b, AppliedIndex { index: 9, term: 2 });
+    engine.write(b).unwrap();
+    let expected = state(engine.as_ref());
+
+    let job = engine.clone().deferred_dump(vec![0xff]).unwrap().expect("RocksDB defers");
+    // Later writes, below and above the bound, in every table, never wait
+    // and never show in the dump.
+    let mut b = WriteBatch::default();
+    b.delete(Table::Key, 5u32.to_be_bytes().to_vec());
+    b.put(Table::Key, 20_000u32.to_be_bytes().to_vec(), vec![2]);
+    b.delete(Table::Lease, b"l1".to_vec());
+    meta::put_applied(&mut b, AppliedIndex { index: 10, term: 2 });
+    engine.write(b).unwrap();
+
+    let mut dump = Vec::new();
+    let writer = std::thread::spawn(move || {
+        job(&mut dump).unwrap();
+        dump
+    });
+    let dump = writer.join().unwrap();
+    let restored = storage::MemoryEngine::new();
+    restored.restore(&mut &dump[..]).unwrap();
+    assert_eq!(state(&restored), expected);
+    assert_ne!(state(engine.as_ref()), expected, "the later writes are in the engine");
+}
+
+#[test]
+fn a_deferred_dump_dropped_unrun_or_cut_off_lets_the_database_close() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Arc::new(open(dir.path()));
+        let mut b = WriteBatch::default();
+        for i in 0..20_000u32 {
+            b.put(Table::Key, i.to_be_bytes().to_vec(), vec![1; 256]);
+        }
+        engine.write(b).unwrap();
+        let unrun = engine.clone().deferred_dump(vec![0xff]).unwrap().unwrap();
+        drop(unrun);
+        // A reader that fails part-way: the job reports it and returns.
+        struct Failing(usize);
+        impl io::Write for Failing {
+            fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+                if self.0 < data.len() {
+                    return Err(io::Error::other("disk full"));
+                }
+                self.0 -= data.len();
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let cut = engine.clone().deferred_dump(vec![0xff]).unwrap().unwrap();
+        let err = cut(&mut Failing(1 << 20)).expect_err("the write failed");
+        assert!(err.to_string().contains("disk full"), "{err}");
+    }
+    // The producers let go of the database: it opens again (RocksDB's lock
+    // file refuses a second open while the first is held). The unrun job's
+    // producer exits on its own, so allow it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match RocksEngine::open(dir.path(), &RocksOptions::default()) {
+            Ok(e) => {
+                assert_eq!(count_keys(&e, Table::Key).unwrap(), 20_000);
+                break;
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("the database stayed open: {e}"),
+        }
+    }
+}

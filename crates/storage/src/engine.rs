@@ -14,7 +14,8 @@
 //! - Malformed input (a bad dump, corrupt on-disk data) is reported as
 //!   [`EngineError::Corrupt`], never as a panic.
 //! - A [`DeferredDump`] writes the state as of its creation, however long it
-//!   runs: writes below its `key_end` in [`Table::Key`] wait until it is done.
+//!   runs; writes below its `key_end` in [`Table::Key`] may wait until it is
+//!   done (the memory engine's do).
 
 use std::io;
 use std::sync::Arc;
@@ -162,12 +163,13 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Like [`dump`](Engine::dump), but returns at once with a job that
     /// writes the dump later, from any thread, while writes go on: the job
-    /// writes the state as of this call. That holds for writes to
-    /// [`Table::Key`] at or above `key_end`, which the job leaves out; any
-    /// write below `key_end` waits until the job is done or dropped (so the
-    /// caller must not make one on the thread that runs the job). Other
-    /// tables are copied now. `Ok(None)`: this engine cannot, dump
-    /// synchronously instead.
+    /// writes the state as of this call. The caller promises that later
+    /// writes to [`Table::Key`] go at or above `key_end` (the job may leave
+    /// them out); a write below `key_end` may wait until the job is done or
+    /// dropped (so the caller must not make one on the thread that runs the
+    /// job). The memory engine copies the other tables now and makes such
+    /// writes wait; RocksDB reads a snapshot and makes nothing wait.
+    /// `Ok(None)`: this engine cannot, dump synchronously instead.
     fn deferred_dump(self: Arc<Self>, _key_end: Vec<u8>) -> Result<Option<DeferredDump>, EngineError> {
         Ok(None)
     }

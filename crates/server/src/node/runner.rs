@@ -494,6 +494,9 @@ impl Runner {
     /// the last one has no data). A persistent engine's periodic snapshots
     /// are data-less: the engine holds the state, the snapshot only lets the
     /// log be cut, so neither the disk nor the raft thread pays for a dump.
+    /// Snapshots with data are written in the background when the engine
+    /// can defer its dump (both engines can); one running answers a request
+    /// for another, since raft asks again until a file serves it.
     fn snapshot(&mut self, force: bool) -> Result<(), NodeError> {
         let applied = self.applier.mvcc().applied_index().index;
         let due = if force {
@@ -501,7 +504,7 @@ impl Runner {
         } else {
             applied >= self.last_snapshot + self.snapshot_count
         };
-        if !due || (self.background.is_some() && !force) {
+        if !due || self.background.is_some() {
             return Ok(());
         }
         let with_data = force || !self.applier.mvcc().engine().persistent();
@@ -514,9 +517,14 @@ impl Runner {
         // The log below this snapshot goes: what the engine holds must not be
         // lost with it.
         engine.sync()?;
-        if with_data && !force && applied != self.last_snapshot {
+        if with_data {
             if let Some(dump) = self.applier.mvcc().deferred_dump()? {
-                if let Some(meta) = self.log.snapshot_meta(applied, term, &cs)? {
+                let meta = if applied == self.last_snapshot {
+                    Some(self.log.refill_meta(applied, term, &cs)?)
+                } else {
+                    self.log.snapshot_meta(applied, term, &cs)?
+                };
+                if let Some(meta) = meta {
                     let store = self.log.snapshot_store();
                     self.background = Some(BackgroundSnapshot::start(store, meta, dump)?);
                 }
@@ -553,11 +561,16 @@ impl Runner {
         let (index, term) = (bg.index, bg.term);
         let (written, elapsed) = bg.join();
         written?;
+        let elapsed_ms = elapsed.as_millis() as u64;
         if self.log.commit_saved_snapshot(index, term)? {
             self.last_snapshot = index;
             self.last_snapshot_has_data = true;
-            let elapsed_ms = elapsed.as_millis() as u64;
             tracing::info!(index, with_data = true, background = true, elapsed_ms, "snapshot saved");
+        } else if index == self.last_snapshot {
+            // The latest snapshot, data-less until now, was written again
+            // with data (the marker and the log stay as they are).
+            self.last_snapshot_has_data = true;
+            tracing::info!(index, with_data = true, background = true, elapsed_ms, "snapshot written again with data");
         }
         Ok(())
     }
