@@ -3,10 +3,11 @@
 //! It delegates everything to the shared [`MemStorage`] except
 //! `snapshot()`: `MemStorage` would answer with an empty-data snapshot
 //! labelled with the current commit index, which is useless to a follower.
-//! `RaftStorage` names the newest verified snapshot file instead: the
-//! returned snapshot carries its metadata only, and the transport streams
-//! the data from that file ([`crate::SnapshotStore::load`]), so a snapshot
-//! is never held in memory whole.
+//! `RaftStorage` names the newest snapshot file with data instead: the
+//! returned snapshot carries its metadata only (read from the file's
+//! header), and the transport checks and streams the data from that file
+//! ([`crate::SnapshotStore::load_to_send`]), so a snapshot is never held in
+//! memory whole, and the raft thread never reads one.
 //!
 //! Invariant: the served snapshot's index is never below the log's
 //! `first_index() - 1` (local snapshots compact the log only below their own
@@ -75,12 +76,13 @@ impl Storage for RaftStorage {
     }
 
     /// The newest snapshot file with data: its metadata (the data stays in
-    /// the file);
-    /// `SnapshotTemporarilyUnavailable`
-    /// when there is none yet or it is older than `request_index`.
+    /// the file, checked when the transport reads it), from the file headers
+    /// only, so the raft thread never reads a whole snapshot here;
+    /// `SnapshotTemporarilyUnavailable` when there is none yet or it is
+    /// older than `request_index`.
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let loaded =
-            self.snaps.load_latest_with_data().map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?;
+            self.snaps.latest_with_data_meta().map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?;
         // A snapshot is useful only if the receiver is in its configuration
         // (raft refuses it otherwise) and it reaches the log's first entry.
         let first = self.mem.first_index()?;
@@ -91,7 +93,7 @@ impl Storage for RaftStorage {
                 && (cs.voters.contains(&to) || cs.learners.contains(&to))
         };
         match loaded {
-            Some((meta, _reader)) if usable(&meta) => {
+            Some(meta) if usable(&meta) => {
                 let mut snap = Snapshot::default();
                 snap.set_metadata(meta);
                 Ok(snap)

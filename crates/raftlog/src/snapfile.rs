@@ -13,8 +13,11 @@
 //! - A `.snap` file only ever appears complete: it is written as `.snap.tmp`,
 //!   fsynced, renamed, and the directory fsynced. Leftover `.tmp` files (a
 //!   crash mid-save) are removed by [`SnapshotStore::open`].
-//! - Nothing is handed out before its CRC verifies; a reader returned by a
-//!   load covers exactly the data section of a verified file.
+//! - No data is handed out before its CRC verifies; a reader returned by a
+//!   load covers exactly the data section of a verified file. Only
+//!   [`SnapshotStore::latest_with_data_meta`] trusts a header without the
+//!   CRC, for metadata; a file whose data then fails when it is loaded to
+//!   be sent is renamed `.broken` and is no longer listed.
 //! - At most [`KEEP_SNAPSHOTS`] files are kept; the one just saved is never
 //!   the one deleted. Together with [`SnapshotStore::remove_after`] (run by
 //!   the log store on open) the file named by the WAL's marker always
@@ -43,6 +46,8 @@ const TRAILER_LEN: u64 = 12; // data_len + crc
 const MAX_META_BYTES: u32 = 16 << 20;
 const SNAP_SUFFIX: &str = ".snap";
 const TMP_SUFFIX: &str = ".tmp";
+/// Appended to the name of a corrupt file found while sending it.
+const BROKEN_SUFFIX: &str = ".broken";
 /// Buffer for streaming snapshot data in and out (256 KiB).
 const IO_BUFFER_BYTES: usize = 256 << 10;
 
@@ -153,14 +158,17 @@ impl SnapshotStore {
         Ok(None)
     }
 
-    /// The newest snapshot that carries data (a persistent state machine
-    /// writes data-less snapshots that only mark where the log was cut; they
-    /// cannot bring another member up to date). Corrupt files are skipped
-    /// as in [`SnapshotStore::load_latest`].
-    pub fn load_latest_with_data(&self) -> Result<Option<LoadedSnapshot>, SnapshotError> {
+    /// The metadata of the newest snapshot file that carries data (a
+    /// persistent state machine writes data-less snapshots that only mark
+    /// where the log was cut; they cannot bring another member up to date),
+    /// read from the files' headers only, so that it is cheap enough for the raft
+    /// thread whatever the snapshot's size. Its data is checked when it is
+    /// read to be sent ([`SnapshotStore::load_to_send`]), and a file that
+    /// fails then is set aside, so the next call names an older one.
+    pub fn latest_with_data_meta(&self) -> Result<Option<SnapshotMetadata>, SnapshotError> {
         for (_, _, path) in self.list()?.into_iter().rev() {
-            match verify(&path) {
-                Ok(Ok(v)) if v.data_len > 0 => return open_data(&path, v).map(Some),
+            match peek(&path) {
+                Ok(Ok((meta, data_len))) if data_len > 0 => return Ok(Some(meta)),
                 Ok(Ok(_)) => {}
                 Ok(Err(reason)) => {
                     warn!(file = %path.display(), %reason, "skipping corrupt snapshot file");
@@ -172,14 +180,38 @@ impl SnapshotStore {
         Ok(None)
     }
 
+    /// [`SnapshotStore::load`] for sending to a member. A file that fails its
+    /// checks is renamed `<name>.broken` (as etcd's snapshotter does with a
+    /// snapshot it cannot read), so lookups stop offering it and fall back
+    /// to an older file; the renamed file stays for an operator to examine.
+    pub fn load_to_send(&self, index: u64, term: u64) -> Result<Option<LoadedSnapshot>, SnapshotError> {
+        let loaded = self.load(index, term);
+        if let Err(SnapshotError::Corrupt { path, reason }) = &loaded {
+            let broken = path.with_file_name(format!("{}{BROKEN_SUFFIX}", file_name(index, term)));
+            match fs::rename(path, &broken) {
+                Ok(()) => warn!(file = %broken.display(), %reason, "corrupt snapshot file set aside"),
+                Err(e) => warn!(file = %path.display(), error = %e, "could not set aside a corrupt snapshot file"),
+            }
+        }
+        loaded
+    }
+
     /// The snapshot for exactly `(index, term)`: `None` if no such file,
-    /// [`SnapshotError::Corrupt`] if it fails its checks.
+    /// [`SnapshotError::Corrupt`] if it fails its checks or was set aside as
+    /// `.broken` by [`SnapshotStore::load_to_send`].
     pub fn load(&self, index: u64, term: u64) -> Result<Option<LoadedSnapshot>, SnapshotError> {
         let path = self.dir.join(file_name(index, term));
         match verify(&path) {
             Ok(Ok(v)) => open_data(&path, v).map(Some),
             Ok(Err(reason)) => Err(SnapshotError::Corrupt { path, reason }),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let broken = self.dir.join(format!("{}{BROKEN_SUFFIX}", file_name(index, term)));
+                if broken.exists() {
+                    let reason = "set aside after failing its checks when it was to be sent".to_string();
+                    return Err(SnapshotError::Corrupt { path: broken, reason });
+                }
+                Ok(None)
+            }
             Err(e) => Err(io_err(&path)(e)),
         }
     }
@@ -322,16 +354,20 @@ fn read_u32(r: &mut impl Read) -> io::Result<u32> {
     Ok(u32::from_le_bytes(b))
 }
 
-/// Checks a file end to end. The outer `Err` is an I/O failure; the inner
-/// `Err` says why the file is corrupt.
-fn verify(path: &Path) -> io::Result<Result<Verified, String>> {
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
+/// Where a file's parts are, from its header.
+struct Header {
+    meta_bytes: Vec<u8>,
+    data_offset: u64,
+    data_len: u64,
+}
+
+/// Reads and checks the prefix and the metadata bytes of a file of `len`
+/// bytes, feeding them to `hasher`. The outer `Err` is an I/O failure; the
+/// inner `Err` says why the file is corrupt.
+fn read_header(r: &mut impl Read, len: u64, hasher: &mut crc32fast::Hasher) -> io::Result<Result<Header, String>> {
     if len < PREFIX_LEN + TRAILER_LEN {
         return Ok(Err(format!("file of {len} bytes is too short")));
     }
-    let mut r = BufReader::with_capacity(IO_BUFFER_BYTES, file);
-    let mut hasher = crc32fast::Hasher::new();
     let mut prefix = [0u8; PREFIX_LEN as usize];
     r.read_exact(&mut prefix)?;
     hasher.update(&prefix);
@@ -350,10 +386,32 @@ fn verify(path: &Path) -> io::Result<Result<Verified, String>> {
     r.read_exact(&mut meta_bytes)?;
     hasher.update(&meta_bytes);
     let data_offset = PREFIX_LEN + u64::from(meta_len);
-    let data_len = len - data_offset - TRAILER_LEN;
+    Ok(Ok(Header { meta_bytes, data_offset, data_len: len - data_offset - TRAILER_LEN }))
+}
 
+/// Decodes the metadata of the file at `path` and checks it against the name.
+fn decode_meta(path: &Path, meta_bytes: &[u8]) -> Result<SnapshotMetadata, String> {
+    let meta = SnapshotMetadata::parse_from_bytes(meta_bytes).map_err(|e| format!("undecodable metadata: {e}"))?;
+    let named = path.file_name().and_then(|n| n.to_str()).and_then(parse_name);
+    if named != Some((meta.index, meta.term)) {
+        return Err(format!("metadata (index {}, term {}) does not match the file name", meta.index, meta.term));
+    }
+    Ok(meta)
+}
+
+/// Checks a file end to end. The outer `Err` is an I/O failure; the inner
+/// `Err` says why the file is corrupt.
+fn verify(path: &Path) -> io::Result<Result<Verified, String>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut r = BufReader::with_capacity(IO_BUFFER_BYTES, file);
+    let mut hasher = crc32fast::Hasher::new();
+    let header = match read_header(&mut r, len, &mut hasher)? {
+        Ok(h) => h,
+        Err(reason) => return Ok(Err(reason)),
+    };
     // Stream the data section through the hasher.
-    let mut left = data_len;
+    let mut left = header.data_len;
     let mut chunk = vec![0u8; IO_BUFFER_BYTES];
     while left > 0 {
         let want = usize::try_from(left.min(IO_BUFFER_BYTES as u64)).unwrap_or(IO_BUFFER_BYTES);
@@ -368,18 +426,23 @@ fn verify(path: &Path) -> io::Result<Result<Verified, String>> {
     if hasher.finalize() != stored_crc {
         return Ok(Err("crc mismatch".to_string()));
     }
+    let data_len = header.data_len;
     if u64::from_le_bytes(len_field) != data_len {
         return Ok(Err(format!("trailer says {} data bytes, file holds {data_len}", u64::from_le_bytes(len_field))));
     }
-    let meta = match SnapshotMetadata::parse_from_bytes(&meta_bytes) {
-        Ok(m) => m,
-        Err(e) => return Ok(Err(format!("undecodable metadata: {e}"))),
+    Ok(decode_meta(path, &header.meta_bytes).map(|meta| Verified { meta, data_offset: header.data_offset, data_len }))
+}
+
+/// The metadata and data length of a file from its header alone (no CRC
+/// check: a few hundred bytes read, whatever the file's size).
+fn peek(path: &Path) -> io::Result<Result<(SnapshotMetadata, u64), String>> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let header = match read_header(&mut file, len, &mut crc32fast::Hasher::new())? {
+        Ok(h) => h,
+        Err(reason) => return Ok(Err(reason)),
     };
-    let named = path.file_name().and_then(|n| n.to_str()).and_then(parse_name);
-    if named != Some((meta.index, meta.term)) {
-        return Ok(Err(format!("metadata (index {}, term {}) does not match the file name", meta.index, meta.term)));
-    }
-    Ok(Ok(Verified { meta, data_offset, data_len }))
+    Ok(decode_meta(path, &header.meta_bytes).map(|meta| (meta, header.data_len)))
 }
 
 /// Opens a verified file and returns a buffered reader over its data only.

@@ -451,7 +451,7 @@ impl LogStore {
     }
 
     /// Writes the latest local snapshot's file again with data, for a state
-    /// machine that saved it data-less (see [`SnapshotStore::load_latest_with_data`])
+    /// machine that saved it data-less (see [`SnapshotStore::latest_with_data_meta`])
     /// and now must send it to a member. `(index, term)` must be the latest
     /// snapshot's; the WAL marker and the log stay as they are.
     pub fn refill_snapshot(

@@ -158,3 +158,49 @@ fn failed_save_leaves_nothing_behind() {
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     assert!(store.load_latest().unwrap().is_none());
 }
+
+#[test]
+fn lookups_read_headers_and_a_file_corrupt_when_sent_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    let old = data(300_000, 1);
+    save(&store, &meta(10, 1), &old);
+    save(&store, &meta(20, 2), &data(300_000, 2));
+    assert_eq!(store.latest_with_data_meta().unwrap(), Some(meta(20, 2)));
+
+    // Damage in the data is not seen from the header...
+    let newest = dir.path().join(file_name(20, 2));
+    let mut bytes = fs::read(&newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    fs::write(&newest, &bytes).unwrap();
+    assert_eq!(store.latest_with_data_meta().unwrap(), Some(meta(20, 2)));
+    // ...but loading it to send finds it, and sets the file aside.
+    assert!(matches!(store.load_to_send(20, 2), Err(SnapshotError::Corrupt { .. })));
+    assert!(!newest.exists());
+    assert!(dir.path().join(format!("{}.broken", file_name(20, 2))).exists());
+    // The next lookup falls back to the older file, which sends.
+    assert_eq!(store.latest_with_data_meta().unwrap(), Some(meta(10, 1)));
+    let (m, r) = store.load_to_send(10, 1).unwrap().unwrap();
+    assert_eq!(m, meta(10, 1));
+    assert_eq!(read_all(r), old);
+    // Asked for by name, the set-aside snapshot is still reported corrupt
+    // (a WAL marker naming it must not read as a missing file).
+    match store.load(20, 2) {
+        Err(SnapshotError::Corrupt { reason, .. }) => assert!(reason.contains("set aside"), "{reason}"),
+        other => panic!("expected Corrupt, got {:?}", other.map(|o| o.map(|(m, _)| m))),
+    }
+
+    // A damaged header is skipped at once; data-less files never count.
+    save(&store, &meta(30, 3), &data(1000, 3));
+    save(&store, &meta(40, 3), &[]);
+    save(&store, &meta(50, 3), &data(1000, 5));
+    let kept: Vec<u64> = store.list().unwrap().iter().map(|(i, _, _)| *i).collect();
+    assert_eq!(kept, vec![40, 50]);
+    assert_eq!(store.latest_with_data_meta().unwrap(), Some(meta(50, 3)));
+    let header_damaged = dir.path().join(file_name(50, 3));
+    let mut bytes = fs::read(&header_damaged).unwrap();
+    bytes[0] ^= 0xff;
+    fs::write(&header_damaged, &bytes).unwrap();
+    assert_eq!(store.latest_with_data_meta().unwrap(), None, "only a data-less file is left");
+}

@@ -217,7 +217,7 @@ async fn send_snapshot(
     let (tx, rx) = mpsc::channel(SNAPSHOT_READ_AHEAD);
     let reader = tokio::task::spawn_blocking(move || -> Result<u64, String> {
         let mut data: Box<dyn Read + Send> = if inline.is_empty() {
-            match snaps.load(meta.index, meta.term) {
+            match snaps.load_to_send(meta.index, meta.term) {
                 Ok(Some((_, r))) => r,
                 Ok(None) => return Err(format!("snapshot {}/{} is no longer on disk", meta.index, meta.term)),
                 Err(e) => return Err(e.to_string()),
