@@ -47,6 +47,14 @@ pub struct Flags {
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Number of entries for a slow follower to catch up after compacting the
+    /// raft storage entries.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = server::config::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES
+    )]
+    pub experimental_snapshot_catchup_entries: u64,
     /// Time (in milliseconds) of a heartbeat interval.
     #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
     pub heartbeat_interval: u64,
@@ -319,6 +327,7 @@ impl Flags {
             cluster_id,
             members,
             snapshot_count: self.snapshot_count,
+            snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             heartbeat: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
             max_request_bytes: self.max_request_bytes as usize,
@@ -359,6 +368,10 @@ mod tests {
         assert_eq!(r.client_addrs, vec!["127.0.0.1:2379".parse::<SocketAddr>().unwrap()]);
         assert_eq!(r.config.max_txn_ops, 128);
         assert_eq!(r.config.election_ticks(), 10);
+        assert_eq!(r.config.snapshot_count, 100_000);
+        assert_eq!(r.config.snapshot_catchup_entries, 5000);
+        let r = flags(&["--experimental-snapshot-catchup-entries", "50"]).resolve().unwrap();
+        assert_eq!(r.config.snapshot_catchup_entries, 50);
     }
 
     #[test]

@@ -26,6 +26,6 @@ pub mod store;
 pub mod wal;
 
 pub use raft_storage::RaftStorage;
-pub use snapfile::{SnapshotError, SnapshotStore};
+pub use snapfile::{SendHold, SnapshotError, SnapshotStore};
 pub use store::{LogStore, LogStoreError, LogStoreOptions, Recovered};
 pub use wal::{Wal, WalContents, WalError, WalOptions};

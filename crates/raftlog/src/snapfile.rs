@@ -29,6 +29,8 @@ mod tests;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use protobuf::Message;
 use raft::eraftpb::SnapshotMetadata;
@@ -84,10 +86,25 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
     move |source| SnapshotError::Io { path: path.to_path_buf(), source }
 }
 
-/// A directory of snapshot files. Cheap to clone (it is just the path).
+/// A directory of snapshot files. Cheap to clone (the path, and the count
+/// of sends in flight shared by every clone).
 #[derive(Debug, Clone)]
 pub struct SnapshotStore {
     dir: PathBuf,
+    sending: Arc<AtomicUsize>,
+}
+
+/// Held while a snapshot is on its way to a member (see
+/// [`SnapshotStore::hold_for_send`]); dropping it ends the hold.
+#[derive(Debug)]
+pub struct SendHold {
+    sending: Arc<AtomicUsize>,
+}
+
+impl Drop for SendHold {
+    fn drop(&mut self) {
+        self.sending.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Where a verified file's data section lies.
@@ -108,7 +125,24 @@ impl SnapshotStore {
                 fs::remove_file(ent.path()).map_err(io_err(&ent.path()))?;
             }
         }
-        Ok(SnapshotStore { dir: dir.to_path_buf() })
+        Ok(SnapshotStore { dir: dir.to_path_buf(), sending: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    /// Marks a snapshot as being sent to a member until the hold is dropped.
+    /// While any hold lives the log store keeps its log whole when it takes
+    /// a snapshot (see [`crate::LogStore::commit_saved_snapshot`]): the
+    /// member needs the entries right after the snapshot it receives, and a
+    /// large snapshot takes long enough to send and install that cutting
+    /// them would make it ask for another snapshot, again and again (etcd
+    /// pauses its raft log compaction the same way).
+    pub fn hold_for_send(&self) -> SendHold {
+        self.sending.fetch_add(1, Ordering::AcqRel);
+        SendHold { sending: self.sending.clone() }
+    }
+
+    /// Whether a snapshot is being sent (a [`SendHold`] lives).
+    pub fn sending(&self) -> bool {
+        self.sending.load(Ordering::Acquire) > 0
     }
 
     /// The snapshot directory.

@@ -63,8 +63,9 @@ use crate::snapfile::{LoadedSnapshot, SnapshotError, SnapshotStore};
 use crate::wal::{Wal, WalError, WalOptions};
 
 /// Entries kept in memory below a local snapshot so that slightly lagging
-/// followers can catch up from the log instead of needing a snapshot.
-pub const DEFAULT_CATCHUP_ENTRIES: u64 = 1000;
+/// followers can catch up from the log instead of needing a snapshot
+/// (etcd's `SnapshotCatchUpEntries`, `--experimental-snapshot-catchup-entries`).
+pub const DEFAULT_CATCHUP_ENTRIES: u64 = 5000;
 const WAL_DIR: &str = "wal";
 const SNAP_DIR: &str = "snap";
 
@@ -432,7 +433,8 @@ impl LogStore {
 
     /// Makes a saved snapshot file at `(index, term)` the latest snapshot:
     /// durable WAL marker, then the log below it (but the catch-up entries)
-    /// goes. Returns false, changing nothing, when a newer snapshot was taken
+    /// goes, unless a snapshot is being sent ([`SnapshotStore::hold_for_send`]):
+    /// then the log stays whole until a later snapshot. Returns false, changing nothing, when a newer snapshot was taken
     /// or installed meanwhile (the file is then just an old one, pruned in
     /// time).
     pub fn commit_saved_snapshot(&mut self, index: u64, term: u64) -> Result<bool, LogStoreError> {
@@ -441,11 +443,16 @@ impl LogStore {
             return Ok(false);
         }
         self.wal.mark_snapshot(index, term)?;
+        self.snapshot = (index, term);
+        if self.snaps.sending() {
+            // The member receiving a snapshot needs the entries after it.
+            info!(index, "skipped compacting the raft log: a snapshot is being sent");
+            return Ok(true);
+        }
         // Entry `index` itself always stays: raft-rs needs the term of the
         // last entry, and MemStorage::compact does not record the snapshot.
         let compact_to = (index.saturating_sub(self.opts.catchup_entries) + 1).min(index);
         self.storage.wl().compact(compact_to)?;
-        self.snapshot = (index, term);
         info!(index, term, first_index = self.first_index(), "created snapshot");
         Ok(true)
     }

@@ -12,6 +12,9 @@ pub struct Member {
     pub client_urls: Vec<String>,
 }
 
+/// etcd's `SnapshotCatchUpEntries`.
+pub const DEFAULT_SNAPSHOT_CATCHUP_ENTRIES: u64 = raftlog::store::DEFAULT_CATCHUP_ENTRIES;
+
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub name: String,
@@ -21,6 +24,8 @@ pub struct ServerConfig {
     /// Every member of the initial cluster, this one included.
     pub members: Vec<Member>,
     pub snapshot_count: u64,
+    /// Raft log entries kept below a snapshot for slow followers.
+    pub snapshot_catchup_entries: u64,
     pub heartbeat: Duration,
     pub election_timeout: Duration,
     pub max_request_bytes: usize,

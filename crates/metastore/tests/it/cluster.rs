@@ -160,9 +160,10 @@ async fn isolated_member_never_acks_writes_or_serves_linearizable_reads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lagging_member_catches_up_through_a_snapshot() {
-    // A small snapshot count so the leader's log is compacted past the
-    // stopped member's position (1,000 entries are kept for slow followers).
-    let mut c = cluster(3, &["--snapshot-count", "100"]);
+    // A small snapshot count and few entries kept for slow followers (etcd's
+    // 5,000 by default), so the leader's log is compacted past the stopped
+    // member's position.
+    let mut c = cluster(3, &["--snapshot-count", "100", "--experimental-snapshot-catchup-entries", "1000"]);
     let leader = blocking(|| c.leader()).expect("leader");
     let lagging = (leader + 1) % 3;
     blocking(|| c.member_mut(lagging).kill9());

@@ -501,3 +501,27 @@ fn raw_node_cluster_catches_up_by_snapshot_and_restarts_from_disk() {
         assert_eq!(c.node(id).applied.len(), 42, "node {id}");
     }
 }
+
+#[test]
+fn the_log_stays_whole_while_a_snapshot_is_being_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = LogStore::open_with(dir.path(), opts(10)).unwrap();
+    store.bootstrap(&voters(&[1, 2])).unwrap();
+    store.persist(&ents(1..=300, 1), Some(&hs(1, 1, 300)), true).unwrap();
+    let cs = voters(&[1, 2]);
+    let mut write = |w: &mut dyn Write| w.write_all(b"state");
+    store.create_snapshot(100, 1, &cs, &mut write).unwrap();
+    assert_eq!(store.first_index(), 91, "10 catch-up entries kept");
+
+    let hold = store.snapshot_store().hold_for_send();
+    store.create_snapshot(200, 1, &cs, &mut write).unwrap();
+    assert_eq!(store.snapshot_marker(), Some((200, 1)), "the snapshot itself is taken");
+    assert_eq!(store.first_index(), 91, "nothing compacted while sending");
+    let also = store.snapshot_store().hold_for_send();
+    drop(hold);
+    store.create_snapshot(250, 1, &cs, &mut write).unwrap();
+    assert_eq!(store.first_index(), 91, "another send still holds the log");
+    drop(also);
+    store.create_snapshot(300, 1, &cs, &mut write).unwrap();
+    assert_eq!(store.first_index(), 291, "compacted once no send holds it");
+}

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use api::pb::metastorepb::MemberRecord;
 use raft::eraftpb::{ConfState, Snapshot};
-use raftlog::LogStore;
+use raftlog::{LogStore, LogStoreOptions};
 use storage::{AppliedIndex, Engine, MvccStore, WriteBatch};
 
 use super::NodeError;
@@ -35,7 +35,8 @@ pub struct Opened {
 }
 
 pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeError> {
-    let (mut log, recovered) = LogStore::open(&cfg.member_dir())?;
+    let opts = LogStoreOptions { catchup_entries: cfg.snapshot_catchup_entries, ..LogStoreOptions::default() };
+    let (mut log, recovered) = LogStore::open_with(&cfg.member_dir(), opts)?;
     let mut last_snapshot = 0;
     let held = storage::mvcc::meta::load_applied(engine.as_ref())?;
     if engine.persistent() && recovered.fresh && held.index > 0 {

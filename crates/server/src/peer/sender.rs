@@ -33,6 +33,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const STABLE_CONNECTION: Duration = Duration::from_secs(1);
 /// Longest wait for room in a peer's stream before reconnecting.
 const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long after a snapshot was sent the leader still keeps its raft log
+/// whole, for the member to install the snapshot and ask for the entries
+/// after it (etcd's `releaseDelayAfterSnapshot`).
+const HOLD_AFTER_SNAPSHOT_SENT: Duration = Duration::from_secs(30);
 /// Sending one snapshot gives up after this long and reports a failure.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Snapshot chunks read from disk ahead of the call.
@@ -209,6 +213,7 @@ async fn send_snapshot(
     let Some(snaps) = node.upgrade().map(|n| n.snapshots.clone()) else {
         return;
     };
+    let hold = snaps.hold_for_send();
     let meta = m.get_snapshot().get_metadata().clone();
     // The message carries the metadata; the data is read from the snapshot
     // file a chunk at a time, a few chunks ahead of the call at most.
@@ -249,6 +254,11 @@ async fn send_snapshot(
     let status = match (call, read) {
         (Ok(_), Ok(bytes)) => {
             tracing::info!(peer = %format!("{id:x}"), bytes, "snapshot sent");
+            // Dropped early if the runtime shuts down first.
+            tokio::spawn(async move {
+                tokio::time::sleep(HOLD_AFTER_SNAPSHOT_SENT).await;
+                drop(hold);
+            });
             SnapshotStatus::Finish
         }
         (Err(e), _) => {
