@@ -27,6 +27,32 @@ pub fn free_port() -> u16 {
 /// (clients, peers) then never collide with a server about to bind it.
 /// Parallel test processes start from different points (pid, time) and
 /// every candidate is checked by binding it.
+/// Whether the MetaStore process writing `log` has said, after byte
+/// `from`, that it serves clients on `port`. A port that merely accepts
+/// connections may belong to another test's server that picked the same
+/// free port (parallel test processes choose independently); our process
+/// then fails to bind it and exits, and the retry takes fresh ports. The line
+/// is logged at info level: servers under test keep `--log-level` at info or
+/// below.
+pub fn says_it_serves(log: &Path, from: u64, port: u16) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(log) else {
+        return false;
+    };
+    let mut text = String::new();
+    if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_string(&mut text).is_err() {
+        return false;
+    }
+    let field = format!("address=127.0.0.1:{port}");
+    text.lines().any(|l| l.contains("serving client requests") && l.split_whitespace().any(|w| w == field))
+}
+
+/// Bytes in `path` now (0 if missing): where a restarted process's output
+/// starts in a log that is appended to.
+pub fn log_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
 pub fn free_port_on(ip: std::net::Ipv4Addr) -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -98,6 +124,8 @@ pub struct ServerProcess {
     extra: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
+    /// Where the running process's output starts in `log`.
+    log_start: u64,
     name: String,
     initial_cluster: String,
     /// In cluster mode, the other members: they live and die with this one.
@@ -216,6 +244,7 @@ impl ServerProcess {
             client_port: ports[0].0,
             peer_port: ports[0].1,
             log: dir.join("server.log"),
+            log_start: 0,
             dir,
             _tmp: Some(tmp),
             binary,
@@ -263,6 +292,7 @@ impl ServerProcess {
     }
 
     fn try_spawn(&mut self) -> Result<(), String> {
+        self.log_start = log_len(&self.log);
         self.child = Some(launch(Launch {
             binary: &self.binary,
             name: &self.name,
@@ -283,7 +313,9 @@ impl ServerProcess {
         }
     }
 
-    /// Waits until the client port accepts connections and the process lives.
+    /// Waits until the client port accepts connections and the process lives
+    /// (a MetaStore process must also have said it serves on that port: see
+    /// [`says_it_serves`]).
     pub fn wait_ready(&mut self, timeout: Duration) -> bool {
         let addr = self.endpoint();
         let end = Instant::now() + timeout;
@@ -293,7 +325,8 @@ impl ServerProcess {
                     return false;
                 }
             }
-            if TcpStream::connect(&addr).is_ok() {
+            let ours = self.kind == Kind::Etcd || says_it_serves(&self.log, self.log_start, self.client_port);
+            if ours && TcpStream::connect(&addr).is_ok() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -509,5 +542,27 @@ impl Drop for BackgroundEtcdctl {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_needs_our_process_to_say_it_serves_on_the_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        assert!(!says_it_serves(&log, 0, 4000), "no log yet");
+        std::fs::write(&log, "INFO metastore: serving client requests address=127.0.0.1:4000\n").unwrap();
+        assert!(says_it_serves(&log, 0, 4000));
+        assert!(!says_it_serves(&log, 0, 400), "another port");
+        // A restart appends: the previous run's line does not count.
+        let restart = log_len(&log);
+        assert!(!says_it_serves(&log, restart, 4000));
+        let mut text = std::fs::read_to_string(&log).unwrap();
+        text.push_str("metastore: listen on 127.0.0.1:4000 for clients: Address already in use (os error 98)\n");
+        std::fs::write(&log, &text).unwrap();
+        assert!(!says_it_serves(&log, restart, 4000));
     }
 }

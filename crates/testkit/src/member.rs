@@ -57,6 +57,8 @@ pub struct Member {
     peer_port: u16,
     args: Vec<String>,
     starts: usize,
+    /// Where the running process's output starts in `log`.
+    log_start: u64,
     log: PathBuf,
     dir: PathBuf,
     child: Option<Child>,
@@ -91,6 +93,7 @@ impl Member {
             peer_port,
             args: vec![],
             starts: 0,
+            log_start: 0,
             log: dir.join("server.log"),
             dir,
             child: None,
@@ -212,6 +215,7 @@ impl Member {
         }
         self.child = None;
         self.starts += 1;
+        self.log_start = crate::log_len(&self.log);
         let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open member log");
         let _ = writeln!(
             log,
@@ -233,7 +237,8 @@ impl Member {
     }
 
     /// Waits until the client port accepts connections while the process
-    /// lives. Err explains why not (exit status or timeout).
+    /// lives and has said it serves on it ([`crate::says_it_serves`]). Err
+    /// explains why not (exit status or timeout).
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.client_port));
         let end = Instant::now() + timeout;
@@ -243,7 +248,9 @@ impl Member {
                 Some(Ok(Some(st))) => return Err(format!("exited with {st}")),
                 _ => {}
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if crate::says_it_serves(&self.log, self.log_start, self.client_port)
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            {
                 return Ok(());
             }
             if Instant::now() >= end {
