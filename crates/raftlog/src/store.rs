@@ -433,10 +433,11 @@ impl LogStore {
 
     /// Makes a saved snapshot file at `(index, term)` the latest snapshot:
     /// durable WAL marker, then the log below it (but the catch-up entries)
-    /// goes, unless a snapshot is being sent ([`SnapshotStore::hold_for_send`]):
-    /// then the log stays whole until a later snapshot. Returns false, changing nothing, when a newer snapshot was taken
-    /// or installed meanwhile (the file is then just an old one, pruned in
-    /// time).
+    /// goes, unless a snapshot is being sent
+    /// ([`SnapshotStore::hold_for_send`]): then the in-memory log stays whole
+    /// until a later snapshot. Returns false, changing nothing, when a newer
+    /// snapshot was taken or installed meanwhile (the file is then just an
+    /// old one, pruned in time).
     pub fn commit_saved_snapshot(&mut self, index: u64, term: u64) -> Result<bool, LogStoreError> {
         if index <= self.snapshot.0 {
             debug!(index, snapshot_index = self.snapshot.0, "saved snapshot superseded; not recorded");
