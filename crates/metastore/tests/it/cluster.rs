@@ -212,6 +212,57 @@ async fn lagging_member_catches_up_through_a_snapshot() {
     assert!(background > 0, "no snapshot with data was written:\n{}", logs.join("\n"));
 }
 
+/// `etcdctl member remove ID` through `ep`, again while the answer is
+/// "unhealthy cluster": as etcd, the leader refuses a removal until enough
+/// of the other voters have been connected to it for 5 s, which a cluster
+/// just started or just changed has not.
+fn remove_when_healthy(ep: &str, id: &str) -> (bool, String, String) {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ok, out, err) = etcdctl(ep, &["member", "remove", id]);
+        if ok || !err.contains("etcdserver: unhealthy cluster") || Instant::now() > end {
+            return (ok, out, err);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// etcd's strict reconfiguration check: with a voter down, adding a voter
+/// or removing a live one would leave too few connected voters for a
+/// quorum, so the leader refuses ("etcdserver: unhealthy cluster"), while
+/// the member that is down may be removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strict_reconfiguration_protects_the_active_quorum() {
+    let mut c = cluster(3, &[]);
+    let leader = blocking(|| c.leader()).expect("leader");
+    let ep = c.member(leader).endpoint();
+    let (_, list, _) = etcdctl(&ep, &["member", "list"]);
+    let id_of = |name: &str| {
+        let tag = format!(", {name},");
+        list.lines().find(|l| l.contains(&tag)).and_then(|l| l.split(',').next()).unwrap().to_string()
+    };
+    let down = (leader + 1) % 3;
+    let live = (leader + 2) % 3;
+    let (down_id, live_id) = (id_of(&format!("m{down}")), id_of(&format!("m{live}")));
+    // Until the voters have been connected for 5 s every change is refused;
+    // let that pass, so that the refusals below are the down member's doing.
+    std::thread::sleep(Duration::from_millis(5500));
+    blocking(|| c.member_mut(down).kill9());
+    // Past an election timeout (500 ms here) the leader counts it as gone.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let (ok, _, err) = etcdctl(&ep, &["member", "add", "m9", "--peer-urls=http://127.0.0.1:9"]);
+    assert!(!ok && err.contains("etcdserver: unhealthy cluster"), "member add with a voter down: {err}");
+    let (ok, _, err) = etcdctl(&ep, &["member", "remove", &live_id]);
+    assert!(!ok && err.contains("etcdserver: unhealthy cluster"), "removing a live voter with another down: {err}");
+    let (ok, out, err) = remove_when_healthy(&ep, &down_id);
+    assert!(ok, "removing the member that is down: {out}{err}");
+    let (_, list, _) = etcdctl(&ep, &["member", "list"]);
+    assert_eq!(list.lines().count(), 2, "{list}");
+    let put_ok = wait_until(Duration::from_secs(10), || etcdctl(&ep, &["put", "after", "1"]).0);
+    assert!(put_ok, "the two remaining members take writes:\n{}", c.logs());
+}
+
 /// `etcdctl member add NAME --learner` through `ep`, then starts the new
 /// member with the printed initial cluster and waits until it has published
 /// its name (through raft, as in etcd). Returns it and its hex ID.
@@ -260,8 +311,8 @@ async fn learner_add_promote_remove_and_move_leader_with_etcdctl() {
     // Remove member 1; the rest keep working.
     let (_, list, _) = etcdctl(&ep, &["member", "list"]);
     let m1 = list.lines().find(|l| l.contains(", m1,")).and_then(|l| l.split(',').next()).unwrap().to_string();
-    let (ok, out, err) = etcdctl(&ep, &["member", "remove", &m1]);
-    assert!(ok, "member remove: {out}{err}");
+    let removed = remove_when_healthy(&ep, &m1);
+    assert!(removed.0, "member remove: {}{}", removed.1, removed.2);
     let (_, list, _) = etcdctl(&ep, &["member", "list"]);
     assert!(!list.contains(", m1,"), "{list}");
     // If the removed member led, a put forwarded to it just before it left

@@ -9,6 +9,7 @@ use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, Entry};
 use raft::StateRole;
+use std::time::{Duration, Instant};
 use storage::{AppliedIndex, WriteBatch};
 
 use super::runner::Runner;
@@ -18,6 +19,9 @@ use crate::apply::ApplyResponse;
 /// etcd's `readyPercent`: a learner may be promoted once its log reaches 90%
 /// of the leader's.
 const LEARNER_READY_PERCENT: f64 = 0.9;
+/// etcd's `HealthInterval`: a peer counts toward a healthy quorum for the
+/// strict reconfiguration check once it has been connected this long.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 fn quorum(n: usize) -> usize {
     n / 2 + 1
@@ -41,7 +45,19 @@ impl Runner {
         let leader = self.raw.raft.state == StateRole::Leader;
         let prs = self.raw.raft.prs();
         let voters: Vec<u64> = prs.conf().voters().ids().iter().collect();
-        let active = |id: &u64| *id == self.state.member_id || prs.get(*id).is_some_and(|p| p.recent_active);
+        let me = self.state.member_id;
+        // As etcd: "started" members have published their name (those of the
+        // initial cluster have it from the start); a peer is "connected"
+        // while its messages keep arriving (no gap over an election
+        // timeout), and counts toward a healthy quorum once connected for
+        // HEALTH_INTERVAL.
+        let started = |id: &u64| self.members.get(*id).is_some_and(|m| !m.name.is_empty());
+        let now = Instant::now();
+        let contact =
+            |id: &u64| self.heard.get(id).filter(|(_, last)| now.duration_since(*last) <= self.election_timeout);
+        let connected = |id: &u64| *id == me || contact(id).is_some();
+        let healthy =
+            |id: &u64| *id == me || contact(id).is_some_and(|(since, _)| now.duration_since(*since) >= HEALTH_INTERVAL);
         match check {
             ConfCheck::Promote => {
                 if !leader {
@@ -57,9 +73,15 @@ impl Runner {
             ConfCheck::Strict if !leader => Ok(()),
             ConfCheck::Strict => match cc.get_change_type() {
                 ConfChangeType::AddNode => {
-                    let started = voters.iter().filter(|id| active(id)).count();
-                    if started < quorum(voters.len() + 1) {
+                    // etcd's IsReadyToAddVotingMember, then isConnectedFullySince.
+                    let members = voters.len() + 1;
+                    let n_started = voters.iter().filter(|id| started(id)).count();
+                    let restoring_one_member = n_started == 1 && members == 2;
+                    if !restoring_one_member && n_started < quorum(members) {
                         return Err(EtcdError::MemberNotEnoughStarted);
+                    }
+                    if !voters.iter().all(healthy) {
+                        return Err(EtcdError::Unhealthy);
                     }
                     Ok(())
                 }
@@ -67,10 +89,20 @@ impl Runner {
                     if !voters.contains(&cc.node_id) {
                         return Ok(());
                     }
+                    // etcd's IsReadyToRemoveVotingMember, then the active
+                    // quorum check of mayRemoveMember.
                     let remaining: Vec<&u64> = voters.iter().filter(|id| **id != cc.node_id).collect();
-                    let started = remaining.iter().filter(|id| active(id)).count();
-                    if started < quorum(remaining.len()) {
+                    let n_started = remaining.iter().filter(|id| started(id)).count();
+                    if n_started < quorum(remaining.len()) {
                         return Err(EtcdError::MemberNotEnoughStarted);
+                    }
+                    if cc.node_id != me && !connected(&cc.node_id) {
+                        // A member that is down is not part of the active quorum.
+                        return Ok(());
+                    }
+                    let active = voters.iter().filter(|id| healthy(id)).count();
+                    if active.saturating_sub(1) < quorum(voters.len() - 1) {
+                        return Err(EtcdError::Unhealthy);
                     }
                     Ok(())
                 }

@@ -67,7 +67,7 @@ pub struct Runner {
     pub(super) removed: bool,
     peers_version: u64,
     revision_tx: watch::Sender<i64>,
-    election_timeout: Duration,
+    pub(super) election_timeout: Duration,
     rx: mpsc::Receiver<NodeMsg>,
     stopping: Arc<AtomicBool>,
     heartbeat: Duration,
@@ -79,6 +79,11 @@ pub struct Runner {
     last_snapshot_has_data: bool,
     /// A periodic snapshot being written off this thread.
     background: Option<BackgroundSnapshot>,
+    /// Per peer, since when it has been sending without a gap longer than
+    /// an election timeout, and when its last message arrived: etcd's
+    /// "active since" of a peer's stream, for the strict reconfiguration
+    /// check (`node/conf.rs`).
+    pub(super) heard: HashMap<u64, (Instant, Instant)>,
     pending_reads: Vec<ReadWaiter>,
     inflight_reads: HashMap<u64, (Instant, Vec<ReadWaiter>)>,
     read_seq: u64,
@@ -134,6 +139,7 @@ impl Runner {
             last_snapshot: opened.last_snapshot,
             last_snapshot_has_data: volatile,
             background: None,
+            heard: HashMap::new(),
             pending_reads: Vec::new(),
             inflight_reads: HashMap::new(),
             read_seq: 0,
@@ -229,6 +235,16 @@ impl Runner {
         Ok(())
     }
 
+    fn note_heard(&mut self, peer: u64) {
+        let now = Instant::now();
+        let gap = self.election_timeout;
+        let contact = self.heard.entry(peer).or_insert((now, now));
+        if now.duration_since(contact.1) > gap {
+            contact.0 = now;
+        }
+        contact.1 = now;
+    }
+
     fn handle(&mut self, msg: NodeMsg) {
         match msg {
             NodeMsg::Propose { id, data } => {
@@ -239,6 +255,7 @@ impl Runner {
             }
             NodeMsg::ReadIndex(tx) => self.pending_reads.push(tx),
             NodeMsg::Step(m) => {
+                self.note_heard(m.from);
                 if let Err(e) = self.raw.step(*m) {
                     tracing::debug!(error = %e, "raft rejected a peer message");
                 }
