@@ -86,6 +86,11 @@ pub struct Flags {
     /// RocksDB engine: memtable size of the key history, in bytes.
     #[arg(long, env = "METASTORE_ROCKSDB_WRITE_BUFFER_BYTES", default_value_t = 16 << 20)]
     pub rocksdb_write_buffer_bytes: u64,
+    /// Bootstrap the new cluster (first start, --initial-cluster-state new) with
+    /// the contents of a file saved by `etcdctl snapshot save` from a MetaStore
+    /// member; ignored once the data dir holds a member.
+    #[arg(long, env = "METASTORE_RESTORE_SNAPSHOT")]
+    pub restore_snapshot: Option<PathBuf>,
     /// Print the version and exit.
     #[arg(long)]
     pub version: bool,
@@ -279,6 +284,9 @@ impl Flags {
         if self.snapshot_count == 0 {
             return err("--snapshot-count must be at least 1");
         }
+        if self.restore_snapshot.is_some() && self.initial_cluster_state == "existing" {
+            return err("--restore-snapshot bootstraps a new cluster: it needs --initial-cluster-state new");
+        }
         if self.max_txn_ops == 0 {
             return err("--max-txn-ops must be at least 1");
         }
@@ -338,6 +346,7 @@ impl Flags {
             advertise_client_urls: advertise_client.clone(),
             peer_source_ip: None,
             auto_compaction: self.auto_compaction()?,
+            restore_snapshot: self.restore_snapshot.clone(),
             storage,
         };
         let peer_addrs = bind_addrs("listen-peer-urls", &peer_urls)?;

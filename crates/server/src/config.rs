@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub auto_compaction: Option<crate::compactor::AutoCompaction>,
     /// `--storage` and its engine's settings.
     pub storage: StorageConfig,
+    /// `--restore-snapshot`: a backup (`crate::backup`) to bootstrap a new
+    /// cluster from on the first start.
+    pub restore_snapshot: Option<PathBuf>,
 }
 
 /// Which engine holds the state machine.

@@ -2,6 +2,7 @@
 //! `run` takes already-bound listeners and a shutdown future.
 
 pub mod apply;
+pub mod backup;
 pub mod compactor;
 pub mod config;
 pub mod deadline;

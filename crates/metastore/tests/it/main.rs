@@ -3,6 +3,7 @@
 //! against Debian's etcd.
 
 mod auto_compaction;
+mod backup;
 mod cluster;
 mod common;
 mod crash;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use api::pb::metastorepb::MemberRecord;
 use raft::eraftpb::{ConfState, Snapshot};
 use raftlog::{LogStore, LogStoreOptions};
-use storage::{AppliedIndex, Engine, MvccStore, WriteBatch};
+use storage::{AppliedIndex, Engine, MvccStore, Table, WriteBatch};
 
 use super::NodeError;
 use crate::config::ServerConfig;
@@ -47,6 +47,23 @@ pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeE
             held.index
         ))));
     }
+    let bootstrapping = recovered.fresh && !cfg.join_existing;
+    if let Some(path) = &cfg.restore_snapshot {
+        if bootstrapping {
+            tracing::info!(file = %path.display(), "bootstrapping the new cluster from a snapshot");
+            let mut dump = crate::backup::open_backup(path).map_err(|e| NodeError::Io(std::io::Error::other(e)))?;
+            engine
+                .restore(&mut dump)
+                .map_err(|e| NodeError::Io(std::io::Error::other(format!("restoring {}: {e}", path.display()))))?;
+            // The old cluster's applied index means nothing to the new raft
+            // log; the bootstrap below records index 1.
+            let mut batch = WriteBatch::default();
+            storage::mvcc::meta::put_applied(&mut batch, AppliedIndex::default());
+            engine.write(batch)?;
+        } else {
+            tracing::info!(file = %path.display(), "the data dir holds a member: --restore-snapshot is ignored");
+        }
+    }
     if let Some((meta, mut reader)) = recovered.snapshot {
         last_snapshot = meta.index;
         if engine.persistent() && held.index >= meta.index {
@@ -70,7 +87,7 @@ pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeE
     log.mark_committed(mvcc.applied_index().index)?;
     let members = Arc::new(Membership::default());
     members.load(mvcc.engine().as_ref())?;
-    if recovered.fresh && !cfg.join_existing {
+    if bootstrapping {
         bootstrap_new(cfg, &mut log, &mvcc, &members)?;
         last_snapshot = 1;
     }
@@ -102,9 +119,16 @@ fn bootstrap_new(
         })
         .collect();
     let mut batch = WriteBatch::default();
+    // A restored snapshot brings the old cluster's members: the new cluster
+    // is the one on the command line (as etcd's snapshot restore).
+    mvcc.engine().scan(Table::Members, &[], None, &mut |k, _| {
+        batch.delete(Table::Members, k.to_vec());
+        true
+    })?;
     members.bootstrap(cfg.cluster_id, records, &mut batch);
     let applied = AppliedIndex { index: 1, term: 1 };
     mvcc.set_applied_with(applied, batch)?;
+    members.load(mvcc.engine().as_ref())?;
     let mut data = Vec::new();
     mvcc.engine().dump(&mut data)?;
     let cs = ConfState { voters: cfg.members.iter().map(|m| m.id).collect(), ..Default::default() };
