@@ -23,8 +23,9 @@ async fn snapshot_save_then_restore_into_a_new_cluster() {
     let s = metastore(&[]);
     let mut c = client(&s).await;
     let lease = c.lease_grant(600, None).await.unwrap().id();
+    // About 300 KB: the download comes in many 32 KiB chunks.
     for i in 0..300 {
-        c.put(format!("k{i:03}"), format!("v{i}"), None).await.unwrap();
+        c.put(format!("k{i:03}"), format!("v{i}-{}", "x".repeat(1000)), None).await.unwrap();
     }
     c.put("k001", "again", None).await.unwrap();
     c.put("leased", "x", Some(PutOptions::new().with_lease(lease))).await.unwrap();
@@ -36,6 +37,7 @@ async fn snapshot_save_then_restore_into_a_new_cluster() {
     let file_arg = file.to_str().expect("utf-8 temp path");
     let (ok, out, err) = etcdctl(&s.endpoint(), &["snapshot", "save", file_arg]);
     assert!(ok && out.contains(&format!("Snapshot saved at {file_arg}")), "{out}{err}");
+    assert!(std::fs::metadata(&file).unwrap().len() > 300_000);
     c.put("after-save", "1", None).await.unwrap();
     let snap_dir = s.data_dir().join("member").join("snap");
     let leftovers: Vec<_> = std::fs::read_dir(&snap_dir)

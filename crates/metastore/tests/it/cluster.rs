@@ -263,6 +263,39 @@ async fn strict_reconfiguration_protects_the_active_quorum() {
     assert!(put_ok, "the two remaining members take writes:\n{}", c.logs());
 }
 
+/// A backup taken from one cluster bootstraps a new 3-member cluster: every
+/// member restores the same file, they agree, and writes replicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_bootstraps_a_new_three_member_cluster() {
+    let source = cluster(1, &[]);
+    blocking(|| source.leader()).expect("leader");
+    let mut c = connect(vec![source.member(0).client_url()]).await;
+    for i in 0..200 {
+        c.put(format!("b/{i:03}"), format!("v{i}"), None).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup.db");
+    let file_arg = file.to_str().expect("utf-8 temp path");
+    let (ok, out, err) = etcdctl(&source.member(0).endpoint(), &["snapshot", "save", file_arg]);
+    assert!(ok, "snapshot save: {out}{err}");
+    let rev = c.get("b/", None).await.unwrap().header().unwrap().revision();
+    drop(source);
+
+    let restored = cluster(3, &["--restore-snapshot", file_arg]);
+    let leader = blocking(|| restored.leader()).expect("the restored cluster elects a leader");
+    let mut lc = connect(vec![restored.member(leader).client_url()]).await;
+    let put = lc.put("b/new", "1", None).await.unwrap();
+    assert_eq!(put.header().unwrap().revision(), rev + 1);
+    for i in 0..3 {
+        assert!(
+            wait_keys(restored.member(i).client_url(), "b/", 201, Duration::from_secs(10)).await,
+            "member {i} holds the restored keys and the new one"
+        );
+    }
+    let (_, list, _) = etcdctl(&restored.member(leader).endpoint(), &["member", "list"]);
+    assert_eq!(list.lines().count(), 3, "{list}");
+}
+
 /// `etcdctl member add NAME --learner` through `ep`, then starts the new
 /// member with the printed initial cluster and waits until it has published
 /// its name (through raft, as in etcd). Returns it and its hex ID.
