@@ -355,6 +355,17 @@ impl LogStore {
         self.install(meta, &mut |w: &mut dyn Write| io::copy(&mut file, w).map(|_| ()))
     }
 
+    /// [`LogStore::install_snapshot`] with the data written by `write_data`
+    /// (streamed into the file: a bootstrap from a large state never holds
+    /// it in memory).
+    pub fn install_snapshot_with(
+        &mut self,
+        meta: &SnapshotMetadata,
+        write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), LogStoreError> {
+        self.install(meta, write_data)
+    }
+
     /// The snapshot files (shared; for streaming a snapshot's data out).
     pub fn snapshot_store(&self) -> SnapshotStore {
         self.snaps.clone()

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use api::pb::metastorepb::MemberRecord;
-use raft::eraftpb::{ConfState, Snapshot};
+use raft::eraftpb::{ConfState, SnapshotMetadata};
 use raftlog::{LogStore, LogStoreOptions};
 use storage::{AppliedIndex, Engine, MvccStore, Table, WriteBatch};
 
@@ -129,15 +129,11 @@ fn bootstrap_new(
     let applied = AppliedIndex { index: 1, term: 1 };
     mvcc.set_applied_with(applied, batch)?;
     members.load(mvcc.engine().as_ref())?;
-    let mut data = Vec::new();
-    mvcc.engine().dump(&mut data)?;
     let cs = ConfState { voters: cfg.members.iter().map(|m| m.id).collect(), ..Default::default() };
-    let mut snap = Snapshot { data: data.into(), ..Default::default() };
-    let meta = snap.mut_metadata();
-    meta.index = applied.index;
-    meta.term = applied.term;
+    let mut meta = SnapshotMetadata { index: applied.index, term: applied.term, ..Default::default() };
     meta.set_conf_state(cs);
-    log.install_snapshot(&snap)?;
+    let engine = mvcc.engine();
+    log.install_snapshot_with(&meta, &mut |w| engine.dump(w).map_err(std::io::Error::other))?;
     tracing::info!(members = cfg.members.len(), "bootstrapped a new cluster");
     Ok(())
 }
