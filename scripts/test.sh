@@ -8,9 +8,9 @@
 #    lease-TTL reset on a new leader, which restarts a single member and so
 #    needs that member to lead, and the "right after start" tests, which
 #    start 8-10 servers at once: 30 processes electing on two cores);
-# 3. the KV, watch, lease, cluster, crash, lifecycle, auto-compaction and
-#    backup suites again over RocksDB (METASTORE_STORAGE=rocksdb, inherited by
-#    every server the harness starts).
+# 3. the KV, watch, lease, cluster, crash, lifecycle, auto-compaction,
+#    backup and quota suites again over RocksDB (METASTORE_STORAGE=rocksdb,
+#    inherited by every server the harness starts).
 # A first build compiles RocksDB from C++ source (15-20 minutes on two
 # cores); the target dir in scripts/env.sh keeps it for later runs.
 set -euo pipefail
@@ -23,5 +23,5 @@ METASTORE_IT_CLUSTER=3 cargo nextest run -p metastore "${features[@]}" --test it
   -E 'test(/^(kv|kv_errors|watch|lease)::/) - test(restart_keeps_leases_and_resets_their_ttl) - test(right_after_start)' \
   "$@"
 METASTORE_STORAGE=rocksdb cargo nextest run -p metastore "${features[@]}" --test it --no-fail-fast \
-  -E 'test(/^(kv|kv_errors|watch|lease|cluster|crash|lifecycle|auto_compaction|backup)::/)' \
+  -E 'test(/^(kv|kv_errors|watch|lease|cluster|crash|lifecycle|auto_compaction|backup|quota)::/)' \
   "$@"

@@ -47,6 +47,10 @@ pub struct Flags {
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Raise alarms when backend size exceeds the given quota (0 defaults to
+    /// low space quota; negative disables it).
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_hyphen_values = true)]
+    pub quota_backend_bytes: i64,
     /// Number of entries for a slow follower to catch up after compacting the
     /// raft storage entries.
     #[arg(
@@ -347,6 +351,11 @@ impl Flags {
             peer_source_ip: None,
             auto_compaction: self.auto_compaction()?,
             restore_snapshot: self.restore_snapshot.clone(),
+            quota_bytes: match self.quota_backend_bytes {
+                q if q < 0 => None,
+                0 => Some(server::alarms::DEFAULT_QUOTA_BYTES),
+                q => Some(q as u64),
+            },
             storage,
         };
         let peer_addrs = bind_addrs("listen-peer-urls", &peer_urls)?;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use api::pb::etcdserverpb::MemberUpdateRequest;
+use api::pb::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmResponse, MemberUpdateRequest};
 use api::pb::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
     LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, ResponseHeader, TxnRequest,
@@ -15,6 +15,7 @@ use api::pb::metastorepb::{internal_request::Request, MemberAttrRequest, MemberR
 use api::EtcdError;
 use storage::{AppliedIndex, Event, EventKind, KeyRange, MvccStore, WriteBatch};
 
+use crate::alarms::{self, Alarms};
 use crate::errors::from_mvcc;
 use crate::lessor::Lessor;
 use crate::members::Membership;
@@ -31,6 +32,7 @@ pub enum ApplyResponse {
     LeaseRevoke(LeaseRevokeResponse),
     /// The membership after a change.
     Members(Vec<MemberRecord>),
+    Alarm(AlarmResponse),
 }
 
 pub type ApplyResult = Result<ApplyResponse, EtcdError>;
@@ -39,6 +41,7 @@ pub struct Applier {
     mvcc: Arc<MvccStore>,
     lessor: Arc<Lessor>,
     members: Arc<Membership>,
+    alarms: Arc<Alarms>,
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
@@ -46,8 +49,12 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 }
 
 impl Applier {
-    pub fn new(mvcc: Arc<MvccStore>, lessor: Arc<Lessor>, members: Arc<Membership>) -> Self {
-        Applier { mvcc, lessor, members }
+    pub fn new(mvcc: Arc<MvccStore>, lessor: Arc<Lessor>, members: Arc<Membership>, alarms: Arc<Alarms>) -> Self {
+        Applier { mvcc, lessor, members, alarms }
+    }
+
+    pub fn alarms(&self) -> &Arc<Alarms> {
+        &self.alarms
     }
 
     pub fn mvcc(&self) -> &Arc<MvccStore> {
@@ -61,7 +68,16 @@ impl Applier {
     /// Applies one request. On error nothing of it is written, but the index
     /// is still recorded so a restart does not apply it again.
     pub fn apply(&self, req: Request, applied: AppliedIndex) -> ApplyResult {
+        // etcd's capped applier: with NOSPACE raised anywhere, nothing that
+        // adds data is applied until the alarm is disarmed.
+        let capped = self.alarms.no_space()
+            && match &req {
+                Request::Put(_) | Request::LeaseGrant(_) => true,
+                Request::Txn(t) => alarms::txn_cost(t) > 0,
+                _ => false,
+            };
         let result = match req {
+            _ if capped => Err(EtcdError::NoSpace),
             Request::Put(p) => self.put(p, applied).map(ApplyResponse::Put),
             Request::DeleteRange(d) => self.delete_range(d, applied).map(ApplyResponse::DeleteRange),
             Request::Txn(t) => self.txn(t, applied).map(ApplyResponse::Txn),
@@ -70,6 +86,7 @@ impl Applier {
             Request::LeaseRevoke(r) => self.lease_revoke(r, applied).map(ApplyResponse::LeaseRevoke),
             Request::MemberAttr(a) => self.member_attr(a, applied).map(ApplyResponse::Members),
             Request::MemberUpdate(u) => self.member_update(u, applied).map(ApplyResponse::Members),
+            Request::Alarm(a) => self.alarm(a, applied).map(ApplyResponse::Alarm),
         };
         if result.is_err() {
             self.mark_applied(applied)?;
@@ -122,6 +139,28 @@ impl Applier {
         self.mvcc.compact(c.revision, applied).map_err(from_mvcc)?;
         let revision = self.mvcc.current_revision();
         Ok(CompactionResponse { header: header(revision) })
+    }
+
+    /// etcd's applyV3 Alarm: the response lists the alarm that changed (none
+    /// when it already was as asked); GET lists every alarm.
+    fn alarm(&self, a: AlarmRequest, applied: AppliedIndex) -> Result<AlarmResponse, EtcdError> {
+        let mut batch = WriteBatch::default();
+        let changed = match AlarmAction::try_from(a.action) {
+            Ok(AlarmAction::Activate) => self.alarms.activate(a.member_id, a.alarm, &mut batch).map(|m| (m, true)),
+            Ok(AlarmAction::Deactivate) => self.alarms.deactivate(a.member_id, a.alarm, &mut batch).map(|m| (m, false)),
+            _ => None,
+        };
+        self.mvcc.set_applied_with(applied, batch).map_err(from_mvcc)?;
+        let alarms = match (AlarmAction::try_from(a.action), changed) {
+            (Ok(AlarmAction::Get), _) => self.alarms.list(),
+            (_, Some((m, active))) => {
+                self.alarms.set_active(m.member_id, m.alarm, active);
+                tracing::warn!(member = %format!("{:x}", m.member_id), alarm = m.alarm, active, "alarm changed");
+                vec![m]
+            }
+            (_, None) => Vec::new(),
+        };
+        Ok(AlarmResponse { header: header(self.mvcc.current_revision()), alarms })
     }
 
     fn lease_grant(&self, g: LeaseGrantRequest, applied: AppliedIndex) -> Result<LeaseGrantResponse, EtcdError> {

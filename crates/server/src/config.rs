@@ -47,6 +47,9 @@ pub struct ServerConfig {
     /// `--restore-snapshot`: a backup (`crate::backup`) to bootstrap a new
     /// cluster from on the first start.
     pub restore_snapshot: Option<PathBuf>,
+    /// `--quota-backend-bytes`: the store size at which a write raises the
+    /// NOSPACE alarm; None = no quota.
+    pub quota_bytes: Option<u64>,
 }
 
 /// Which engine holds the state machine.

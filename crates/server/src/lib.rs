@@ -1,6 +1,7 @@
 //! MetaStore server: the raft node, apply, and the etcd v3 gRPC services.
 //! `run` takes already-bound listeners and a shutdown future.
 
+pub mod alarms;
 pub mod apply;
 pub mod backup;
 pub mod compactor;

@@ -29,9 +29,10 @@ mod options;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use rocksdb::{ColumnFamily, IteratorMode, ReadOptions, WriteOptions, DB};
@@ -51,7 +52,17 @@ pub struct RocksEngine {
     /// One background space reclamation at a time (see [`Engine::compacted`]).
     reclaiming: Arc<AtomicBool>,
     reclaimer: Mutex<Option<JoinHandle<()>>>,
+    /// [`Engine::size_bytes`] is asked before every write that adds data
+    /// (the space quota) and RocksDB's size properties cost a lock per
+    /// table: the last answer and when it was read (ms since `opened`, 0 =
+    /// stale) serve for [`SIZE_REUSE_MS`].
+    size: AtomicU64,
+    size_read_at: AtomicU64,
+    opened: Instant,
 }
+
+/// How long a size read from RocksDB's properties is reused.
+const SIZE_REUSE_MS: u64 = 100;
 
 fn backend(e: rocksdb::Error) -> EngineError {
     match e.kind() {
@@ -72,6 +83,9 @@ impl RocksEngine {
             path: path.to_path_buf(),
             reclaiming: Arc::new(AtomicBool::new(false)),
             reclaimer: Mutex::new(None),
+            size: AtomicU64::new(0),
+            size_read_at: AtomicU64::new(0),
+            opened: Instant::now(),
         })
     }
 
@@ -184,7 +198,16 @@ impl Engine for RocksEngine {
     }
 
     fn size_bytes(&self) -> u64 {
-        self.property_sum("rocksdb.total-sst-files-size") + self.property_sum("rocksdb.cur-size-all-mem-tables")
+        let now = (self.opened.elapsed().as_millis() as u64).max(1);
+        let at = self.size_read_at.load(Ordering::Acquire);
+        if at != 0 && now - at.min(now) < SIZE_REUSE_MS {
+            return self.size.load(Ordering::Acquire);
+        }
+        let size =
+            self.property_sum("rocksdb.total-sst-files-size") + self.property_sum("rocksdb.cur-size-all-mem-tables");
+        self.size.store(size, Ordering::Release);
+        self.size_read_at.store(now, Ordering::Release);
+        size
     }
 
     fn kind(&self) -> &'static str {
@@ -246,6 +269,8 @@ impl Engine for RocksEngine {
         for &table in Table::all() {
             self.db.compact_range_cf(self.cf(table)?, None::<&[u8]>, None::<&[u8]>);
         }
+        // The space came back: the next size is read afresh.
+        self.size_read_at.store(0, Ordering::Release);
         Ok(())
     }
 

@@ -296,6 +296,45 @@ async fn a_backup_bootstraps_a_new_three_member_cluster() {
     assert_eq!(list.lines().count(), 3, "{list}");
 }
 
+/// The NOSPACE alarm is cluster state: raised by the member whose store
+/// reached the quota, it makes every member refuse writes that add data,
+/// and disarming it through any member lifts it everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nospace_alarm_holds_on_every_member() {
+    let c = cluster(3, &["--quota-backend-bytes", "4194304"]);
+    let leader = blocking(|| c.leader()).expect("leader");
+    let other = (leader + 1) % 3;
+    let mut lc = connect(vec![c.member(leader).client_url()]).await;
+    let value = "v".repeat(16 << 10);
+    let mut raised = false;
+    for i in 0..1000 {
+        if let Err(e) = lc.put(format!("q/{i:04}"), value.as_str(), None).await {
+            assert!(e.to_string().contains("database space exceeded"), "{e}");
+            raised = true;
+            break;
+        }
+    }
+    assert!(raised, "16 MB of puts never reached a 4 MiB quota");
+    let mut oc = connect(vec![c.member(other).client_url()]).await;
+    let refused = wait_until(Duration::from_secs(5), || {
+        etcdctl(&c.member(other).endpoint(), &["alarm", "list"]).1.contains("alarm:NOSPACE")
+    });
+    assert!(refused, "the alarm reached the other members");
+    let e = oc.put("small", "1", None).await.expect_err("a write through another member");
+    assert!(e.to_string().contains("database space exceeded"), "{e}");
+    let deleted = oc.delete("q/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
+    oc.compact(deleted.header().unwrap().revision(), None).await.unwrap();
+    for i in 0..3 {
+        let (ok, out, err) = etcdctl(&c.member(i).endpoint(), &["defrag"]);
+        assert!(ok, "defrag member {i}: {out}{err}");
+    }
+    let (ok, out, err) = etcdctl(&c.member(other).endpoint(), &["alarm", "disarm"]);
+    assert!(ok && out.contains("alarm:NOSPACE"), "{out}{err}");
+    let written =
+        wait_until(Duration::from_secs(5), || etcdctl(&c.member(leader).endpoint(), &["put", "small", "1"]).0);
+    assert!(written, "writes work again once the space is freed and the alarm disarmed");
+}
+
 /// `etcdctl member add NAME --learner` through `ep`, then starts the new
 /// member with the printed initial cluster and waits until it has published
 /// its name (through raft, as in etcd). Returns it and its hex ID.

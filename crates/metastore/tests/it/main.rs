@@ -14,5 +14,6 @@ mod kv;
 mod kv_errors;
 mod lease;
 mod lifecycle;
+mod quota;
 mod smoke;
 mod watch;

@@ -20,6 +20,7 @@ use raftlog::{LogStore, LogStoreOptions};
 use storage::{AppliedIndex, Engine, MvccStore, Table, WriteBatch};
 
 use super::NodeError;
+use crate::alarms::Alarms;
 use crate::config::ServerConfig;
 use crate::lessor::Lessor;
 use crate::members::Membership;
@@ -29,6 +30,7 @@ pub struct Opened {
     pub mvcc: Arc<MvccStore>,
     pub lessor: Arc<Lessor>,
     pub members: Arc<Membership>,
+    pub alarms: Arc<Alarms>,
     pub cluster_id: u64,
     /// Index of the snapshot the state was restored from (0: none).
     pub last_snapshot: u64,
@@ -97,7 +99,9 @@ pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeE
         0 => cfg.cluster_id,
         id => id,
     };
-    Ok(Opened { log, mvcc, lessor, members, cluster_id, last_snapshot })
+    let alarms = Arc::new(Alarms::default());
+    alarms.load(mvcc.engine().as_ref())?;
+    Ok(Opened { log, mvcc, lessor, members, alarms, cluster_id, last_snapshot })
 }
 
 fn bootstrap_new(
@@ -125,6 +129,8 @@ fn bootstrap_new(
         batch.delete(Table::Members, k.to_vec());
         true
     })?;
+    // Its alarms name the old members; the new cluster raises its own.
+    crate::alarms::clear_all(mvcc.engine().as_ref(), &mut batch)?;
     members.bootstrap(cfg.cluster_id, records, &mut batch);
     let applied = AppliedIndex { index: 1, term: 1 };
     mvcc.set_applied_with(applied, batch)?;

@@ -101,6 +101,7 @@ pub struct NodeHandle {
     pub mvcc: Arc<MvccStore>,
     pub lessor: Arc<Lessor>,
     pub members: Arc<Membership>,
+    pub alarms: Arc<crate::alarms::Alarms>,
     /// The latest revision applied; watch streams wait on it.
     pub revision: watch::Receiver<i64>,
     /// This member's snapshot files; the transport streams data from them.
@@ -223,6 +224,7 @@ pub fn start(
         mvcc: opened.mvcc.clone(),
         lessor: opened.lessor.clone(),
         members: opened.members.clone(),
+        alarms: opened.alarms.clone(),
         revision,
         snapshots: opened.log.snapshot_store(),
         staged: Arc::new(staged::StagedSnapshots::new(opened.log.snapshot_store().dir())),

@@ -122,7 +122,7 @@ impl Runner {
         let mut runner = Runner {
             raw,
             log: opened.log,
-            applier: Applier::new(opened.mvcc, opened.lessor, opened.members.clone()),
+            applier: Applier::new(opened.mvcc, opened.lessor, opened.members.clone(), opened.alarms.clone()),
             members: opened.members,
             state: node.state.clone(),
             waiters: node.waiters.clone(),
@@ -433,6 +433,7 @@ impl Runner {
         self.applier.mvcc().restore_snapshot(&mut data)?;
         self.applier.lessor().recover(self.applier.mvcc())?;
         self.members.load(self.applier.mvcc().engine().as_ref())?;
+        self.applier.alarms().load(self.applier.mvcc().engine().as_ref())?;
         if self.state.cluster_id() == 0 || self.members.cluster_id() != 0 {
             self.state.set_cluster_id(self.members.cluster_id());
         }

@@ -60,6 +60,7 @@ impl Kv for KvService {
         let r = request.into_inner();
         validate::check_put(&r)?;
         learner_guard(&self.ctx)?;
+        self.ctx.check_quota(crate::alarms::put_cost(&r), deadline).await?;
         match self.propose(Internal::Put(r), deadline).await? {
             ApplyResponse::Put(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
@@ -98,6 +99,10 @@ impl Kv for KvService {
             txn::execute_readonly_txn(&PinnedView::new(&self.ctx.node.mvcc), &r)?
         } else {
             learner_guard(&self.ctx)?;
+            let cost = crate::alarms::txn_cost(&r);
+            if cost > 0 {
+                self.ctx.check_quota(cost, deadline).await?;
+            }
             match self.propose(Internal::Txn(r), deadline).await? {
                 ApplyResponse::Txn(resp) => resp,
                 _ => return Err(unexpected("txn")),

@@ -47,6 +47,7 @@ impl Lease for LeaseService {
         while r.id == 0 {
             r.id = (self.ctx.node.waiters.next_id() & (i64::MAX as u64)) as i64;
         }
+        self.ctx.check_quota(crate::alarms::lease_cost(), deadline).await?;
         match self.ctx.node.propose(Internal::LeaseGrant(r), deadline).await? {
             ApplyResponse::LeaseGrant(mut resp) => {
                 resp.header = self.ctx.header(resp.header);

@@ -3,17 +3,20 @@
 
 use std::pin::Pin;
 
+use api::pb::etcdserverpb::AlarmType;
 use api::pb::etcdserverpb::{
     alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
     DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
     MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use api::pb::metastorepb::internal_request::Request as Internal;
 use api::EtcdError;
 use storage::Table;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::Ctx;
+use crate::apply::ApplyResponse;
 use crate::deadline::Deadline;
 
 /// Snapshot download chunk (etcd's `snapshotSendBufferSize`).
@@ -102,15 +105,28 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
+    /// GET lists this member's view of the replicated alarms; ACTIVATE
+    /// (NOSPACE only) and DEACTIVATE go through raft, as in etcd.
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         match AlarmAction::try_from(r.action) {
-            // No alarm is ever raised yet (no space quota), so none is listed
-            // and deactivating is a no-op, as etcd answers with none active.
-            Ok(AlarmAction::Get) | Ok(AlarmAction::Deactivate) => {
-                Ok(Response::new(AlarmResponse { header: self.ctx.header(None), alarms: vec![] }))
+            Ok(AlarmAction::Get) => {
+                Ok(Response::new(AlarmResponse { header: self.ctx.header(None), alarms: self.ctx.node.alarms.list() }))
             }
-            _ => Err(Status::unimplemented("etcdserver: activating alarms is not supported")),
+            Ok(AlarmAction::Activate) if r.alarm != AlarmType::Nospace as i32 => {
+                Err(Status::unimplemented("etcdserver: only the NOSPACE alarm can be activated"))
+            }
+            Ok(AlarmAction::Activate) | Ok(AlarmAction::Deactivate) => {
+                match self.ctx.node.propose(Internal::Alarm(r), deadline).await? {
+                    ApplyResponse::Alarm(mut resp) => {
+                        resp.header = self.ctx.header(resp.header);
+                        Ok(Response::new(resp))
+                    }
+                    _ => Err(EtcdError::Internal("apply answered an alarm with another kind".into()).into()),
+                }
+            }
+            Err(_) => Err(Status::invalid_argument(format!("unknown alarm action {}", r.action))),
         }
     }
 
@@ -125,7 +141,7 @@ impl Maintenance for MaintenanceService {
             raft_index: node.state.commit_index(),
             raft_term: node.state.term(),
             raft_applied_index: node.state.applied_index(),
-            errors: vec![],
+            errors: node.alarms.list().iter().map(crate::alarms::describe).collect(),
             db_size_in_use: size,
             is_learner: node.is_learner(),
         }))

@@ -10,9 +10,12 @@ pub mod maintenance;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::pb::etcdserverpb::ResponseHeader;
+use api::pb::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType, ResponseHeader};
+use api::pb::metastorepb::internal_request::Request as Internal;
+use api::EtcdError;
 
 use crate::config::ServerConfig;
+use crate::deadline::Deadline;
 use crate::node::NodeHandle;
 
 /// What every service needs: the node, the config, and header fields.
@@ -27,6 +30,28 @@ pub struct Ctx {
 impl Ctx {
     pub fn request_timeout(&self) -> Duration {
         self.cfg.request_timeout()
+    }
+
+    /// etcd's quota check before proposing a write that adds `cost` bytes:
+    /// if the store would reach `--quota-backend-bytes`, this member raises
+    /// the NOSPACE alarm (through raft, so every member refuses such writes
+    /// from then on) and the write fails with "database space exceeded".
+    pub async fn check_quota(&self, cost: u64, deadline: Deadline) -> Result<(), EtcdError> {
+        let Some(quota) = self.cfg.quota_bytes else {
+            return Ok(());
+        };
+        if self.node.mvcc.engine().size_bytes().saturating_add(cost) < quota {
+            return Ok(());
+        }
+        let raise = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: self.cfg.member_id,
+            alarm: AlarmType::Nospace as i32,
+        };
+        if let Err(e) = self.node.propose(Internal::Alarm(raise), deadline).await {
+            tracing::warn!(error = %e, "raising the NOSPACE alarm failed");
+        }
+        Err(EtcdError::NoSpace)
     }
 
     /// Fills cluster_id, member_id and raft_term, keeping the revision that
