@@ -23,19 +23,35 @@ use crate::deadline::Deadline;
 const SNAPSHOT_CHUNK: usize = 32 << 10;
 /// Chunks read ahead of the client.
 const SNAPSHOT_READ_AHEAD: usize = 8;
+/// A client that takes no chunk for this long is given up on.
+const SNAPSHOT_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The download's channel, fed from a blocking thread with a bound on how
+/// long one chunk may wait for the client.
+struct SnapshotSender {
+    tx: tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
+    rt: tokio::runtime::Handle,
+}
+
+impl SnapshotSender {
+    /// False when the client is gone or stalled.
+    fn send(&self, msg: Result<SnapshotResponse, Status>) -> bool {
+        self.rt.block_on(self.tx.send_timeout(msg, SNAPSHOT_STALL)).is_ok()
+    }
+}
 
 /// Sends `backup`'s data in chunks, then its digest, into `tx`; stops when
-/// the client is gone (the file goes with `backup`).
+/// the client is gone or stalls (the file goes with `backup`).
 fn stream_backup(
     backup: crate::backup::BackupFile,
     header: Option<api::pb::etcdserverpb::ResponseHeader>,
-    tx: tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
+    tx: SnapshotSender,
 ) {
     use std::io::Read;
     let mut file = match std::fs::File::open(&backup.path) {
         Ok(f) => f,
         Err(e) => {
-            let _ = tx.blocking_send(Err(Status::internal(format!("open {}: {e}", backup.path.display()))));
+            tx.send(Err(Status::internal(format!("open {}: {e}", backup.path.display()))));
             return;
         }
     };
@@ -46,17 +62,17 @@ fn stream_backup(
         let want = (backup.data_len - sent).min(SNAPSHOT_CHUNK as u64) as usize;
         let mut blob = vec![0u8; want];
         if let Err(e) = file.read_exact(&mut blob) {
-            let _ = tx.blocking_send(Err(Status::internal(format!("read {}: {e}", backup.path.display()))));
+            tx.send(Err(Status::internal(format!("read {}: {e}", backup.path.display()))));
             return;
         }
         sent += want as u64;
         let msg = SnapshotResponse { header: header.take(), remaining_bytes: total - sent, blob };
-        if tx.blocking_send(Ok(msg)).is_err() {
+        if !tx.send(Ok(msg)) {
             return;
         }
     }
     let last = SnapshotResponse { header: header.take(), remaining_bytes: 0, blob: backup.digest.to_vec() };
-    let _ = tx.blocking_send(Ok(last));
+    tx.send(Ok(last));
 }
 
 /// A name part for temporary files that no other download shares.
@@ -201,7 +217,8 @@ impl Maintenance for MaintenanceService {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(Status::internal)?;
         let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_READ_AHEAD);
-        tokio::task::spawn_blocking(move || stream_backup(backup, header, tx));
+        let send = SnapshotSender { tx, rt: tokio::runtime::Handle::current() };
+        tokio::task::spawn_blocking(move || stream_backup(backup, header, send));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
