@@ -261,8 +261,29 @@ impl Member {
     }
 
     /// Panics with the log if the member is not ready within `READY_TIMEOUT`.
+    /// A client port that another test's server took between choosing and
+    /// binding it (parallel test processes choose independently) is
+    /// replaced by a fresh one, twice at most; the peer side is behind the
+    /// member's own proxy and private address.
     pub fn expect_ready(&mut self) {
-        if let Err(why) = self.wait_ready(READY_TIMEOUT) {
+        let mut result = self.wait_ready(READY_TIMEOUT);
+        for _ in 0..2 {
+            if result.is_ok() || !self.client_port_was_taken() {
+                break;
+            }
+            let (old, new) = (self.client_port, crate::free_port());
+            let (from, to) = (format!("127.0.0.1:{old}"), format!("127.0.0.1:{new}"));
+            for arg in &mut self.args {
+                if arg.contains(&from) && !arg.contains(',') {
+                    *arg = arg.replace(&from, &to);
+                }
+            }
+            self.client_port = new;
+            self.child = None;
+            self.spawn();
+            result = self.wait_ready(READY_TIMEOUT);
+        }
+        if let Err(why) = result {
             panic!(
                 "member {} ({}) did not start: {why}\ncommand: {} {}\nlog:\n{}",
                 self.name,
@@ -272,6 +293,13 @@ impl Member {
                 self.log_text()
             );
         }
+    }
+
+    /// Whether the last start failed because its client port was taken.
+    fn client_port_was_taken(&self) -> bool {
+        let text = self.log_text();
+        let since = usize::try_from(self.log_start).unwrap_or(usize::MAX).min(text.len());
+        text.get(since..).is_some_and(|t| t.contains("for clients: Address already in use"))
     }
 
     /// Starts the process (if not running) and waits for its client port.
@@ -390,5 +418,41 @@ mod tests {
         assert_eq!(m.terminate(Duration::from_secs(5)), None);
         assert!(!m.is_running());
         assert_eq!(m.log_text().matches("testkit: start #").count(), 2);
+    }
+
+    #[test]
+    fn a_client_port_taken_by_someone_else_is_replaced() {
+        // A stand-in server that binds its --listen-client-urls port the way
+        // MetaStore does and says so, or fails as MetaStore does.
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("fake.py");
+        std::fs::write(
+            &script,
+            r#"#!/usr/bin/env python3
+import socket, sys, time
+url = sys.argv[sys.argv.index("--listen-client-urls") + 1]
+host, port = url.split("//")[1].split(":")
+s = socket.socket()
+try:
+    s.bind((host, int(port)))
+except OSError:
+    print(f"metastore: listen on {host}:{port} for clients: Address already in use (os error 98)", flush=True)
+    sys.exit(1)
+s.listen()
+print(f"INFO metastore: serving client requests address={host}:{port}", flush=True)
+time.sleep(30)
+"#,
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut m = Member::prepare(&script, 0, spec("m0", 11));
+        let taken = m.client_port();
+        let _holder = std::net::TcpListener::bind(("127.0.0.1", taken)).expect("hold the port");
+        m.start();
+        assert_ne!(m.client_port(), taken);
+        assert!(m.args().iter().any(|a| a == &m.client_url()), "{:?}", m.args());
+        assert!(m.log_text().contains("Address already in use"));
+        m.kill9();
     }
 }
