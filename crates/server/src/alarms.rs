@@ -59,6 +59,11 @@ impl Alarms {
         self.set.read().iter().map(|&(member_id, alarm)| AlarmMember { member_id, alarm }).collect()
     }
 
+    /// Whether `alarm` is active for `member`.
+    pub fn is_active(&self, member: u64, alarm: i32) -> bool {
+        self.set.read().contains(&(member, alarm))
+    }
+
     /// Whether a NOSPACE alarm is active on any member.
     pub fn no_space(&self) -> bool {
         self.set.read().iter().any(|&(_, a)| a == AlarmType::Nospace as i32)

@@ -142,7 +142,8 @@ impl Applier {
     }
 
     /// etcd's applyV3 Alarm: the response lists the alarm that changed (none
-    /// when it already was as asked); GET lists every alarm.
+    /// when it already was as asked). GET is answered by the service from
+    /// the member's state and never proposed.
     fn alarm(&self, a: AlarmRequest, applied: AppliedIndex) -> Result<AlarmResponse, EtcdError> {
         let mut batch = WriteBatch::default();
         let changed = match AlarmAction::try_from(a.action) {
@@ -151,14 +152,13 @@ impl Applier {
             _ => None,
         };
         self.mvcc.set_applied_with(applied, batch).map_err(from_mvcc)?;
-        let alarms = match (AlarmAction::try_from(a.action), changed) {
-            (Ok(AlarmAction::Get), _) => self.alarms.list(),
-            (_, Some((m, active))) => {
+        let alarms = match changed {
+            Some((m, active)) => {
                 self.alarms.set_active(m.member_id, m.alarm, active);
                 tracing::warn!(member = %format!("{:x}", m.member_id), alarm = m.alarm, active, "alarm changed");
                 vec![m]
             }
-            (_, None) => Vec::new(),
+            None => Vec::new(),
         };
         Ok(AlarmResponse { header: header(self.mvcc.current_revision()), alarms })
     }

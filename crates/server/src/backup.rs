@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use storage::MvccStore;
 
 /// Bytes of the digest at the end of a backup.
-pub const DIGEST_LEN: u64 = 32;
+const DIGEST_LEN: u64 = 32;
 /// The dump plus its padding is a multiple of this (etcd's `hasChecksum`).
 const ALIGN: u64 = 512;
 const IO_BUFFER: usize = 256 << 10;

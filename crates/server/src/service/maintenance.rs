@@ -41,12 +41,10 @@ impl SnapshotSender {
 }
 
 /// Sends `backup`'s data in chunks, then its digest, into `tx`; stops when
-/// the client is gone or stalls (the file goes with `backup`).
-fn stream_backup(
-    backup: crate::backup::BackupFile,
-    header: Option<api::pb::etcdserverpb::ResponseHeader>,
-    tx: SnapshotSender,
-) {
+/// the client is gone or stalls (the file goes with `backup`). As etcd 3.4:
+/// no header, `remaining_bytes` counts the data still to come (0 on the last
+/// chunk and on the digest).
+fn stream_backup(backup: crate::backup::BackupFile, tx: SnapshotSender) {
     use std::io::Read;
     let mut file = match std::fs::File::open(&backup.path) {
         Ok(f) => f,
@@ -55,9 +53,7 @@ fn stream_backup(
             return;
         }
     };
-    let total = backup.data_len + crate::backup::DIGEST_LEN;
     let mut sent = 0u64;
-    let mut header = header;
     while sent < backup.data_len {
         let want = (backup.data_len - sent).min(SNAPSHOT_CHUNK as u64) as usize;
         let mut blob = vec![0u8; want];
@@ -66,12 +62,12 @@ fn stream_backup(
             return;
         }
         sent += want as u64;
-        let msg = SnapshotResponse { header: header.take(), remaining_bytes: total - sent, blob };
+        let msg = SnapshotResponse { header: None, remaining_bytes: backup.data_len - sent, blob };
         if !tx.send(Ok(msg)) {
             return;
         }
     }
-    let last = SnapshotResponse { header: header.take(), remaining_bytes: 0, blob: backup.digest.to_vec() };
+    let last = SnapshotResponse { header: None, remaining_bytes: 0, blob: backup.digest.to_vec() };
     tx.send(Ok(last));
 }
 
@@ -209,16 +205,13 @@ impl Maintenance for MaintenanceService {
         let mvcc = self.ctx.node.mvcc.clone();
         let name = format!("download-{:016x}.snap.tmp", rand_suffix());
         let path = self.ctx.node.snapshots.dir().join(name);
-        // The revision the dump starts from (etcd: "the first header in the
-        // snapshot stream indicates the point in time of the snapshot").
-        let header = self.ctx.header(None);
         let backup = tokio::task::spawn_blocking(move || crate::backup::write_backup(&mvcc, path))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(Status::internal)?;
         let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_READ_AHEAD);
         let send = SnapshotSender { tx, rt: tokio::runtime::Handle::current() };
-        tokio::task::spawn_blocking(move || stream_backup(backup, header, send));
+        tokio::task::spawn_blocking(move || stream_backup(backup, send));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 

@@ -43,6 +43,10 @@ impl Ctx {
         if self.node.mvcc.engine().size_bytes().saturating_add(cost) < quota {
             return Ok(());
         }
+        if self.node.alarms.is_active(self.cfg.member_id, AlarmType::Nospace as i32) {
+            // Raised already: another raft entry would change nothing.
+            return Err(EtcdError::NoSpace);
+        }
         let raise = AlarmRequest {
             action: AlarmAction::Activate as i32,
             member_id: self.cfg.member_id,

@@ -282,10 +282,12 @@ impl MvccStore {
 
     /// A dump of the engine as of the current revision, written later by
     /// another thread while applies go on ([`Engine::deferred_dump`]); None
-    /// when the engine cannot defer. Call it on the writer's thread, between
-    /// applies: every later revision's [`Table::Key`] entry sorts at or above
-    /// the bound given, and compaction (the only writer below it) waits for
-    /// the dump.
+    /// when the engine cannot defer. Any thread may call it: it takes the
+    /// writer lock, which a write txn holds for its whole life, so the dump
+    /// falls between applies and every later revision's [`Table::Key`]
+    /// entry sorts at or above the bound given; compaction (the only writer
+    /// below it) waits for the dump, so the job must not run on the thread
+    /// that compacts.
     pub fn deferred_dump(&self) -> Result<Option<DeferredDump>, MvccError> {
         let _writer = self.writer.lock();
         let end = Revision::new(self.current_revision() + 1, 0).to_bytes().to_vec();
