@@ -335,6 +335,50 @@ async fn a_nospace_alarm_holds_on_every_member() {
     assert!(written, "writes work again once the space is freed and the alarm disarmed");
 }
 
+/// A follower applies an entry once the leader has committed it, and may
+/// do so before the leader applies it. Lease reads answered by the leader
+/// (time-to-live, keep-alive) must still see what a client just wrote
+/// through a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_reads_through_a_follower_see_its_writes_at_once() {
+    let c = cluster(3, &[]);
+    let leader = blocking(|| c.leader()).expect("leader");
+    let follower = (leader + 1) % 3;
+    let mut fc = connect(vec![c.member(follower).client_url()]).await;
+    // Writers on the leader keep its apply busy, which widens the window.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for w in 0..4 {
+        let (url, stop) = (c.member(leader).client_url(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let mut lc = connect(vec![url]).await;
+            let value = "x".repeat(32 << 10);
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = timed(lc.put(format!("load/{w}/{}", n % 64), value.as_str(), None)).await;
+                n += 1;
+            }
+        }));
+    }
+    for i in 0..150 {
+        let lease = fc.lease_grant(60, None).await.expect("grant").id();
+        let (mut keeper, mut responses) = fc.lease_keep_alive(lease).await.expect("keep-alive stream");
+        keeper.keep_alive().await.expect("keep-alive");
+        let ttl = responses.message().await.expect("keep-alive answer").expect("an answer").ttl();
+        assert!(ttl > 0, "round {i}: keep-alive of a lease just granted answered TTL {ttl}");
+        let key = format!("lk/{i:03}");
+        fc.put(key.as_str(), "v", Some(etcd_client::PutOptions::new().with_lease(lease))).await.expect("put");
+        let opts = etcd_client::LeaseTimeToLiveOptions::new().with_keys();
+        let r = fc.lease_time_to_live(lease, Some(opts)).await.expect("time to live");
+        let keys: Vec<String> = r.keys().iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+        assert_eq!(keys, [key], "round {i}: the key just attached through the follower");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.expect("load writer");
+    }
+}
+
 /// `etcdctl member add NAME --learner` through `ep`, then starts the new
 /// member with the printed initial cluster and waits until it has published
 /// its name (through raft, as in etcd). Returns it and its hex ID.

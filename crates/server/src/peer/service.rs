@@ -14,6 +14,7 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::deadline::Deadline;
 use crate::node::NodeHandle;
 use crate::service::Ctx;
 
@@ -126,8 +127,9 @@ impl Peer for PeerService {
         &self,
         request: Request<LeaseKeepAliveRequest>,
     ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
-        let ttl = match self.node().lessor.renew(r.id) {
+        let ttl = match crate::service::lease::renew_here(&self.ctx, r.id, deadline).await {
             Ok(ttl) => ttl,
             Err(EtcdError::LeaseNotFound) => 0,
             Err(e) => return Err(e.into()),
@@ -139,18 +141,20 @@ impl Peer for PeerService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         if !self.node().lessor.is_primary() {
             return Err(EtcdError::NotLeader.into());
         }
-        Ok(Response::new(crate::service::lease::time_to_live(&self.ctx, &r)))
+        Ok(Response::new(crate::service::lease::time_to_live(&self.ctx, &r, deadline).await?))
     }
 
     async fn member_promote(
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
-        Ok(Response::new(crate::service::cluster::promote_here(&self.ctx, r.id).await?))
+        Ok(Response::new(crate::service::cluster::promote_here(&self.ctx, r.id, deadline).await?))
     }
 }

@@ -63,10 +63,12 @@ fn learner_guard(ctx: &Ctx) -> Result<(), EtcdError> {
 }
 
 /// Promotion on this member, which must be the leader.
-pub async fn promote_here(ctx: &Ctx, id: u64) -> Result<MemberPromoteResponse, EtcdError> {
+pub async fn promote_here(ctx: &Ctx, id: u64, deadline: Deadline) -> Result<MemberPromoteResponse, EtcdError> {
+    // The learner may have been added through a follower that applied the
+    // change before this leader did.
+    ctx.node.read_barrier(deadline).await?;
     ctx.node.members.check_promote(id)?;
     let member = ctx.node.members.get(id).ok_or(EtcdError::MemberNotFound)?;
-    let deadline = Deadline::new(ctx.request_timeout(), None);
     let cc = conf_change(ConfChangeType::AddNode, id);
     let members = members_of(ctx.node.propose_conf_change(cc, member, ConfCheck::Promote, deadline).await?)?;
     Ok(MemberPromoteResponse { header: ctx.header_without_revision(), members: members.iter().map(to_pb).collect() })
@@ -159,7 +161,7 @@ impl Cluster for ClusterService {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         if self.ctx.node.state.leader() == self.ctx.cfg.member_id {
-            return Ok(Response::new(promote_here(&self.ctx, r.id).await?));
+            return Ok(Response::new(promote_here(&self.ctx, r.id, deadline).await?));
         }
         // Only the leader knows whether the learner caught up: forward.
         let leader = &self.ctx.leader;

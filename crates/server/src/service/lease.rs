@@ -110,7 +110,7 @@ impl Lease for LeaseService {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         if self.ctx.node.lessor.is_primary() {
-            return Ok(Response::new(time_to_live(&self.ctx, &r)));
+            return Ok(Response::new(time_to_live(&self.ctx, &r, deadline).await?));
         }
         // Only the leader times leases: ask it.
         let leader = &self.ctx.leader;
@@ -129,9 +129,18 @@ impl Lease for LeaseService {
     }
 }
 
-/// LeaseTimeToLive answered from this member's lessor (the leader's).
-pub fn time_to_live(ctx: &Ctx, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
-    match ctx.node.lessor.time_to_live(r.id, r.keys) {
+/// LeaseTimeToLive answered from this member's lessor (the leader's), once
+/// it has applied everything committed before the call: a follower applies
+/// an entry only after the leader committed it, yet may apply it before the
+/// leader does, so a client that wrote through a follower would otherwise
+/// miss its own write here.
+pub async fn time_to_live(
+    ctx: &Ctx,
+    r: &LeaseTimeToLiveRequest,
+    deadline: Deadline,
+) -> Result<LeaseTimeToLiveResponse, EtcdError> {
+    ctx.node.read_barrier(deadline).await?;
+    Ok(match ctx.node.lessor.time_to_live(r.id, r.keys) {
         Some(info) => LeaseTimeToLiveResponse {
             header: ctx.header(None),
             id: r.id,
@@ -141,6 +150,19 @@ pub fn time_to_live(ctx: &Ctx, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveRes
         },
         // etcd reports a missing lease as TTL -1, not as an error.
         None => LeaseTimeToLiveResponse { header: ctx.header(None), id: r.id, ttl: -1, ..Default::default() },
+    })
+}
+
+/// Renews on this member, the leader. A lease it does not know yet may have
+/// been granted through a follower that applied the grant first: look again
+/// once everything committed is applied here.
+pub async fn renew_here(ctx: &Ctx, id: i64, deadline: Deadline) -> Result<i64, EtcdError> {
+    match ctx.node.lessor.renew(id) {
+        Err(EtcdError::LeaseNotFound) => {
+            ctx.node.read_barrier(deadline).await?;
+            ctx.node.lessor.renew(id)
+        }
+        other => other,
     }
 }
 
@@ -157,7 +179,7 @@ async fn renew(ctx: &Ctx, id: i64) -> Result<i64, EtcdError> {
         .await
         .map_err(|_| EtcdError::NoLeader)?;
     if ctx.node.lessor.is_primary() {
-        return ctx.node.lessor.renew(id);
+        return renew_here(ctx, id, deadline).await;
     }
     let req = LeaseKeepAliveRequest { id };
     let resp = ctx.leader.call(&ctx.node, deadline, |mut c| async move { c.lease_renew(req).await }).await?;
