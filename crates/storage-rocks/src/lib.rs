@@ -52,10 +52,10 @@ pub struct RocksEngine {
     /// One background space reclamation at a time (see [`Engine::compacted`]).
     reclaiming: Arc<AtomicBool>,
     reclaimer: Mutex<Option<JoinHandle<()>>>,
-    /// [`Engine::size_bytes`] is asked before every write that adds data
-    /// (the space quota) and RocksDB's size properties cost a lock per
-    /// table: the last answer and when it was read (ms since `opened`, 0 =
-    /// stale) serve for [`SIZE_REUSE_MS`].
+    /// [`Engine::size_bytes_hint`] is asked before every write that adds
+    /// data (the space quota) and RocksDB's size properties cost a lock per
+    /// table: the last reading and when it was taken (ms since `opened`, 0
+    /// = stale) serve the hint for [`SIZE_REUSE_MS`].
     size: AtomicU64,
     size_read_at: AtomicU64,
     opened: Instant,
@@ -199,15 +199,20 @@ impl Engine for RocksEngine {
 
     fn size_bytes(&self) -> u64 {
         let now = (self.opened.elapsed().as_millis() as u64).max(1);
-        let at = self.size_read_at.load(Ordering::Acquire);
-        if at != 0 && now - at.min(now) < SIZE_REUSE_MS {
-            return self.size.load(Ordering::Acquire);
-        }
         let size =
             self.property_sum("rocksdb.total-sst-files-size") + self.property_sum("rocksdb.cur-size-all-mem-tables");
         self.size.store(size, Ordering::Release);
         self.size_read_at.store(now, Ordering::Release);
         size
+    }
+
+    fn size_bytes_hint(&self) -> u64 {
+        let now = self.opened.elapsed().as_millis() as u64;
+        let at = self.size_read_at.load(Ordering::Acquire);
+        if at != 0 && now - at.min(now) < SIZE_REUSE_MS {
+            return self.size.load(Ordering::Acquire);
+        }
+        self.size_bytes()
     }
 
     fn kind(&self) -> &'static str {

@@ -150,8 +150,15 @@ pub trait Engine: Send + Sync + 'static {
     /// Applies all ops atomically (all or none survive a crash).
     fn write(&self, batch: WriteBatch) -> Result<(), EngineError>;
 
-    /// Approximate bytes held (for Status db_size).
+    /// Approximate bytes held (for Status db_size), read now.
     fn size_bytes(&self) -> u64;
+
+    /// Like [`Engine::size_bytes`], but may answer a reading up to a moment
+    /// old: for checks on every write (the space quota), where a fresh
+    /// reading would cost too much.
+    fn size_bytes_hint(&self) -> u64 {
+        self.size_bytes()
+    }
 
     /// "memory" or "rocksdb".
     fn kind(&self) -> &'static str;

@@ -40,7 +40,7 @@ impl Ctx {
         let Some(quota) = self.cfg.quota_bytes else {
             return Ok(());
         };
-        if self.node.mvcc.engine().size_bytes().saturating_add(cost) < quota {
+        if self.node.mvcc.engine().size_bytes_hint().saturating_add(cost) < quota {
             return Ok(());
         }
         if self.node.alarms.is_active(self.cfg.member_id, AlarmType::Nospace as i32) {
