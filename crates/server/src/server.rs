@@ -11,6 +11,8 @@ use api::pb::etcdserverpb::{
     maintenance_server::MaintenanceServer, watch_server::WatchServer, LeaseRevokeRequest,
 };
 use api::pb::metastorepb::internal_request::Request as Internal;
+use api::pb::v3electionpb::election_server::ElectionServer;
+use api::pb::v3lockpb::lock_server::LockServer;
 use axum::serve::ListenerExt;
 use storage::{Engine, MemoryEngine};
 use tokio::net::TcpListener;
@@ -25,7 +27,8 @@ use crate::peer::sender::PeerTransport;
 use crate::peer::service::PeerService;
 use crate::peer::MAX_PEER_MESSAGE;
 use crate::service::{
-    cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService, Ctx,
+    cluster::ClusterService, election::ElectionService, kv::KvService, lease::LeaseService, lock::LockService,
+    maintenance::MaintenanceService, Ctx,
 };
 use crate::watch::WatchService;
 use api::pb::metastorepb::{peer_server::PeerServer, MemberAttrRequest};
@@ -144,7 +147,11 @@ pub async fn run(
                 )
                 .add_service(ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_recv))
                 .add_service(LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_recv))
-                .add_service(WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_recv));
+                .add_service(WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_recv))
+                .add_service(LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(max_recv))
+                .add_service(
+                    ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(max_recv),
+                );
         // gRPC and plain HTTP share the client port, as in etcd.
         let grpc = grpc.into_axum_router().layer(axum::middleware::map_response(crate::http::etcd_grpc_errors));
         let app = grpc.merge(crate::http::router(ctx.clone()));

@@ -14,6 +14,7 @@ mod kv;
 mod kv_errors;
 mod lease;
 mod lifecycle;
+mod lock_election;
 mod quota;
 mod smoke;
 mod watch;

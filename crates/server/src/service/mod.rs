@@ -3,8 +3,11 @@
 //! propose through raft and wait for apply, always within a deadline.
 
 pub mod cluster;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod local;
+pub mod lock;
 pub mod maintenance;
 
 use std::sync::Arc;

@@ -48,6 +48,23 @@ impl WatchGauges {
     fn add_watchers(&self, n: i64) {
         self.watchers.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// Counts an election observer as the watch stream and watcher it is
+    /// in etcd (which builds it on a watch) while the guard lives.
+    pub fn observer(self: &Arc<Self>) -> ObserverGauge {
+        self.streams.fetch_add(1, Ordering::Relaxed);
+        self.add_watchers(1);
+        ObserverGauge(self.clone())
+    }
+}
+
+pub struct ObserverGauge(Arc<WatchGauges>);
+
+impl Drop for ObserverGauge {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+        self.0.add_watchers(-1);
+    }
 }
 
 pub struct WatchService {
