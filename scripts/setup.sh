@@ -5,6 +5,7 @@
 #   etcd-server        real etcd, for differential tests
 #   etcd-client        etcdctl, for the walkthrough and differential tests
 #   clang libclang-dev bindgen for librocksdb-sys (the RocksDB engine)
+#   openssl            test certificates for the TLS tests
 #   cargo-nextest      the test runner
 set -euo pipefail
 
@@ -14,6 +15,7 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""

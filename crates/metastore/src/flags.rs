@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use server::tls::TlsFiles;
 use server::{ids, Member, ServerConfig, StorageConfig};
 
 #[derive(Parser, Debug, Clone)]
@@ -95,6 +96,30 @@ pub struct Flags {
     /// member; ignored once the data dir holds a member.
     #[arg(long, env = "METASTORE_RESTORE_SNAPSHOT")]
     pub restore_snapshot: Option<PathBuf>,
+    /// Path to the client server TLS cert file.
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Path to the client server TLS key file.
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Enable client cert authentication.
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH")]
+    pub client_cert_auth: bool,
+    /// Path to the client server TLS trusted CA cert file.
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Path to the peer server TLS cert file.
+    #[arg(long, env = "ETCD_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Path to the peer server TLS key file.
+    #[arg(long, env = "ETCD_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+    /// Enable peer client cert authentication.
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH")]
+    pub peer_client_cert_auth: bool,
+    /// Path to the peer server TLS trusted CA file.
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
     /// Print the version and exit.
     #[arg(long)]
     pub version: bool,
@@ -110,8 +135,9 @@ fn err<T>(msg: impl Into<String>) -> Result<T, FlagError> {
 
 pub struct Resolved {
     pub config: ServerConfig,
-    pub client_addrs: Vec<SocketAddr>,
-    pub peer_addrs: Vec<SocketAddr>,
+    /// Each address to listen on, and whether its URL is https.
+    pub client_addrs: Vec<(SocketAddr, bool)>,
+    pub peer_addrs: Vec<(SocketAddr, bool)>,
     pub log_level: tracing::Level,
 }
 
@@ -126,15 +152,14 @@ fn split_urls(flag: &str, value: &str) -> Result<Vec<String>, FlagError> {
     Ok(urls)
 }
 
-/// Accepts `http://host:port`; TLS and unix sockets are not served yet.
+/// Accepts `http://host:port` and `https://host:port`; unix sockets are
+/// not served yet.
 fn parse_url(flag: &str, url: &str) -> Result<(String, u16), FlagError> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        if url.starts_with("https://") || url.starts_with("unix") {
-            return err(format!(
-                "--{flag}: {url:?}: TLS and unix socket URLs are not supported yet; use http://host:port"
-            ));
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+        if url.starts_with("unix") {
+            return err(format!("--{flag}: {url:?}: unix socket URLs are not supported yet; use http(s)://host:port"));
         }
-        return err(format!("--{flag}: URL scheme must be http (got {url:?})"));
+        return err(format!("--{flag}: URL scheme must be http or https (got {url:?})"));
     };
     let rest = rest.trim_end_matches('/');
     let Some((host, port)) = rest.rsplit_once(':') else {
@@ -150,19 +175,51 @@ fn parse_url(flag: &str, url: &str) -> Result<(String, u16), FlagError> {
 
 /// `localhost` binds the IPv4 loopback, as a single address keeps ports
 /// predictable; other names resolve normally.
-fn bind_addrs(flag: &str, urls: &[String]) -> Result<Vec<SocketAddr>, FlagError> {
+fn bind_addrs(flag: &str, urls: &[String]) -> Result<Vec<(SocketAddr, bool)>, FlagError> {
     let mut out = Vec::new();
     for u in urls {
         let (host, port) = parse_url(flag, u)?;
+        let https = u.starts_with("https://");
         let host = if host == "localhost" { "127.0.0.1".to_string() } else { host };
         let addr = (host.as_str(), port)
             .to_socket_addrs()
             .map_err(|e| FlagError(format!("--{flag}: cannot resolve {u:?}: {e}")))?
             .next()
             .ok_or_else(|| FlagError(format!("--{flag}: {u:?} resolves to no address")))?;
-        out.push(addr);
+        out.push((addr, https));
     }
     Ok(out)
+}
+
+/// One side's TLS files: None without a cert and key; an https URL needs
+/// them (etcd's message).
+fn tls_files(
+    side: &str,
+    prefix: &str,
+    urls: &[String],
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    trusted_ca: &Option<PathBuf>,
+    client_cert_auth: bool,
+) -> Result<Option<TlsFiles>, FlagError> {
+    let files = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            Some(TlsFiles { cert: cert.clone(), key: key.clone(), trusted_ca: trusted_ca.clone(), client_cert_auth })
+        }
+        (None, None) => None,
+        _ => return err(format!("--{prefix}cert-file and --{prefix}key-file must be given together")),
+    };
+    if files.is_none() {
+        if let Some(u) = urls.iter().find(|u| u.starts_with("https://")) {
+            return err(format!(
+                "TLS key/cert (--{prefix}cert-file, --{prefix}key-file) must be provided for {side} url {u} with HTTPS scheme"
+            ));
+        }
+    }
+    if files.as_ref().is_some_and(|f| f.client_cert_auth && f.trusted_ca.is_none()) {
+        return err(format!("--{prefix}client-cert-auth needs --{prefix}trusted-ca-file"));
+    }
+    Ok(files)
 }
 
 fn parse_cluster(value: &str) -> Result<Vec<(String, Vec<String>)>, FlagError> {
@@ -357,12 +414,33 @@ impl Flags {
                 q => Some(q as u64),
             },
             storage,
+            client_tls: None,
+            peer_tls: None,
         };
         let peer_addrs = bind_addrs("listen-peer-urls", &peer_urls)?;
         let mut config = config;
         // Outgoing peer connections leave from the address peers listen on,
         // when it is a specific one.
-        config.peer_source_ip = peer_addrs.first().map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
+        config.peer_source_ip = peer_addrs.first().map(|a| a.0.ip()).filter(|ip| !ip.is_unspecified());
+        config.client_tls = tls_files(
+            "client",
+            "",
+            &client_urls,
+            &self.cert_file,
+            &self.key_file,
+            &self.trusted_ca_file,
+            self.client_cert_auth,
+        )?;
+        let all_peer_urls: Vec<String> = cluster.iter().flat_map(|(_, urls)| urls.clone()).chain(peer_urls).collect();
+        config.peer_tls = tls_files(
+            "peer",
+            "peer-",
+            &all_peer_urls,
+            &self.peer_cert_file,
+            &self.peer_key_file,
+            &self.peer_trusted_ca_file,
+            self.peer_client_cert_auth,
+        )?;
         Ok(Resolved { config, client_addrs: bind_addrs("listen-client-urls", &client_urls)?, peer_addrs, log_level })
     }
 }
@@ -383,13 +461,42 @@ mod tests {
         assert_eq!(r.config.data_dir, PathBuf::from("default.metastore"));
         assert_eq!(format!("{:x}", r.config.member_id), "8e9e05c52164694d");
         assert_eq!(format!("{:x}", r.config.cluster_id), "cdf818194e3a8c32");
-        assert_eq!(r.client_addrs, vec!["127.0.0.1:2379".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(r.client_addrs, vec![("127.0.0.1:2379".parse::<SocketAddr>().unwrap(), false)]);
+        assert!(r.config.client_tls.is_none() && r.config.peer_tls.is_none());
         assert_eq!(r.config.max_txn_ops, 128);
         assert_eq!(r.config.election_ticks(), 10);
         assert_eq!(r.config.snapshot_count, 100_000);
         assert_eq!(r.config.snapshot_catchup_entries, 5000);
         let r = flags(&["--experimental-snapshot-catchup-entries", "50"]).resolve().unwrap();
         assert_eq!(r.config.snapshot_catchup_entries, 50);
+    }
+
+    #[test]
+    fn tls_flags() {
+        let https =
+            ["--listen-client-urls", "https://127.0.0.1:2379", "--advertise-client-urls", "https://127.0.0.1:2379"];
+        let e = flags(&https).resolve().err().unwrap();
+        assert_eq!(
+            e.0,
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"
+        );
+        let mut args = https.to_vec();
+        args.extend(["--cert-file", "s.crt", "--key-file", "s.key"]);
+        let r = flags(&args).resolve().unwrap();
+        assert_eq!(r.client_addrs, vec![("127.0.0.1:2379".parse::<SocketAddr>().unwrap(), true)]);
+        let tls = r.config.client_tls.unwrap();
+        assert_eq!((tls.cert, tls.key, tls.client_cert_auth), ("s.crt".into(), "s.key".into(), false));
+        args.push("--client-cert-auth");
+        assert_eq!(flags(&args).resolve().err().unwrap().0, "--client-cert-auth needs --trusted-ca-file");
+        let e = flags(&["--cert-file", "s.crt"]).resolve().err().unwrap();
+        assert_eq!(e.0, "--cert-file and --key-file must be given together");
+        let peers =
+            ["--listen-peer-urls", "https://127.0.0.1:2380", "--initial-advertise-peer-urls", "https://127.0.0.1:2380"];
+        let e = flags(&peers).resolve().err().unwrap();
+        assert!(
+            e.0.starts_with("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url"),
+            "{e}"
+        );
     }
 
     #[test]

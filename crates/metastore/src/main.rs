@@ -52,14 +52,14 @@ async fn serve(r: flags::Resolved) -> Result<(), String> {
     // means every listener is bound, so a taken peer port never shows as a
     // server that answered a connect and then vanished.
     let mut peer = Vec::new();
-    for addr in &r.peer_addrs {
-        peer.push(TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for peers: {e}"))?);
+    for (addr, https) in &r.peer_addrs {
+        peer.push((TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for peers: {e}"))?, *https));
     }
     let mut client = Vec::new();
-    for addr in &r.client_addrs {
-        client.push(TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for clients: {e}"))?);
+    for (addr, https) in &r.client_addrs {
+        client.push((TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for clients: {e}"))?, *https));
     }
-    for l in &client {
+    for (l, _) in &client {
         if let Ok(a) = l.local_addr() {
             tracing::info!(address = %a, "serving client requests");
         }

@@ -50,6 +50,11 @@ pub struct ServerConfig {
     /// `--quota-backend-bytes`: the store size at which a write raises the
     /// NOSPACE alarm; None = no quota.
     pub quota_bytes: Option<u64>,
+    /// `--cert-file` and the rest: TLS for the https client URLs.
+    pub client_tls: Option<crate::tls::TlsFiles>,
+    /// `--peer-cert-file` and the rest: TLS for https peer URLs, served
+    /// and dialed.
+    pub peer_tls: Option<crate::tls::TlsFiles>,
 }
 
 /// Which engine holds the state machine.

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::config::{Member, ServerConfig};
-use crate::peer::client::fetch_members;
+use crate::peer::client::{fetch_members, Dialer};
 
 const ID_FILE: &str = "id";
 /// How long a joining member keeps asking the cluster for its membership.
@@ -70,9 +70,10 @@ pub async fn resolve(cfg: &mut ServerConfig) -> Result<(), IdentityError> {
 async fn join(cfg: &mut ServerConfig) -> Result<(), IdentityError> {
     let others: Vec<String> =
         cfg.members.iter().filter(|m| m.name != cfg.name).flat_map(|m| m.peer_urls.clone()).collect();
+    let dialer = Dialer::new(cfg).map_err(IdentityError::Join)?;
     let mut last = String::new();
     for _ in 0..JOIN_ATTEMPTS {
-        match fetch_members(&others, cfg.peer_source_ip).await {
+        match fetch_members(&others, &dialer).await {
             Ok(resp) => {
                 let mut mine = cfg.advertise_peer_urls.clone();
                 mine.sort();

@@ -21,6 +21,7 @@ pub mod range;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod tls;
 pub mod txn;
 pub mod waiters;
 pub mod watch;

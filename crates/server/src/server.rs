@@ -22,6 +22,7 @@ use crate::config::{ServerConfig, StorageConfig, GRPC_OVERHEAD_BYTES};
 use crate::deadline::Deadline;
 use crate::node::NodeHandle;
 use crate::node::{self, NodeError};
+use crate::peer::client::Dialer;
 use crate::peer::leader::LeaderLink;
 use crate::peer::sender::PeerTransport;
 use crate::peer::service::PeerService;
@@ -56,6 +57,8 @@ pub enum ServerError {
     Engine { kind: &'static str, source: storage::EngineError },
     #[error("this binary was built without the {0} engine; rebuild with `--features rocksdb`")]
     EngineUnavailable(&'static str),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Opens the engine `--storage` names, after checking the data dir's marker.
@@ -82,12 +85,50 @@ fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, ServerError> {
     }
 }
 
-/// Already-bound sockets, so callers (and tests) choose ports, port 0 included.
+/// Already-bound sockets, so callers (and tests) choose ports, port 0
+/// included; each with whether its URL is https (TLS from the config's
+/// `client_tls` / `peer_tls`).
 pub struct Listeners {
-    pub client: Vec<TcpListener>,
-    /// Bound so the peer port is taken as etcd takes it; peers arrive with
-    /// multi-member clusters.
-    pub peer: Vec<TcpListener>,
+    pub client: Vec<(TcpListener, bool)>,
+    pub peer: Vec<(TcpListener, bool)>,
+}
+
+/// The TLS settings an https listener of `side` serves with.
+fn tls_for(
+    https: bool,
+    files: &Option<crate::tls::TlsFiles>,
+    side: &str,
+) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, ServerError> {
+    if !https {
+        return Ok(None);
+    }
+    let files =
+        files.as_ref().ok_or_else(|| ServerError::Tls(format!("an https {side} URL without a cert and key")))?;
+    files.server_config().map(Some).map_err(ServerError::Tls)
+}
+
+/// Serves `app` on `listener`, over TLS when `tls` is given, until `stop`.
+async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    match tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(listener, config)?;
+            axum::serve(listener, app).with_graceful_shutdown(stopped).await
+        }
+        None => {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app).with_graceful_shutdown(stopped).await
+        }
+    }
 }
 
 /// Records which engine owns the data dir; refuses to open another's.
@@ -112,13 +153,22 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    // Bad certificate files stop the start before anything else happens.
+    let client_tls: Vec<_> = listeners
+        .client
+        .iter()
+        .map(|(_, https)| tls_for(*https, &cfg.client_tls, "client"))
+        .collect::<Result<_, _>>()?;
+    let peer_tls: Vec<_> =
+        listeners.peer.iter().map(|(_, https)| tls_for(*https, &cfg.peer_tls, "peer")).collect::<Result<_, _>>()?;
     let engine = open_engine(&cfg)?;
     crate::identity::resolve(&mut cfg).await?;
     let cfg = Arc::new(cfg);
     let start_cfg = cfg.clone();
     let rt = tokio::runtime::Handle::current();
-    let source = cfg.peer_source_ip;
-    let transport: node::TransportFactory = Box::new(move |node| Box::new(PeerTransport::new(rt, source, &node)));
+    let dialer = Dialer::new(&cfg).map_err(ServerError::Tls)?;
+    let peer_dialer = dialer.clone();
+    let transport: node::TransportFactory = Box::new(move |node| Box::new(PeerTransport::new(rt, peer_dialer, &node)));
     let node = tokio::task::spawn_blocking(move || node::start(&start_cfg, engine, transport))
         .await
         .map_err(|e| NodeError::Io(std::io::Error::other(e.to_string())))??;
@@ -132,14 +182,14 @@ pub async fn run(
         node: node.clone(),
         cfg: cfg.clone(),
         watch: Default::default(),
-        leader: Arc::new(LeaderLink::new(cfg.peer_source_ip)),
+        leader: Arc::new(LeaderLink::new(dialer)),
     };
     let max_recv = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(false);
     let mut servers = Vec::new();
-    for listener in listeners.client {
+    for ((listener, _), tls) in listeners.client.into_iter().zip(client_tls) {
         let grpc =
             tonic::service::Routes::new(KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_recv))
                 .add_service(
@@ -155,10 +205,7 @@ pub async fn run(
         // gRPC and plain HTTP share the client port, as in etcd.
         let grpc = grpc.into_axum_router().layer(axum::middleware::map_response(crate::http::etcd_grpc_errors));
         let app = grpc.merge(crate::http::router(ctx.clone()));
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
         let mut early_stop = stop_rx.clone();
         let mut ready = ready_rx.clone();
         servers.push(tokio::spawn(async move {
@@ -168,30 +215,17 @@ pub async fn run(
                 _ = ready.wait_for(|r| *r) => {}
                 _ = early_stop.wait_for(|s| *s) => return Ok(()),
             }
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
+            serve(listener, tls, app, stop).await
         }));
     }
-    for listener in listeners.peer {
+    for ((listener, _), tls) in listeners.peer.into_iter().zip(peer_tls) {
         let routes = tonic::service::Routes::new(
             PeerServer::new(PeerService::new(ctx.clone()))
                 .max_decoding_message_size(MAX_PEER_MESSAGE)
                 .max_encoding_message_size(MAX_PEER_MESSAGE),
         );
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(listener, routes.into_axum_router())
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        }));
+        let stop = stop_rx.clone();
+        servers.push(tokio::spawn(serve(listener, tls, routes.into_axum_router(), stop)));
     }
     let publish = tokio::spawn({
         let (node, cfg) = (node.clone(), cfg.clone());

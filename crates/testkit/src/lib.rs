@@ -2,6 +2,7 @@
 //! and Debian's etcd, each with its own temporary data dir and free ports,
 //! killed when dropped. Tests wait on conditions with deadlines, not sleeps.
 
+pub mod certs;
 pub mod cluster;
 pub mod linearizability;
 pub mod member;
@@ -130,6 +131,32 @@ pub struct ServerProcess {
     initial_cluster: String,
     /// In cluster mode, the other members: they live and die with this one.
     companions: Vec<Child>,
+    setup: Setup,
+}
+
+/// How a server is started beyond its flags: http or https for its client
+/// and peer URLs (the certificates come with the flags), and how many
+/// members (MetaStore; etcd always runs one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Setup {
+    pub client_tls: bool,
+    pub peer_tls: bool,
+    pub members: usize,
+}
+
+impl Setup {
+    /// http everywhere, `METASTORE_IT_CLUSTER` members.
+    pub fn plain() -> Setup {
+        Setup { client_tls: false, peer_tls: false, members: cluster_size() }
+    }
+}
+
+fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 /// The engine the MetaStore processes of this test run use: the binary reads
@@ -155,11 +182,12 @@ struct Launch<'a> {
     extra: &'a [String],
     log: &'a Path,
     etcd: bool,
+    setup: Setup,
 }
 
 fn launch(l: Launch<'_>) -> Child {
-    let client = format!("http://127.0.0.1:{}", l.client_port);
-    let peer = format!("http://127.0.0.1:{}", l.peer_port);
+    let client = format!("{}://127.0.0.1:{}", scheme(l.setup.client_tls), l.client_port);
+    let peer = format!("{}://127.0.0.1:{}", scheme(l.setup.peer_tls), l.peer_port);
     let mut cmd = Command::new(l.binary);
     cmd.arg("--name")
         .arg(l.name)
@@ -189,20 +217,29 @@ impl ServerProcess {
     /// Starts a MetaStore member built at `binary` (pass
     /// `env!("CARGO_BIN_EXE_metastore")`).
     pub fn metastore(binary: &Path, extra: &[&str]) -> ServerProcess {
-        Self::start(Kind::MetaStore, binary.to_path_buf(), extra)
+        Self::start(Kind::MetaStore, binary.to_path_buf(), extra, Setup::plain())
     }
 
     /// Starts Debian's etcd (`/usr/bin/etcd`).
     pub fn etcd(extra: &[&str]) -> ServerProcess {
-        Self::start(Kind::Etcd, PathBuf::from("/usr/bin/etcd"), extra)
+        Self::start(Kind::Etcd, PathBuf::from("/usr/bin/etcd"), extra, Setup::plain())
+    }
+
+    /// Starts MetaStore (`binary`) or, without one, Debian's etcd, as
+    /// `setup` says.
+    pub fn with_setup(binary: Option<&Path>, extra: &[&str], setup: Setup) -> ServerProcess {
+        match binary {
+            Some(b) => Self::start(Kind::MetaStore, b.to_path_buf(), extra, setup),
+            None => Self::start(Kind::Etcd, PathBuf::from("/usr/bin/etcd"), extra, setup),
+        }
     }
 
     /// Starts the server; a port taken by someone else between choosing it
     /// and binding it (parallel tests) is retried with fresh ports.
-    fn start(kind: Kind, binary: PathBuf, extra: &[&str]) -> ServerProcess {
+    fn start(kind: Kind, binary: PathBuf, extra: &[&str], setup: Setup) -> ServerProcess {
         const ATTEMPTS: usize = 3;
         for attempt in 1..=ATTEMPTS {
-            let mut s = Self::prepare(kind, binary.clone(), extra);
+            let mut s = Self::prepare(kind, binary.clone(), extra, setup);
             match s.try_spawn() {
                 Ok(()) => return s,
                 Err(log) if attempt < ATTEMPTS && log.contains("Address already in use") => continue,
@@ -212,16 +249,17 @@ impl ServerProcess {
         unreachable!("the last attempt returns or panics")
     }
 
-    fn prepare(kind: Kind, binary: PathBuf, extra: &[&str]) -> ServerProcess {
+    fn prepare(kind: Kind, binary: PathBuf, extra: &[&str], setup: Setup) -> ServerProcess {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().to_path_buf();
-        let members = if kind == Kind::MetaStore { cluster_size() } else { 1 };
+        let members = if kind == Kind::MetaStore { setup.members.max(1) } else { 1 };
         let ports: Vec<(u16, u16)> = (0..members).map(|_| (free_port(), free_port())).collect();
+        let peer_scheme = scheme(setup.peer_tls);
         let (name, initial_cluster) = if members == 1 {
-            ("default".to_string(), format!("default=http://127.0.0.1:{}", ports[0].1))
+            ("default".to_string(), format!("default={peer_scheme}://127.0.0.1:{}", ports[0].1))
         } else {
             let all: Vec<String> =
-                ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}")).collect();
+                ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}={peer_scheme}://127.0.0.1:{p}")).collect();
             ("m0".to_string(), all.join(","))
         };
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -237,6 +275,7 @@ impl ServerProcess {
                 extra: &extra,
                 log: &dir.join(format!("m{i}.log")),
                 etcd: false,
+                setup,
             }));
         }
         ServerProcess {
@@ -253,6 +292,7 @@ impl ServerProcess {
             name,
             initial_cluster,
             companions,
+            setup,
         }
     }
 
@@ -270,7 +310,7 @@ impl ServerProcess {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", scheme(self.setup.client_tls), self.client_port)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -303,6 +343,7 @@ impl ServerProcess {
             extra: &self.extra,
             log: &self.log,
             etcd: self.kind == Kind::Etcd,
+            setup: self.setup,
         }));
         let companions_alive =
             |s: &mut ServerProcess| s.companions.iter_mut().all(|c| matches!(c.try_wait(), Ok(None)));

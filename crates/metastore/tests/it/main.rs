@@ -17,4 +17,5 @@ mod lifecycle;
 mod lock_election;
 mod quota;
 mod smoke;
+mod tls;
 mod watch;

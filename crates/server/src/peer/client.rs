@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use api::pb::metastorepb::{peer_client::PeerClient, MembersRequest, MembersResponse};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::MAX_PEER_MESSAGE;
 
@@ -15,10 +15,25 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// promote calls) gives up after this long.
 pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A channel to `url`, from `source` when given (the IP this member listens
-/// on for peers), so peers and fault-injecting proxies see who connects.
-pub fn endpoint(url: &str, source: Option<IpAddr>) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(url.to_string())?
+/// How this member dials its peers: from the IP it listens on for peers
+/// (when it names one), so peers and fault-injecting proxies see who
+/// connects; over TLS to https URLs (`--peer-cert-file` and the rest).
+#[derive(Clone, Debug, Default)]
+pub struct Dialer {
+    pub source: Option<IpAddr>,
+    pub tls: Option<ClientTlsConfig>,
+}
+
+impl Dialer {
+    pub fn new(cfg: &crate::config::ServerConfig) -> Result<Dialer, String> {
+        let tls = cfg.peer_tls.as_ref().map(|t| t.client_config()).transpose()?;
+        Ok(Dialer { source: cfg.peer_source_ip, tls })
+    }
+}
+
+/// A channel to `url`, as `dialer` says.
+pub fn endpoint(url: &str, dialer: &Dialer) -> Result<Endpoint, tonic::transport::Error> {
+    let endpoint = Endpoint::from_shared(url.to_string())?
         .connect_timeout(CONNECT_TIMEOUT)
         // A peer that vanished without closing the connection (a cut
         // network) is noticed by unanswered pings, not waited on forever.
@@ -26,19 +41,23 @@ pub fn endpoint(url: &str, source: Option<IpAddr>) -> Result<Endpoint, tonic::tr
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
         .tcp_nodelay(true)
-        .local_address(source))
+        .local_address(dialer.source);
+    match &dialer.tls {
+        Some(tls) if url.starts_with("https://") => endpoint.tls_config(tls.clone()),
+        _ => Ok(endpoint),
+    }
 }
 
-pub async fn connect(url: &str, source: Option<IpAddr>) -> Result<PeerClient<Channel>, tonic::transport::Error> {
-    let channel = endpoint(url, source)?.connect().await?;
+pub async fn connect(url: &str, dialer: &Dialer) -> Result<PeerClient<Channel>, tonic::transport::Error> {
+    let channel = endpoint(url, dialer)?.connect().await?;
     Ok(PeerClient::new(channel).max_decoding_message_size(MAX_PEER_MESSAGE).max_encoding_message_size(MAX_PEER_MESSAGE))
 }
 
 /// Asks the members at `urls` (first that answers) for the membership.
-pub async fn fetch_members(urls: &[String], source: Option<IpAddr>) -> Result<MembersResponse, String> {
+pub async fn fetch_members(urls: &[String], dialer: &Dialer) -> Result<MembersResponse, String> {
     let mut last = String::from("no peer URLs to ask");
     for url in urls {
-        match connect(url, source).await {
+        match connect(url, dialer).await {
             Ok(mut c) => match c.members(with_timeout(MembersRequest {}, PEER_REQUEST_TIMEOUT)).await {
                 Ok(resp) => return Ok(resp.into_inner()),
                 Err(e) => last = format!("{url}: {}", e.message()),

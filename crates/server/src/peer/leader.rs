@@ -2,25 +2,24 @@
 //! only the leader can answer (lease renewals and TTLs, learner promotion).
 
 use std::future::Future;
-use std::net::IpAddr;
 
 use api::pb::metastorepb::peer_client::PeerClient;
 use api::EtcdError;
 use parking_lot::Mutex;
 use tonic::transport::Channel;
 
-use super::client::connect;
+use super::client::{connect, Dialer};
 use crate::deadline::Deadline;
 use crate::node::NodeHandle;
 
 pub struct LeaderLink {
-    source: Option<IpAddr>,
+    dialer: Dialer,
     cached: Mutex<Option<(u64, PeerClient<Channel>)>>,
 }
 
 impl LeaderLink {
-    pub fn new(source: Option<IpAddr>) -> Self {
-        LeaderLink { source, cached: Mutex::new(None) }
+    pub fn new(dialer: Dialer) -> Self {
+        LeaderLink { dialer, cached: Mutex::new(None) }
     }
 
     pub async fn client(&self, node: &NodeHandle) -> Result<PeerClient<Channel>, EtcdError> {
@@ -36,7 +35,7 @@ impl LeaderLink {
         let member = node.members.get(leader).ok_or(EtcdError::NoLeader)?;
         let mut last = EtcdError::NoLeader;
         for url in &member.peer_urls {
-            match connect(url, self.source).await {
+            match connect(url, &self.dialer).await {
                 Ok(c) => {
                     *self.cached.lock() = Some((leader, c.clone()));
                     return Ok(c);

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use raft::SnapshotStatus;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::client::{connect, with_timeout};
+use super::client::{connect, with_timeout, Dialer};
 use super::SNAPSHOT_CHUNK;
 use crate::node::{NodeHandle, Report, Transport};
 
@@ -50,14 +49,14 @@ struct Peer {
 
 pub struct PeerTransport {
     rt: tokio::runtime::Handle,
-    source: Option<IpAddr>,
+    dialer: Dialer,
     node: Weak<NodeHandle>,
     peers: HashMap<u64, Peer>,
 }
 
 impl PeerTransport {
-    pub fn new(rt: tokio::runtime::Handle, source: Option<IpAddr>, node: &Arc<NodeHandle>) -> Self {
-        PeerTransport { rt, source, node: Arc::downgrade(node), peers: HashMap::new() }
+    pub fn new(rt: tokio::runtime::Handle, dialer: Dialer, node: &Arc<NodeHandle>) -> Self {
+        PeerTransport { rt, dialer, node: Arc::downgrade(node), peers: HashMap::new() }
     }
 }
 
@@ -107,7 +106,7 @@ impl Transport for PeerTransport {
                 continue;
             }
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            let task = self.rt.spawn(peer_loop(id, urls.clone(), self.source, rx, self.node.clone()));
+            let task = self.rt.spawn(peer_loop(id, urls.clone(), self.dialer.clone(), rx, self.node.clone()));
             self.peers.insert(id, Peer { urls, tx, task });
         }
     }
@@ -121,7 +120,7 @@ fn envelope(m: &Message) -> RaftEnvelope {
 async fn peer_loop(
     id: u64,
     urls: Vec<String>,
-    source: Option<IpAddr>,
+    dialer: Dialer,
     mut rx: mpsc::Receiver<Message>,
     node: Weak<NodeHandle>,
 ) {
@@ -130,7 +129,7 @@ async fn peer_loop(
     loop {
         let url = &urls[turn % urls.len()];
         turn += 1;
-        let client = match connect(url, source).await {
+        let client = match connect(url, &dialer).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(peer = %format!("{id:x}"), %url, error = %e, "peer unreachable");
