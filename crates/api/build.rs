@@ -15,6 +15,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "internal.proto",
     ];
     let fds = protox::compile(files, [&root])?;
+    // serde for etcd's JSON gateway, as grpc-gateway's jsonpb writes it:
+    // proto field names, 64-bit integers as strings, bytes as base64.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    pbjson_build::Builder::new()
+        .register_descriptors(&prost::Message::encode_to_vec(&fds))?
+        .out_dir(&out)
+        .preserve_proto_field_names()
+        .ignore_unknown_fields()
+        .build(&[".etcdserverpb", ".mvccpb", ".authpb", ".v3lockpb", ".v3electionpb"])?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

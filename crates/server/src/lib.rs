@@ -8,6 +8,7 @@ pub mod compactor;
 pub mod config;
 pub mod deadline;
 pub mod errors;
+pub mod gateway;
 pub mod hashkv;
 pub mod http;
 pub mod identity;

@@ -204,7 +204,7 @@ pub async fn run(
                 );
         // gRPC and plain HTTP share the client port, as in etcd.
         let grpc = grpc.into_axum_router().layer(axum::middleware::map_response(crate::http::etcd_grpc_errors));
-        let app = grpc.merge(crate::http::router(ctx.clone()));
+        let app = grpc.merge(crate::http::router(ctx.clone())).merge(crate::gateway::router(ctx.clone()));
         let stop = stop_rx.clone();
         let mut early_stop = stop_rx.clone();
         let mut ready = ready_rx.clone();

@@ -21,12 +21,32 @@ const MAX_RESPONSE: usize = 16 << 20;
 
 /// `GET http://<addr><path>`; returns the status code and the decoded body.
 pub fn http_get(addr: &str, path: &str, timeout: Duration) -> io::Result<(u16, String)> {
+    http_request(addr, "GET", path, None, timeout)
+}
+
+/// `POST http://<addr><path>` with a JSON body; the status code and the
+/// decoded body.
+pub fn http_post(addr: &str, path: &str, body: &str, timeout: Duration) -> io::Result<(u16, String)> {
+    http_request(addr, "POST", path, Some(body), timeout)
+}
+
+fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> io::Result<(u16, String)> {
     let sock: SocketAddr =
         addr.to_socket_addrs()?.next().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
     let mut s = TcpStream::connect_timeout(&sock, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n")?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n")?;
+    match body {
+        Some(b) => write!(s, "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len())?,
+        None => write!(s, "\r\n")?,
+    }
     let mut raw = Vec::new();
     s.take(MAX_RESPONSE as u64 + 1).read_to_end(&mut raw)?;
     if raw.len() > MAX_RESPONSE {

@@ -10,6 +10,7 @@ mod crash;
 mod diff;
 mod diff_common;
 mod diff_watch_lease;
+mod gateway;
 mod kv;
 mod kv_errors;
 mod lease;

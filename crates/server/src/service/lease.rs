@@ -12,7 +12,7 @@ use api::pb::metastorepb::internal_request::Request as Internal;
 use api::EtcdError;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Ctx;
@@ -22,7 +22,7 @@ use crate::deadline::Deadline;
 /// Keep-alive responses buffered per stream; a client that stops reading
 /// stops being served (its requests are not read either) instead of growing
 /// a queue.
-const KEEPALIVE_QUEUE: usize = 16;
+pub const KEEPALIVE_QUEUE: usize = 16;
 /// How often a keep-alive waiting for a leader looks again.
 const LEADER_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -78,29 +78,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
-        let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(KEEPALIVE_QUEUE);
-        let ctx = self.ctx.clone();
-        tokio::spawn(async move {
-            // Ends when the client closes or breaks the stream, or stops
-            // reading responses: nothing outlives the stream.
-            while let Ok(Some(req)) = inbound.message().await {
-                let ttl = match renew(&ctx, req.id).await {
-                    Ok(ttl) => ttl,
-                    // etcd answers a keep-alive for an unknown lease with TTL 0.
-                    Err(EtcdError::LeaseNotFound) => 0,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
-                        break;
-                    }
-                };
-                let resp = LeaseKeepAliveResponse { header: ctx.header(None), id: req.id, ttl };
-                if tx.send(Ok(resp)).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(keep_alive_stream(self.ctx.clone(), request.into_inner())))))
     }
 
     async fn lease_time_to_live(
@@ -127,6 +105,42 @@ impl Lease for LeaseService {
         let leases = self.ctx.node.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
         Ok(Response::new(LeaseLeasesResponse { header: self.ctx.header(None), leases }))
     }
+}
+
+/// Serves one keep-alive stream whose requests come from `inbound` (a gRPC
+/// stream, or the JSON gateway's). Ends when the client closes or breaks
+/// the stream, or stops reading answers: nothing outlives the stream.
+pub fn keep_alive_stream<S>(ctx: Ctx, inbound: S) -> mpsc::Receiver<Result<LeaseKeepAliveResponse, Status>>
+where
+    S: Stream<Item = Result<LeaseKeepAliveRequest, Status>> + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(KEEPALIVE_QUEUE);
+    serve_keep_alive(ctx, inbound, tx);
+    rx
+}
+
+/// Like [`keep_alive_stream`], answering on `tx`.
+pub fn serve_keep_alive<S>(ctx: Ctx, mut inbound: S, tx: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>)
+where
+    S: Stream<Item = Result<LeaseKeepAliveRequest, Status>> + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Some(Ok(req)) = inbound.next().await {
+            let ttl = match renew(&ctx, req.id).await {
+                Ok(ttl) => ttl,
+                // etcd answers a keep-alive for an unknown lease with TTL 0.
+                Err(EtcdError::LeaseNotFound) => 0,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    break;
+                }
+            };
+            let resp = LeaseKeepAliveResponse { header: ctx.header(None), id: req.id, ttl };
+            if tx.send(Ok(resp)).await.is_err() {
+                break;
+            }
+        }
+    });
 }
 
 /// LeaseTimeToLive answered from this member's lessor (the leader's), once

@@ -29,7 +29,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::service::Ctx;
 
 /// Responses queued per stream before the stream task waits for the client.
-const OUT_QUEUE: usize = 64;
+pub const OUT_QUEUE: usize = 64;
 
 /// Live watch streams and watchers, for metrics and leak tests.
 #[derive(Default)]
@@ -79,20 +79,35 @@ impl WatchService {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
+/// Starts serving a watch stream whose requests come from `inbound` (a gRPC
+/// stream, or the JSON gateway's); its responses arrive on the receiver.
+pub fn spawn_stream<S>(ctx: Ctx, inbound: S) -> mpsc::Receiver<Result<WatchResponse, Status>>
+where
+    S: Stream<Item = Result<WatchRequest, Status>> + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(OUT_QUEUE);
+    serve_stream(ctx, inbound, tx);
+    rx
+}
+
+/// Like [`spawn_stream`], answering on `out`.
+pub fn serve_stream<S>(ctx: Ctx, inbound: S, out: mpsc::Sender<Result<WatchResponse, Status>>)
+where
+    S: Stream<Item = Result<WatchRequest, Status>> + Unpin + Send + 'static,
+{
+    let gauges: Arc<WatchGauges> = ctx.watch.clone();
+    gauges.streams.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        stream::run(ctx, inbound, out).await;
+        gauges.streams.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
 #[tonic::async_trait]
 impl Watch for WatchService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
-        let inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(OUT_QUEUE);
-        let gauges: Arc<WatchGauges> = self.ctx.watch.clone();
-        gauges.streams.fetch_add(1, Ordering::Relaxed);
-        let ctx = self.ctx.clone();
-        tokio::spawn(async move {
-            stream::run(ctx, inbound, tx).await;
-            gauges.streams.fetch_sub(1, Ordering::Relaxed);
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(spawn_stream(self.ctx.clone(), request.into_inner())))))
     }
 }

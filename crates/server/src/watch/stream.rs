@@ -8,7 +8,8 @@ use std::time::Duration;
 use api::pb::etcdserverpb::{watch_request::RequestUnion, WatchCreateRequest, WatchRequest, WatchResponse};
 use storage::MvccError;
 use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
+use tokio_stream::{Stream, StreamExt};
+use tonic::Status;
 
 use super::watcher::{fragments, Watcher};
 use super::WatchGauges;
@@ -43,7 +44,12 @@ impl Drop for StreamState {
     }
 }
 
-pub async fn run(ctx: Ctx, mut inbound: Streaming<WatchRequest>, out: Out) {
+/// Serves one watch stream: `inbound` is the client's requests (a gRPC
+/// stream, or the gateway's); the stream ends when it ends or fails.
+pub async fn run<S>(ctx: Ctx, mut inbound: S, out: Out)
+where
+    S: Stream<Item = Result<WatchRequest, Status>> + Unpin,
+{
     let mut revision = ctx.node.revision.clone();
     let gauges = ctx.watch.clone();
     let mut st =
@@ -55,10 +61,10 @@ pub async fn run(ctx: Ctx, mut inbound: Streaming<WatchRequest>, out: Out) {
         let behind = st.watchers.values().any(|w| w.behind(current));
         let step = tokio::select! {
             biased;
-            msg = inbound.message() => match msg {
-                Ok(Some(req)) => st.handle(req).await,
+            msg = inbound.next() => match msg {
+                Some(Ok(req)) => st.handle(req).await,
                 // The client closed or broke the stream.
-                Ok(None) | Err(_) => Err(Closed),
+                None | Some(Err(_)) => Err(Closed),
             },
             _ = progress.tick() => st.progress_tick().await,
             r = st.catch_up(current), if behind => match r {
