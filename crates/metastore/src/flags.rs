@@ -96,6 +96,12 @@ pub struct Flags {
     /// member; ignored once the data dir holds a member.
     #[arg(long, env = "METASTORE_RESTORE_SNAPSHOT")]
     pub restore_snapshot: Option<PathBuf>,
+    /// List of URLs to listen on for the metrics and health endpoints.
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]
+    pub listen_metrics_urls: Option<String>,
+    /// Duration of periodic watch progress notifications.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m")]
+    pub experimental_watch_progress_notify_interval: String,
     /// Path to the client server TLS cert file.
     #[arg(long, env = "ETCD_CERT_FILE")]
     pub cert_file: Option<PathBuf>,
@@ -103,7 +109,7 @@ pub struct Flags {
     #[arg(long, env = "ETCD_KEY_FILE")]
     pub key_file: Option<PathBuf>,
     /// Enable client cert authentication.
-    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH")]
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
     pub client_cert_auth: bool,
     /// Path to the client server TLS trusted CA cert file.
     #[arg(long, env = "ETCD_TRUSTED_CA_FILE")]
@@ -115,8 +121,15 @@ pub struct Flags {
     #[arg(long, env = "ETCD_PEER_KEY_FILE")]
     pub peer_key_file: Option<PathBuf>,
     /// Enable peer client cert authentication.
-    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH")]
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
     pub peer_client_cert_auth: bool,
+    /// Check data corruption (compare hashes with the peers) before serving
+    /// client traffic.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
+    pub experimental_initial_corrupt_check: bool,
+    /// Duration between the leader's corruption checks (0: none).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s")]
+    pub experimental_corrupt_check_time: String,
     /// Path to the peer server TLS trusted CA file.
     #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
     pub peer_trusted_ca_file: Option<PathBuf>,
@@ -138,6 +151,8 @@ pub struct Resolved {
     /// Each address to listen on, and whether its URL is https.
     pub client_addrs: Vec<(SocketAddr, bool)>,
     pub peer_addrs: Vec<(SocketAddr, bool)>,
+    /// `--listen-metrics-urls`: /metrics and /health only.
+    pub metrics_addrs: Vec<(SocketAddr, bool)>,
     pub log_level: tracing::Level,
 }
 
@@ -416,6 +431,9 @@ impl Flags {
             storage,
             client_tls: None,
             peer_tls: None,
+            watch_progress_notify_interval: server::config::DEFAULT_PROGRESS_NOTIFY_INTERVAL,
+            initial_corrupt_check: false,
+            corrupt_check_interval: None,
         };
         let peer_addrs = bind_addrs("listen-peer-urls", &peer_urls)?;
         let mut config = config;
@@ -441,7 +459,34 @@ impl Flags {
             &self.peer_trusted_ca_file,
             self.peer_client_cert_auth,
         )?;
-        Ok(Resolved { config, client_addrs: bind_addrs("listen-client-urls", &client_urls)?, peer_addrs, log_level })
+        let metrics_urls = match &self.listen_metrics_urls {
+            Some(v) if !v.trim().is_empty() => split_urls("listen-metrics-urls", v)?,
+            _ => Vec::new(),
+        };
+        if config.client_tls.is_none() {
+            if let Some(u) = metrics_urls.iter().find(|u| u.starts_with("https://")) {
+                return err(format!(
+                    "TLS key/cert (--cert-file, --key-file) must be provided for metrics url {u} with HTTPS scheme"
+                ));
+            }
+        }
+        let interval = &self.experimental_watch_progress_notify_interval;
+        config.watch_progress_notify_interval =
+            parse_go_duration(interval).filter(|d| !d.is_zero()).ok_or_else(|| {
+                FlagError(format!("--experimental-watch-progress-notify-interval: {interval:?} is not a duration"))
+            })?;
+        config.initial_corrupt_check = self.experimental_initial_corrupt_check;
+        let check = &self.experimental_corrupt_check_time;
+        config.corrupt_check_interval = parse_go_duration(check)
+            .ok_or_else(|| FlagError(format!("--experimental-corrupt-check-time: {check:?} is not a duration")))
+            .map(|d| Some(d).filter(|d| !d.is_zero()))?;
+        Ok(Resolved {
+            config,
+            client_addrs: bind_addrs("listen-client-urls", &client_urls)?,
+            peer_addrs,
+            metrics_addrs: bind_addrs("listen-metrics-urls", &metrics_urls)?,
+            log_level,
+        })
     }
 }
 

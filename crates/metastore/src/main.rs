@@ -64,7 +64,14 @@ async fn serve(r: flags::Resolved) -> Result<(), String> {
             tracing::info!(address = %a, "serving client requests");
         }
     }
-    server::run(r.config, server::Listeners { client, peer }, shutdown_signal()).await.map_err(|e| e.to_string())
+    let mut metrics = Vec::new();
+    for (addr, https) in &r.metrics_addrs {
+        metrics
+            .push((TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for metrics: {e}"))?, *https));
+    }
+    server::run(r.config, server::Listeners { client, peer, metrics }, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,7 +1,10 @@
 //! etcd's alarms: replicated (member, alarm type) pairs. A NOSPACE alarm,
 //! raised when a member's store would outgrow `--quota-backend-bytes`, makes
 //! every member refuse writes that add data until an operator disarms it
-//! (`etcdctl alarm disarm`), as etcd's "capped" applier does.
+//! (`etcdctl alarm disarm`), as etcd's "capped" applier does. A CORRUPT
+//! alarm (raised by the corruption check, `crate::corrupt`, or a client)
+//! makes every member refuse every write, as etcd's "corrupt" applier;
+//! reads go on.
 //!
 //! Invariants: the set changes only when an Alarm entry is applied, in the
 //! same engine batch as its applied index (`Table::Meta`, keys
@@ -67,6 +70,11 @@ impl Alarms {
     /// Whether a NOSPACE alarm is active on any member.
     pub fn no_space(&self) -> bool {
         self.set.read().iter().any(|&(_, a)| a == AlarmType::Nospace as i32)
+    }
+
+    /// Whether a CORRUPT alarm is active on any member.
+    pub fn corrupt(&self) -> bool {
+        self.set.read().iter().any(|&(_, a)| a == AlarmType::Corrupt as i32)
     }
 
     /// Adds the write that activates an alarm to `batch`; None when it is

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use api::pb::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmResponse, MemberUpdateRequest};
+use api::pb::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmResponse, AlarmType, MemberUpdateRequest};
 use api::pb::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
     LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, ResponseHeader, TxnRequest,
@@ -76,7 +76,20 @@ impl Applier {
                 Request::Txn(t) => alarms::txn_cost(t) > 0,
                 _ => false,
             };
+        // etcd's corrupt applier: with CORRUPT raised anywhere, no write
+        // is applied (alarms and membership still are).
+        let corrupt = self.alarms.corrupt()
+            && matches!(
+                req,
+                Request::Put(_)
+                    | Request::DeleteRange(_)
+                    | Request::Txn(_)
+                    | Request::Compaction(_)
+                    | Request::LeaseGrant(_)
+                    | Request::LeaseRevoke(_)
+            );
         let result = match req {
+            _ if corrupt => Err(EtcdError::Corrupt),
             _ if capped => Err(EtcdError::NoSpace),
             Request::Put(p) => self.put(p, applied).map(ApplyResponse::Put),
             Request::DeleteRange(d) => self.delete_range(d, applied).map(ApplyResponse::DeleteRange),
@@ -147,7 +160,10 @@ impl Applier {
     fn alarm(&self, a: AlarmRequest, applied: AppliedIndex) -> Result<AlarmResponse, EtcdError> {
         let mut batch = WriteBatch::default();
         let changed = match AlarmAction::try_from(a.action) {
-            Ok(AlarmAction::Activate) => self.alarms.activate(a.member_id, a.alarm, &mut batch).map(|m| (m, true)),
+            // As etcd, activating NONE does nothing.
+            Ok(AlarmAction::Activate) if a.alarm != AlarmType::None as i32 => {
+                self.alarms.activate(a.member_id, a.alarm, &mut batch).map(|m| (m, true))
+            }
             Ok(AlarmAction::Deactivate) => self.alarms.deactivate(a.member_id, a.alarm, &mut batch).map(|m| (m, false)),
             _ => None,
         };

@@ -55,7 +55,19 @@ pub struct ServerConfig {
     /// `--peer-cert-file` and the rest: TLS for https peer URLs, served
     /// and dialed.
     pub peer_tls: Option<crate::tls::TlsFiles>,
+    /// `--experimental-watch-progress-notify-interval`: how often a watch
+    /// stream tells its synced watchers the current revision.
+    pub watch_progress_notify_interval: Duration,
+    /// `--experimental-initial-corrupt-check`: compare hashes with the peers
+    /// before serving clients.
+    pub initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time`: how often the leader compares
+    /// hashes with its peers; None = never.
+    pub corrupt_check_interval: Option<Duration>,
 }
+
+/// etcd's default watch progress notification interval.
+pub const DEFAULT_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Which engine holds the state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]

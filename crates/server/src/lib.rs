@@ -6,6 +6,7 @@ pub mod apply;
 pub mod backup;
 pub mod compactor;
 pub mod config;
+pub mod corrupt;
 pub mod deadline;
 pub mod errors;
 pub mod gateway;

@@ -59,6 +59,8 @@ pub enum ServerError {
     EngineUnavailable(&'static str),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 /// Opens the engine `--storage` names, after checking the data dir's marker.
@@ -91,6 +93,9 @@ fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, ServerError> {
 pub struct Listeners {
     pub client: Vec<(TcpListener, bool)>,
     pub peer: Vec<(TcpListener, bool)>,
+    /// `--listen-metrics-urls`: /metrics, /health and /version only (TLS
+    /// with the client certificate).
+    pub metrics: Vec<(TcpListener, bool)>,
 }
 
 /// The TLS settings an https listener of `side` serves with.
@@ -161,6 +166,11 @@ pub async fn run(
         .collect::<Result<_, _>>()?;
     let peer_tls: Vec<_> =
         listeners.peer.iter().map(|(_, https)| tls_for(*https, &cfg.peer_tls, "peer")).collect::<Result<_, _>>()?;
+    let metrics_tls: Vec<_> = listeners
+        .metrics
+        .iter()
+        .map(|(_, https)| tls_for(*https, &cfg.client_tls, "metrics"))
+        .collect::<Result<_, _>>()?;
     let engine = open_engine(&cfg)?;
     crate::identity::resolve(&mut cfg).await?;
     let cfg = Arc::new(cfg);
@@ -218,6 +228,9 @@ pub async fn run(
             serve(listener, tls, app, stop).await
         }));
     }
+    for ((listener, _), tls) in listeners.metrics.into_iter().zip(metrics_tls) {
+        servers.push(tokio::spawn(serve(listener, tls, crate::http::router(ctx.clone()), stop_rx.clone())));
+    }
     for ((listener, _), tls) in listeners.peer.into_iter().zip(peer_tls) {
         let routes = tonic::service::Routes::new(
             PeerServer::new(PeerService::new(ctx.clone()))
@@ -227,29 +240,44 @@ pub async fn run(
         let stop = stop_rx.clone();
         servers.push(tokio::spawn(serve(listener, tls, routes.into_axum_router(), stop)));
     }
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<String>(1);
     let publish = tokio::spawn({
-        let (node, cfg) = (node.clone(), cfg.clone());
+        let (node, cfg, ctx) = (node.clone(), cfg.clone(), ctx.clone());
         async move {
-            publish_attributes(node, cfg).await;
+            publish_attributes(node, cfg.clone()).await;
+            if cfg.initial_corrupt_check {
+                if let Err(e) = crate::corrupt::initial_check(&ctx).await {
+                    tracing::error!(error = %e, "initial corruption check failed");
+                    let _ = fatal_tx.send(e).await;
+                    return;
+                }
+            }
             tracing::info!("ready to serve client requests");
             let _ = ready_tx.send(true);
         }
     });
+    let corrupt_check =
+        cfg.corrupt_check_interval.map(|every| tokio::spawn(crate::corrupt::periodic(ctx.clone(), every)));
     let expiry = tokio::spawn(revoke_expired_leases(node.clone(), cfg.request_timeout()));
     let compactor =
         cfg.auto_compaction.map(|mode| tokio::spawn(crate::compactor::run(node.clone(), mode, cfg.request_timeout())));
 
+    let mut fatal = None;
     let node_failed = tokio::select! {
         _ = shutdown => false,
         _ = node.state.wait_stopped() => true,
+        Some(e) = fatal_rx.recv() => {
+            fatal = Some(e);
+            false
+        }
     };
     if !node_failed {
         hand_over_leadership(&node, &cfg).await;
     }
     tracing::info!("shutting down: finishing in-flight requests");
     expiry.abort();
-    if let Some(c) = compactor {
-        c.abort();
+    for task in [compactor, corrupt_check].into_iter().flatten() {
+        task.abort();
     }
     publish.abort();
     let _ = stop_tx.send(true);
@@ -276,6 +304,9 @@ pub async fn run(
     }
     if node_failed {
         return Err(ServerError::NodeFailed);
+    }
+    if let Some(e) = fatal {
+        return Err(ServerError::Corrupt(e));
     }
     Ok(())
 }

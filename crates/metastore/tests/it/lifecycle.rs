@@ -179,3 +179,46 @@ async fn rocksdb_periodic_snapshots_carry_no_data() {
     let resp = client(&s).await.get("k", Some(etcd_client::GetOptions::new().with_prefix())).await.unwrap();
     assert_eq!(resp.kvs().len(), 100);
 }
+
+/// `--listen-metrics-urls` serves /metrics, /health and /version on a port
+/// of their own (and nothing else there), as etcd; kubeadm's etcd command
+/// line uses it.
+#[tokio::test]
+async fn metrics_urls_serve_metrics_and_health_only() {
+    let port = testkit::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let s = metastore(&["--listen-metrics-urls", &url]);
+    let addr = format!("127.0.0.1:{port}");
+    let get = |path: &str| testkit::metrics::http_get(&addr, path, Duration::from_secs(5)).expect("GET");
+    let (status, body) = get("/metrics");
+    assert!(status == 200 && body.contains("etcd_server_has_leader 1"), "{status} {body:.200}");
+    assert_eq!(get("/health"), (200, r#"{"health":"true"}"#.to_string()));
+    let (status, _) =
+        testkit::metrics::http_post(&addr, "/v3/kv/range", r#"{"key":"YQ=="}"#, Duration::from_secs(5)).expect("POST");
+    assert_eq!(status, 404, "the gateway is not on the metrics port");
+    assert_eq!(testkit::http_get(&s, "/metrics").map(|r| r.0).ok(), Some(200), "still on the client port");
+}
+
+/// `--experimental-watch-progress-notify-interval`: a watcher that asked
+/// for progress notifications gets one per interval while nothing changes.
+#[tokio::test]
+async fn watch_progress_notify_interval_is_configurable() {
+    let s = metastore(&["--experimental-watch-progress-notify-interval", "300ms"]);
+    let mut c = client(&s).await;
+    let rev = c.put("p", "1", None).await.unwrap().header().unwrap().revision();
+    let opts = etcd_client::WatchOptions::new().with_progress_notify();
+    let mut stream = c.watch("p", Some(opts)).await.unwrap();
+    let start = std::time::Instant::now();
+    let mut progress = 0;
+    while progress < 2 {
+        let r = tokio::time::timeout(Duration::from_secs(3), stream.message()).await.expect("a progress notification");
+        let r = r.unwrap().unwrap();
+        if r.events().is_empty() && !r.created() {
+            assert_eq!(r.header().unwrap().revision(), rev);
+            progress += 1;
+        }
+    }
+    assert!(start.elapsed() < Duration::from_secs(3), "two notifications took {:?}", start.elapsed());
+    let bad = run_binary(&["--experimental-watch-progress-notify-interval", "soon"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -6,6 +6,7 @@ mod auto_compaction;
 mod backup;
 mod cluster;
 mod common;
+mod corrupt;
 mod crash;
 mod diff;
 mod diff_common;

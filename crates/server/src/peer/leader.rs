@@ -46,6 +46,11 @@ impl LeaderLink {
         Err(last)
     }
 
+    /// How this member dials its peers.
+    pub fn dialer(&self) -> &Dialer {
+        &self.dialer
+    }
+
     /// Forgets the connection after a failure, so the next call reconnects.
     pub fn reset(&self) {
         self.cached.lock().take();

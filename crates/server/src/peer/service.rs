@@ -149,6 +149,14 @@ impl Peer for PeerService {
         Ok(Response::new(crate::service::lease::time_to_live(&self.ctx, &r, deadline).await?))
     }
 
+    async fn hash_kv(
+        &self,
+        request: Request<api::pb::etcdserverpb::HashKvRequest>,
+    ) -> Result<Response<api::pb::etcdserverpb::HashKvResponse>, Status> {
+        let rev = request.into_inner().revision;
+        Ok(Response::new(crate::service::maintenance::hash_kv_here(&self.ctx, rev).await?))
+    }
+
     async fn member_promote(
         &self,
         request: Request<MemberPromoteRequest>,

@@ -3,7 +3,6 @@
 
 use std::pin::Pin;
 
-use api::pb::etcdserverpb::AlarmType;
 use api::pb::etcdserverpb::{
     alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
     DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
@@ -115,19 +114,40 @@ impl MaintenanceService {
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
+/// This member's HashKV at `revision` (0: the current one), computed on a
+/// blocking thread: it reads the whole key history.
+pub async fn hash_kv_here(ctx: &Ctx, revision: i64) -> Result<HashKvResponse, EtcdError> {
+    let mvcc = ctx.node.mvcc.clone();
+    let current = mvcc.current_revision();
+    if revision > current {
+        return Err(EtcdError::FutureRev);
+    }
+    if revision > 0 && revision < mvcc.compact_revision() {
+        return Err(EtcdError::Compacted);
+    }
+    let rev = if revision <= 0 { current } else { revision };
+    let (hash, compact_revision) = tokio::task::spawn_blocking(move || {
+        let compact = mvcc.compact_revision();
+        crate::hashkv::hash_kv(&mvcc, rev, compact).map(|h| (h, compact))
+    })
+    .await
+    .map_err(|e| EtcdError::Internal(e.to_string()))?
+    .map_err(EtcdError::Internal)?;
+    // The revision hashed, as etcd's header carries it.
+    let header = ctx.header(Some(api::pb::etcdserverpb::ResponseHeader { revision: rev, ..Default::default() }));
+    Ok(HashKvResponse { header, hash, compact_revision })
+}
+
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     /// GET lists this member's view of the replicated alarms; ACTIVATE
-    /// (NOSPACE only) and DEACTIVATE go through raft, as in etcd.
+    /// and DEACTIVATE go through raft, as in etcd.
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         match AlarmAction::try_from(r.action) {
             Ok(AlarmAction::Get) => {
                 Ok(Response::new(AlarmResponse { header: self.ctx.header(None), alarms: self.ctx.node.alarms.list() }))
-            }
-            Ok(AlarmAction::Activate) if r.alarm != AlarmType::Nospace as i32 => {
-                Err(Status::unimplemented("etcdserver: only the NOSPACE alarm can be activated"))
             }
             Ok(AlarmAction::Activate) | Ok(AlarmAction::Deactivate) => {
                 match self.ctx.node.propose(Internal::Alarm(r), deadline).await? {
@@ -176,22 +196,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        let r = request.into_inner();
-        let mvcc = &self.ctx.node.mvcc;
-        let current = mvcc.current_revision();
-        if r.revision > current {
-            return Err(EtcdError::FutureRev.into());
-        }
-        if r.revision > 0 && r.revision < mvcc.compact_revision() {
-            return Err(EtcdError::Compacted.into());
-        }
-        let rev = if r.revision <= 0 { current } else { r.revision };
-        let hash = crate::hashkv::hash_kv(mvcc, rev, mvcc.compact_revision()).map_err(EtcdError::Internal)?;
-        Ok(Response::new(HashKvResponse {
-            header: self.ctx.header(None),
-            hash,
-            compact_revision: mvcc.compact_revision(),
-        }))
+        Ok(Response::new(hash_kv_here(&self.ctx, request.into_inner().revision).await?))
     }
 
     type SnapshotStream = SnapshotStream;

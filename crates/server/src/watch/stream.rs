@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use api::pb::etcdserverpb::{watch_request::RequestUnion, WatchCreateRequest, WatchRequest, WatchResponse};
 use storage::MvccError;
@@ -19,7 +18,6 @@ use crate::service::Ctx;
 /// holds and lets client requests interleave with a long catch-up.
 const CHUNK_REVISIONS: i64 = 512;
 /// etcd's default `--experimental-watch-progress-notify-interval`.
-const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 /// etcd's `clientv3.InvalidWatchID`.
 const INVALID_WATCH_ID: i64 = -1;
 
@@ -50,11 +48,12 @@ pub async fn run<S>(ctx: Ctx, mut inbound: S, out: Out)
 where
     S: Stream<Item = Result<WatchRequest, Status>> + Unpin,
 {
+    let every = ctx.cfg.watch_progress_notify_interval;
     let mut revision = ctx.node.revision.clone();
     let gauges = ctx.watch.clone();
     let mut st =
         StreamState { ctx, out, watchers: BTreeMap::new(), next_auto_id: 0, progress_requested: false, gauges };
-    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         revision.borrow_and_update();
         let current = st.current();
