@@ -74,8 +74,7 @@ async fn peer_readings(ctx: &Ctx, rev: i64) -> Vec<(u64, Option<Reading>)> {
 }
 
 async fn my_reading(ctx: &Ctx) -> Result<(i64, Reading), String> {
-    let r = hash_kv_here(ctx, 0).await.map_err(|e| e.to_string())?;
-    let rev = r.header.map_or(0, |h| h.revision);
+    let (r, rev) = hash_kv_here(ctx, 0).await.map_err(|e| e.to_string())?;
     Ok((rev, Reading { hash: r.hash, compact_revision: r.compact_revision }))
 }
 

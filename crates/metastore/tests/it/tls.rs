@@ -109,3 +109,46 @@ async fn a_cluster_over_peer_tls() {
     let got = cl.get("tls/", Some(etcd_client::GetOptions::new().with_prefix().with_count_only())).await.unwrap();
     assert_eq!(got.count(), 20);
 }
+
+/// The flags kubeadm gives etcd (TLS everywhere with certificate checks,
+/// `=true` booleans, a metrics port, the initial corruption check, a
+/// progress-notify interval): MetaStore starts with them and serves as
+/// etcd does.
+#[test]
+fn kubeadm_command_line_as_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = generate(dir.path());
+    let run = |binary: Option<&Path>| {
+        let metrics_port = testkit::free_port();
+        let metrics = format!("--listen-metrics-urls=http://127.0.0.1:{metrics_port}");
+        let flags = [
+            format!("--cert-file={}", s(&c.server_cert)),
+            "--client-cert-auth=true".to_string(),
+            "--experimental-initial-corrupt-check=true".to_string(),
+            "--experimental-watch-progress-notify-interval=5s".to_string(),
+            format!("--key-file={}", s(&c.server_key)),
+            metrics,
+            format!("--peer-cert-file={}", s(&c.server_cert)),
+            "--peer-client-cert-auth=true".to_string(),
+            format!("--peer-key-file={}", s(&c.server_key)),
+            format!("--peer-trusted-ca-file={}", s(&c.ca)),
+            "--snapshot-count=10000".to_string(),
+            format!("--trusted-ca-file={}", s(&c.ca)),
+        ];
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let setup = Setup { client_tls: true, peer_tls: true, members: 1 };
+        let srv = ServerProcess::with_setup(binary, &flags, setup);
+        let mut out = transcript(&srv, &c);
+        let health = testkit::metrics::http_get(
+            &format!("127.0.0.1:{metrics_port}"),
+            "/health",
+            std::time::Duration::from_secs(5),
+        );
+        out.push(format!("metrics port /health: {health:?}"));
+        out
+    };
+    let etcd = run(None);
+    let ours = run(Some(Path::new(env!("CARGO_BIN_EXE_metastore"))));
+    assert_eq!(ours, etcd);
+    assert!(ours[0].starts_with("put with a client cert: true"), "{ours:?}");
+}

@@ -154,7 +154,7 @@ impl Peer for PeerService {
         request: Request<api::pb::etcdserverpb::HashKvRequest>,
     ) -> Result<Response<api::pb::etcdserverpb::HashKvResponse>, Status> {
         let rev = request.into_inner().revision;
-        Ok(Response::new(crate::service::maintenance::hash_kv_here(&self.ctx, rev).await?))
+        Ok(Response::new(crate::service::maintenance::hash_kv_here(&self.ctx, rev).await?.0))
     }
 
     async fn member_promote(

@@ -115,8 +115,9 @@ impl MaintenanceService {
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
 /// This member's HashKV at `revision` (0: the current one), computed on a
-/// blocking thread: it reads the whole key history.
-pub async fn hash_kv_here(ctx: &Ctx, revision: i64) -> Result<HashKvResponse, EtcdError> {
+/// blocking thread as it reads the whole key history; with the revision
+/// hashed (the header carries the current one, as etcd's).
+pub async fn hash_kv_here(ctx: &Ctx, revision: i64) -> Result<(HashKvResponse, i64), EtcdError> {
     let mvcc = ctx.node.mvcc.clone();
     let current = mvcc.current_revision();
     if revision > current {
@@ -133,9 +134,7 @@ pub async fn hash_kv_here(ctx: &Ctx, revision: i64) -> Result<HashKvResponse, Et
     .await
     .map_err(|e| EtcdError::Internal(e.to_string()))?
     .map_err(EtcdError::Internal)?;
-    // The revision hashed, as etcd's header carries it.
-    let header = ctx.header(Some(api::pb::etcdserverpb::ResponseHeader { revision: rev, ..Default::default() }));
-    Ok(HashKvResponse { header, hash, compact_revision })
+    Ok((HashKvResponse { header: ctx.header(None), hash, compact_revision }, rev))
 }
 
 #[tonic::async_trait]
@@ -196,7 +195,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Ok(Response::new(hash_kv_here(&self.ctx, request.into_inner().revision).await?))
+        Ok(Response::new(hash_kv_here(&self.ctx, request.into_inner().revision).await?.0))
     }
 
     type SnapshotStream = SnapshotStream;
