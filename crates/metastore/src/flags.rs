@@ -133,6 +133,21 @@ pub struct Flags {
     /// Path to the peer server TLS trusted CA file.
     #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
     pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Reject reconfiguration requests that would cause quorum loss.
+    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = true)]
+    pub strict_reconfig_check: bool,
+    /// Logger: 'zap' (structured; the only one, 'capnslog' is taken as it).
+    #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
+    pub logger: String,
+    /// Where logs go: 'default' (stderr), 'stderr', 'stdout', or file paths, comma-separated.
+    #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
+    pub log_outputs: String,
+    /// Serve the v2 API (not available: MetaStore serves the v3 API only).
+    #[arg(long, env = "ETCD_ENABLE_V2", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
+    pub enable_v2: bool,
+    /// Metrics detail: 'basic' or 'extensive' (the same set is exported either way).
+    #[arg(long, env = "ETCD_METRICS", default_value = "basic")]
+    pub metrics: String,
     /// Print the version and exit.
     #[arg(long)]
     pub version: bool,
@@ -148,6 +163,8 @@ fn err<T>(msg: impl Into<String>) -> Result<T, FlagError> {
 
 pub struct Resolved {
     pub config: ServerConfig,
+    /// `--log-outputs`: where the log goes.
+    pub log_outputs: Vec<LogOutput>,
     /// Each address to listen on, and whether its URL is https.
     pub client_addrs: Vec<(SocketAddr, bool)>,
     pub peer_addrs: Vec<(SocketAddr, bool)>,
@@ -235,6 +252,33 @@ fn tls_files(
         return err(format!("--{prefix}client-cert-auth needs --{prefix}trusted-ca-file"));
     }
     Ok(files)
+}
+
+/// One destination of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogOutput {
+    Stderr,
+    Stdout,
+    File(PathBuf),
+}
+
+/// etcd's `--log-outputs`: `default` is stderr.
+fn log_outputs(value: &str) -> Result<Vec<LogOutput>, FlagError> {
+    let mut out = Vec::new();
+    for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let o = match v {
+            "default" | "stderr" => LogOutput::Stderr,
+            "stdout" => LogOutput::Stdout,
+            path => LogOutput::File(PathBuf::from(path)),
+        };
+        if !out.contains(&o) {
+            out.push(o);
+        }
+    }
+    if out.is_empty() {
+        return err("--log-outputs must not be empty");
+    }
+    Ok(out)
 }
 
 fn parse_cluster(value: &str) -> Result<Vec<(String, Vec<String>)>, FlagError> {
@@ -434,6 +478,7 @@ impl Flags {
             watch_progress_notify_interval: server::config::DEFAULT_PROGRESS_NOTIFY_INTERVAL,
             initial_corrupt_check: false,
             corrupt_check_interval: None,
+            strict_reconfig_check: true,
         };
         let peer_addrs = bind_addrs("listen-peer-urls", &peer_urls)?;
         let mut config = config;
@@ -476,6 +521,16 @@ impl Flags {
                 FlagError(format!("--experimental-watch-progress-notify-interval: {interval:?} is not a duration"))
             })?;
         config.initial_corrupt_check = self.experimental_initial_corrupt_check;
+        config.strict_reconfig_check = self.strict_reconfig_check;
+        if !matches!(self.logger.as_str(), "zap" | "capnslog") {
+            return err(format!("--logger: unknown logger {:?} (zap)", self.logger));
+        }
+        if self.enable_v2 {
+            return err("--enable-v2: the v2 API is not served; MetaStore speaks the etcd v3 API only");
+        }
+        if !matches!(self.metrics.as_str(), "basic" | "extensive") {
+            return err(format!("--metrics: {:?} is neither 'basic' nor 'extensive'", self.metrics));
+        }
         let check = &self.experimental_corrupt_check_time;
         config.corrupt_check_interval = parse_go_duration(check)
             .ok_or_else(|| FlagError(format!("--experimental-corrupt-check-time: {check:?} is not a duration")))
@@ -485,6 +540,7 @@ impl Flags {
             client_addrs: bind_addrs("listen-client-urls", &client_urls)?,
             peer_addrs,
             metrics_addrs: bind_addrs("listen-metrics-urls", &metrics_urls)?,
+            log_outputs: log_outputs(&self.log_outputs)?,
             log_level,
         })
     }
@@ -514,6 +570,25 @@ mod tests {
         assert_eq!(r.config.snapshot_catchup_entries, 5000);
         let r = flags(&["--experimental-snapshot-catchup-entries", "50"]).resolve().unwrap();
         assert_eq!(r.config.snapshot_catchup_entries, 50);
+    }
+
+    #[test]
+    fn compatibility_flags() {
+        let r = flags(&["--log-outputs", "stdout,/tmp/x.log,stdout", "--logger=zap", "--metrics=extensive"]).resolve();
+        let r = r.unwrap();
+        assert_eq!(r.log_outputs, vec![LogOutput::Stdout, LogOutput::File("/tmp/x.log".into())]);
+        assert_eq!(flags(&[]).resolve().unwrap().log_outputs, vec![LogOutput::Stderr]);
+        assert!(flags(&[]).resolve().unwrap().config.strict_reconfig_check);
+        assert!(!flags(&["--strict-reconfig-check=false"]).resolve().unwrap().config.strict_reconfig_check);
+        assert!(flags(&["--client-cert-auth=false"]).resolve().is_ok());
+        assert!(flags(&["--enable-v2=false"]).resolve().is_ok());
+        let e = flags(&["--enable-v2"]).resolve().err().unwrap();
+        assert!(e.0.contains("v2 API is not served"), "{e}");
+        assert!(flags(&["--logger", "glog"]).resolve().is_err());
+        assert!(flags(&["--metrics", "all"]).resolve().is_err());
+        let r = flags(&["--experimental-corrupt-check-time", "2m", "--experimental-initial-corrupt-check"]).resolve();
+        let c = r.unwrap().config;
+        assert_eq!((c.corrupt_check_interval, c.initial_corrupt_check), (Some(Duration::from_secs(120)), true));
     }
 
     #[test]

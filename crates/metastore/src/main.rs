@@ -1,6 +1,7 @@
 //! The `metastore` binary: etcd-style flags in, a running member out.
 
 mod flags;
+mod logging;
 
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -28,12 +29,14 @@ fn main() {
             std::process::exit(EXIT_USAGE);
         }
     };
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_max_level(resolved.log_level)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    let sinks = match logging::LogSinks::open(&resolved.log_outputs) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("metastore: {e}");
+            std::process::exit(EXIT_USAGE);
+        }
+    };
+    tracing_subscriber::fmt().with_max_level(resolved.log_level).with_ansi(sinks.ansi()).with_writer(sinks).init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

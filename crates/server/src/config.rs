@@ -64,6 +64,9 @@ pub struct ServerConfig {
     /// `--experimental-corrupt-check-time`: how often the leader compares
     /// hashes with its peers; None = never.
     pub corrupt_check_interval: Option<Duration>,
+    /// `--strict-reconfig-check`: refuse membership changes that would
+    /// leave too few started members for a quorum.
+    pub strict_reconfig_check: bool,
 }
 
 /// etcd's default watch progress notification interval.

@@ -263,6 +263,19 @@ async fn strict_reconfiguration_protects_the_active_quorum() {
     assert!(put_ok, "the two remaining members take writes:\n{}", c.logs());
 }
 
+/// `--strict-reconfig-check=false` turns the check off, as in etcd: with a
+/// voter down, adding a voter is accepted at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strict_reconfiguration_check_can_be_turned_off() {
+    let mut c = cluster(3, &["--strict-reconfig-check=false"]);
+    let leader = blocking(|| c.leader()).expect("leader");
+    let ep = c.member(leader).endpoint();
+    blocking(|| c.member_mut((leader + 1) % 3).kill9());
+    std::thread::sleep(Duration::from_secs(1));
+    let (ok, out, err) = etcdctl(&ep, &["member", "add", "m9", "--peer-urls=http://127.0.0.1:9"]);
+    assert!(ok && out.contains("Member") && out.contains("added"), "member add without the check: {out}{err}");
+}
+
 /// A backup taken from one cluster bootstraps a new 3-member cluster: every
 /// member restores the same file, they agree, and writes replicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

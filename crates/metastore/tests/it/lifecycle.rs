@@ -222,3 +222,20 @@ async fn watch_progress_notify_interval_is_configurable() {
     let bad = run_binary(&["--experimental-watch-progress-notify-interval", "soon"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// `--log-outputs`: the log goes to every destination named.
+#[tokio::test]
+async fn log_outputs_name_files_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("member.log");
+    // The file first: each line reaches it before the stderr the harness
+    // waits on.
+    let outputs = format!("{},stderr", file.display());
+    let s = metastore(&["--log-outputs", &outputs, "--logger=zap"]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = format!("serving client requests address=127.0.0.1:{}", s.client_port);
+    assert!(text.contains("metastore member started"), "{text}");
+    // The client port line is logged before the server starts: it is in
+    // both the file and the harness's stderr capture.
+    assert!(text.contains(&line) && s.log_text().contains(&line), "{text}");
+}

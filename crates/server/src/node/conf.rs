@@ -70,6 +70,7 @@ impl Runner {
                 }
                 Ok(())
             }
+            ConfCheck::Unchecked => Ok(()),
             ConfCheck::Strict if !leader => Ok(()),
             ConfCheck::Strict => match cc.get_change_type() {
                 ConfChangeType::AddNode => {

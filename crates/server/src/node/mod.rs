@@ -68,6 +68,8 @@ pub enum NodeError {
 pub enum ConfCheck {
     /// etcd's strict reconfiguration check: enough started members remain.
     Strict,
+    /// `--strict-reconfig-check=false`: no check.
+    Unchecked,
     /// The learner must be in sync with the leader.
     Promote,
 }

@@ -62,6 +62,15 @@ fn learner_guard(ctx: &Ctx) -> Result<(), EtcdError> {
     Ok(())
 }
 
+/// etcd's `--strict-reconfig-check`: on unless turned off.
+fn reconfig_check(ctx: &Ctx) -> ConfCheck {
+    if ctx.cfg.strict_reconfig_check {
+        ConfCheck::Strict
+    } else {
+        ConfCheck::Unchecked
+    }
+}
+
 /// Promotion on this member, which must be the leader.
 pub async fn promote_here(ctx: &Ctx, id: u64, deadline: Deadline) -> Result<MemberPromoteResponse, EtcdError> {
     // The learner may have been added through a follower that applied the
@@ -99,7 +108,7 @@ impl Cluster for ClusterService {
         let applied = self
             .ctx
             .node
-            .propose_conf_change(conf_change(kind, id), member.clone(), ConfCheck::Strict, deadline)
+            .propose_conf_change(conf_change(kind, id), member.clone(), reconfig_check(&self.ctx), deadline)
             .await?;
         let members = members_of(applied)?;
         Ok(Response::new(MemberAddResponse {
@@ -119,7 +128,8 @@ impl Cluster for ClusterService {
         self.ctx.node.members.check_remove(r.id)?;
         let member = self.ctx.node.members.get(r.id).unwrap_or_default();
         let cc = conf_change(ConfChangeType::RemoveNode, r.id);
-        let members = members_of(self.ctx.node.propose_conf_change(cc, member, ConfCheck::Strict, deadline).await?)?;
+        let members =
+            members_of(self.ctx.node.propose_conf_change(cc, member, reconfig_check(&self.ctx), deadline).await?)?;
         Ok(Response::new(MemberRemoveResponse {
             header: self.ctx.header_without_revision(),
             members: members.iter().map(to_pb).collect(),
