@@ -148,6 +148,15 @@ pub struct Flags {
     /// Metrics detail: 'basic' or 'extensive' (the same set is exported either way).
     #[arg(long, env = "ETCD_METRICS", default_value = "basic")]
     pub metrics: String,
+    /// Frequency duration of server-to-client pings to check if a connection is alive.
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_INTERVAL", default_value = "2h")]
+    pub grpc_keepalive_interval: String,
+    /// Additional duration of wait before closing a non-responsive connection.
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s")]
+    pub grpc_keepalive_timeout: String,
+    /// Maximum concurrent streams that each client can open at a time.
+    #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
     /// Print the version and exit.
     #[arg(long)]
     pub version: bool,
@@ -479,6 +488,7 @@ impl Flags {
             initial_corrupt_check: false,
             corrupt_check_interval: None,
             strict_reconfig_check: true,
+            http2: Default::default(),
         };
         let peer_addrs = bind_addrs("listen-peer-urls", &peer_urls)?;
         let mut config = config;
@@ -522,6 +532,16 @@ impl Flags {
             })?;
         config.initial_corrupt_check = self.experimental_initial_corrupt_check;
         config.strict_reconfig_check = self.strict_reconfig_check;
+        let duration = |flag: &str, v: &str| {
+            parse_go_duration(v)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| FlagError(format!("--{flag}: {v:?} is not a positive duration")))
+        };
+        config.http2 = server::config::Http2Settings {
+            keepalive_interval: duration("grpc-keepalive-interval", &self.grpc_keepalive_interval)?,
+            keepalive_timeout: duration("grpc-keepalive-timeout", &self.grpc_keepalive_timeout)?,
+            max_concurrent_streams: self.max_concurrent_streams.max(1),
+        };
         if !matches!(self.logger.as_str(), "zap" | "capnslog") {
             return err(format!("--logger: unknown logger {:?} (zap)", self.logger));
         }
@@ -586,6 +606,14 @@ mod tests {
         assert!(e.0.contains("v2 API is not served"), "{e}");
         assert!(flags(&["--logger", "glog"]).resolve().is_err());
         assert!(flags(&["--metrics", "all"]).resolve().is_err());
+        assert_eq!(flags(&[]).resolve().unwrap().config.http2, server::config::Http2Settings::default());
+        let r = flags(&["--grpc-keepalive-interval=5s", "--grpc-keepalive-timeout=1s", "--max-concurrent-streams=10"]);
+        let h = r.resolve().unwrap().config.http2;
+        assert_eq!(
+            (h.keepalive_interval, h.keepalive_timeout, h.max_concurrent_streams),
+            (Duration::from_secs(5), Duration::from_secs(1), 10)
+        );
+        assert!(flags(&["--grpc-keepalive-timeout=0s"]).resolve().is_err());
         let r = flags(&["--experimental-corrupt-check-time", "2m", "--experimental-initial-corrupt-check"]).resolve();
         let c = r.unwrap().config;
         assert_eq!((c.corrupt_check_interval, c.initial_corrupt_check), (Some(Duration::from_secs(120)), true));

@@ -67,6 +67,30 @@ pub struct ServerConfig {
     /// `--strict-reconfig-check`: refuse membership changes that would
     /// leave too few started members for a quorum.
     pub strict_reconfig_check: bool,
+    /// HTTP/2 settings of the client and peer ports.
+    pub http2: Http2Settings,
+}
+
+/// etcd's `--grpc-keepalive-interval`, `--grpc-keepalive-timeout` and
+/// `--max-concurrent-streams`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Http2Settings {
+    /// How long a connection may be silent before the server pings it.
+    pub keepalive_interval: Duration,
+    /// How long the server waits for the ping's answer before closing.
+    pub keepalive_timeout: Duration,
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Http2Settings {
+    /// etcd's defaults: ping after 2 h of silence, wait 20 s, no stream limit.
+    fn default() -> Self {
+        Http2Settings {
+            keepalive_interval: Duration::from_secs(2 * 3600),
+            keepalive_timeout: Duration::from_secs(20),
+            max_concurrent_streams: u32::MAX,
+        }
+    }
 }
 
 /// etcd's default watch progress notification interval.

@@ -117,23 +117,55 @@ async fn serve(
     listener: TcpListener,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     app: axum::Router,
-    mut stop: watch::Receiver<bool>,
+    http2: crate::config::Http2Settings,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let stopped = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
     match tls {
-        Some(config) => {
-            let listener = crate::tls::TlsListener::new(listener, config)?;
-            axum::serve(listener, app).with_graceful_shutdown(stopped).await
-        }
+        Some(config) => serve_on(crate::tls::TlsListener::new(listener, config)?, app, http2, stop).await,
         None => {
             let listener = listener.tap_io(|tcp| {
                 let _ = tcp.set_nodelay(true);
             });
-            axum::serve(listener, app).with_graceful_shutdown(stopped).await
+            serve_on(listener, app, http2, stop).await
         }
     }
+}
+
+/// The accept loop: every connection is served (HTTP/1.1 or HTTP/2) with
+/// `http2`'s keepalive pings, so a client that vanished without closing its
+/// connection is dropped with all it held, and its stream limit. On `stop`,
+/// accepting ends and open connections are asked to finish (GOAWAY); the
+/// caller bounds how long they may take.
+async fn serve_on<L: axum::serve::Listener>(
+    mut listener: L,
+    app: axum::Router,
+    http2: crate::config::Http2Settings,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(http2.keepalive_interval)
+        .keep_alive_timeout(http2.keepalive_timeout)
+        .max_concurrent_streams(http2.max_concurrent_streams);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (io, _) = tokio::select! {
+            conn = listener.accept() => conn,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Records which engine owns the data dir; refuses to open another's.
@@ -215,7 +247,7 @@ pub async fn run(
         // gRPC and plain HTTP share the client port, as in etcd.
         let grpc = grpc.into_axum_router().layer(axum::middleware::map_response(crate::http::etcd_grpc_errors));
         let app = grpc.merge(crate::http::router(ctx.clone())).merge(crate::gateway::router(ctx.clone()));
-        let stop = stop_rx.clone();
+        let (stop, http2) = (stop_rx.clone(), cfg.http2);
         let mut early_stop = stop_rx.clone();
         let mut ready = ready_rx.clone();
         servers.push(tokio::spawn(async move {
@@ -225,11 +257,11 @@ pub async fn run(
                 _ = ready.wait_for(|r| *r) => {}
                 _ = early_stop.wait_for(|s| *s) => return Ok(()),
             }
-            serve(listener, tls, app, stop).await
+            serve(listener, tls, app, http2, stop).await
         }));
     }
     for ((listener, _), tls) in listeners.metrics.into_iter().zip(metrics_tls) {
-        servers.push(tokio::spawn(serve(listener, tls, crate::http::router(ctx.clone()), stop_rx.clone())));
+        servers.push(tokio::spawn(serve(listener, tls, crate::http::router(ctx.clone()), cfg.http2, stop_rx.clone())));
     }
     for ((listener, _), tls) in listeners.peer.into_iter().zip(peer_tls) {
         let routes = tonic::service::Routes::new(
@@ -238,7 +270,7 @@ pub async fn run(
                 .max_encoding_message_size(MAX_PEER_MESSAGE),
         );
         let stop = stop_rx.clone();
-        servers.push(tokio::spawn(serve(listener, tls, routes.into_axum_router(), stop)));
+        servers.push(tokio::spawn(serve(listener, tls, routes.into_axum_router(), cfg.http2, stop)));
     }
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<String>(1);
     let publish = tokio::spawn({

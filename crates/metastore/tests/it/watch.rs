@@ -1278,3 +1278,24 @@ async fn a_thousand_connect_watch_disconnect_cycles_leave_nothing_behind() {
     let r = next(&mut ws, "event after the churn").await;
     assert_eq!(evs(&r)[0].rev, rev);
 }
+
+/// A client that vanishes without closing its connection (a cut network:
+/// here a proxy that stops delivering) is found out by the server's HTTP/2
+/// pings (`--grpc-keepalive-interval`, `--grpc-keepalive-timeout`) and its
+/// watch stream is freed; without them it would be held forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_client_is_dropped_by_keepalive_pings() {
+    let s = metastore(&["--grpc-keepalive-interval=1s", "--grpc-keepalive-timeout=1s"]);
+    let target = s.endpoint().parse().unwrap();
+    let proxy = tokio::task::block_in_place(|| testkit::FaultProxy::start(target)).unwrap();
+    let mut c = etcd_client::Client::connect([format!("http://{}", proxy.addr())], None).await.unwrap();
+    let _stream = c.watch("vanish", None).await.unwrap();
+    let streams = || testkit::metric(&s, "etcd_debugging_mvcc_watch_stream_total");
+    let opened = tokio::task::block_in_place(|| wait_until(Duration::from_secs(5), || streams() == 1));
+    assert!(opened, "the watch stream opened");
+    // Nothing gets through for 6 s: the ping is unanswered after 1 + 1 s.
+    proxy.delay(Duration::from_secs(6));
+    let freed = tokio::task::block_in_place(|| wait_until(Duration::from_secs(5), || streams() == 0));
+    assert!(freed, "the silent client's watch stream is still held");
+    tokio::task::block_in_place(|| drop(proxy));
+}
