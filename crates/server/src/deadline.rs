@@ -24,8 +24,7 @@ impl Deadline {
     }
 
     pub fn from_request<T>(req: &tonic::Request<T>, server_timeout: Duration) -> Self {
-        let client = req.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
-        Self::new(server_timeout, client)
+        Self::new(server_timeout, client_timeout(req))
     }
 
     /// The error to report when the deadline passes.
@@ -41,6 +40,11 @@ impl Deadline {
     pub async fn run<F: std::future::Future>(&self, fut: F) -> Result<F::Output, EtcdError> {
         tokio::time::timeout_at(self.at, fut).await.map_err(|_| self.expired())
     }
+}
+
+/// The client's own deadline (`grpc-timeout`), if it set one.
+pub fn client_timeout<T>(req: &tonic::Request<T>) -> Option<Duration> {
+    req.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout)
 }
 
 /// Parses gRPC's `grpc-timeout` (at most 8 digits and a unit: H M S m u n).

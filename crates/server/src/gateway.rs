@@ -97,6 +97,11 @@ fn grpc_request<T>(headers: &HeaderMap, msg: T) -> tonic::Request<T> {
     r
 }
 
+/// The first request in a body (a unary call takes one).
+fn first_request<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Status> {
+    requests::<T>(body).map(|mut v| v.swap_remove(0))
+}
+
 async fn unary<Req, Resp, F, Fut>(headers: HeaderMap, body: Bytes, call: F) -> Response
 where
     Req: DeserializeOwned + Default,
@@ -104,7 +109,7 @@ where
     F: FnOnce(tonic::Request<Req>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
-    let req = match requests::<Req>(&body).map(|mut v| v.swap_remove(0)) {
+    let req = match first_request::<Req>(&body) {
         Ok(req) => req,
         Err(s) => return error(&s),
     };
@@ -184,7 +189,7 @@ macro_rules! server_stream {
         post(move |headers: HeaderMap, body: Bytes| {
             let svc = svc.clone();
             async move {
-                let req = match requests(&body).map(|mut v| v.swap_remove(0)) {
+                let req = match first_request(&body) {
                     Ok(req) => req,
                     Err(s) => return error(&s),
                 };

@@ -115,11 +115,7 @@ pub async fn within_client_deadline<T, R>(
     request: &Request<R>,
     fut: impl std::future::Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
-    let limit = request
-        .metadata()
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::deadline::parse_grpc_timeout);
+    let limit = crate::deadline::client_timeout(request);
     match limit {
         Some(limit) => match tokio::time::timeout(limit, fut).await {
             Ok(r) => r,
