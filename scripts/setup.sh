@@ -2,20 +2,28 @@
 # Installs what building and testing MetaStore needs on a fresh Debian machine.
 # Idempotent: quick when everything is already there.
 #   protobuf-compiler  protoc 3.x, for raft-rs's build and the etcd-client test crate
+#   libprotobuf-dev    the well-known .proto files (google/protobuf/descriptor.proto)
+#                      that the etcd-client crate's build needs; --no-install-recommends
+#                      leaves them out of protobuf-compiler
 #   etcd-server        real etcd, for differential tests
 #   etcd-client        etcdctl, for the walkthrough and differential tests
 #   clang libclang-dev bindgen for librocksdb-sys (the RocksDB engine)
 #   openssl            test certificates for the TLS tests
+#   patroni postgresql the Patroni end-to-end test (PostgreSQL HA over the
+#                      JSON gateway; scripts/patroni.sh)
 #   cargo-nextest      the test runner
 set -euo pipefail
 
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v patroni >/dev/null 2>&1 || need+=(patroni)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""

@@ -6,9 +6,12 @@
 //! Each route calls the same service code as gRPC. Errors answer
 //! `{"error", "message", "code"}` with grpc-gateway's HTTP status for the
 //! code. Streams (watch, lease keep-alive, election observe, snapshot)
-//! answer one `{"result": ...}` line per message; a bidirectional stream
-//! takes every request in the body, then stays open until the client goes
-//! away.
+//! answer one `{"result": ...}` line per message. A bidirectional stream
+//! takes every request in the body, and the request stream ends there, as
+//! grpc-gateway closes its send side at the end of the body; each service
+//! then does what it does at that point over gRPC: a watch stream stays
+//! open until the client goes away, a keep-alive stream answers each
+//! request and ends (Patroni and etcd3gw read that body to its end).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -73,12 +76,9 @@ fn error(s: &Status) -> Response {
     json_response(http_status(s.code()), body.into_bytes())
 }
 
-/// The requests in a body: JSON objects one after another (an empty body
-/// is one request with every field at its default).
-fn requests<T: DeserializeOwned + Default>(body: &[u8]) -> Result<Vec<T>, Status> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(vec![T::default()]);
-    }
+/// The requests in a body: JSON objects one after another (none in an
+/// empty body: grpc-gateway sends a stream nothing then).
+fn requests<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, Status> {
     serde_json::Deserializer::from_slice(body)
         .into_iter::<T>()
         .collect::<Result<Vec<T>, _>>()
@@ -97,9 +97,10 @@ fn grpc_request<T>(headers: &HeaderMap, msg: T) -> tonic::Request<T> {
     r
 }
 
-/// The first request in a body (a unary call takes one).
+/// The first request in a body (a unary call takes one; an empty body is
+/// one with every field at its default).
 fn first_request<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Status> {
-    requests::<T>(body).map(|mut v| v.swap_remove(0))
+    Ok(requests::<T>(body)?.into_iter().next().unwrap_or_default())
 }
 
 async fn unary<Req, Resp, F, Fut>(headers: HeaderMap, body: Bytes, call: F) -> Response
@@ -159,20 +160,6 @@ where
         .unwrap_or_default()
 }
 
-/// The requests of a bidirectional stream, then nothing until the client
-/// stops reading the `answers`: the stream ends then, freeing what it held.
-fn held_open<T: Send + 'static, U: Send + 'static>(
-    reqs: Vec<T>,
-    answers: &mpsc::Sender<Result<U, Status>>,
-) -> impl Stream<Item = Result<T, Status>> + Unpin + Send + 'static {
-    let closed = answers.clone();
-    let gone = async move {
-        closed.closed().await;
-        Err(Status::cancelled("the client went away"))
-    };
-    tokio_stream::iter(reqs.into_iter().map(Ok)).chain(Box::pin(tokio_stream::once(gone).then(|r| r)))
-}
-
 macro_rules! unary {
     ($svc:expr, $method:ident) => {{
         let svc = $svc.clone();
@@ -203,8 +190,8 @@ macro_rules! server_stream {
 }
 
 /// A bidirectional stream over HTTP: every request in the body, answers
-/// streamed back until the client goes away. `serve` starts the stream's
-/// task with its requests and the answers' sender.
+/// streamed back until the service's task drops the sender. `serve` starts
+/// the stream's task with its requests and the answers' sender.
 fn bidi<Req, Resp, F>(serve: F, queue: usize) -> MethodRouter
 where
     Req: DeserializeOwned + Default + Send + 'static,
@@ -234,12 +221,14 @@ pub fn router(ctx: Ctx) -> Router {
     let election = Arc::new(ElectionService::new(ctx.clone()));
     let watch = {
         let ctx = ctx.clone();
-        move |reqs: Vec<WatchRequest>, tx| crate::watch::serve_stream(ctx.clone(), held_open(reqs, &tx), tx)
+        move |reqs: Vec<WatchRequest>, tx| {
+            crate::watch::serve_stream(ctx.clone(), tokio_stream::iter(reqs.into_iter().map(Ok)), tx)
+        }
     };
     let keep_alive = {
         let ctx = ctx.clone();
         move |reqs: Vec<LeaseKeepAliveRequest>, tx| {
-            crate::service::lease::serve_keep_alive(ctx.clone(), held_open(reqs, &tx), tx)
+            crate::service::lease::serve_keep_alive(ctx.clone(), tokio_stream::iter(reqs.into_iter().map(Ok)), tx)
         }
     };
     // JSON carries bytes as base64 (4/3 of their size): room for the

@@ -3,6 +3,7 @@
 
 pub mod alarms;
 pub mod apply;
+mod authority;
 pub mod backup;
 pub mod compactor;
 pub mod config;

@@ -131,7 +131,9 @@ async fn serve(
     }
 }
 
-/// The accept loop: every connection is served (HTTP/1.1 or HTTP/2) with
+/// The accept loop: every connection is served (HTTP/1.1 or HTTP/2, the
+/// latter with Go clients' URL-shaped `:authority` made valid first, see
+/// `crate::authority`) with
 /// `http2`'s keepalive pings, so a client that vanished without closing its
 /// connection is dropped with all it held, and its stream limit. On `stop`,
 /// accepting ends and open connections are asked to finish (GOAWAY); the
@@ -157,7 +159,9 @@ async fn serve_on<L: axum::serve::Listener>(
             _ = stop.wait_for(|s| *s) => break,
         };
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(crate::authority::AuthorityFix::new(io)), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;

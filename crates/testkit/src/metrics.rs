@@ -55,6 +55,51 @@ fn http_request(
     parse_response(&raw)
 }
 
+/// `POST` on a persistent connection, as urllib3 (Patroni, etcd3gw) and
+/// most HTTP clients send it: no `Connection: close`, and the call returns
+/// as soon as the body is complete by its own framing (`Content-Length` or
+/// the last chunk). A response whose body never ends is a timeout error,
+/// which is what such a client sees.
+pub fn http_post_persistent(addr: &str, path: &str, body: &str, timeout: Duration) -> io::Result<(u16, String)> {
+    let sock: SocketAddr =
+        addr.to_socket_addrs()?.next().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
+    let mut s = TcpStream::connect_timeout(&sock, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return parse_response(&raw);
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(done) = complete_response(&raw) {
+            return done;
+        }
+        if raw.len() > MAX_RESPONSE || std::time::Instant::now() > deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the response body did not end"));
+        }
+    }
+}
+
+/// The response in `raw` once its body is complete by its own framing.
+fn complete_response(raw: &[u8]) -> Option<io::Result<(u16, String)>> {
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let framed = head.contains("\r\ncontent-length:") || head.contains("\r\ntransfer-encoding:");
+    match parse_response(raw) {
+        Ok(r) if framed => Some(Ok(r)),
+        _ => None,
+    }
+}
+
 fn bad(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
 }

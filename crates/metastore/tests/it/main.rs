@@ -9,6 +9,7 @@ mod common;
 mod corrupt;
 mod crash;
 mod diff;
+mod diff_clients;
 mod diff_common;
 mod diff_watch_lease;
 mod gateway;

@@ -4,8 +4,8 @@
 use std::pin::Pin;
 
 use api::pb::etcdserverpb::{
-    alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
-    DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmRequest, AlarmResponse, AlarmType,
+    DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
     MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use api::pb::metastorepb::internal_request::Request as Internal;
@@ -116,20 +116,23 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 
 /// This member's HashKV at `revision` (0: the current one), computed on a
 /// blocking thread as it reads the whole key history; with the revision
-/// hashed (the header carries the current one, as etcd's).
+/// hashed (the header carries the current one, as etcd's). As etcd's
+/// `HashByRev`: a revision at or below the compacted one is compacted, and
+/// a store never compacted reports `compact_revision` -1.
 pub async fn hash_kv_here(ctx: &Ctx, revision: i64) -> Result<(HashKvResponse, i64), EtcdError> {
     let mvcc = ctx.node.mvcc.clone();
     let current = mvcc.current_revision();
+    if revision > 0 && revision <= mvcc.compact_revision() {
+        return Err(EtcdError::Compacted);
+    }
     if revision > current {
         return Err(EtcdError::FutureRev);
-    }
-    if revision > 0 && revision < mvcc.compact_revision() {
-        return Err(EtcdError::Compacted);
     }
     let rev = if revision <= 0 { current } else { revision };
     let (hash, compact_revision) = tokio::task::spawn_blocking(move || {
         let compact = mvcc.compact_revision();
-        crate::hashkv::hash_kv(&mvcc, rev, compact).map(|h| (h, compact))
+        let reported = if compact == 0 { -1 } else { compact };
+        crate::hashkv::hash_kv(&mvcc, rev, compact).map(|h| (h, reported))
     })
     .await
     .map_err(|e| EtcdError::Internal(e.to_string()))?
@@ -139,19 +142,25 @@ pub async fn hash_kv_here(ctx: &Ctx, revision: i64) -> Result<(HashKvResponse, i
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    /// GET lists this member's view of the replicated alarms; ACTIVATE
-    /// and DEACTIVATE go through raft, as in etcd.
+    /// GET lists this member's view of the replicated alarms (all, or those
+    /// of the type asked for); ACTIVATE and DEACTIVATE go through raft, as
+    /// in etcd. As etcd 3.4's, the answer carries no header (`etcdctl alarm
+    /// list -w json` prints `{}` when no alarm is up).
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         match AlarmAction::try_from(r.action) {
             Ok(AlarmAction::Get) => {
-                Ok(Response::new(AlarmResponse { header: self.ctx.header(None), alarms: self.ctx.node.alarms.list() }))
+                let mut alarms = self.ctx.node.alarms.list();
+                if r.alarm != AlarmType::None as i32 {
+                    alarms.retain(|a| a.alarm == r.alarm);
+                }
+                Ok(Response::new(AlarmResponse { header: None, alarms }))
             }
             Ok(AlarmAction::Activate) | Ok(AlarmAction::Deactivate) => {
                 match self.ctx.node.propose(Internal::Alarm(r), deadline).await? {
                     ApplyResponse::Alarm(mut resp) => {
-                        resp.header = self.ctx.header(resp.header);
+                        resp.header = None;
                         Ok(Response::new(resp))
                     }
                     _ => Err(EtcdError::Internal("apply answered an alarm with another kind".into()).into()),

@@ -43,7 +43,9 @@ impl Drop for StreamState {
 }
 
 /// Serves one watch stream: `inbound` is the client's requests (a gRPC
-/// stream, or the gateway's); the stream ends when it ends or fails.
+/// stream, or the gateway's). As etcd's, the stream outlives the end of
+/// its requests (a client may half-close and go on reading events); it ends
+/// when they fail or when the client stops reading answers.
 pub async fn run<S>(ctx: Ctx, mut inbound: S, out: Out)
 where
     S: Stream<Item = Result<WatchRequest, Status>> + Unpin,
@@ -54,17 +56,26 @@ where
     let mut st =
         StreamState { ctx, out, watchers: BTreeMap::new(), next_auto_id: 0, progress_requested: false, gauges };
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut requests_ended = false;
+    // Tells when the client stopped reading, beside the borrows of `st`.
+    let reader = st.out.clone();
     loop {
         revision.borrow_and_update();
         let current = st.current();
         let behind = st.watchers.values().any(|w| w.behind(current));
         let step = tokio::select! {
             biased;
-            msg = inbound.next() => match msg {
+            msg = inbound.next(), if !requests_ended => match msg {
                 Some(Ok(req)) => st.handle(req).await,
-                // The client closed or broke the stream.
-                None | Some(Err(_)) => Err(Closed),
+                None => {
+                    requests_ended = true;
+                    Ok(())
+                }
+                // The client broke the stream.
+                Some(Err(_)) => Err(Closed),
             },
+            // The client went away: nobody reads the answers.
+            _ = reader.closed() => Err(Closed),
             _ = progress.tick() => st.progress_tick().await,
             r = st.catch_up(current), if behind => match r {
                 Ok(reached) => st.answer_progress(reached).await,
