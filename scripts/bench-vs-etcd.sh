@@ -117,17 +117,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # N free loopback TCP ports (bound together, so distinct; released just before use).
-free_ports() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
+free_ports() { python3 scripts/free-ports.py "$1"; }
 
 # start_servers etcd|metastore N: starts N members, sets ENDPOINTS and PIDS.
 start_servers() {

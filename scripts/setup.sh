@@ -10,7 +10,7 @@
 #   clang libclang-dev bindgen for librocksdb-sys (the RocksDB engine)
 #   openssl            test certificates for the TLS tests
 #   patroni postgresql the Patroni end-to-end test (PostgreSQL HA over the
-#                      JSON gateway; scripts/patroni.sh)
+#   curl               JSON gateway; scripts/patroni.sh)
 #   cargo-nextest      the test runner
 set -euo pipefail
 
@@ -23,6 +23,7 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v patroni >/dev/null 2>&1 || need+=(patroni)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"

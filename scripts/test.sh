@@ -13,6 +13,10 @@
 #    lifecycle, auto-compaction, backup and quota suites again over
 #    RocksDB (METASTORE_STORAGE=rocksdb, inherited by every server the
 #    harness starts).
+# 4. Patroni end to end (scripts/patroni.sh: two PostgreSQL nodes on a 1-
+#    and a 3-member MetaStore cluster: bootstrap, switchover, kill -9 of
+#    the DCS leader, failover, rejoin; about 1.5 minutes each), after the
+#    suites so its timings do not compete with them.
 # A first build compiles RocksDB from C++ source (15-20 minutes on two
 # cores); the target dir in scripts/env.sh keeps it for later runs.
 set -euo pipefail
@@ -27,3 +31,6 @@ METASTORE_IT_CLUSTER=3 cargo nextest run -p metastore "${features[@]}" --test it
 METASTORE_STORAGE=rocksdb cargo nextest run -p metastore "${features[@]}" --test it --no-fail-fast \
   -E 'test(/^(kv|kv_errors|watch|lease|lock_election|gateway|cluster|crash|lifecycle|auto_compaction|backup|quota)::/)' \
   "$@"
+for members in 1 3; do
+  scripts/patroni.sh --server metastore --members "$members" --binary "$CARGO_TARGET_DIR/debug/metastore"
+done

@@ -15,19 +15,24 @@
 //! each header block (HEADERS and its CONTINUATIONs) is HPACK-decoded with
 //! a decoder that mirrors the client's dynamic table, and:
 //!
-//! - while every authority seen was valid, the block passes through as it
-//!   came, so hyper's decoder holds the same dynamic table as the client;
+//! - the first block that carries a valid authority ends the inspection:
+//!   a client sends the same authority on every request of a connection
+//!   (grpc-go takes it from the dial target), so the rest of the
+//!   connection passes through at no cost;
 //! - the first block with an invalid authority switches the connection to
 //!   re-encoding: from then on every block is rewritten as literals that
 //!   never touch the dynamic table, with the authority replaced by the
 //!   URL's host and port (or left out when there is none). hyper's table
-//!   keeps what it had, never referenced again, so it cannot disagree.
+//!   keeps what it had, never referenced again, so it cannot disagree;
+//! - blocks before either (none carried an authority) pass as they came,
+//!   so hyper's decoder holds the same dynamic table as the client.
 //!
 //! Invariant: the bytes hyper reads decode, header for header, to what the
-//! client sent, but for invalid `:authority` values. Anything that does not
-//! parse (a broken frame, a bad HPACK block, a header block over
-//! [`MAX_HEADER_BLOCK`]) ends the inspection: the rest of the connection
-//! passes through untouched and hyper reports the client's error itself.
+//! client sent, but for invalid `:authority` values on a connection whose
+//! first authority was invalid. Anything that does not parse (a broken
+//! frame, a bad HPACK block, a header block over [`MAX_HEADER_BLOCK`]) ends
+//! the inspection: the rest of the connection passes through untouched and
+//! hyper reports the client's error itself.
 
 use std::io;
 use std::pin::Pin;
@@ -36,6 +41,8 @@ use std::task::{ready, Context, Poll};
 use axum::http::uri::{Authority, Uri};
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+mod hpack;
 
 /// The client connection preface of HTTP/2 (RFC 9113, 3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -77,15 +84,18 @@ pub struct AuthorityFix<IO> {
     pass: usize,
     /// Rewritten header frames, handed on before anything else.
     rewritten: BytesMut,
-    decoder: loona_hpack::Decoder<'static>,
+    decoder: hpack::Decoder,
+    /// The rewritten header block being built (reused).
+    scratch: Vec<u8>,
+    /// The last `:authority` found valid.
+    known_good: Vec<u8>,
     /// Set at the first invalid authority: every later block is rewritten.
     reencode: bool,
 }
 
 impl<IO> AuthorityFix<IO> {
     pub fn new(inner: IO) -> Self {
-        let mut decoder = loona_hpack::Decoder::new();
-        decoder.set_max_allowed_table_size(HPACK_TABLE);
+        let decoder = hpack::Decoder::new(HPACK_TABLE);
         AuthorityFix {
             inner,
             mode: Mode::Preface,
@@ -93,6 +103,8 @@ impl<IO> AuthorityFix<IO> {
             pass: 0,
             rewritten: BytesMut::new(),
             decoder,
+            scratch: Vec::new(),
+            known_good: Vec::new(),
             reencode: false,
         }
     }
@@ -143,37 +155,52 @@ impl<IO> AuthorityFix<IO> {
     }
 
     fn inspect(&mut self, block: HeaderBlock) {
-        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut bad_authority = false;
-        let decoded = self.decoder.decode_with_cb(&block.fragment, |name, value| {
-            if &*name == b":authority" && Authority::try_from(&*value).is_err() {
+        let (mut bad_authority, mut saw_authority) = (false, false);
+        // Every field is re-encoded as it is decoded (a copy of a few
+        // hundred bytes into a reused buffer); used only if rewriting.
+        let mut encoded = std::mem::take(&mut self.scratch);
+        encoded.clear();
+        let known_good = &mut self.known_good;
+        let fragment = match &block.fragment {
+            Fragment::InFrame(r) => &self.raw[r.clone()],
+            Fragment::Joined(v) => v.as_slice(),
+        };
+        let decoded = self.decoder.decode(fragment, |name, value| {
+            saw_authority |= name == b":authority";
+            if name != b":authority" || value == known_good.as_slice() {
+                encode_literal(&mut encoded, name, value);
+            } else if Authority::try_from(value).is_ok() {
+                // A client sends the same authority on every request:
+                // parse it once.
+                *known_good = value.to_vec();
+                encode_literal(&mut encoded, name, value);
+            } else {
                 bad_authority = true;
+                if let Some(fixed) = repair_authority(value) {
+                    encode_literal(&mut encoded, name, fixed.as_bytes());
+                }
             }
-            fields.push((name.into_owned(), value.into_owned()));
         });
         if decoded.is_err() {
+            self.scratch = encoded;
             return self.give_up();
         }
         if bad_authority && !self.reencode {
             tracing::debug!("HTTP/2 client sent an invalid :authority: rewriting its header blocks");
             self.reencode = true;
         }
-        if !self.reencode {
+        if self.reencode {
+            self.raw.advance(block.wire_len);
+            write_header_frames(&mut self.rewritten, block.stream_id, block.flags, block.priority, &encoded);
+        } else if saw_authority {
+            // A client sends one authority on all its requests: this one
+            // is fine, so are the rest. The connection passes through from
+            // here at no cost.
+            self.give_up();
+        } else {
             self.pass = block.wire_len;
-            return;
         }
-        let mut encoded = Vec::with_capacity(block.fragment.len() * 2);
-        for (name, value) in &fields {
-            if name == b":authority" {
-                if let Some(fixed) = repair_authority(value) {
-                    encode_literal(&mut encoded, name, fixed.as_bytes());
-                }
-            } else {
-                encode_literal(&mut encoded, name, value);
-            }
-        }
-        self.raw.advance(block.wire_len);
-        write_header_frames(&mut self.rewritten, block.stream_id, block.flags, block.priority, &encoded);
+        self.scratch = encoded;
     }
 }
 
@@ -196,9 +223,17 @@ fn frame_header(buf: &[u8]) -> Option<(usize, u8, u8)> {
     Some((len, buf[3], buf[4]))
 }
 
+/// Where a header block's HPACK bytes are.
+enum Fragment {
+    /// In one frame: this range of the buffer.
+    InFrame(std::ops::Range<usize>),
+    /// Spread over CONTINUATION frames: joined.
+    Joined(Vec<u8>),
+}
+
 struct HeaderBlock {
     /// The HPACK block, padding and priority taken out.
-    fragment: Vec<u8>,
+    fragment: Fragment,
     /// Bytes its frames take on the wire.
     wire_len: usize,
     stream_id: u32,
@@ -241,7 +276,8 @@ fn header_block(buf: &[u8]) -> Block {
     if pad > payload.len() {
         return Block::Broken;
     }
-    let mut fragment = payload[..payload.len() - pad].to_vec();
+    let start = FRAME_HEADER + len - payload.len();
+    let mut fragment = Fragment::InFrame(start..start + payload.len() - pad);
     let mut at = FRAME_HEADER + len;
     let mut end_headers = flags & END_HEADERS != 0;
     while !end_headers {
@@ -253,7 +289,14 @@ fn header_block(buf: &[u8]) -> Block {
         if buf.len() < at + FRAME_HEADER + len {
             return Block::Incomplete(at + FRAME_HEADER + len);
         }
-        fragment.extend_from_slice(&buf[at + FRAME_HEADER..at + FRAME_HEADER + len]);
+        let more = &buf[at + FRAME_HEADER..at + FRAME_HEADER + len];
+        fragment = match fragment {
+            Fragment::InFrame(r) => Fragment::Joined([&buf[r], more].concat()),
+            Fragment::Joined(mut v) => {
+                v.extend_from_slice(more);
+                Fragment::Joined(v)
+            }
+        };
         at += FRAME_HEADER + len;
         end_headers = cflags & END_HEADERS != 0;
     }
