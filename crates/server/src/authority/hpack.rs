@@ -89,9 +89,12 @@ const STATIC_TABLE: [(&str, &str); 61] = [
 /// Bytes an entry counts for in the table size (RFC 7541 4.1).
 const ENTRY_OVERHEAD: usize = 32;
 
+/// A dynamic table entry: name and value.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
 pub struct Decoder {
     /// Newest entry first (index 62 is `table[0]`).
-    table: VecDeque<(Box<[u8]>, Box<[u8]>)>,
+    table: VecDeque<Entry>,
     size: usize,
     max_size: usize,
     /// The largest size a client may set (the server's SETTINGS).
@@ -199,7 +202,7 @@ impl Decoder {
         Ok(into)
     }
 
-    fn insert(&mut self, entry: (Box<[u8]>, Box<[u8]>)) {
+    fn insert(&mut self, entry: Entry) {
         let size = entry.0.len() + entry.1.len() + ENTRY_OVERHEAD;
         if size > self.max_size {
             // RFC 7541 4.4: an entry larger than the table empties it.
