@@ -37,6 +37,11 @@ fn main() {
         }
     };
     tracing_subscriber::fmt().with_max_level(resolved.log_level).with_ansi(sinks.ansi()).with_writer(sinks).init();
+    fail_stop_on_panic();
+    if let Err(e) = failpoint::init_from_env() {
+        eprintln!("metastore: METASTORE_FAILPOINTS: {e}");
+        std::process::exit(EXIT_USAGE);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -48,6 +53,21 @@ fn main() {
         eprintln!("metastore: {e}");
         std::process::exit(1);
     }
+}
+
+/// Any panic, on any thread, ends the process at once (SIGABRT). A member
+/// whose raft thread, apply or any task broke an invariant must not go on
+/// serving stale reads, holding leases or answering as leader with nothing
+/// behind it; as etcd (a Go program) does, it dies and is restarted from
+/// what is on disk. The default hook prints the panic and its location
+/// first; the log gets a line too.
+fn fail_stop_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "panic: stopping this member");
+        default(info);
+        std::process::abort();
+    }));
 }
 
 async fn serve(r: flags::Resolved) -> Result<(), String> {

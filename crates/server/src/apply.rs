@@ -1,7 +1,13 @@
 //! Applying committed raft entries to the MVCC store. Apply is deterministic:
 //! the same entries in the same order give the same state on every member,
-//! with no clock, randomness or I/O besides the engine. Every entry, even one
-//! that fails with an etcd error, records its raft index as applied.
+//! with no clock, randomness or I/O besides the engine. Every entry that
+//! fails with an etcd error (a compare that fails, a lease not found...)
+//! records its raft index as applied: that failure is its outcome on every
+//! member. An `EtcdError::Internal` is not an outcome but this member failing
+//! to apply (the engine refused a write: disk full, I/O error, corruption):
+//! nothing is recorded, and the caller must stop the member (fail-stop, as
+//! etcd and TiKV do), so the entry is applied again after a restart rather
+//! than skipped here and applied on the other members.
 
 use std::sync::Arc;
 
@@ -65,8 +71,9 @@ impl Applier {
         &self.lessor
     }
 
-    /// Applies one request. On error nothing of it is written, but the index
-    /// is still recorded so a restart does not apply it again.
+    /// Applies one request. On an etcd error nothing of it is written, but
+    /// the index is still recorded so a restart does not apply it again; on
+    /// `EtcdError::Internal` (the member failed) nothing at all is recorded.
     pub fn apply(&self, req: Request, applied: AppliedIndex) -> ApplyResult {
         // etcd's capped applier: with NOSPACE raised anywhere, nothing that
         // adds data is applied until the alarm is disarmed.
@@ -101,8 +108,10 @@ impl Applier {
             Request::MemberUpdate(u) => self.member_update(u, applied).map(ApplyResponse::Members),
             Request::Alarm(a) => self.alarm(a, applied).map(ApplyResponse::Alarm),
         };
-        if result.is_err() {
-            self.mark_applied(applied)?;
+        match &result {
+            Err(EtcdError::Internal(_)) => {}
+            Err(_) => self.mark_applied(applied)?,
+            Ok(_) => {}
         }
         result
     }

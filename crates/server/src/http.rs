@@ -19,11 +19,42 @@ use crate::service::Ctx;
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub fn router(ctx: Ctx) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/version", get(version))
-        .with_state(ctx)
+        .with_state(ctx);
+    if failpoint::ENABLED {
+        router.merge(failpoints())
+    } else {
+        router
+    }
+}
+
+/// `/debug/failpoints`, in builds with failpoints (debug and test builds),
+/// as etcd's gofail endpoint: GET lists them, `PUT /debug/failpoints/NAME`
+/// with a spec in the body sets one (`error`, `panic`, `sleep(MS)`,
+/// `pause`, `N*...`, `off`), DELETE clears it. Process tests inject faults
+/// this way.
+fn failpoints() -> Router {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    async fn list() -> String {
+        failpoint::list().into_iter().map(|(n, s)| format!("{n}={s}\n")).collect()
+    }
+    async fn set(Path(name): Path<String>, spec: String) -> (StatusCode, String) {
+        match failpoint::set(&name, &spec) {
+            Ok(()) => (StatusCode::NO_CONTENT, String::new()),
+            Err(e) => (StatusCode::BAD_REQUEST, e),
+        }
+    }
+    async fn clear(Path(name): Path<String>) -> StatusCode {
+        failpoint::clear(&name);
+        StatusCode::NO_CONTENT
+    }
+    Router::new()
+        .route("/debug/failpoints", get(list))
+        .route("/debug/failpoints/{name}", axum::routing::put(set).delete(clear))
 }
 
 async fn version() -> impl IntoResponse {

@@ -325,6 +325,11 @@ impl ServerProcess {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// How the process ended, once it has (None while it runs).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     fn spawn(&mut self) {
         if let Err(log) = self.try_spawn() {
             panic!("{:?} did not start listening on {}; log:\n{log}", self.kind, self.endpoint());

@@ -208,6 +208,18 @@ impl Member {
         }
     }
 
+    /// How the process ended, once it has (None while it runs or if it was
+    /// never started).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Sets failpoint `name` to `spec` in this member's process (its
+    /// `/debug/failpoints` endpoint; debug builds only).
+    pub fn set_failpoint(&self, name: &str, spec: &str) {
+        crate::metrics::set_failpoint(&self.endpoint(), name, spec);
+    }
+
     /// Starts the process if it is not running (does not wait for readiness).
     pub fn spawn(&mut self) {
         if self.is_running() {

@@ -55,6 +55,15 @@ fn http_request(
     parse_response(&raw)
 }
 
+/// Sets failpoint `name` to `spec` through a member's `/debug/failpoints`
+/// endpoint (debug builds); panics if the member refuses.
+pub fn set_failpoint(addr: &str, name: &str, spec: &str) {
+    let timeout = Duration::from_secs(5);
+    let (status, body) = http_request(addr, "PUT", &format!("/debug/failpoints/{name}"), Some(spec), timeout)
+        .unwrap_or_else(|e| panic!("set failpoint {name} on {addr}: {e}"));
+    assert_eq!(status, 204, "set failpoint {name}={spec} on {addr}: {body}");
+}
+
 /// `POST` on a persistent connection, as urllib3 (Patroni, etcd3gw) and
 /// most HTTP clients send it: no `Connection: close`, and the call returns
 /// as soon as the body is complete by its own framing (`Content-Length` or

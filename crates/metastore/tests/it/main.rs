@@ -12,6 +12,7 @@ mod diff;
 mod diff_clients;
 mod diff_common;
 mod diff_watch_lease;
+mod faults;
 mod gateway;
 mod kv;
 mod kv_errors;

@@ -132,7 +132,7 @@ impl Runner {
             ConfChangeType::RemoveNode => self.members.check_remove(cc.node_id),
         };
         if let Err(err) = verdict {
-            self.mark_applied(applied);
+            self.mark_applied(applied)?;
             if ctx.request_id != 0 {
                 self.waiters.complete(ctx.request_id, Err(err));
             }

@@ -60,6 +60,10 @@ pub enum NodeError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Etcd(#[from] EtcdError),
+    /// This member could not apply a committed entry (the engine failed):
+    /// it stops rather than skip the entry and diverge from the others.
+    #[error("applying committed entry {index} failed, stopping this member: {reason}")]
+    Apply { index: u64, reason: String },
 }
 
 /// Extra checks the raft thread makes before proposing a conf change,

@@ -347,6 +347,8 @@ impl Runner {
     }
 
     fn on_ready(&mut self) -> Result<(), NodeError> {
+        // Tests stall (sleep, pause) or crash (panic) the raft thread here.
+        failpoint::hit("raft::ready");
         let mut ready = self.raw.ready();
         if let Some(ss) = ready.ss() {
             let was_leader = self.state.leader() == self.state.member_id;
@@ -460,13 +462,13 @@ impl Runner {
                 continue;
             }
             match e.get_entry_type() {
-                EntryType::EntryNormal if e.data.is_empty() => self.mark_applied(applied),
-                EntryType::EntryNormal => self.apply_normal(&e.data, applied),
+                EntryType::EntryNormal if e.data.is_empty() => self.mark_applied(applied)?,
+                EntryType::EntryNormal => self.apply_normal(&e.data, applied)?,
                 EntryType::EntryConfChange => self.apply_conf_change_entry(&e)?,
                 EntryType::EntryConfChangeV2 => {
                     // MetaStore proposes only v1 conf changes.
                     tracing::error!(index = e.index, "unexpected v2 conf change entry ignored");
-                    self.mark_applied(applied);
+                    self.mark_applied(applied)?;
                 }
             }
             if self.removed {
@@ -481,30 +483,35 @@ impl Runner {
         Ok(())
     }
 
-    pub(super) fn mark_applied(&self, applied: AppliedIndex) {
-        if let Err(e) = self.applier.mark_applied(applied) {
-            tracing::error!(index = applied.index, error = %e, "recording applied index failed");
-        }
+    /// Records an entry that changes nothing as applied; failing to is the
+    /// member failing (see `apply_normal`).
+    pub(super) fn mark_applied(&self, applied: AppliedIndex) -> Result<(), NodeError> {
+        self.applier.mark_applied(applied).map_err(|e| NodeError::Apply { index: applied.index, reason: e.to_string() })
     }
 
-    fn apply_normal(&self, data: &[u8], applied: AppliedIndex) {
+    /// Applies one entry and answers its waiter. An `EtcdError::Internal`
+    /// means this member could not apply it (the engine failed): the error
+    /// stops the raft thread, so the waiter is failed with the others, no
+    /// later entry is applied or acknowledged, and after a restart the entry
+    /// is applied again (its index was not recorded).
+    fn apply_normal(&self, data: &[u8], applied: AppliedIndex) -> Result<(), NodeError> {
         // The WAL checks every record's CRC, so an undecodable committed entry
         // means a bug or a peer speaking another protocol: stop, don't guess.
         let req = InternalRequest::decode(data)
             .unwrap_or_else(|err| panic!("committed entry at index {} undecodable: {err}", applied.index));
         let result = match req.request {
+            // Tests make the engine fail here (a full or failing disk).
+            Some(_) if failpoint::hit("raft::apply") => Err(EtcdError::Internal("failpoint raft::apply".into())),
             Some(r) => self.applier.apply(r, applied),
-            None => {
-                self.mark_applied(applied);
-                return;
-            }
+            None => return self.mark_applied(applied),
         };
-        if let Err(EtcdError::Internal(msg)) = &result {
-            tracing::error!(index = applied.index, error = %msg, "apply failed");
+        if let Err(EtcdError::Internal(reason)) = result {
+            return Err(NodeError::Apply { index: applied.index, reason });
         }
         if req.id != 0 {
             self.waiters.complete(req.id, result);
         }
+        Ok(())
     }
 
     /// Takes a snapshot every `snapshot_count` applied entries, or now when

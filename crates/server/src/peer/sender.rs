@@ -154,6 +154,12 @@ async fn peer_loop(
                         tokio::spawn(send_snapshot(id, client.clone(), m, node.clone()));
                     }
                     Some(m) => {
+                        // Tests drop (error) or delay (sleep) peer messages.
+                        match failpoint::eval("peer::send") {
+                            Some(failpoint::Action::Error) => continue,
+                            Some(failpoint::Action::Sleep(d)) => tokio::time::sleep(d).await,
+                            _ => {}
+                        }
                         // A stream that takes no message for this long is
                         // stuck (peer gone silent): reconnect.
                         match tokio::time::timeout(STREAM_SEND_TIMEOUT, stx.send(envelope(&m))).await {

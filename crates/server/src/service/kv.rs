@@ -36,6 +36,16 @@ fn learner_guard(ctx: &Ctx) -> Result<(), EtcdError> {
     Ok(())
 }
 
+/// A member whose raft node stopped (a fatal error: it is shutting down)
+/// serves no read, not even a serializable one: its state may be behind a
+/// write it failed to apply.
+fn running_guard(ctx: &Ctx) -> Result<(), EtcdError> {
+    if ctx.node.state.is_stopped() {
+        return Err(EtcdError::Stopped);
+    }
+    Ok(())
+}
+
 fn unexpected(what: &str) -> Status {
     EtcdError::Internal(format!("apply returned a response of another kind for {what}")).into()
 }
@@ -46,6 +56,7 @@ impl Kv for KvService {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         validate::check_range(&r)?;
+        running_guard(&self.ctx)?;
         if !r.serializable {
             learner_guard(&self.ctx)?;
             self.ctx.node.read_barrier(deadline).await?;
@@ -92,6 +103,7 @@ impl Kv for KvService {
         let r = request.into_inner();
         validate::check_txn_full(&r, self.ctx.cfg.max_txn_ops)?;
         let mut resp = if txn::is_txn_readonly(&r) {
+            running_guard(&self.ctx)?;
             if !txn::is_txn_serializable(&r) {
                 learner_guard(&self.ctx)?;
                 self.ctx.node.read_barrier(deadline).await?;
