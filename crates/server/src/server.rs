@@ -26,7 +26,6 @@ use crate::peer::client::Dialer;
 use crate::peer::leader::LeaderLink;
 use crate::peer::sender::PeerTransport;
 use crate::peer::service::PeerService;
-use crate::peer::MAX_PEER_MESSAGE;
 use crate::service::{
     cluster::ClusterService, election::ElectionService, kv::KvService, lease::LeaseService, lock::LockService,
     maintenance::MaintenanceService, Ctx,
@@ -270,8 +269,8 @@ pub async fn run(
     for ((listener, _), tls) in listeners.peer.into_iter().zip(peer_tls) {
         let routes = tonic::service::Routes::new(
             PeerServer::new(PeerService::new(ctx.clone()))
-                .max_decoding_message_size(MAX_PEER_MESSAGE)
-                .max_encoding_message_size(MAX_PEER_MESSAGE),
+                .max_decoding_message_size(crate::peer::message_limit(cfg.max_request_bytes))
+                .max_encoding_message_size(crate::peer::message_limit(cfg.max_request_bytes)),
         );
         let stop = stop_rx.clone();
         servers.push(tokio::spawn(serve(listener, tls, routes.into_axum_router(), cfg.http2, stop)));
@@ -358,7 +357,17 @@ async fn revoke_expired_leases(node: Arc<NodeHandle>, timeout: std::time::Durati
     let mut tick = tokio::time::interval(EXPIRY_CHECK);
     loop {
         tick.tick().await;
-        for id in node.lessor.take_expired(REVOKES_PER_CHECK) {
+        let expired = node.lessor.take_expired(REVOKES_PER_CHECK);
+        if expired.is_empty() {
+            continue;
+        }
+        // As etcd (issue 15247): expire only as a confirmed leader. Those
+        // taken are pushed back and come again while this member leads.
+        if let Err(e) = node.confirm_leadership(Deadline::new(timeout, None)).await {
+            tracing::debug!(error = %e, "not revoking expired leases: leadership not confirmed");
+            continue;
+        }
+        for id in expired {
             let node = node.clone();
             tokio::spawn(async move {
                 let deadline = Deadline::new(timeout, None);

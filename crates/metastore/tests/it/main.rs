@@ -13,6 +13,8 @@ mod diff_clients;
 mod diff_common;
 mod diff_watch_lease;
 mod faults;
+#[cfg(feature = "rocksdb")]
+mod faults_disk;
 mod gateway;
 mod kv;
 mod kv_errors;

@@ -171,6 +171,27 @@ impl NodeHandle {
         Ok(())
     }
 
+    /// etcd's `ensureLeadership` (etcd issue 15247): true leadership,
+    /// confirmed by a quorum (a ReadIndex round), before this member acts
+    /// as leader on its own clock (renewing or expiring leases). A leader
+    /// whose raft thread stalled, or that was deposed without knowing it
+    /// yet, gets no answer from a quorum: the call fails at the deadline
+    /// instead of renewing a lease that a newer leader may be expiring.
+    /// On success this member has also applied everything committed before
+    /// the call.
+    pub async fn confirm_leadership(&self, deadline: Deadline) -> Result<(), EtcdError> {
+        let me = self.state.member_id;
+        let term = self.state.term();
+        if self.state.leader() != me {
+            return Err(EtcdError::NotLeader);
+        }
+        self.read_barrier(deadline).await?;
+        if self.state.leader() != me || self.state.term() != term {
+            return Err(EtcdError::NotLeader);
+        }
+        Ok(())
+    }
+
     /// Asks the leader (this member) to hand leadership to `target` (0: the
     /// most caught-up other voter).
     pub async fn transfer_leader(&self, target: u64, deadline: Deadline) -> Result<(), EtcdError> {

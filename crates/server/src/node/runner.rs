@@ -376,11 +376,14 @@ impl Runner {
         if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot().clone())?;
         }
+        let t0 = Instant::now();
         let committed = ready.take_committed_entries();
         self.apply_entries(committed)?;
+        let t1 = Instant::now();
         if !ready.entries().is_empty() || ready.hs().is_some() {
             self.log.persist(ready.entries(), ready.hs(), ready.must_sync())?;
         }
+        let t2 = Instant::now();
         if let Some(hs) = ready.hs() {
             self.state.set_term(hs.term);
             self.state.set_commit(hs.commit);
@@ -406,6 +409,18 @@ impl Runner {
         self.transport.send(light.take_messages());
         let committed = light.take_committed_entries();
         self.apply_entries(committed)?;
+        let t3 = Instant::now();
+        if t3 - t0 > self.election_timeout / 2 {
+            // etcd's "leader failed to send out heartbeat on time": a Ready
+            // this long holds heartbeats back, and the followers may call
+            // an election (large entries, a slow disk, an overloaded CPU).
+            tracing::warn!(
+                apply_ms = (t1 - t0).as_millis() as u64,
+                persist_ms = (t2 - t1).as_millis() as u64,
+                apply_after_ms = (t3 - t2).as_millis() as u64,
+                "raft thread busy for over half an election timeout in one Ready"
+            );
+        }
         self.raw.advance_apply();
         self.snapshot(false)
     }

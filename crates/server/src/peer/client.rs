@@ -6,8 +6,6 @@ use std::time::Duration;
 use api::pb::metastorepb::{peer_client::PeerClient, MembersRequest, MembersResponse};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use super::MAX_PEER_MESSAGE;
-
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -22,12 +20,15 @@ pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Dialer {
     pub source: Option<IpAddr>,
     pub tls: Option<ClientTlsConfig>,
+    /// Largest message sent or received ([`super::message_limit`]; 0: the
+    /// least, [`super::MAX_PEER_MESSAGE`]).
+    pub max_message: usize,
 }
 
 impl Dialer {
     pub fn new(cfg: &crate::config::ServerConfig) -> Result<Dialer, String> {
         let tls = cfg.peer_tls.as_ref().map(|t| t.client_config()).transpose()?;
-        Ok(Dialer { source: cfg.peer_source_ip, tls })
+        Ok(Dialer { source: cfg.peer_source_ip, tls, max_message: super::message_limit(cfg.max_request_bytes) })
     }
 }
 
@@ -50,7 +51,8 @@ pub fn endpoint(url: &str, dialer: &Dialer) -> Result<Endpoint, tonic::transport
 
 pub async fn connect(url: &str, dialer: &Dialer) -> Result<PeerClient<Channel>, tonic::transport::Error> {
     let channel = endpoint(url, dialer)?.connect().await?;
-    Ok(PeerClient::new(channel).max_decoding_message_size(MAX_PEER_MESSAGE).max_encoding_message_size(MAX_PEER_MESSAGE))
+    let limit = dialer.max_message.max(super::MAX_PEER_MESSAGE);
+    Ok(PeerClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit))
 }
 
 /// Asks the members at `urls` (first that answers) for the membership.

@@ -1,8 +1,14 @@
-//! The raft transport: one task per peer with a bounded queue. The raft
-//! thread never waits: when a peer's queue is full the message is dropped
-//! and raft is told the peer is unreachable (raft retransmits). Each task
-//! keeps one streaming call open, reconnecting with backoff; a snapshot goes
-//! in its own call so its delivery can be reported to raft.
+//! The raft transport: per peer, two lanes, each a task with a bounded
+//! queue and its own connection. Appends (which carry entries, up to
+//! `--max-request-bytes` each) and snapshots take the data lane; heartbeats,
+//! votes and every answer take the control lane, so a large entry on its
+//! way never holds a heartbeat back long enough for the followers to call
+//! an election (etcd keeps its MsgApp stream apart for the same reason).
+//! Raft tolerates reordering between the lanes; within one lane order holds.
+//! The raft thread never waits: when a lane's queue is full the message is
+//! dropped and raft is told the peer is unreachable (raft retransmits). Each
+//! task keeps one streaming call open, reconnecting with backoff; a snapshot
+//! goes in its own call so its delivery can be reported to raft.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -41,10 +47,27 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Snapshot chunks read from disk ahead of the call.
 const SNAPSHOT_READ_AHEAD: usize = 4;
 
-struct Peer {
-    urls: Vec<String>,
+struct Lane {
     tx: mpsc::Sender<Message>,
     task: tokio::task::JoinHandle<()>,
+}
+
+struct Peer {
+    urls: Vec<String>,
+    control: Lane,
+    data: Lane,
+}
+
+impl Peer {
+    fn abort(&self) {
+        self.control.task.abort();
+        self.data.task.abort();
+    }
+}
+
+/// Whether a message takes the data lane: it may be large.
+fn is_data(m: &Message) -> bool {
+    matches!(m.get_msg_type(), MessageType::MsgAppend | MessageType::MsgSnapshot)
 }
 
 pub struct PeerTransport {
@@ -63,7 +86,7 @@ impl PeerTransport {
 impl Drop for PeerTransport {
     fn drop(&mut self) {
         for (_, p) in self.peers.drain() {
-            p.task.abort();
+            p.abort();
         }
     }
 }
@@ -83,7 +106,8 @@ impl Transport for PeerTransport {
                 tracing::debug!(to = %format!("{to:x}"), "raft message for an unknown peer dropped");
                 continue;
             };
-            if peer.tx.try_send(m).is_err() {
+            let lane = if is_data(&m) { &peer.data } else { &peer.control };
+            if lane.tx.try_send(m).is_err() {
                 report(&self.node, Report::Unreachable(to));
                 if snapshot {
                     report(&self.node, Report::Snapshot(to, SnapshotStatus::Failure));
@@ -97,7 +121,7 @@ impl Transport for PeerTransport {
         self.peers.retain(|id, p| {
             let keep = wanted.get(id) == Some(&p.urls);
             if !keep {
-                p.task.abort();
+                p.abort();
             }
             keep
         });
@@ -105,9 +129,13 @@ impl Transport for PeerTransport {
             if self.peers.contains_key(&id) || urls.is_empty() {
                 continue;
             }
-            let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            let task = self.rt.spawn(peer_loop(id, urls.clone(), self.dialer.clone(), rx, self.node.clone()));
-            self.peers.insert(id, Peer { urls, tx, task });
+            let lane = || {
+                let (tx, rx) = mpsc::channel(PEER_QUEUE);
+                let task = self.rt.spawn(peer_loop(id, urls.clone(), self.dialer.clone(), rx, self.node.clone()));
+                Lane { tx, task }
+            };
+            let (control, data) = (lane(), lane());
+            self.peers.insert(id, Peer { urls, control, data });
         }
     }
 }
@@ -116,7 +144,8 @@ fn envelope(m: &Message) -> RaftEnvelope {
     RaftEnvelope { message: m.write_to_bytes().unwrap_or_default(), snapshot_data: Vec::new(), more: false }
 }
 
-/// Keeps a stream to one peer; ends when the peer is removed (queue closed).
+/// Keeps a stream to one peer for one lane; ends when the peer is removed
+/// (queue closed).
 async fn peer_loop(
     id: u64,
     urls: Vec<String>,

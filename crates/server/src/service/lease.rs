@@ -167,17 +167,14 @@ pub async fn time_to_live(
     })
 }
 
-/// Renews on this member, the leader. A lease it does not know yet may have
-/// been granted through a follower that applied the grant first: look again
-/// once everything committed is applied here.
+/// Renews on this member, the leader, once a quorum has confirmed it leads
+/// (`NodeHandle::confirm_leadership`): a stalled or deposed leader must not
+/// extend a lease the others may be expiring, or two clients would hold
+/// the same lock. The confirmation also applies everything committed, so a
+/// lease granted through a follower that applied the grant first is known.
 pub async fn renew_here(ctx: &Ctx, id: i64, deadline: Deadline) -> Result<i64, EtcdError> {
-    match ctx.node.lessor.renew(id) {
-        Err(EtcdError::LeaseNotFound) => {
-            ctx.node.read_barrier(deadline).await?;
-            ctx.node.lessor.renew(id)
-        }
-        other => other,
-    }
+    ctx.node.confirm_leadership(deadline).await?;
+    ctx.node.lessor.renew(id)
 }
 
 /// Renews on the leader: here when this member leads, else forwarded.

@@ -1,0 +1,113 @@
+//! A real full disk (a small tmpfs under one member's RocksDB directory):
+//! the member fail-stops, the others carry on, and once there is room it
+//! restarts and converges. Needs the RocksDB engine and root (mount).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use etcd_client::Client;
+use testkit::Cluster;
+
+use crate::faults::{connect, hashes_at, put_all, wait_exit, STOP_BOUND};
+
+/// A member whose RocksDB directory is on a small tmpfs that fills up:
+/// it stops (its engine refuses the write of an entry the others applied),
+/// the others carry on, and once there is room again it restarts and its
+/// HashKV equals the others'. Needs root (mount) and the RocksDB engine.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_stops_the_member_and_it_converges_once_there_is_room() {
+    if !nix_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let binary = Path::new(env!("CARGO_BIN_EXE_metastore"));
+    let mut c = tokio::task::block_in_place(|| Cluster::prepare(binary, 3, &["--storage", "rocksdb"]));
+    let dir = c.member(2).data_dir().join("member").join("rocksdb");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mount = Tmpfs::mount(&dir, "24m");
+    tokio::task::block_in_place(|| c.start_all());
+    let others = vec![c.member(0).client_url(), c.member(1).client_url()];
+    // 64 KiB values: the 24 MiB tmpfs fills within ~400 puts.
+    let value = "x".repeat(64 << 10);
+    let mut client = connect(others.clone()).await;
+    let mut rev = 0;
+    let mut stopped = None;
+    for i in 0..2000 {
+        rev = put_retrying(&mut client, &format!("big/{i:05}"), &value).await;
+        if let Some(st) = c.member_mut(2).exit_status() {
+            stopped = Some(st);
+            break;
+        }
+    }
+    let stopped = match stopped {
+        Some(st) => Some(st),
+        None => wait_exit(&mut c, 2, STOP_BOUND).await,
+    };
+    assert!(
+        stopped.is_some_and(|s| !s.success()),
+        "member 2 went on with a full disk ({stopped:?}); log tail:\n{}",
+        tail(&c.member(2).log_text())
+    );
+    rev = rev.max(put_all(others, "after/", 5, "v").await);
+    mount.resize("1g");
+    tokio::task::block_in_place(|| c.member_mut(2).start());
+    let hashes = hashes_at(&c.endpoints(), rev).await;
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "members differ after the disk was freed: {hashes:?}");
+}
+
+/// A put that may meet one leader election (member 2 may have led when it
+/// stopped); the others must take it within `RETRY_BOUND`.
+async fn put_retrying(client: &mut Client, key: &str, value: &str) -> i64 {
+    const RETRY_BOUND: Duration = Duration::from_secs(15);
+    let end = Instant::now() + RETRY_BOUND;
+    loop {
+        match client.put(key, value, None).await {
+            Ok(r) => return r.header().expect("header").revision(),
+            Err(e) if Instant::now() < end => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the others did not carry on: put {key}: {e}"),
+        }
+    }
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn nix_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A tmpfs mounted for the test's lifetime.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "remount tmpfs on {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
