@@ -15,10 +15,24 @@
 //! - Nothing reaches the in-memory raft storage before it is in the WAL
 //!   (fsynced when the caller asks for `sync`).
 //! - A snapshot file is durable before the WAL marker naming it is written,
-//!   and the marker is durable before WAL segments are released.
-//! - Corruption is reported, never skipped; only a torn tail of the last
-//!   segment (a crash in the middle of a write) is repaired on open.
+//!   and the marker is durable before WAL segments are released. The file
+//!   the latest durable marker names is never removed.
+//! - Durability of names: the member, `wal/` and `snap/` directories, and
+//!   every file created, renamed or removed in them, are fsynced (the file,
+//!   then its parent directory) before the write they carry is acknowledged
+//!   or named by a marker.
+//! - Corruption is reported, never skipped; only a torn write in the
+//!   unsynced tail of the last segment (a crash or power loss in the middle
+//!   of a write) is repaired on open, and never data a later record proves
+//!   was synced (`wal/segment.rs` says what counts as torn).
+//! - On open raft gets the newest conf state that was persisted: each conf
+//!   state record carries the raft index it belongs to.
+//!
+//! Tests simulate power loss at every fsync, rename and unlink (`crashsim`,
+//! test builds only) and reopen every possible outcome.
 
+#[cfg(test)]
+mod crashsim;
 mod fsutil;
 mod raft_storage;
 pub mod snapfile;

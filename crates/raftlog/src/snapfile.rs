@@ -18,10 +18,18 @@
 //!   [`SnapshotStore::latest_with_data_meta`] trusts a header without the
 //!   CRC, for metadata; a file whose data then fails when it is loaded to
 //!   be sent is renamed `.broken` and is no longer listed.
-//! - At most [`KEEP_SNAPSHOTS`] files are kept; the one just saved is never
-//!   the one deleted. Together with [`SnapshotStore::remove_after`] (run by
-//!   the log store on open) the file named by the WAL's marker always
-//!   survives until a newer marker is durable.
+//! - Pruning keeps the newest [`KEEP_SNAPSHOTS`] files, the one just saved,
+//!   and every *protected* file. The log store protects the file its durable
+//!   WAL marker names (from open on), and the file a marker is about to name
+//!   from before that file is saved until the marker is durable; only then
+//!   is the old one released. So the file the latest durable marker names is
+//!   never removed, whatever runs concurrently (a background save prunes
+//!   too) and wherever a crash falls. Files newer than the marker (saved,
+//!   but their marker never became durable) are removed on open
+//!   ([`SnapshotStore::remove_after`]).
+//! - Every rename and removal is followed by an fsync of the directory
+//!   before anything relies on it; the directory itself is made durable in
+//!   its parent when opened.
 
 #[cfg(test)]
 mod tests;
@@ -30,13 +38,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use protobuf::Message;
 use raft::eraftpb::SnapshotMetadata;
 use tracing::{debug, warn};
 
-use crate::fsutil::sync_dir;
+use crate::fsutil::{self, sync_dir};
 
 /// Snapshot files kept on disk (the newest ones).
 pub const KEEP_SNAPSHOTS: usize = 2;
@@ -86,12 +94,15 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
     move |source| SnapshotError::Io { path: path.to_path_buf(), source }
 }
 
-/// A directory of snapshot files. Cheap to clone (the path, and the count
-/// of sends in flight shared by every clone).
+/// A directory of snapshot files. Cheap to clone (the path, the count of
+/// sends in flight and the protected files, shared by every clone).
 #[derive(Debug, Clone)]
 pub struct SnapshotStore {
     dir: PathBuf,
     sending: Arc<AtomicUsize>,
+    /// `(index, term)` of the files pruning must keep (see the module docs).
+    /// Held while pruning, so protecting a file waits for a prune under way.
+    protected: Arc<Mutex<Vec<(u64, u64)>>>,
 }
 
 /// Held while a snapshot is on its way to a member (see
@@ -115,17 +126,65 @@ struct Verified {
 }
 
 impl SnapshotStore {
-    /// Opens `dir`, creating it if missing and removing leftover `*.tmp` files.
+    /// Opens `dir`, creating it if missing (durably: its parent is fsynced)
+    /// and removing leftover `*.tmp` files.
     pub fn open(dir: &Path) -> Result<SnapshotStore, SnapshotError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        fsutil::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut removed = false;
         for ent in fs::read_dir(dir).map_err(io_err(dir))? {
             let ent = ent.map_err(io_err(dir))?;
             if ent.file_name().to_string_lossy().ends_with(TMP_SUFFIX) {
                 warn!(file = %ent.path().display(), "removing leftover snapshot temp file");
-                fs::remove_file(ent.path()).map_err(io_err(&ent.path()))?;
+                fsutil::remove_file(&ent.path()).map_err(io_err(&ent.path()))?;
+                removed = true;
             }
         }
-        Ok(SnapshotStore { dir: dir.to_path_buf(), sending: Arc::new(AtomicUsize::new(0)) })
+        if removed {
+            sync_dir(dir).map_err(io_err(dir))?;
+        }
+        Ok(SnapshotStore {
+            dir: dir.to_path_buf(),
+            sending: Arc::new(AtomicUsize::new(0)),
+            protected: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    fn protected(&self) -> MutexGuard<'_, Vec<(u64, u64)>> {
+        // The list stays consistent even if a holder panicked.
+        self.protected.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps the file of `(index, term)` from being pruned (in addition to
+    /// those already protected) until [`SnapshotStore::set_marked`] or
+    /// [`SnapshotStore::unprotect`].
+    pub(crate) fn protect(&self, index: u64, term: u64) {
+        let mut p = self.protected();
+        if !p.contains(&(index, term)) {
+            p.push((index, term));
+        }
+    }
+
+    /// Ends the protection [`SnapshotStore::protect`] gave.
+    pub(crate) fn unprotect(&self, index: u64, term: u64) {
+        self.protected().retain(|p| *p != (index, term));
+    }
+
+    /// The durable WAL marker now names `(index, term)`: only its file stays
+    /// protected.
+    pub(crate) fn set_marked(&self, index: u64, term: u64) {
+        let mut p = self.protected();
+        p.clear();
+        p.push((index, term));
+    }
+
+    /// Whether the snapshot file of `(index, term)` exists.
+    pub(crate) fn exists(&self, index: u64, term: u64) -> Result<bool, SnapshotError> {
+        let path = self.dir.join(file_name(index, term));
+        match fs::metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(&path)(e)),
+        }
     }
 
     /// Marks a snapshot as being sent to a member until the hold is dropped.
@@ -163,11 +222,11 @@ impl SnapshotStore {
         let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
         let meta_bytes = meta.write_to_bytes().map_err(SnapshotError::Encode)?;
         let result = write_file(&tmp, &meta_bytes, write_data)
-            .and_then(|()| fs::rename(&tmp, &path).map_err(io_err(&tmp)))
+            .and_then(|()| fsutil::rename(&tmp, &path).map_err(io_err(&tmp)))
             .and_then(|()| sync_dir(&self.dir).map_err(io_err(&self.dir)));
         if let Err(e) = result {
             // Best effort: `open` removes it next time anyway.
-            let _ = fs::remove_file(&tmp);
+            let _ = fsutil::remove_file(&tmp);
             return Err(e);
         }
         debug!(file = %path.display(), "saved snapshot");
@@ -222,7 +281,7 @@ impl SnapshotStore {
         let loaded = self.load(index, term);
         if let Err(SnapshotError::Corrupt { path, reason }) = &loaded {
             let broken = path.with_file_name(format!("{}{BROKEN_SUFFIX}", file_name(index, term)));
-            match fs::rename(path, &broken) {
+            match fsutil::rename(path, &broken).and_then(|()| sync_dir(&self.dir)) {
                 Ok(()) => warn!(file = %broken.display(), %reason, "corrupt snapshot file set aside"),
                 Err(e) => warn!(file = %path.display(), error = %e, "could not set aside a corrupt snapshot file"),
             }
@@ -276,7 +335,7 @@ impl SnapshotStore {
             }
             warn!(file = %path.display(), index = i, term = t, marker_index = index,
                 "removing snapshot file that no WAL marker names");
-            match fs::remove_file(&path) {
+            match fsutil::remove_file(&path) {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(&path)(e)),
@@ -288,16 +347,18 @@ impl SnapshotStore {
         Ok(removed)
     }
 
-    /// Deletes all but the newest [`KEEP_SNAPSHOTS`] files, never `keep`.
+    /// Deletes all but the newest [`KEEP_SNAPSHOTS`] files, never `keep`
+    /// and never a protected file.
     fn prune(&self, keep: &Path) -> Result<(), SnapshotError> {
+        let protected = self.protected();
         let all = self.list()?;
         let excess = all.len().saturating_sub(KEEP_SNAPSHOTS);
         let mut removed = false;
-        for (_, _, path) in all.into_iter().take(excess) {
-            if path == keep {
+        for (index, term, path) in all.into_iter().take(excess) {
+            if path == keep || protected.contains(&(index, term)) {
                 continue;
             }
-            match fs::remove_file(&path) {
+            match fsutil::remove_file(&path) {
                 Ok(()) => removed = true,
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(&path)(e)),
@@ -379,7 +440,7 @@ fn write_file(
     };
     write_all(&mut w).map_err(io_err(tmp))?;
     let file = w.inner.into_inner().map_err(|e| io_err(tmp)(e.into_error()))?;
-    file.sync_all().map_err(io_err(tmp))
+    fsutil::sync_file(&file, tmp).map_err(io_err(tmp))
 }
 
 fn read_u32(r: &mut impl Read) -> io::Result<u32> {

@@ -5,19 +5,34 @@
 //! Ordering invariants (each step is durable before the next starts):
 //! - `persist`: WAL append (+ fsync when `sync`) → `MemStorage` append /
 //!   hard state. Raft never sees an entry the WAL could lose.
-//! - `install_snapshot` and `create_snapshot`: snapshot file (fsynced,
-//!   renamed) → WAL marker (fsynced) → WAL segment release → `MemStorage`
-//!   (apply or compact). A crash anywhere leaves either the old marker (whose
-//!   snapshot file is still among the two kept) or the new one.
+//! - `install_snapshot` and `create_snapshot`: new file protected from
+//!   pruning → snapshot file (fsynced, renamed, directory fsynced) → WAL
+//!   marker (fsynced) → the old marker's file unprotected → WAL segment
+//!   release → `MemStorage` (apply or compact). A crash anywhere leaves
+//!   either the old marker or the new one durable, and the file it names on
+//!   disk: the file a durable marker names is protected until a newer marker
+//!   is durable (see `snapfile`).
+//! - `persist_conf_state(index, cs)`: WAL record carrying `index` (fsynced)
+//!   → `MemStorage`. The record may precede the marker of an older snapshot
+//!   (taken in the background meanwhile); its index, not its position, says
+//!   it is newer.
+//! - The member, `wal/` and `snap/` directories are durable in their parents
+//!   (fsynced) before anything is written into them.
 //!
 //! Recovery (`open`): snapshot files newer than the WAL's marker (saved, but
-//! the crash came before their marker) are deleted, so that pruning can never
-//! remove the file a marker names → snapshot named by the WAL's latest marker (its absence
-//! is an error, never a silent fallback) → `MemStorage::apply_snapshot` with
-//! the metadata only → WAL entries after it → hard state (commit raised to the
-//! snapshot index if a crash came between installing a snapshot and persisting
-//! the Ready's hard state) → conf state (the snapshot's, unless the WAL holds a
-//! conf state record written after the marker).
+//! the crash came before their marker) are deleted → snapshot named by the
+//! WAL's latest marker (its absence is an error, never a silent fallback) →
+//! `MemStorage::apply_snapshot` with the metadata only → WAL entries after it
+//! → hard state (commit raised to the snapshot index if a crash came between
+//! installing a snapshot and persisting the Ready's hard state) → conf state:
+//! the newest persisted one, i.e. the WAL's conf state record when its index
+//! is above the snapshot's, else the snapshot's (a legacy record without an
+//! index counts when it was written after the marker).
+//!
+//! Example: snapshot meta taken at I = 100 (voters {1, 2}); a conf change at
+//! J = 105 adds 3 and is persisted; the file for 100 is then saved and its
+//! marker written. The WAL holds `ConfState@105 {1, 2, 3}` before
+//! `marker(100)`; open starts raft with {1, 2, 3}, since 105 > 100.
 //!
 //! Caller rules for the Ready loop (raft-rs 0.7), in this order:
 //!
@@ -46,6 +61,8 @@
 //!   fatal for the member: stop the Ready loop and restart from disk.
 
 #[cfg(test)]
+mod power_loss;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
@@ -56,8 +73,9 @@ use std::path::{Path, PathBuf};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::storage::MemStorage;
 use raft::Storage;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+use crate::fsutil;
 use crate::raft_storage::RaftStorage;
 use crate::snapfile::{LoadedSnapshot, SnapshotError, SnapshotStore};
 use crate::wal::{Wal, WalError, WalOptions};
@@ -181,7 +199,7 @@ impl LogStore {
 
     /// Opens with explicit options and recovers (see the module docs).
     pub fn open_with(dir: &Path, opts: LogStoreOptions) -> Result<(LogStore, Recovered), LogStoreError> {
-        fs::create_dir_all(dir).map_err(|source| LogStoreError::Io { path: dir.to_path_buf(), source })?;
+        fsutil::create_dir_all(dir).map_err(|source| LogStoreError::Io { path: dir.to_path_buf(), source })?;
         let (wal, contents) = Wal::open_with(&dir.join(WAL_DIR), opts.wal)?;
         let snaps = SnapshotStore::open(&dir.join(SNAP_DIR))?;
         let fresh = contents.is_empty();
@@ -191,6 +209,7 @@ impl LogStore {
         let mut loaded = None;
         let mut snap_pos = (0, 0);
         if let Some((index, term)) = contents.snapshot {
+            snaps.set_marked(index, term);
             let (meta, reader) = snaps.load(index, term)?.ok_or(LogStoreError::MissingSnapshot { index, term })?;
             let mut s = Snapshot::default();
             s.set_metadata(meta.clone());
@@ -224,7 +243,11 @@ impl LogStore {
             storage.wl().set_hardstate(hs);
         }
         if let Some(cs) = contents.conf_state {
-            if contents.snapshot.is_none() || contents.conf_state_after_snapshot {
+            let newer = match contents.conf_state_index {
+                Some(index) => index > snap_pos.0 || contents.snapshot.is_none(),
+                None => contents.snapshot.is_none() || contents.conf_state_after_snapshot,
+            };
+            if newer {
                 storage.wl().set_conf_state(cs);
             }
         }
@@ -256,17 +279,20 @@ impl LogStore {
         if state.initialized() || self.snapshot.0 > 0 || self.last_index() > 0 {
             return Err(LogStoreError::AlreadyBootstrapped);
         }
-        self.persist_conf_state(conf_state)
+        self.persist_conf_state(0, conf_state)
     }
 
-    /// Durably records `conf_state` so that a restart starts raft with it
-    /// (it wins over an older snapshot's conf state). Call it for every
-    /// applied conf change, before the state machine records the entry as
-    /// applied: a state machine that resumes past the snapshot index needs
-    /// the configuration of its applied index, and one that replays the log
-    /// must not start raft with an older configuration meanwhile.
-    pub fn persist_conf_state(&mut self, conf_state: &ConfState) -> Result<(), LogStoreError> {
-        self.wal.append_conf_state(conf_state)?;
+    /// Durably records `conf_state`, the configuration after applying the
+    /// conf change entry at `index` (0 for the bootstrap voters), so that a
+    /// restart starts raft with it when `index` is above the snapshot's (it
+    /// wins over that snapshot's conf state, whatever order the records are
+    /// in). Call it for every applied conf change, before the state machine
+    /// records the entry as applied: a state machine that resumes past the
+    /// snapshot index needs the configuration of its applied index, and one
+    /// that replays the log must not start raft with an older configuration
+    /// meanwhile.
+    pub fn persist_conf_state(&mut self, index: u64, conf_state: &ConfState) -> Result<(), LogStoreError> {
+        self.wal.append_conf_state(index, conf_state)?;
         self.wal.sync()?;
         self.storage.wl().set_conf_state(conf_state.clone());
         Ok(())
@@ -381,8 +407,21 @@ impl LogStore {
         if meta.index < si || (meta.index == si && meta.term != st) || first_index > meta.index {
             return Err(LogStoreError::SnapshotOutOfDate { index: meta.index, snapshot_index: si, first_index });
         }
-        self.snaps.save(meta, write_data)?;
+        // Protected before it exists: a background save's prune must not
+        // take it between its save and its marker. (The same snapshot sent
+        // again is the marked one, protected already and for good.)
+        let newer = (meta.index, meta.term) != self.snapshot;
+        if newer {
+            self.snaps.protect(meta.index, meta.term);
+        }
+        if let Err(e) = self.snaps.save(meta, write_data) {
+            if newer {
+                self.snaps.unprotect(meta.index, meta.term);
+            }
+            return Err(e.into());
+        }
         self.wal.mark_installed_snapshot(meta.index, meta.term)?;
+        self.snaps.set_marked(meta.index, meta.term);
         let mut s = Snapshot::default();
         s.set_metadata(meta.clone());
         self.storage.wl().apply_snapshot(s)?;
@@ -448,13 +487,22 @@ impl LogStore {
     /// ([`SnapshotStore::hold_for_send`]): then the in-memory log stays whole
     /// until a later snapshot. Returns false, changing nothing, when a newer
     /// snapshot was taken or installed meanwhile (the file is then just an
-    /// old one, pruned in time).
+    /// old one, pruned in time), or when the file is no longer there.
     pub fn commit_saved_snapshot(&mut self, index: u64, term: u64) -> Result<bool, LogStoreError> {
         if index <= self.snapshot.0 {
             debug!(index, snapshot_index = self.snapshot.0, "saved snapshot superseded; not recorded");
             return Ok(false);
         }
+        self.snaps.protect(index, term);
+        if !self.snaps.exists(index, term)? {
+            // Pruned by newer saves before it could be protected: record
+            // nothing (a marker must never name a missing file).
+            self.snaps.unprotect(index, term);
+            warn!(index, term, "saved snapshot file is gone; not recorded");
+            return Ok(false);
+        }
         self.wal.mark_snapshot(index, term)?;
+        self.snaps.set_marked(index, term);
         self.snapshot = (index, term);
         if self.snaps.sending() {
             // The member receiving a snapshot needs the entries after it.

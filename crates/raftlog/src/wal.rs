@@ -16,20 +16,36 @@
 //!
 //! Invariants:
 //! - Every segment but the last is fully synced; only the last may end in a
-//!   torn record, which [`Wal::open`] truncates away (with a warning).
+//!   torn write, which [`Wal::open`] truncates away (with a warning). The
+//!   first write after each fdatasync starts with a sync claim record (how
+//!   far the segment is synced), so open can tell synced data gone bad from
+//!   an unsynced torn tail; `segment` has the rules.
 //! - Any other damage is [`WalError::Corrupt`]: nothing is skipped silently.
+//! - [`Wal::open`] fdatasyncs the last segment before returning: records a
+//!   crashed process wrote but never synced are replayed, and the caller
+//!   treats whatever replay returns as persisted.
+//! - Conf state records carry the raft index they belong to; replay keeps
+//!   the one with the highest index (see `replay`).
 //! - [`Wal::mark_snapshot`] (local snapshot) and
 //!   [`Wal::mark_installed_snapshot`] (snapshot from the leader, which
 //!   replaces the whole log) write the marker durably into a fresh segment,
 //!   preceded by the latest hard state and conf state, and only then delete
-//!   the oldest segments whose entries the marker covers. Replay may thus
-//!   start mid-history; see `replay` for why that is still exact.
+//!   the oldest segments whose entries the marker covers, oldest first and
+//!   each removal fsynced in the directory before the next (unsynced
+//!   unlinks may land in any order; a surviving older segment with a newer
+//!   one gone would read as a missing segment). Replay may thus start
+//!   mid-history; see `replay` for why that is still exact.
+//! - The WAL directory is durable in its parent before it is used; a new
+//!   segment is fsynced, then the directory, before anything is written to
+//!   it.
 //! - After a failed write or fsync the `Wal` is poisoned: every call returns
 //!   [`WalError::Poisoned`] until it is reopened, because after an fsync error
 //!   the kernel may already have dropped the dirty pages.
 //! - A `LOCK` file (flock) keeps a second writer out of the directory.
 
 mod error;
+#[cfg(test)]
+mod power_loss;
 mod record;
 mod replay;
 mod segment;
@@ -37,7 +53,7 @@ mod segment;
 mod tests;
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -48,7 +64,7 @@ use tracing::{debug, warn};
 pub use error::WalError;
 pub use record::MAX_RECORD_BYTES;
 
-use crate::fsutil::{preallocate, sync_dir};
+use crate::fsutil::{self, preallocate, sync_dir};
 use record::Record;
 use replay::Replay;
 
@@ -76,10 +92,15 @@ impl Default for WalOptions {
 pub struct WalContents {
     /// The latest hard state record.
     pub hard_state: Option<HardState>,
-    /// The latest conf state record (bootstrap or explicitly persisted).
+    /// The newest conf state record (bootstrap or explicitly persisted):
+    /// the one with the highest index (see `replay`).
     pub conf_state: Option<ConfState>,
-    /// True when `conf_state` was written after the latest snapshot marker,
-    /// i.e. it is newer than the conf state inside that snapshot.
+    /// The raft index `conf_state` belongs to (0: bootstrap); None when it
+    /// came from a legacy record that carries no index.
+    pub conf_state_index: Option<u64>,
+    /// True when `conf_state` was written after the latest snapshot marker.
+    /// Only meaningful for a legacy record (`conf_state_index` None): then it
+    /// is newer than the conf state inside that snapshot.
     pub conf_state_after_snapshot: bool,
     /// The latest snapshot marker `(index, term)`.
     pub snapshot: Option<(u64, u64)>,
@@ -115,6 +136,10 @@ pub struct Wal {
     active_len: u64,
     /// Bytes written to `active` since its last fdatasync.
     dirty: bool,
+    /// Bytes of `active` known durable (its last successful fdatasync).
+    synced_len: u64,
+    /// The offset the last sync claim written into `active` claimed.
+    claimed_len: u64,
     /// Encoded records not yet written.
     buf: Vec<u8>,
     buf_first_index: Option<u64>,
@@ -122,7 +147,9 @@ pub struct Wal {
     /// Index of the last entry appended (or of the snapshot, if later).
     last_index: u64,
     hard_state: Option<HardState>,
-    conf_state: Option<ConfState>,
+    /// The newest conf state and its index (0 for one replayed from a legacy
+    /// record: older than any snapshot, as such a copy before a marker is).
+    conf_state: Option<(u64, ConfState)>,
     snapshot: Option<(u64, u64)>,
     poisoned: bool,
     _lock: File,
@@ -143,8 +170,8 @@ impl fmt::Debug for Wal {
 }
 
 impl Wal {
-    /// Opens (creating the directory if missing) with default options and
-    /// replays every segment.
+    /// Opens (creating the directory if missing, durably) with default
+    /// options and replays every segment.
     pub fn open(dir: &Path) -> Result<(Wal, WalContents), WalError> {
         Self::open_with(dir, WalOptions::default())
     }
@@ -152,7 +179,7 @@ impl Wal {
     /// Opens with explicit options. A torn tail in the last segment is
     /// truncated away; any other damage is [`WalError::Corrupt`].
     pub fn open_with(dir: &Path, opts: WalOptions) -> Result<(Wal, WalContents), WalError> {
-        fs::create_dir_all(dir).map_err(|e| WalError::io(dir, e))?;
+        fsutil::create_dir_all(dir).map_err(|e| WalError::io(dir, e))?;
         let lock = lock_dir(dir)?;
         let files = segment::list(dir)?;
 
@@ -189,9 +216,14 @@ impl Wal {
                         %reason,
                         "truncating torn tail of the last WAL segment (it is preallocated again)"
                     );
-                    file.set_len(valid_len).and_then(|()| file.sync_all()).map_err(|e| WalError::io(&last.path, e))?;
+                    file.set_len(valid_len)
+                        .and_then(|()| fsutil::sync_file(&file, &last.path))
+                        .map_err(|e| WalError::io(&last.path, e))?;
                 }
                 reserve(&file, &last.path, last_valid_len, opts.segment_bytes)?;
+                // What replay found may have been written but never synced
+                // (a process crash): raft treats it as persisted from now on.
+                fsutil::sync_file_data(&file, &last.path).map_err(|e| WalError::io(&last.path, e))?;
                 (file, last_valid_len)
             }
             None => {
@@ -210,12 +242,14 @@ impl Wal {
             active,
             active_len,
             dirty: false,
+            synced_len: active_len,
+            claimed_len: 0,
             buf: Vec::new(),
             buf_first_index: None,
             buf_max_index: 0,
             last_index: last_entry.max(snap_index),
             hard_state: contents.hard_state.clone(),
-            conf_state: contents.conf_state.clone(),
+            conf_state: contents.conf_state.clone().map(|cs| (contents.conf_state_index.unwrap_or(0), cs)),
             snapshot: contents.snapshot,
             poisoned: false,
             _lock: lock,
@@ -246,12 +280,16 @@ impl Wal {
         Ok(())
     }
 
-    /// Buffers a conf state record (the bootstrap voters, or a conf state the
-    /// caller wants restored on restart). Durable after [`Wal::sync`].
-    pub fn append_conf_state(&mut self, cs: &ConfState) -> Result<(), WalError> {
+    /// Buffers the conf state in force after applying the entry at `index`
+    /// (0 for the bootstrap voters), for a restart to start raft with it
+    /// when it is newer than the snapshot. Durable after [`Wal::sync`].
+    /// Replay keeps the conf state with the highest index.
+    pub fn append_conf_state(&mut self, index: u64, cs: &ConfState) -> Result<(), WalError> {
         self.check_poisoned()?;
-        record::encode_conf_state(&mut self.buf, cs)?;
-        self.conf_state = Some(cs.clone());
+        record::encode_conf_state_at(&mut self.buf, index, cs)?;
+        if self.conf_state.as_ref().is_none_or(|(held, _)| *held <= index) {
+            self.conf_state = Some((index, cs.clone()));
+        }
         Ok(())
     }
 
@@ -355,10 +393,16 @@ impl Wal {
         if self.active_len >= self.opts.segment_bytes {
             self.cut()?;
         }
+        if self.synced_len > self.claimed_len {
+            // The first write since an fdatasync says how far that reached,
+            // so that open never mistakes synced data for a torn tail.
+            self.buf.splice(0..0, record::encode_synced(self.synced_len));
+        }
         if let Err(e) = self.active.write_all_at(&self.buf, self.active_len) {
             self.poisoned = true;
             return Err(WalError::io(self.active_path(), e));
         }
+        self.claimed_len = self.synced_len;
         self.active_len += self.buf.len() as u64;
         self.dirty = true;
         if let Some(active) = self.segments.last_mut() {
@@ -377,11 +421,13 @@ impl Wal {
         if !self.dirty {
             return Ok(());
         }
-        if let Err(e) = self.active.sync_data() {
+        let path = self.active_path();
+        if let Err(e) = fsutil::sync_file_data(&self.active, &path) {
             self.poisoned = true;
-            return Err(WalError::io(self.active_path(), e));
+            return Err(WalError::io(path, e));
         }
         self.dirty = false;
+        self.synced_len = self.active_len;
         Ok(())
     }
 
@@ -390,9 +436,10 @@ impl Wal {
     /// starts a new, empty one.
     fn cut(&mut self) -> Result<(), WalError> {
         self.fsync_active()?;
-        if let Err(e) = self.active.set_len(self.active_len).and_then(|()| self.active.sync_all()) {
+        let path = self.active_path();
+        if let Err(e) = self.active.set_len(self.active_len).and_then(|()| fsutil::sync_file(&self.active, &path)) {
             self.poisoned = true;
-            return Err(WalError::io(self.active_path(), e));
+            return Err(WalError::io(path, e));
         }
         let seq = self.segments.last().map_or(0, |s| s.seq + 1);
         let first_index = self.buf_first_index.unwrap_or(self.last_index + 1);
@@ -409,32 +456,31 @@ impl Wal {
         self.active = file;
         self.active_len = 0;
         self.dirty = false;
+        self.synced_len = 0;
+        self.claimed_len = 0;
         Ok(())
     }
 
     /// Deletes the longest prefix of non-active segments whose entries are
-    /// all `<= index`, oldest first, so the survivors stay contiguous.
+    /// all `<= index`, oldest first, so the survivors stay contiguous. The
+    /// directory is fsynced after each removal: unlinks that are not yet
+    /// durable may land in any order, and a newer segment gone while an older
+    /// one survives would read as a missing segment.
     fn release(&mut self, index: u64) -> Result<(), WalError> {
         let active = self.segments.len() - 1;
         let releasable = self.segments[..active].iter().take_while(|s| s.max_entry_index <= index).count();
-        let mut removed = 0;
-        let mut result = Ok(());
-        for s in &self.segments[..releasable] {
-            match fs::remove_file(&s.path) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == ErrorKind::NotFound => removed += 1,
-                Err(e) => {
-                    result = Err(WalError::io(&s.path, e));
-                    break;
-                }
+        for _ in 0..releasable {
+            let path = self.segments[0].path.clone();
+            match fsutil::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(WalError::io(&path, e)),
             }
-            debug!(segment = %s.path.display(), "released WAL segment");
-        }
-        self.segments.drain(..removed);
-        if removed > 0 {
             sync_dir(&self.dir).map_err(|e| WalError::io(&self.dir, e))?;
+            self.segments.remove(0);
+            debug!(segment = %path.display(), "released WAL segment");
         }
-        result
+        Ok(())
     }
 }
 
@@ -451,14 +497,14 @@ fn encode_batch(buf: &mut Vec<u8>, entries: &[Entry], hard_state: Option<&HardSt
 fn encode_marker_batch(
     buf: &mut Vec<u8>,
     hard_state: Option<&HardState>,
-    conf_state: Option<&ConfState>,
+    conf_state: Option<&(u64, ConfState)>,
     (index, term, installed): (u64, u64, bool),
 ) -> Result<(), WalError> {
     if let Some(hs) = hard_state {
         record::encode_hard_state(buf, hs)?;
     }
-    if let Some(cs) = conf_state {
-        record::encode_conf_state(buf, cs)?;
+    if let Some((cs_index, cs)) = conf_state {
+        record::encode_conf_state_at(buf, *cs_index, cs)?;
     }
     record::encode_marker(buf, index, term, installed)
 }
@@ -485,7 +531,7 @@ fn reserve(file: &File, path: &Path, valid_len: u64, segment_bytes: u64) -> Resu
         warn!(segment = %path.display(), error = %e, "cannot preallocate the WAL segment; appending instead");
         file.set_len(valid_len).map_err(io)?;
     }
-    file.sync_all().map_err(io)
+    fsutil::sync_file(file, path).map_err(io)
 }
 
 /// Takes an exclusive advisory lock on `dir/LOCK`, held while the file lives.

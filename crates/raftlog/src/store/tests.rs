@@ -131,11 +131,99 @@ fn conf_state_written_after_the_snapshot_wins() {
         store.bootstrap(&voters(&[1])).unwrap();
         store.persist(&ents(1..=5, 1), Some(&hs(1, 1, 5)), true).unwrap();
         store.create_snapshot(4, 1, &voters(&[1, 2]), &mut |w: &mut dyn Write| w.write_all(b"s")).unwrap();
-        store.persist_conf_state(&voters(&[1, 2, 3])).unwrap();
+        store.persist_conf_state(5, &voters(&[1, 2, 3])).unwrap();
     }
     let (store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
     let st = store.storage().initial_state().unwrap();
     assert_eq!(st.conf_state, voters(&[1, 2, 3]));
+}
+
+#[test]
+fn conf_change_applied_while_a_background_snapshot_is_saved_survives_its_marker() {
+    // The runner computes the snapshot's metadata at I = 5 (conf state cs0),
+    // another thread writes the file, a conf change at J = 8 is applied and
+    // persisted meanwhile, and only then is the marker for I written.
+    let dir = tempfile::tempdir().unwrap();
+    let (cs0, cs1) = (voters(&[1, 2]), voters(&[1, 2, 3]));
+    {
+        let (mut store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+        store.bootstrap(&voters(&[1])).unwrap();
+        store.persist(&ents(1..=10, 1), Some(&hs(1, 1, 10)), true).unwrap();
+        let meta = store.snapshot_meta(5, 1, &cs0).unwrap().unwrap();
+        store.snapshot_store().save(&meta, &mut |w: &mut dyn Write| w.write_all(b"state@5")).unwrap();
+        store.persist_conf_state(8, &cs1).unwrap(); // the conf change entry at 8
+        assert!(store.commit_saved_snapshot(5, 1).unwrap());
+        assert_eq!(store.storage().initial_state().unwrap().conf_state, cs1);
+    }
+    let (store, rec) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+    assert_eq!(data_of(rec.snapshot), b"state@5");
+    assert_eq!(store.storage().initial_state().unwrap().conf_state, cs1, "the newest persisted conf state");
+    drop(store);
+    // A later snapshot past J carries the conf state itself and wins.
+    let (mut store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+    let cs2 = voters(&[1, 2, 3, 4]);
+    store.create_snapshot(9, 1, &cs2, &mut |w: &mut dyn Write| w.write_all(b"state@9")).unwrap();
+    drop(store);
+    let (store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+    assert_eq!(store.storage().initial_state().unwrap().conf_state, cs2);
+}
+
+#[test]
+fn pruning_never_removes_the_file_the_marker_names() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+        store.bootstrap(&voters(&[1])).unwrap();
+        store.persist(&ents(1..=30, 1), Some(&hs(1, 1, 30)), true).unwrap();
+        store.create_snapshot(10, 1, &voters(&[1]), &mut |w: &mut dyn Write| w.write_all(b"10")).unwrap();
+        // Two saves whose markers never come (crash, or superseded): the
+        // prune of the second must not take 10's file, which the marker names.
+        for i in [20, 25] {
+            let meta = raft::eraftpb::SnapshotMetadata { index: i, term: 1, ..Default::default() };
+            store.snapshot_store().save(&meta, &mut |w: &mut dyn Write| w.write_all(b"later")).unwrap();
+        }
+    }
+    let (_store, rec) = LogStore::open_with(dir.path(), opts(0)).unwrap_or_else(|e| panic!("reopen: {e}"));
+    assert_eq!(data_of(rec.snapshot), b"10");
+}
+
+#[test]
+fn crash_between_saving_an_installed_snapshot_and_its_marker() {
+    // Marker at 10; a background snapshot at 30 is saved but not yet
+    // recorded; the leader's snapshot at 40 arrives (its file's prune sees
+    // 10, 30, 40). A crash anywhere in the install, in particular right after
+    // its file is saved (before `mark_installed_snapshot`), must leave a
+    // store that opens.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = LogStore::open_with(dir.path(), opts(0)).unwrap();
+    store.bootstrap(&voters(&[1, 2])).unwrap();
+    store.persist(&ents(1..=30, 1), Some(&hs(1, 1, 30)), true).unwrap();
+    store.create_snapshot(10, 1, &voters(&[1, 2]), &mut |w: &mut dyn Write| w.write_all(b"10")).unwrap();
+    let bg = store.snapshot_meta(30, 1, &voters(&[1, 2])).unwrap().unwrap();
+    store.snapshot_store().save(&bg, &mut |w: &mut dyn Write| w.write_all(b"30")).unwrap();
+
+    let session = crate::crashsim::Session::start(dir.path());
+    store.install_snapshot(&leader_snapshot(40, 2, voters(&[1, 2]), b"leader@40")).unwrap();
+    session.checkpoint("installed");
+    let rec = session.finish();
+    drop(store);
+    check_every_crash_opens(&rec, &[b"10".as_slice(), b"leader@40"]);
+}
+
+/// Reopens the store from every crash image of `rec` in every variant; open
+/// must succeed and recover one of the snapshots in `allowed`.
+fn check_every_crash_opens(rec: &crate::crashsim::Recording, allowed: &[&[u8]]) {
+    for (k, p) in rec.points().iter().enumerate() {
+        for v in crate::crashsim::standard_variants(k as u64) {
+            let out = crate::crashsim::scratch_dir();
+            let img = out.path().join("img");
+            rec.image(k, v, &img);
+            let (_store, r) = LogStore::open_with(&img, opts(0))
+                .unwrap_or_else(|e| panic!("crash point {k} ({}), {v:?}: open failed: {e}", p.label));
+            let data = data_of(r.snapshot);
+            assert!(allowed.contains(&data.as_slice()), "point {k} ({}), {v:?}: snapshot {data:?}", p.label);
+        }
+    }
 }
 
 fn leader_snapshot(index: u64, term: u64, cs: ConfState, data: &[u8]) -> Snapshot {

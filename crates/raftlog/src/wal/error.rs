@@ -1,8 +1,9 @@
 //! The WAL's error type.
 //!
 //! Invariant: [`WalError::Corrupt`] always names the segment file and the byte
-//! offset of the offending record, so an operator can inspect it; a torn tail
-//! of the last segment is repaired instead and never surfaces as an error.
+//! offset of the offending record, so an operator can inspect it; a torn
+//! write in the unsynced tail of the last segment is repaired instead and
+//! never surfaces as an error.
 
 use std::io;
 use std::path::PathBuf;

@@ -11,7 +11,13 @@
 //! Types: 1 = `Entry`, 2 = `HardState`, 3 = `ConfState` (protobuf-encoded
 //! raft messages), 4 = snapshot marker (`u64 LE index`, `u64 LE term`,
 //! `u8 flags`; flag bit 0 = the snapshot was installed from the leader and
-//! replaces the whole log, otherwise it is a local snapshot of our own log).
+//! replaces the whole log, otherwise it is a local snapshot of our own log),
+//! 5 = `ConfState` at a raft index (`u64 LE index` then the protobuf), 6 =
+//! sync claim (`u64 LE offset`: when the record was written, the segment was
+//! fsynced through that byte offset; see `segment`).
+//!
+//! Type 3 is no longer written (it does not say which index the conf state
+//! belongs to) but is still read, with its old meaning; see `replay`.
 //!
 //! Invariants: an encoded payload never exceeds [`MAX_RECORD_BYTES`] (the
 //! encoder refuses, so every record we write can be read back), and the
@@ -26,16 +32,22 @@ use super::WalError;
 /// Bytes of the fixed record header (length, crc, type).
 pub(crate) const HEADER_LEN: usize = 13;
 
-/// Largest payload a record may carry (128 MiB). Raft entries are bounded far
-/// below this by the server's request size limit; the cap exists so a damaged
-/// length field cannot make the reader allocate absurd buffers.
-pub const MAX_RECORD_BYTES: u32 = 128 << 20;
+/// Largest payload a record may carry (1.25 GiB): one raft entry as large
+/// as the largest request a member takes (`--max-request-bytes` is at most
+/// 1 GiB), with room for the request's framing. The cap exists so a damaged
+/// length field cannot make the reader allocate absurd buffers; the reader
+/// also checks a length against the bytes left in the file first.
+pub const MAX_RECORD_BYTES: u32 = 1280 << 20;
 
 const TYPE_ENTRY: u8 = 1;
 const TYPE_HARD_STATE: u8 = 2;
 const TYPE_CONF_STATE: u8 = 3;
 const TYPE_SNAPSHOT_MARKER: u8 = 4;
+const TYPE_CONF_STATE_AT: u8 = 5;
+const TYPE_SYNCED: u8 = 6;
 const MARKER_PAYLOAD_LEN: usize = 17;
+/// Bytes of a whole sync-claim record (header plus its `u64`).
+pub(crate) const SYNCED_RECORD_LEN: usize = HEADER_LEN + 8;
 const MARKER_FLAG_INSTALLED: u8 = 1;
 
 /// One decoded WAL record.
@@ -43,7 +55,16 @@ const MARKER_FLAG_INSTALLED: u8 = 1;
 pub(crate) enum Record {
     Entry(Entry),
     HardState(HardState),
+    /// A conf state of unknown index (legacy type 3).
     ConfState(ConfState),
+    /// The conf state after applying the entry at `index` (0: bootstrap).
+    ConfStateAt {
+        index: u64,
+        conf_state: ConfState,
+    },
+    /// The segment was fsynced through this offset when the record was
+    /// written.
+    Synced(u64),
     SnapshotMarker {
         index: u64,
         term: u64,
@@ -96,9 +117,51 @@ pub(crate) fn encode_hard_state(buf: &mut Vec<u8>, hs: &HardState) -> Result<(),
     encode_with(buf, TYPE_HARD_STATE, |b| hs.write_to_vec(b).map_err(WalError::Encode))
 }
 
-/// Appends one framed conf-state record to `buf`.
+/// Appends one framed legacy conf-state record (type 3) to `buf`: only
+/// tests write it, to prove old WALs still read.
+#[cfg(test)]
 pub(crate) fn encode_conf_state(buf: &mut Vec<u8>, cs: &ConfState) -> Result<(), WalError> {
     encode_with(buf, TYPE_CONF_STATE, |b| cs.write_to_vec(b).map_err(WalError::Encode))
+}
+
+/// Appends one framed conf-state-at-index record to `buf`.
+pub(crate) fn encode_conf_state_at(buf: &mut Vec<u8>, index: u64, cs: &ConfState) -> Result<(), WalError> {
+    encode_with(buf, TYPE_CONF_STATE_AT, |b| {
+        b.extend_from_slice(&index.to_le_bytes());
+        cs.write_to_vec(b).map_err(WalError::Encode)
+    })
+}
+
+/// The framed sync claim for `offset` (see the module docs).
+pub(crate) fn encode_synced(offset: u64) -> [u8; SYNCED_RECORD_LEN] {
+    let mut buf = Vec::with_capacity(SYNCED_RECORD_LEN);
+    // Cannot fail: a fixed 8-byte payload.
+    let _ = encode_with(&mut buf, TYPE_SYNCED, |b| {
+        b.extend_from_slice(&offset.to_le_bytes());
+        Ok(())
+    });
+    let mut out = [0u8; SYNCED_RECORD_LEN];
+    out.copy_from_slice(&buf);
+    out
+}
+
+/// The claim of a whole, valid sync-claim record at the start of `bytes`, if
+/// there is one (used to look for claims past a damaged record).
+pub(crate) fn parse_synced(bytes: &[u8]) -> Option<u64> {
+    let rec = bytes.get(..SYNCED_RECORD_LEN)?;
+    if rec[..4] != [8, 0, 0, 0] || rec[8] != TYPE_SYNCED {
+        return None;
+    }
+    let mut h = [0u8; HEADER_LEN];
+    h.copy_from_slice(&rec[..HEADER_LEN]);
+    let h = Header::parse(&h);
+    let payload = &rec[HEADER_LEN..];
+    if !h.intact || checksum(h.kind, payload) != h.crc {
+        return None;
+    }
+    let mut v = [0u8; 8];
+    v.copy_from_slice(payload);
+    Some(u64::from_le_bytes(v))
 }
 
 /// Appends one framed snapshot-marker record to `buf`.
@@ -153,6 +216,16 @@ pub(crate) fn decode(kind: u8, payload: &[u8]) -> Result<Record, String> {
         TYPE_CONF_STATE => ConfState::parse_from_bytes(payload)
             .map(Record::ConfState)
             .map_err(|e| format!("undecodable conf state record: {e}")),
+        TYPE_CONF_STATE_AT => {
+            let (index, cs) = split_u64(payload).ok_or("conf state record shorter than its index")?;
+            ConfState::parse_from_bytes(cs)
+                .map(|conf_state| Record::ConfStateAt { index, conf_state })
+                .map_err(|e| format!("undecodable conf state record: {e}"))
+        }
+        TYPE_SYNCED => match split_u64(payload) {
+            Some((offset, [])) => Ok(Record::Synced(offset)),
+            _ => Err(format!("sync claim payload is {} bytes, expected 8", payload.len())),
+        },
         TYPE_SNAPSHOT_MARKER => {
             if payload.len() != MARKER_PAYLOAD_LEN {
                 return Err(format!(
@@ -178,6 +251,14 @@ pub(crate) fn decode(kind: u8, payload: &[u8]) -> Result<Record, String> {
     }
 }
 
+/// A leading `u64 LE` and the rest.
+fn split_u64(payload: &[u8]) -> Option<(u64, &[u8])> {
+    let (head, rest) = payload.split_at_checked(8)?;
+    let mut v = [0u8; 8];
+    v.copy_from_slice(head);
+    Some((u64::from_le_bytes(v), rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,7 +278,9 @@ mod tests {
         let cases = [
             Record::Entry(e),
             Record::HardState(hs),
-            Record::ConfState(cs),
+            Record::ConfState(cs.clone()),
+            Record::ConfStateAt { index: 42, conf_state: cs },
+            Record::Synced(4096),
             Record::SnapshotMarker { index: 9, term: 2, installed: false },
             Record::SnapshotMarker { index: 10, term: 3, installed: true },
         ];
@@ -207,6 +290,12 @@ mod tests {
                 Record::Entry(e) => encode_entry(&mut buf, e),
                 Record::HardState(hs) => encode_hard_state(&mut buf, hs),
                 Record::ConfState(cs) => encode_conf_state(&mut buf, cs),
+                Record::ConfStateAt { index, conf_state } => encode_conf_state_at(&mut buf, *index, conf_state),
+                Record::Synced(offset) => {
+                    buf.extend_from_slice(&encode_synced(*offset));
+                    assert_eq!(parse_synced(&buf[1..]), Some(*offset));
+                    Ok(())
+                }
                 Record::SnapshotMarker { index, term, installed } => encode_marker(&mut buf, *index, *term, *installed),
             }
             .unwrap();
@@ -226,5 +315,10 @@ mod tests {
         assert!(decode(TYPE_SNAPSHOT_MARKER, &bad_flags).is_err());
         assert!(decode(0, &[]).is_err());
         assert!(decode(TYPE_ENTRY, &[0xFF, 0xFF, 0xFF]).is_err());
+        assert!(decode(TYPE_CONF_STATE_AT, &[1, 2, 3]).is_err());
+        assert!(decode(TYPE_SYNCED, &[0; 9]).is_err());
+        let mut claim = encode_synced(77);
+        claim[15] ^= 1;
+        assert_eq!(parse_synced(&claim), None, "a damaged claim is no claim");
     }
 }

@@ -11,13 +11,27 @@
 //!   `MemStorage::apply_snapshot` does; the log restarts at `S + 1`.
 //! - Releasing segments removes a prefix of the history, so replay may start
 //!   mid-log, and may find entries missing before an entry (a *gap*). A gap is
-//!   legitimate only when a later marker covers it (index >= the last missing
-//!   entry): the released entries were all at or below that marker. An
-//!   uncovered gap at the end of replay is corruption. This also catches a
-//!   missing first segment (the log must start at 1 or after a marker).
-//! - Markers never move backwards; the latest hard state and conf state
-//!   records win. `conf_state_after_snapshot` tells whether the latest conf
-//!   state record was written after the latest marker.
+//!   legitimate only when a later marker covers it: an installed marker
+//!   always (it discards the whole log before it), a local one when its
+//!   index >= the last missing entry (the released entries were all at or
+//!   below it). A raft overwrite at or below the first entry after a gap
+//!   replaces everything after the gap, so only the entries below the
+//!   overwrite remain missing (a retained segment may open with a stale
+//!   entry that a later overwrite replaced). An uncovered gap at the end of
+//!   replay is corruption. This also catches a missing first segment (the
+//!   log must start at 1 or after a marker).
+//! - A release cut short by a crash leaves a suffix of the released
+//!   segments (they are removed oldest first, each removal durable before
+//!   the next); the rules above hold for any such suffix.
+//! - Markers never move backwards; the latest hard state record wins.
+//! - Conf states: of the records that carry their raft index (type 5), the
+//!   one with the highest index wins, whatever the record order (a conf
+//!   change applied while a snapshot of an older index was being written is
+//!   recorded before that snapshot's marker, yet is newer than it); the
+//!   caller compares that index with the snapshot's. A legacy record (type
+//!   3, no index) replaces the conf state as it is read, and
+//!   `conf_state_after_snapshot` tells whether it came after the latest
+//!   marker, as before; a later indexed record replaces it.
 //!
 //! Example: entries 1..=10 (term 1), then 6..=8 (term 2) replay as
 //! 1..=5 (term 1), 6..=8 (term 2).
@@ -32,6 +46,8 @@ use super::WalContents;
 pub(crate) struct Replay {
     hard_state: Option<HardState>,
     conf_state: Option<ConfState>,
+    /// Index of `conf_state`; None for a legacy record.
+    conf_state_index: Option<u64>,
     conf_state_after_snapshot: bool,
     snapshot: Option<(u64, u64)>,
     /// Contiguous entries.
@@ -54,9 +70,20 @@ impl Replay {
             }
             Record::ConfState(cs) => {
                 self.conf_state = Some(cs);
+                self.conf_state_index = None;
                 self.conf_state_after_snapshot = true;
                 Ok(())
             }
+            Record::ConfStateAt { index, conf_state } => {
+                if self.conf_state.is_none() || self.conf_state_index.is_none_or(|held| held <= index) {
+                    self.conf_state = Some(conf_state);
+                    self.conf_state_index = Some(index);
+                    self.conf_state_after_snapshot = true;
+                }
+                Ok(())
+            }
+            // Sync claims matter only to the segment scan.
+            Record::Synced(_) => Ok(()),
             Record::SnapshotMarker { index, term, installed } => self.marker(index, term, installed),
         }
     }
@@ -77,6 +104,11 @@ impl Replay {
             return;
         }
         let first = self.entries.first().map_or(e.index, |f| f.index);
+        if e.index <= first && self.uncovered_gap.is_some() {
+            // The overwrite replaces the whole run after the gap: only the
+            // entries below it are missing now.
+            self.uncovered_gap = (e.index - 1 > snap_index).then_some(e.index - 1);
+        }
         // Entries are contiguous from `first`, so this keeps those < e.index.
         let keep = usize::try_from(e.index.saturating_sub(first)).unwrap_or(usize::MAX);
         self.entries.truncate(keep);
@@ -101,7 +133,9 @@ impl Replay {
             let drop = usize::try_from((index + 1).saturating_sub(first)).unwrap_or(usize::MAX);
             self.entries.drain(..drop.min(self.entries.len()));
         }
-        if self.uncovered_gap.is_some_and(|g| g <= index) {
+        // An installed marker discards the whole log before it, missing
+        // entries included; a local one covers those up to its index.
+        if installed || self.uncovered_gap.is_some_and(|g| g <= index) {
             self.uncovered_gap = None;
         }
         self.snapshot = Some((index, term));
@@ -128,6 +162,7 @@ impl Replay {
         Ok(WalContents {
             hard_state: self.hard_state,
             conf_state: self.conf_state,
+            conf_state_index: self.conf_state_index,
             conf_state_after_snapshot: self.conf_state_after_snapshot,
             snapshot: self.snapshot,
             entries: self.entries,
@@ -193,6 +228,24 @@ mod tests {
     }
 
     #[test]
+    fn an_overwrite_below_a_gap_lowers_what_a_marker_must_cover() {
+        // Segments holding 1..=21 were released after marker 19; the first
+        // retained one starts with a stale entry 22 (term 2) that a raft
+        // overwrite from 11 (term 3) replaced. Only 1..=10 are missing now.
+        let mut recs = vec![ent(22, 2)];
+        recs.extend((11..=19).map(|i| ent(i, 3)));
+        recs.push(local(19, 3));
+        let c = replay(recs).unwrap();
+        assert_eq!(c.snapshot, Some((19, 3)));
+        assert!(c.entries.is_empty());
+        // Entries below the overwrite still need a covering marker.
+        let mut recs = vec![ent(22, 2)];
+        recs.extend((11..=19).map(|i| ent(i, 3)));
+        recs.push(local(9, 1));
+        assert!(replay(recs).is_err(), "10 is missing and marker 9 does not cover it");
+    }
+
+    #[test]
     fn local_marker_keeps_later_entries() {
         let mut recs: Vec<Record> = (3..=9).map(|i| ent(i, 2)).collect();
         recs.push(local(5, 2));
@@ -228,5 +281,27 @@ mod tests {
         let after = replay(vec![installed(1, 1), cs()]).unwrap();
         assert!(!before.conf_state_after_snapshot);
         assert!(after.conf_state_after_snapshot);
+        assert_eq!(after.conf_state_index, None, "a legacy record has no index");
+    }
+
+    fn cs_at(index: u64, voters: &[u64]) -> Record {
+        Record::ConfStateAt { index, conf_state: ConfState { voters: voters.to_vec(), ..Default::default() } }
+    }
+
+    #[test]
+    fn the_conf_state_with_the_highest_index_wins_whatever_the_order() {
+        // A conf change at 8 persisted while the snapshot at 5 was written:
+        // its record precedes the marker, yet it is the newer conf state.
+        let c = replay(vec![ent(1, 1), cs_at(0, &[1]), cs_at(8, &[1, 2, 3]), local(5, 1)]).unwrap();
+        assert_eq!(c.snapshot, Some((5, 1)));
+        assert_eq!(c.conf_state_index, Some(8));
+        assert_eq!(c.conf_state.unwrap().voters, vec![1, 2, 3]);
+        // The marker's copy of an older conf state does not win either.
+        let c = replay(vec![cs_at(8, &[1, 2, 3]), cs_at(3, &[1]), installed(9, 2)]).unwrap();
+        assert_eq!((c.conf_state_index, c.conf_state.unwrap().voters), (Some(8), vec![1, 2, 3]));
+        // An indexed record replaces a legacy one (an upgraded WAL).
+        let legacy = Record::ConfState(ConfState { voters: vec![7], ..Default::default() });
+        let c = replay(vec![legacy, local(5, 1), cs_at(2, &[1, 2])]).unwrap();
+        assert_eq!((c.conf_state_index, c.conf_state.unwrap().voters), (Some(2), vec![1, 2]));
     }
 }

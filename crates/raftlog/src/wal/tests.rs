@@ -66,7 +66,7 @@ fn round_trip_preserves_everything() {
     {
         let (mut wal, c) = Wal::open(dir.path()).unwrap();
         assert!(c.is_empty());
-        wal.append_conf_state(&voters(&[1, 2, 3])).unwrap();
+        wal.append_conf_state(0, &voters(&[1, 2, 3])).unwrap();
         wal.append(&entries[..20], Some(&hs(1, 1, 10))).unwrap();
         wal.append(&entries[20..], Some(&hs(3, 2, 45))).unwrap();
         wal.sync().unwrap();
@@ -292,7 +292,7 @@ fn rotation_and_release_keep_what_replay_needs() {
     let opts = small(1024);
     {
         let (mut wal, _) = Wal::open_with(dir.path(), opts).unwrap();
-        wal.append_conf_state(&voters(&[1, 2, 3])).unwrap();
+        wal.append_conf_state(0, &voters(&[1, 2, 3])).unwrap();
         for batch in 0..20u64 {
             let es: Vec<Entry> = (batch * 10 + 1..=batch * 10 + 10).map(|i| ent(i, 2, 30)).collect();
             wal.append(&es, Some(&hs(2, 1, batch * 10 + 5))).unwrap();
@@ -328,6 +328,36 @@ fn rotation_and_release_keep_what_replay_needs() {
     assert!(c.entries.is_empty());
     assert_eq!(c.hard_state, Some(hs(3, 1, 190)));
     assert_eq!(c.conf_state, Some(voters(&[1, 2, 3])));
+}
+
+#[test]
+fn legacy_conf_state_records_still_read_with_their_old_meaning() {
+    // Type 3 records (no index) from before indexed conf states: after the
+    // marker they are newer than the snapshot, before it they are not.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        wal.append(&(1..=5).map(|i| ent(i, 1, 1)).collect::<Vec<_>>(), None).unwrap();
+        super::record::encode_conf_state(&mut wal.buf, &voters(&[1])).unwrap();
+        wal.mark_snapshot(3, 1).unwrap();
+        super::record::encode_conf_state(&mut wal.buf, &voters(&[1, 2])).unwrap();
+        wal.sync().unwrap();
+    }
+    {
+        let (mut wal, c) = Wal::open(dir.path()).unwrap();
+        assert_eq!((c.conf_state, c.conf_state_index), (Some(voters(&[1, 2])), None));
+        assert!(c.conf_state_after_snapshot);
+        // The next marker's copy keeps the old meaning: not newer than it.
+        wal.mark_snapshot(5, 1).unwrap();
+    }
+    let (mut wal, c) = Wal::open(dir.path()).unwrap();
+    assert_eq!((c.conf_state, c.conf_state_index), (Some(voters(&[1, 2])), Some(0)));
+    // An indexed record from the new code takes over.
+    wal.append_conf_state(5, &voters(&[1, 2, 3])).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let (_wal, c) = Wal::open(dir.path()).unwrap();
+    assert_eq!((c.conf_state, c.conf_state_index), (Some(voters(&[1, 2, 3])), Some(5)));
 }
 
 #[test]
@@ -520,6 +550,38 @@ fn log_ahead_of_the_snapshot_survives_release() {
     let (_wal, c) = Wal::open_with(dir.path(), opts).unwrap();
     assert_eq!(c.snapshot, Some((200, 1)));
     assert_eq!(ids(&c), (201..=300).map(|i| (i, 1)).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_release_cut_short_by_a_crash_leaves_a_log_that_opens() {
+    // Our log runs to 25 (an uncommitted tail) when the leader's snapshot at
+    // 19 is installed; the crash comes after the release removed only the
+    // oldest `k` segments. The retained ones start past 20, but an installed
+    // marker discards everything before it anyway.
+    let opts = small(400);
+    for k in 1..6 {
+        let dir = tempfile::tempdir().unwrap();
+        let old = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open_with(dir.path(), opts).unwrap();
+            for i in 1..=25 {
+                wal.append(&[ent(i, 2, 60)], Some(&hs(2, 1, 0))).unwrap();
+                wal.sync().unwrap();
+            }
+            copy_dir(dir.path(), old.path());
+            wal.mark_installed_snapshot(19, 3).unwrap();
+        }
+        let before: Vec<PathBuf> = segment_paths(old.path());
+        assert!(before.len() > k, "{} segments", before.len());
+        for p in &before[k..] {
+            // As `mark` left it: cut back to its records.
+            let bytes = fs::read(p).unwrap();
+            fs::write(dir.path().join(p.file_name().unwrap()), &bytes[..data_len(p) as usize]).unwrap();
+        }
+        let (_wal, c) = Wal::open_with(dir.path(), opts).unwrap_or_else(|e| panic!("k {k}: reopen: {e}"));
+        assert_eq!(c.snapshot, Some((19, 3)), "k {k}");
+        assert!(c.entries.is_empty(), "k {k}");
+    }
 }
 
 #[test]
