@@ -1,6 +1,11 @@
 //! Range execution with etcd's rules (etcd `txn/range.go`): fetch one extra key
 //! to compute `more`, fetch everything when sorting or filtering by revision,
 //! filter, sort (stable), truncate, clear values for keys_only.
+//!
+//! Invariant: the client's numbers (limit, revision, revision filters) go
+//! only into comparisons and saturating arithmetic, so every i64 a request
+//! can carry answers as etcd does instead of overflowing: in a write Txn
+//! this code runs in every member's apply, where a panic stops them all.
 
 use api::pb::etcdserverpb::{
     range_request::{SortOrder, SortTarget},
@@ -18,8 +23,19 @@ pub trait ReadView {
     fn range(&self, r: &KeyRange, o: RangeOptions) -> Result<RangeResult, MvccError>;
     /// The revision this view reads at.
     fn rev(&self) -> i64;
-    /// The compacted revision: requests below it fail.
+    /// The compacted revision: requests below it fail. Before any
+    /// compaction etcd's `compactMainRev` is -1, not 0, so a txn's range at
+    /// revision -1 reads the current revision there (see [`first_rev_of`]).
     fn first_rev(&self) -> i64;
+}
+
+/// The store's compacted revision as etcd's `checkRange` compares with it:
+/// -1 when never compacted (the store reports 0 then).
+fn first_rev_of(store: &MvccStore) -> i64 {
+    match store.compact_revision() {
+        0 => -1,
+        rev => rev,
+    }
 }
 
 /// The store read at a fixed revision, so several ranges (a read-only txn)
@@ -50,7 +66,7 @@ impl ReadView for PinnedView<'_> {
         self.rev
     }
     fn first_rev(&self) -> i64 {
-        self.store.compact_revision()
+        first_rev_of(self.store)
     }
 }
 
@@ -63,7 +79,7 @@ pub struct TxnWrite<'a> {
 
 impl<'a> TxnWrite<'a> {
     pub fn new(store: &'a MvccStore) -> Self {
-        TxnWrite { first_rev: store.compact_revision(), txn: store.write_txn() }
+        TxnWrite { first_rev: first_rev_of(store), txn: store.write_txn() }
     }
 }
 
@@ -99,13 +115,16 @@ fn has_revision_filters(r: &RangeRequest) -> bool {
 }
 
 /// etcd fetches `limit + 1` keys to learn `more`, and everything when the
-/// result is re-sorted or filtered afterwards.
+/// result is re-sorted or filtered afterwards. The limit is the client's:
+/// at `i64::MAX` the extra key saturates (etcd's Go addition wraps to a
+/// negative limit, i.e. "everything": the same answer), never overflows,
+/// since a panic here would be one in every member's apply inside a Txn.
 fn range_limit(r: &RangeRequest) -> i64 {
     if r.sort_order != SortOrder::None as i32 || has_revision_filters(r) {
         return 0;
     }
     if r.limit > 0 {
-        r.limit + 1
+        r.limit.saturating_add(1)
     } else {
         r.limit
     }
@@ -130,8 +149,11 @@ pub fn execute_range(view: &dyn ReadView, r: &RangeRequest) -> Result<RangeRespo
     }
     sort_kvs(&mut kvs, r);
     let mut more = false;
-    if r.limit > 0 && kvs.len() > r.limit as usize {
-        kvs.truncate(r.limit as usize);
+    // A positive i64 fits a usize on the 64-bit targets this builds for;
+    // were it not to, no result could be longer than it anyway.
+    let limit = usize::try_from(r.limit).unwrap_or(usize::MAX);
+    if r.limit > 0 && kvs.len() > limit {
+        kvs.truncate(limit);
         more = true;
     }
     let kvs = kvs
@@ -174,5 +196,22 @@ fn sort_kvs(kvs: &mut [KeyValue], r: &RangeRequest) {
     match order {
         SortOrder::Descend => kvs.sort_by(|a, b| cmp(b, a)),
         _ => kvs.sort_by(cmp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_limit_saturates_at_the_extremes() {
+        let req = |limit| RangeRequest { limit, ..Default::default() };
+        assert_eq!(range_limit(&req(i64::MAX)), i64::MAX);
+        assert_eq!(range_limit(&req(i64::MAX - 1)), i64::MAX);
+        assert_eq!(range_limit(&req(3)), 4);
+        assert_eq!(range_limit(&req(0)), 0);
+        assert_eq!(range_limit(&req(i64::MIN)), i64::MIN, "a negative limit is no limit downstream");
+        let sorted = RangeRequest { limit: i64::MAX, sort_order: SortOrder::Descend as i32, ..Default::default() };
+        assert_eq!(range_limit(&sorted), 0, "sorted: everything is fetched");
     }
 }

@@ -1299,3 +1299,118 @@ async fn a_vanished_client_is_dropped_by_keepalive_pings() {
     assert!(freed, "the silent client's watch stream is still held");
     tokio::task::block_in_place(|| drop(proxy));
 }
+
+/// Fragments of one response must reach the client once each, in order and
+/// back to back, even when client requests keep arriving while the stream
+/// waits for a slow reader in the middle of a fragmented response. (The
+/// stream's catch-up was once cancelled there by each incoming request and
+/// started over, sending the fragments already sent again.)
+///
+/// Eight fragmenting watchers replay 500 events of 15 KB (about 15 fragments
+/// each, ~60 MB in all, more than the stream's queue and the transport's
+/// windows hold), the client reads slowly at first, and a second task sends
+/// a progress request every few milliseconds and, now and then, creates
+/// another watcher, until every replay has arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragments_are_sent_once_while_requests_interrupt_a_slow_reader() {
+    const WATCHERS: i64 = 8;
+    const FIRST_ID: i64 = 100;
+    const EVENTS: usize = 500;
+    /// Responses read with a pause before each, so that the server's queue
+    /// is full while requests arrive.
+    const SLOW_READS: usize = 150;
+    let srv = server(&["--max-request-bytes", "16384"]);
+    let mut c = client(&srv).await;
+    let mut m = Model::default();
+    let value = "v".repeat(15_000);
+    for i in 0..EVENTS {
+        m.put(&mut c, &format!("fr/{i:03}"), &value).await;
+    }
+    let want = m.expect(&Spec::Prefix("fr/".into()), 1, false);
+    assert_eq!(want.len(), EVENTS);
+
+    let opts = |id| WatchOptions::new().with_prefix().with_start_revision(1).with_fragment().with_watch_id(id);
+    let mut ws = c.watch("fr/", Some(opts(FIRST_ID))).await.unwrap();
+    for id in FIRST_ID + 1..FIRST_ID + WATCHERS {
+        ws.watch("fr/", Some(opts(id))).await.unwrap();
+    }
+    let (mut tx, mut rx) = ws.split();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let requester = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut extra = 0;
+            let end = Instant::now() + Duration::from_secs(60);
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) || Instant::now() > end {
+                    break;
+                }
+                // Sends fail only once the reader gave up (and panicked).
+                if tx.request_progress().await.is_err() {
+                    break;
+                }
+                if i % 10 == 0 {
+                    if tx.watch(format!("other/{i}"), None).await.is_err() {
+                        break;
+                    }
+                    extra += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            (tx, extra)
+        }
+    });
+
+    let big = FIRST_ID..FIRST_ID + WATCHERS;
+    let mut got: BTreeMap<i64, Vec<Ev>> = big.clone().map(|id| (id, Vec::new())).collect();
+    let mut created_ids = Vec::new();
+    // The watcher whose fragmented response is under way: its next piece
+    // must come next.
+    let mut in_fragment: Option<i64> = None;
+    let mut reads = 0;
+    while got.values().any(|evs| evs.len() < want.len()) {
+        if reads < SLOW_READS {
+            // A slow reader: the server's queue fills while requests arrive.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        reads += 1;
+        let r = match tokio::time::timeout(WAIT, rx.message()).await {
+            Ok(Ok(Some(r))) => r,
+            other => panic!("watch stream ended or stalled after {reads} responses: {other:?}"),
+        };
+        let id = r.watch_id();
+        if let Some(f) = in_fragment {
+            assert_eq!(id, f, "watcher {f}'s fragmented response was interrupted by {r:?}");
+        }
+        assert!(!r.canceled(), "unexpected cancel: {r:?}");
+        if r.created() {
+            created_ids.push(id);
+            continue;
+        }
+        let Some(list) = got.get_mut(&id) else {
+            // A progress response (ID -1), with no events.
+            assert!(id == -1 && r.events().is_empty(), "unexpected response: {r:?}");
+            continue;
+        };
+        let at = list.len();
+        list.extend(evs(&r));
+        assert!(
+            list.len() <= want.len() && list[..] == want[..list.len()],
+            "watcher {id}: events {at}.. are not the next ones expected (sent twice?): got {:?}..{:?}",
+            list.get(at).map(|e| (e.rev, &e.key)),
+            list.last().map(|e| (e.rev, &e.key)),
+        );
+        in_fragment = is_fragment(&r).then_some(id);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (_tx, extra) = requester.await.expect("requester task");
+    for (id, evs) in &got {
+        assert_eq!(evs.len(), want.len(), "watcher {id}");
+        assert!(evs == &want, "watcher {id}: events differ from the writes");
+    }
+    assert!(reads > SLOW_READS, "{reads} responses read");
+    println!("{reads} responses, {extra} extra watchers created, {} created responses", created_ids.len());
+    for id in big {
+        assert!(created_ids.contains(&id), "no created response for watcher {id}");
+    }
+}

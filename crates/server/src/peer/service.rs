@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::pb::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
-    MemberPromoteRequest, MemberPromoteResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, MemberAddRequest,
+    MemberAddResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
 };
 use api::pb::metastorepb::{peer_server::Peer, MembersRequest, MembersResponse, RaftAck, RaftEnvelope};
 use api::EtcdError;
@@ -164,5 +164,18 @@ impl Peer for PeerService {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let r = request.into_inner();
         Ok(Response::new(crate::service::cluster::promote_here(&self.ctx, r.id, deadline).await?))
+    }
+
+    async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        Ok(Response::new(crate::service::cluster::add_here(&self.ctx, request.into_inner(), deadline).await?))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        Ok(Response::new(crate::service::cluster::remove_here(&self.ctx, request.into_inner(), deadline).await?))
     }
 }

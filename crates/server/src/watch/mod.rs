@@ -10,8 +10,11 @@
 //! away it gets etcd's compacted response.
 //!
 //! Invariants: a watcher receives each matching event exactly once, in
-//! revision order (its `next_rev` only grows and advances only after a send
-//! succeeded); a stream that ends, however it ends, drops all its watchers.
+//! revision order (its `next_rev` only grows, and advances once its
+//! responses are in the stream's pending queue, which is drained in order
+//! before anything else is sent, whatever cancels a catch-up: see
+//! `stream.rs`); the fragments of one response go out back to back; a
+//! stream that ends, however it ends, drops all its watchers.
 
 mod stream;
 mod watcher;

@@ -1,7 +1,27 @@
 //! One watch stream: a task that reads client requests and catches its
 //! watchers up with the store, sending responses through a bounded channel.
+//!
+//! The task races a catch-up against client requests and progress ticks
+//! (`tokio::select!`), so a catch-up may be dropped at any await, typically
+//! while it waits for room in the channel because the client reads slowly.
+//! That must neither lose nor repeat a response: a watcher's responses for
+//! a chunk of history (all the fragments of a fragmented one) are first
+//! moved to the stream's `pending` queue, and the watcher advances then;
+//! `pending` leaves only through [`StreamState::flush`], which takes a
+//! response out of it only once the channel has room for it, and every send
+//! flushes it first. So after a cancelled catch-up the rest of its responses
+//! goes out before anything else: each once, in order, and the fragments of
+//! one response back to back, as clients reassembling them expect (etcd's
+//! `sendFragments` sends them in one go too).
+//!
+//! Example: a replay in fragments F1..F5, the client reads slowly, F1 and F2
+//! are in the channel and the task waits for room for F3 when a progress
+//! request arrives. The request is handled first; the progress answer (if
+//! any) waits behind F3..F5, which the next catch-up (or that answer's own
+//! send) flushes. The watcher was advanced past F5 when F1..F5 were queued,
+//! so no catch-up reads that history again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use api::pb::etcdserverpb::{watch_request::RequestUnion, WatchCreateRequest, WatchRequest, WatchResponse};
@@ -34,6 +54,12 @@ struct StreamState {
     /// A progress request waits for every watcher to be synced.
     progress_requested: bool,
     gauges: Arc<WatchGauges>,
+    /// Responses whose watchers already advanced past them but that are not
+    /// in the channel yet (see the module docs): at most one watcher's share
+    /// of one chunk of history (a catch-up queues one watcher's responses
+    /// only once the previous ones went out) and the one response a request
+    /// handler is sending behind it.
+    pending: VecDeque<WatchResponse>,
 }
 
 impl Drop for StreamState {
@@ -53,8 +79,15 @@ where
     let every = ctx.cfg.watch_progress_notify_interval;
     let mut revision = ctx.node.revision.clone();
     let gauges = ctx.watch.clone();
-    let mut st =
-        StreamState { ctx, out, watchers: BTreeMap::new(), next_auto_id: 0, progress_requested: false, gauges };
+    let mut st = StreamState {
+        ctx,
+        out,
+        watchers: BTreeMap::new(),
+        next_auto_id: 0,
+        progress_requested: false,
+        gauges,
+        pending: VecDeque::new(),
+    };
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut requests_ended = false;
     // Tells when the client stopped reading, beside the borrows of `st`.
@@ -62,7 +95,8 @@ where
     loop {
         revision.borrow_and_update();
         let current = st.current();
-        let behind = st.watchers.values().any(|w| w.behind(current));
+        // Responses left over from a cancelled catch-up are its work too.
+        let behind = !st.pending.is_empty() || st.watchers.values().any(|w| w.behind(current));
         let step = tokio::select! {
             biased;
             msg = inbound.next(), if !requests_ended => match msg {
@@ -99,8 +133,22 @@ impl StreamState {
         WatchResponse { header, watch_id, ..Default::default() }
     }
 
-    async fn send(&self, wr: WatchResponse) -> Result<(), Closed> {
-        self.out.send(Ok(wr)).await.map_err(|_| Closed)
+    /// Sends one response after everything pending.
+    async fn send(&mut self, wr: WatchResponse) -> Result<(), Closed> {
+        self.pending.push_back(wr);
+        self.flush().await
+    }
+
+    /// Moves the pending responses to the channel, in order. Cancel-safe: a
+    /// response leaves `pending` only once the channel has room for it.
+    async fn flush(&mut self) -> Result<(), Closed> {
+        while !self.pending.is_empty() {
+            let permit = self.out.reserve().await.map_err(|_| Closed)?;
+            if let Some(wr) = self.pending.pop_front() {
+                permit.send(Ok(wr));
+            }
+        }
+        Ok(())
     }
 
     async fn handle(&mut self, req: WatchRequest) -> Result<(), Closed> {
@@ -170,13 +218,16 @@ impl StreamState {
         }
         if self.watchers.values().all(|w| w.synced(rev)) {
             self.progress_requested = false;
-            self.send(self.response(INVALID_WATCH_ID, rev)).await?;
+            let wr = self.response(INVALID_WATCH_ID, rev);
+            self.send(wr).await?;
         }
         Ok(())
     }
 
     /// Returns the revision the behind watchers were brought up to.
     async fn catch_up(&mut self, current: i64) -> Result<i64, Closed> {
+        // What a cancelled catch-up left goes first.
+        self.flush().await?;
         let mvcc = self.ctx.node.mvcc.clone();
         let compacted = mvcc.compact_revision();
         let lost: Vec<i64> =
@@ -190,10 +241,12 @@ impl StreamState {
                 canceled: true,
                 ..Default::default()
             };
-            self.send(wr).await?;
+            // Queued, then marked, then flushed: cancellation-safe as below.
+            self.pending.push_back(wr);
             if let Some(w) = self.watchers.get_mut(&id) {
                 w.compacted = true;
             }
+            self.flush().await?;
         }
         let Some(from) = self.watchers.values().filter(|w| w.behind(current)).map(|w| w.next_rev).min() else {
             return Ok(current);
@@ -223,17 +276,18 @@ impl StreamState {
                 let mut wr = self.response(id, to);
                 wr.events = evs;
                 if w.fragment {
-                    for part in fragments(wr, max_bytes) {
-                        self.send(part).await?;
-                    }
+                    self.pending.extend(fragments(wr, max_bytes));
                 } else {
-                    self.send(wr).await?;
+                    self.pending.push_back(wr);
                 }
             }
+            // Queued is as good as sent (see the module docs): advance now,
+            // so a cancellation in the flush below repeats nothing.
             if let Some(w) = self.watchers.get_mut(&id) {
                 w.sent_since_tick |= sent;
                 w.next_rev = to + 1;
             }
+            self.flush().await?;
         }
         Ok(to)
     }
@@ -252,7 +306,8 @@ impl StreamState {
             w.sent_since_tick = false;
         }
         for id in due {
-            self.send(self.response(id, current)).await?;
+            let wr = self.response(id, current);
+            self.send(wr).await?;
         }
         Ok(())
     }
