@@ -61,14 +61,32 @@ pub(crate) async fn hashes_at(urls: &[String], rev: i64) -> Vec<u32> {
 }
 
 /// Puts `n` keys under `prefix` through `urls`; the revision of the last.
+/// Each put may meet one leader election (the member a test stops may
+/// have led).
 pub(crate) async fn put_all(urls: Vec<String>, prefix: &str, n: usize, value: &str) -> i64 {
     let mut c = connect(urls).await;
     let mut rev = 0;
     for i in 0..n {
-        let r = c.put(format!("{prefix}{i:05}"), value, None).await.unwrap_or_else(|e| panic!("put {i}: {e}"));
-        rev = r.header().expect("header").revision();
+        rev = put_retrying(&mut c, &format!("{prefix}{i:05}"), value).await;
     }
     rev
+}
+
+/// A put that may meet one leader election; the cluster must take it
+/// within `RETRY_BOUND`.
+pub(crate) async fn put_retrying(client: &mut Client, key: &str, value: &str) -> i64 {
+    const RETRY_BOUND: Duration = Duration::from_secs(15);
+    let end = Instant::now() + RETRY_BOUND;
+    loop {
+        match client.put(key, value, None).await {
+            Ok(r) => return r.header().expect("header").revision(),
+            Err(e) if Instant::now() < end => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the cluster did not carry on: put {key}: {e}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use etcd_client::Client;
 use testkit::Cluster;
 
-use crate::faults::{connect, hashes_at, put_all, wait_exit, STOP_BOUND};
+use crate::faults::{connect, hashes_at, put_all, put_retrying, wait_exit, STOP_BOUND};
 
 /// A member whose RocksDB directory is on a small tmpfs that fills up:
 /// it stops (its engine refuses the write of an entry the others applied),
@@ -54,23 +54,6 @@ async fn a_full_disk_stops_the_member_and_it_converges_once_there_is_room() {
     tokio::task::block_in_place(|| c.member_mut(2).start());
     let hashes = hashes_at(&c.endpoints(), rev).await;
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "members differ after the disk was freed: {hashes:?}");
-}
-
-/// A put that may meet one leader election (member 2 may have led when it
-/// stopped); the others must take it within `RETRY_BOUND`.
-async fn put_retrying(client: &mut Client, key: &str, value: &str) -> i64 {
-    const RETRY_BOUND: Duration = Duration::from_secs(15);
-    let end = Instant::now() + RETRY_BOUND;
-    loop {
-        match client.put(key, value, None).await {
-            Ok(r) => return r.header().expect("header").revision(),
-            Err(e) if Instant::now() < end => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("the others did not carry on: put {key}: {e}"),
-        }
-    }
 }
 
 fn tail(log: &str) -> String {

@@ -71,7 +71,11 @@ impl Runner {
                 Ok(())
             }
             ConfCheck::Unchecked => Ok(()),
-            ConfCheck::Strict if !leader => Ok(()),
+            // Only the leader hears from every voter, so only it can check
+            // (`service::cluster` sends strictly checked changes there); a
+            // follower that gets one lost the leadership meanwhile, and the
+            // request is sent on to the new leader.
+            ConfCheck::Strict if !leader => Err(EtcdError::NotLeader),
             ConfCheck::Strict => match cc.get_change_type() {
                 ConfChangeType::AddNode => {
                     // etcd's IsReadyToAddVotingMember, then isConnectedFullySince.
@@ -143,7 +147,7 @@ impl Runner {
         // starts raft with the newest configuration, whether the engine
         // resumes past this entry (RocksDB) or replays it (memory; until
         // then raft must not, say, campaign as the lone voter it once was).
-        self.log.persist_conf_state(&cs)?;
+        self.log.persist_conf_state(e.index, &cs)?;
         let mut batch = WriteBatch::default();
         match cc.get_change_type() {
             ConfChangeType::AddNode if promoting => {
@@ -152,7 +156,7 @@ impl Runner {
             ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => self.members.add(member, &mut batch),
             ConfChangeType::RemoveNode => self.members.remove(cc.node_id, &mut batch),
         }
-        self.applier.mvcc().set_applied_with(applied, batch)?;
+        self.mvcc.set_applied_with(applied, batch)?;
         self.refresh_peers_from_members();
         tracing::info!(change = ?cc.get_change_type(), member = %format!("{:x}", cc.node_id), "membership changed");
         if ctx.request_id != 0 {

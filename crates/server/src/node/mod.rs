@@ -1,14 +1,17 @@
-//! The raft node: one thread (`runner`) owns the raft-rs `RawNode`, the
-//! durable log and the applier; request handlers talk to it through
+//! The raft node: one thread (`runner`) owns the raft-rs `RawNode` and the
+//! durable log, another applies committed entries (`apply_thread`); request handlers talk to it through
 //! `NodeHandle` and a bounded queue.
 //!
 //! Invariants:
 //! - an entry is applied only after it is durable in this member's WAL;
-//! - apply runs on the raft thread only, in log order;
+//! - apply runs on its own thread (`apply_thread`), in log order, beside
+//!   the raft thread, which applies conf changes itself once apply has
+//!   drained;
 //! - every queue into the thread is bounded (`PROPOSAL_QUEUE`); a full queue
 //!   answers "too many requests" (or drops a peer message, which raft
 //!   retransmits) instead of waiting.
 
+mod apply_thread;
 mod background;
 mod bootstrap;
 mod conf;

@@ -1,8 +1,10 @@
 //! The raft thread's loop: take queued messages (batched: many proposals
 //! share one Ready, one WAL write and one fsync), tick, and handle each
 //! Ready in the order raft-rs requires: send what may go first, install a
-//! snapshot, apply committed entries, persist, answer reads, send what had
-//! to wait for persistence, advance.
+//! snapshot, hand committed entries to the apply thread (`apply_thread`),
+//! persist, answer reads, send what had to wait for persistence, advance.
+//! Apply runs beside this loop; this thread waits for it only to apply a
+//! conf change (rare), which it does itself once apply has drained.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,20 +12,20 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api::pb::metastorepb::InternalRequest;
 use api::EtcdError;
-use prost::Message as _;
 use raft::eraftpb::{ConfState, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 use raftlog::LogStore;
-use storage::AppliedIndex;
+use storage::{AppliedIndex, MvccStore};
 use tokio::sync::{oneshot, watch};
 
+use super::apply_thread::{ApplyThread, Captured, Task, Worker};
 use super::background::BackgroundSnapshot;
 use super::bootstrap::Opened;
 use super::{ApplyWaiters, NodeError, NodeHandle, NodeMsg, Report};
 use crate::apply::Applier;
 use crate::config::ServerConfig;
+use crate::lessor::Lessor;
 use crate::members::Membership;
 use crate::state::SharedState;
 
@@ -58,7 +60,9 @@ type ReadWaiter = oneshot::Sender<Result<u64, EtcdError>>;
 pub struct Runner {
     pub(super) raw: RawNode<raftlog::RaftStorage>,
     pub(super) log: LogStore,
-    pub(super) applier: Applier,
+    pub(super) apply: ApplyThread,
+    pub(super) mvcc: Arc<MvccStore>,
+    lessor: Arc<Lessor>,
     pub(super) members: Arc<Membership>,
     pub(super) state: Arc<SharedState>,
     pub(super) waiters: Arc<ApplyWaiters>,
@@ -66,7 +70,6 @@ pub struct Runner {
     pub(super) transport: Box<dyn Transport>,
     pub(super) removed: bool,
     peers_version: u64,
-    revision_tx: watch::Sender<i64>,
     pub(super) election_timeout: Duration,
     rx: mpsc::Receiver<NodeMsg>,
     stopping: Arc<AtomicBool>,
@@ -79,6 +82,9 @@ pub struct Runner {
     last_snapshot_has_data: bool,
     /// A periodic snapshot being written off this thread.
     background: Option<BackgroundSnapshot>,
+    /// The apply thread taking a snapshot's state, and whether a member
+    /// asked for the snapshot.
+    capture: Option<(bool, mpsc::Receiver<Result<Captured, NodeError>>)>,
     /// Per peer, since when it has been sending without a gap longer than
     /// an election timeout, and when its last message arrived: etcd's
     /// "active since" of a peer's stream, for the strict reconfiguration
@@ -119,10 +125,24 @@ impl Runner {
             raw.campaign()?;
         }
         let volatile = !opened.mvcc.engine().persistent();
+        let apply = ApplyThread::start(Worker {
+            applier: Applier::new(
+                opened.mvcc.clone(),
+                opened.lessor.clone(),
+                opened.members.clone(),
+                opened.alarms.clone(),
+            ),
+            waiters: node.waiters.clone(),
+            state: node.state.clone(),
+            members: opened.members.clone(),
+            revision_tx,
+        })?;
         let mut runner = Runner {
             raw,
             log: opened.log,
-            applier: Applier::new(opened.mvcc, opened.lessor, opened.members.clone(), opened.alarms.clone()),
+            apply,
+            mvcc: opened.mvcc,
+            lessor: opened.lessor,
             members: opened.members,
             state: node.state.clone(),
             waiters: node.waiters.clone(),
@@ -130,7 +150,6 @@ impl Runner {
             transport,
             removed: false,
             peers_version: 0,
-            revision_tx,
             election_timeout: cfg.election_timeout,
             rx,
             stopping,
@@ -139,6 +158,7 @@ impl Runner {
             last_snapshot: opened.last_snapshot,
             last_snapshot_has_data: volatile,
             background: None,
+            capture: None,
             heard: HashMap::new(),
             pending_reads: Vec::new(),
             inflight_reads: HashMap::new(),
@@ -170,6 +190,11 @@ impl Runner {
 
     pub fn run(mut self) -> Result<(), NodeError> {
         let mut result = self.run_loop();
+        // What was handed to apply is applied (or apply failed).
+        let applied = self.apply.stop();
+        if result.is_ok() {
+            result = applied;
+        }
         // A snapshot being written is finished and recorded, so the next
         // start replays less.
         let finished = self.finish_background_snapshot(true);
@@ -223,9 +248,12 @@ impl Runner {
                 self.retry_reads(now);
             }
             self.flush_reads();
+            self.apply.check()?;
+            self.advance_applied();
             while self.raw.has_ready() {
                 self.on_ready()?;
             }
+            self.finish_capture()?;
             if self.raw.store().take_snapshot_request() {
                 // A peer needs a snapshot newer than the files hold.
                 self.snapshot(true)?;
@@ -233,6 +261,17 @@ impl Runner {
             self.finish_background_snapshot(false)?;
         }
         Ok(())
+    }
+
+    /// Tells raft how far apply has got (it keeps a conf change pending,
+    /// and a candidate from campaigning, until then). raft refuses an index
+    /// beyond what it delivered or behind what it was told.
+    fn advance_applied(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let applied = self.state.applied_index();
+        if applied > log.applied && applied <= log.committed.min(log.persisted) {
+            self.raw.advance_apply_to(applied);
+        }
     }
 
     fn note_heard(&mut self, peer: u64) {
@@ -358,9 +397,9 @@ impl Runner {
             if is_leader && !was_leader {
                 // etcd's rule: a new leader gives every lease its full TTL
                 // plus an election timeout, as nobody timed them meanwhile.
-                self.applier.lessor().promote(self.election_timeout);
+                self.lessor.promote(self.election_timeout);
             } else if !is_leader {
-                self.applier.lessor().demote();
+                self.lessor.demote();
             }
             if ss.leader_id != self.state.leader() {
                 // etcd fails reads waiting on a ReadIndex when the leader changes.
@@ -378,7 +417,7 @@ impl Runner {
         }
         let t0 = Instant::now();
         let committed = ready.take_committed_entries();
-        self.apply_entries(committed)?;
+        self.apply_committed(committed)?;
         let t1 = Instant::now();
         if !ready.entries().is_empty() || ready.hs().is_some() {
             self.log.persist(ready.entries(), ready.hs(), ready.must_sync())?;
@@ -408,7 +447,7 @@ impl Runner {
         }
         self.transport.send(light.take_messages());
         let committed = light.take_committed_entries();
-        self.apply_entries(committed)?;
+        self.apply_committed(committed)?;
         let t3 = Instant::now();
         if t3 - t0 > self.election_timeout / 2 {
             // etcd's "leader failed to send out heartbeat on time": a Ready
@@ -421,7 +460,7 @@ impl Runner {
                 "raft thread busy for over half an election timeout in one Ready"
             );
         }
-        self.raw.advance_apply();
+        self.advance_applied();
         self.snapshot(false)
     }
 
@@ -443,90 +482,55 @@ impl Runner {
             None => self.log.install_snapshot(&snap)?,
         }
         self.staged.discard_through(meta.index);
-        // The engine is restored from the installed file, streamed.
-        let (_, mut data) = self.log.snapshot_store().load(meta.index, meta.term)?.ok_or_else(|| {
+        // The apply thread restores the engine from the installed file,
+        // streamed, once it has applied what came before. The file is open
+        // from here on, so no pruning can take it meanwhile.
+        let (_, data) = self.log.snapshot_store().load(meta.index, meta.term)?.ok_or_else(|| {
             NodeError::Io(std::io::Error::other(format!("snapshot {}/{} vanished", meta.index, meta.term)))
         })?;
-        self.applier.mvcc().restore_snapshot(&mut data)?;
-        self.applier.lessor().recover(self.applier.mvcc())?;
-        self.members.load(self.applier.mvcc().engine().as_ref())?;
-        self.applier.alarms().load(self.applier.mvcc().engine().as_ref())?;
-        if self.state.cluster_id() == 0 || self.members.cluster_id() != 0 {
-            self.state.set_cluster_id(self.members.cluster_id());
-        }
-        self.refresh_peers_from_members();
+        self.apply.send(Task::Restore { meta: meta.clone(), data })?;
         self.last_snapshot = meta.index;
         self.last_snapshot_has_data = true;
-        self.state.set_applied(meta.index);
-        self.publish_revision();
         Ok(())
     }
 
-    fn publish_revision(&self) {
-        let now = self.applier.mvcc().current_revision();
-        self.revision_tx.send_if_modified(|r| std::mem::replace(r, now) != now);
-    }
-
-    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
-        let Some(last) = entries.last().map(|e| e.index) else {
-            return Ok(());
-        };
+    /// Hands committed entries to the apply thread, in order. A conf change
+    /// is applied here, by the thread that owns raft's configuration, once
+    /// everything before it is applied: its verdict depends on the members
+    /// as applied, and raft must switch configuration exactly there.
+    fn apply_committed(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+        let mut batch = Vec::new();
         for e in entries {
-            let applied = AppliedIndex { index: e.index, term: e.term };
-            if applied.index <= self.applier.mvcc().applied_index().index {
-                continue;
-            }
-            match e.get_entry_type() {
-                EntryType::EntryNormal if e.data.is_empty() => self.mark_applied(applied)?,
-                EntryType::EntryNormal => self.apply_normal(&e.data, applied)?,
-                EntryType::EntryConfChange => self.apply_conf_change_entry(&e)?,
-                EntryType::EntryConfChangeV2 => {
-                    // MetaStore proposes only v1 conf changes.
-                    tracing::error!(index = e.index, "unexpected v2 conf change entry ignored");
-                    self.mark_applied(applied)?;
-                }
-            }
             if self.removed {
                 break;
             }
+            if e.get_entry_type() != EntryType::EntryConfChange {
+                batch.push(e);
+                continue;
+            }
+            if !batch.is_empty() {
+                self.apply.send(Task::Entries(std::mem::take(&mut batch)))?;
+            }
+            self.apply.drain()?;
+            if e.index > self.mvcc.applied_index().index {
+                self.apply_conf_change_entry(&e)?;
+            }
+            self.state.set_applied(e.index.max(self.state.applied_index()));
+            self.advance_applied();
         }
-        self.state.set_applied(last);
-        self.publish_revision();
+        if !batch.is_empty() && !self.removed {
+            self.apply.send(Task::Entries(batch))?;
+        }
         if self.members.version() != self.peers_version {
             self.refresh_peers_from_members();
         }
         Ok(())
     }
 
-    /// Records an entry that changes nothing as applied; failing to is the
-    /// member failing (see `apply_normal`).
+    /// Records a conf change entry that changes nothing as applied (the
+    /// apply thread is drained: nothing else writes the engine).
     pub(super) fn mark_applied(&self, applied: AppliedIndex) -> Result<(), NodeError> {
-        self.applier.mark_applied(applied).map_err(|e| NodeError::Apply { index: applied.index, reason: e.to_string() })
-    }
-
-    /// Applies one entry and answers its waiter. An `EtcdError::Internal`
-    /// means this member could not apply it (the engine failed): the error
-    /// stops the raft thread, so the waiter is failed with the others, no
-    /// later entry is applied or acknowledged, and after a restart the entry
-    /// is applied again (its index was not recorded).
-    fn apply_normal(&self, data: &[u8], applied: AppliedIndex) -> Result<(), NodeError> {
-        // The WAL checks every record's CRC, so an undecodable committed entry
-        // means a bug or a peer speaking another protocol: stop, don't guess.
-        let req = InternalRequest::decode(data)
-            .unwrap_or_else(|err| panic!("committed entry at index {} undecodable: {err}", applied.index));
-        let result = match req.request {
-            // Tests make the engine fail here (a full or failing disk).
-            Some(_) if failpoint::hit("raft::apply") => Err(EtcdError::Internal("failpoint raft::apply".into())),
-            Some(r) => self.applier.apply(r, applied),
-            None => return self.mark_applied(applied),
-        };
-        if let Err(EtcdError::Internal(reason)) = result {
-            return Err(NodeError::Apply { index: applied.index, reason });
-        }
-        if req.id != 0 {
-            self.waiters.complete(req.id, result);
-        }
-        Ok(())
+        self.mvcc.set_applied(applied).map_err(|e| NodeError::Apply { index: applied.index, reason: e.to_string() })
     }
 
     /// Takes a snapshot every `snapshot_count` applied entries, or now when
@@ -538,53 +542,108 @@ impl Runner {
     /// can defer its dump (both engines can); one running answers a request
     /// for another, since raft asks again until a file serves it.
     fn snapshot(&mut self, force: bool) -> Result<(), NodeError> {
-        let applied = self.applier.mvcc().applied_index().index;
+        let applied = self.mvcc.applied_index().index;
         let due = if force {
             applied > self.last_snapshot || !self.last_snapshot_has_data
         } else {
             applied >= self.last_snapshot + self.snapshot_count
         };
-        if !due || self.background.is_some() {
+        if !due || self.background.is_some() || self.capture.is_some() {
             return Ok(());
         }
-        let with_data = force || !self.applier.mvcc().engine().persistent();
-        // A snapshot may not name an index beyond the commit index the log
-        // holds, so record the commit index first.
+        if force || !self.mvcc.engine().persistent() {
+            // The state must be taken exactly where apply is: the apply
+            // thread takes it between two entries (`finish_capture`).
+            let (reply, captured) = mpsc::sync_channel(1);
+            self.apply.send(Task::Capture(reply))?;
+            self.capture = Some((force, captured));
+            return Ok(());
+        }
+        // Data-less: the engine holds the state; whatever apply adds after
+        // `applied` is made durable by the sync too.
+        let (term, cs) = self.snapshot_position(applied)?;
+        self.mvcc.engine().sync()?;
+        let started = Instant::now();
+        let mut no_data = |_: &mut dyn std::io::Write| Ok(());
+        self.log.create_snapshot(applied, term, &cs, &mut no_data)?;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(index = applied, with_data = false, elapsed_ms, "snapshot saved");
+        self.last_snapshot = applied;
+        self.last_snapshot_has_data = false;
+        Ok(())
+    }
+
+    /// The term and conf state of a snapshot at `applied`, with the commit
+    /// index recorded first (a snapshot may not name an index beyond the
+    /// commit index the log holds). raft's configuration is the one at
+    /// `applied`: conf changes are applied on this thread, only once apply
+    /// has reached them.
+    fn snapshot_position(&mut self, applied: u64) -> Result<(u64, ConfState), NodeError> {
         self.log.persist_commit(self.raw.raft.raft_log.committed)?;
         let term = self.raw.raft.raft_log.term(applied)?;
-        let cs: ConfState = self.raw.raft.prs().conf().to_conf_state();
-        let engine = self.applier.mvcc().engine().clone();
-        // The log below this snapshot goes: what the engine holds must not be
-        // lost with it.
-        engine.sync()?;
-        if with_data {
-            if let Some(dump) = self.applier.mvcc().deferred_dump()? {
-                let meta = if applied == self.last_snapshot {
-                    Some(self.log.refill_meta(applied, term, &cs)?)
-                } else {
-                    self.log.snapshot_meta(applied, term, &cs)?
-                };
-                if let Some(meta) = meta {
-                    let store = self.log.snapshot_store();
-                    self.background = Some(BackgroundSnapshot::start(store, meta, dump)?);
-                }
-                return Ok(());
+        Ok((term, self.raw.raft.prs().conf().to_conf_state()))
+    }
+
+    /// Starts writing a snapshot with data once the apply thread has taken
+    /// its state: in the background when the engine can defer its dump,
+    /// else here, with apply drained.
+    fn finish_capture(&mut self) -> Result<(), NodeError> {
+        let Some((force, captured)) = &self.capture else {
+            return Ok(());
+        };
+        let force = *force;
+        let captured = match captured.try_recv() {
+            Err(mpsc::TryRecvError::Empty) => return Ok(()),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                self.capture = None;
+                self.apply.check()?;
+                return Err(NodeError::Io(std::io::Error::other("the apply thread dropped a snapshot capture")));
             }
+            Ok(c) => c,
+        };
+        self.capture = None;
+        let Captured { applied, dump } = captured?;
+        let applied = applied.index;
+        let (term, cs) = self.snapshot_position(applied)?;
+        // The log below this snapshot goes: what the engine holds must not
+        // be lost with it.
+        self.mvcc.engine().sync()?;
+        let Some(dump) = dump else {
+            return self.synchronous_snapshot(force);
+        };
+        let meta = if applied == self.last_snapshot {
+            Some(self.log.refill_meta(applied, term, &cs)?)
+        } else {
+            self.log.snapshot_meta(applied, term, &cs)?
+        };
+        if let Some(meta) = meta {
+            self.background = Some(BackgroundSnapshot::start(self.log.snapshot_store(), meta, dump)?);
         }
+        Ok(())
+    }
+
+    /// A snapshot with data dumped on this thread, apply drained (for an
+    /// engine that cannot defer its dump).
+    fn synchronous_snapshot(&mut self, force: bool) -> Result<(), NodeError> {
+        self.apply.drain()?;
+        let applied = self.mvcc.applied_index().index;
+        if !force && applied < self.last_snapshot + self.snapshot_count && applied <= self.last_snapshot {
+            return Ok(());
+        }
+        let (term, cs) = self.snapshot_position(applied)?;
+        let engine = self.mvcc.engine().clone();
+        engine.sync()?;
         let started = Instant::now();
         let mut dump = |w: &mut dyn std::io::Write| engine.dump(w).map_err(std::io::Error::other);
-        let mut no_data = |_: &mut dyn std::io::Write| Ok(());
         if applied == self.last_snapshot {
             self.log.refill_snapshot(applied, term, &cs, &mut dump)?;
-        } else if with_data {
-            self.log.create_snapshot(applied, term, &cs, &mut dump)?;
         } else {
-            self.log.create_snapshot(applied, term, &cs, &mut no_data)?;
+            self.log.create_snapshot(applied, term, &cs, &mut dump)?;
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        tracing::info!(index = applied, with_data, elapsed_ms, "snapshot saved");
+        tracing::info!(index = applied, with_data = true, elapsed_ms, "snapshot saved");
         self.last_snapshot = applied;
-        self.last_snapshot_has_data = with_data;
+        self.last_snapshot_has_data = true;
         Ok(())
     }
 
