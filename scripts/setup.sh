@@ -11,6 +11,7 @@
 #   openssl            test certificates for the TLS tests
 #   patroni postgresql the Patroni end-to-end test (PostgreSQL HA over the
 #   curl               JSON gateway; scripts/patroni.sh)
+#   rustfmt, clippy    rustup components, for scripts/check.sh
 #   cargo-nextest      the test runner
 set -euo pipefail
 
@@ -36,6 +37,14 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust with rustup first" >&2
   exit 1
+fi
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  if ! command -v rustup >/dev/null 2>&1; then
+    echo "setup: cargo fmt or cargo clippy missing, and no rustup to add them" >&2
+    exit 1
+  fi
+  echo "setup: adding the rustfmt and clippy components"
+  rustup component add rustfmt clippy
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"

@@ -1,14 +1,16 @@
 //! Command-line flags with etcd's names (and etcd's `ETCD_*` environment
 //! variables), resolved into a `ServerConfig` plus the addresses to bind.
-//! Bad or contradictory flags are a `FlagError`, which main turns into a
-//! message on stderr and exit code 2.
+//! Flags with a fixed set of values are `clap::ValueEnum`s, so clap rejects
+//! a bad value while parsing (its message lists the possible values) and
+//! `--help` shows them. Other bad or contradictory flags are a `FlagError`,
+//! which main turns into a message on stderr; both exit with code 2.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-use server::tls::TlsFiles;
+use clap::{Parser, ValueEnum};
+use server::TlsFiles;
 use server::{ids, Member, ServerConfig, StorageConfig};
 
 #[derive(Parser, Debug, Clone)]
@@ -39,9 +41,9 @@ pub struct Flags {
     /// Initial cluster configuration for bootstrapping (default: <name>=<initial-advertise-peer-urls>).
     #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
     pub initial_cluster: Option<String>,
-    /// Initial cluster state ('new' or 'existing').
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
-    pub initial_cluster_state: String,
+    /// Initial cluster state.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", value_enum, default_value_t = ClusterState::New)]
+    pub initial_cluster_state: ClusterState,
     /// Initial cluster token for the cluster during bootstrap.
     #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
     pub initial_cluster_token: String,
@@ -57,7 +59,7 @@ pub struct Flags {
     #[arg(
         long,
         env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
-        default_value_t = server::config::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES
+        default_value_t = server::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES
     )]
     pub experimental_snapshot_catchup_entries: u64,
     /// Time (in milliseconds) of a heartbeat interval.
@@ -72,19 +74,19 @@ pub struct Flags {
     /// Maximum number of operations permitted in a transaction.
     #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: u64,
-    /// Log level: debug, info, warn, error, panic or fatal.
-    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
-    /// Interpret 'auto-compaction-retention' as 'periodic' (a duration, or hours) or 'revision'.
-    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
-    pub auto_compaction_mode: String,
+    /// Log level.
+    #[arg(long, env = "ETCD_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+    /// How to interpret 'auto-compaction-retention'.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", value_enum, default_value_t = AutoCompactionMode::Periodic)]
+    pub auto_compaction_mode: AutoCompactionMode,
     /// Auto compaction retention: a duration like '1h' or a number of hours (periodic), or a
     /// revision count (revision). 0 disables auto compaction.
     #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
     pub auto_compaction_retention: String,
-    /// Storage engine: 'memory' (memory + WAL) or 'rocksdb' (when built with the rocksdb feature).
-    #[arg(long, env = "METASTORE_STORAGE", default_value = "memory")]
-    pub storage: String,
+    /// Storage engine.
+    #[arg(long, env = "METASTORE_STORAGE", value_enum, default_value_t = Storage::Memory)]
+    pub storage: Storage,
     /// RocksDB engine: block cache shared by all tables, in bytes.
     #[arg(long, env = "METASTORE_ROCKSDB_BLOCK_CACHE_BYTES", default_value_t = 64 << 20)]
     pub rocksdb_block_cache_bytes: u64,
@@ -136,18 +138,18 @@ pub struct Flags {
     /// Reject reconfiguration requests that would cause quorum loss.
     #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = true)]
     pub strict_reconfig_check: bool,
-    /// Logger: 'zap' (structured; the only one, 'capnslog' is taken as it).
-    #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
-    pub logger: String,
+    /// Logger ('capnslog', etcd's deprecated one, is taken as 'zap').
+    #[arg(long, env = "ETCD_LOGGER", value_enum, default_value_t = Logger::Zap)]
+    pub logger: Logger,
     /// Where logs go: 'default' (stderr), 'stderr', 'stdout', or file paths, comma-separated.
     #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
     pub log_outputs: String,
     /// Serve the v2 API (not available: MetaStore serves the v3 API only).
     #[arg(long, env = "ETCD_ENABLE_V2", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
     pub enable_v2: bool,
-    /// Metrics detail: 'basic' or 'extensive' (the same set is exported either way).
-    #[arg(long, env = "ETCD_METRICS", default_value = "basic")]
-    pub metrics: String,
+    /// Metrics detail (the same set is exported either way).
+    #[arg(long, env = "ETCD_METRICS", value_enum, default_value_t = Metrics::Basic)]
+    pub metrics: Metrics,
     /// Frequency duration of server-to-client pings to check if a connection is alive.
     #[arg(long, env = "ETCD_GRPC_KEEPALIVE_INTERVAL", default_value = "2h")]
     pub grpc_keepalive_interval: String,
@@ -160,6 +162,76 @@ pub struct Flags {
     /// Print the version and exit.
     #[arg(long)]
     pub version: bool,
+}
+
+/// `--initial-cluster-state`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Bootstrap a new cluster with the members of --initial-cluster.
+    New,
+    /// Join a running cluster that already has this member (`etcdctl member add`).
+    Existing,
+}
+
+/// `--log-level`, etcd's (zap's) levels. tracing has nothing above error,
+/// so the three above it log errors only.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Dpanic,
+    Panic,
+    Fatal,
+}
+
+impl LogLevel {
+    fn tracing(self) -> tracing::Level {
+        match self {
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Error | LogLevel::Dpanic | LogLevel::Panic | LogLevel::Fatal => tracing::Level::ERROR,
+        }
+    }
+}
+
+/// `--auto-compaction-mode`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoCompactionMode {
+    /// The retention is a duration ('1h30m'), or a number of hours.
+    Periodic,
+    /// The retention is a number of revisions to keep.
+    Revision,
+}
+
+/// `--storage`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// State in memory, rebuilt from snapshots and the raft WAL on restart.
+    Memory,
+    /// State in RocksDB (when built with the `rocksdb` feature).
+    Rocksdb,
+}
+
+/// `--logger`: etcd's choice of logging library; MetaStore has one.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logger {
+    #[value(alias = "capnslog")]
+    Zap,
+}
+
+/// `--metrics`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metrics {
+    Basic,
+    Extensive,
+}
+
+/// A value's spelling on the command line.
+fn spelling(v: &impl ValueEnum) -> String {
+    v.to_possible_value().map(|p| p.get_name().to_owned()).unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -308,16 +380,6 @@ fn parse_cluster(value: &str) -> Result<Vec<(String, Vec<String>)>, FlagError> {
     Ok(members)
 }
 
-fn parse_level(s: &str) -> Result<tracing::Level, FlagError> {
-    Ok(match s {
-        "debug" => tracing::Level::DEBUG,
-        "info" => tracing::Level::INFO,
-        "warn" => tracing::Level::WARN,
-        "error" | "dpanic" | "panic" | "fatal" => tracing::Level::ERROR,
-        other => return err(format!("--log-level: unknown level {other:?} (debug, info, warn, error, panic, fatal)")),
-    })
-}
-
 /// Go's `time.ParseDuration` for the units etcd users write: "1h30m",
 /// "90s", "1.5h", "500ms".
 fn parse_go_duration(s: &str) -> Option<Duration> {
@@ -350,17 +412,17 @@ fn parse_go_duration(s: &str) -> Option<Duration> {
 }
 
 impl Flags {
-    fn auto_compaction(&self) -> Result<Option<server::compactor::AutoCompaction>, FlagError> {
-        use server::compactor::AutoCompaction;
+    fn auto_compaction(&self) -> Result<Option<server::AutoCompaction>, FlagError> {
+        use server::AutoCompaction;
         let r = self.auto_compaction_retention.trim();
         let bad = || {
             FlagError(format!(
                 "--auto-compaction-retention: {r:?} is not valid for --auto-compaction-mode={}",
-                self.auto_compaction_mode
+                spelling(&self.auto_compaction_mode)
             ))
         };
-        match self.auto_compaction_mode.as_str() {
-            "periodic" => {
+        match self.auto_compaction_mode {
+            AutoCompactionMode::Periodic => {
                 // A bare number is hours, as in etcd.
                 let d = match r.parse::<u64>() {
                     Ok(h) => Duration::from_secs(h * 3600),
@@ -368,37 +430,29 @@ impl Flags {
                 };
                 Ok((!d.is_zero()).then_some(AutoCompaction::Periodic(d)))
             }
-            "revision" => {
+            AutoCompactionMode::Revision => {
                 let n: i64 = r.parse().map_err(|_| bad())?;
                 if n < 0 {
                     return Err(bad());
                 }
                 Ok((n > 0).then_some(AutoCompaction::Revision(n)))
             }
-            other => err(format!("--auto-compaction-mode: {other:?} is neither 'periodic' nor 'revision'")),
         }
     }
 
     pub fn resolve(&self) -> Result<Resolved, FlagError> {
-        let log_level = parse_level(&self.log_level)?;
-        let storage = match self.storage.as_str() {
-            "memory" => StorageConfig::Memory,
-            "rocksdb" => StorageConfig::Rocksdb {
+        let log_level = self.log_level.tracing();
+        let storage = match self.storage {
+            Storage::Memory => StorageConfig::Memory,
+            Storage::Rocksdb => StorageConfig::Rocksdb {
                 block_cache_bytes: self.rocksdb_block_cache_bytes as usize,
                 write_buffer_bytes: (self.rocksdb_write_buffer_bytes as usize).max(1 << 20),
             },
-            other => return err(format!("--storage: unknown engine {other:?} (memory or rocksdb)")),
         };
         if !StorageConfig::available().contains(&storage.kind()) {
             return err(format!(
                 "--storage: this binary was built without the {} engine; rebuild with `--features rocksdb`",
                 storage.kind()
-            ));
-        }
-        if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
-            return err(format!(
-                "--initial-cluster-state: {:?} is neither 'new' nor 'existing'",
-                self.initial_cluster_state
             ));
         }
         if self.heartbeat_interval == 0 || self.election_timeout == 0 {
@@ -413,7 +467,7 @@ impl Flags {
         if self.snapshot_count == 0 {
             return err("--snapshot-count must be at least 1");
         }
-        if self.restore_snapshot.is_some() && self.initial_cluster_state == "existing" {
+        if self.restore_snapshot.is_some() && self.initial_cluster_state == ClusterState::Existing {
             return err("--restore-snapshot bootstraps a new cluster: it needs --initial-cluster-state new");
         }
         if self.max_txn_ops == 0 {
@@ -469,7 +523,7 @@ impl Flags {
             election_timeout: Duration::from_millis(self.election_timeout),
             max_request_bytes: self.max_request_bytes as usize,
             max_txn_ops: self.max_txn_ops as usize,
-            join_existing: self.initial_cluster_state == "existing",
+            join_existing: self.initial_cluster_state == ClusterState::Existing,
             initial_cluster_token: self.initial_cluster_token.clone(),
             advertise_peer_urls: advertise_peer.clone(),
             advertise_client_urls: advertise_client.clone(),
@@ -478,13 +532,13 @@ impl Flags {
             restore_snapshot: self.restore_snapshot.clone(),
             quota_bytes: match self.quota_backend_bytes {
                 q if q < 0 => None,
-                0 => Some(server::alarms::DEFAULT_QUOTA_BYTES),
+                0 => Some(server::DEFAULT_QUOTA_BYTES),
                 q => Some(q as u64),
             },
             storage,
             client_tls: None,
             peer_tls: None,
-            watch_progress_notify_interval: server::config::DEFAULT_PROGRESS_NOTIFY_INTERVAL,
+            watch_progress_notify_interval: server::DEFAULT_PROGRESS_NOTIFY_INTERVAL,
             initial_corrupt_check: false,
             corrupt_check_interval: None,
             strict_reconfig_check: true,
@@ -537,19 +591,13 @@ impl Flags {
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| FlagError(format!("--{flag}: {v:?} is not a positive duration")))
         };
-        config.http2 = server::config::Http2Settings {
+        config.http2 = server::Http2Settings {
             keepalive_interval: duration("grpc-keepalive-interval", &self.grpc_keepalive_interval)?,
             keepalive_timeout: duration("grpc-keepalive-timeout", &self.grpc_keepalive_timeout)?,
             max_concurrent_streams: self.max_concurrent_streams.max(1),
         };
-        if !matches!(self.logger.as_str(), "zap" | "capnslog") {
-            return err(format!("--logger: unknown logger {:?} (zap)", self.logger));
-        }
         if self.enable_v2 {
             return err("--enable-v2: the v2 API is not served; MetaStore speaks the etcd v3 API only");
-        }
-        if !matches!(self.metrics.as_str(), "basic" | "extensive") {
-            return err(format!("--metrics: {:?} is neither 'basic' nor 'extensive'", self.metrics));
         }
         let check = &self.experimental_corrupt_check_time;
         config.corrupt_check_interval = parse_go_duration(check)
@@ -604,9 +652,8 @@ mod tests {
         assert!(flags(&["--enable-v2=false"]).resolve().is_ok());
         let e = flags(&["--enable-v2"]).resolve().err().unwrap();
         assert!(e.0.contains("v2 API is not served"), "{e}");
-        assert!(flags(&["--logger", "glog"]).resolve().is_err());
-        assert!(flags(&["--metrics", "all"]).resolve().is_err());
-        assert_eq!(flags(&[]).resolve().unwrap().config.http2, server::config::Http2Settings::default());
+        assert_eq!(flags(&["--logger=capnslog"]).logger, Logger::Zap);
+        assert_eq!(flags(&[]).resolve().unwrap().config.http2, server::Http2Settings::default());
         let r = flags(&["--grpc-keepalive-interval=5s", "--grpc-keepalive-timeout=1s", "--max-concurrent-streams=10"]);
         let h = r.resolve().unwrap().config.http2;
         assert_eq!(
@@ -649,7 +696,7 @@ mod tests {
 
     #[test]
     fn auto_compaction_flags() {
-        use server::compactor::AutoCompaction;
+        use server::AutoCompaction;
         let ac = |args: &[&str]| flags(args).resolve().map(|r| r.config.auto_compaction);
         assert_eq!(ac(&[]), Ok(None));
         assert_eq!(
@@ -665,7 +712,6 @@ mod tests {
             Ok(Some(AutoCompaction::Revision(1000)))
         );
         assert!(ac(&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"]).is_err());
-        assert!(ac(&["--auto-compaction-mode", "daily"]).is_err());
         assert!(ac(&["--auto-compaction-retention", "soon"]).is_err());
         assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_go_duration("1.5h"), Some(Duration::from_secs(5400)));
@@ -678,7 +724,6 @@ mod tests {
         let e = flags(&["--heartbeat-interval", "300"]).resolve().err().unwrap();
         assert!(e.0.contains("should be at least as 5 times"), "{e}");
         assert!(flags(&["--listen-client-urls", "127.0.0.1:2379"]).resolve().is_err());
-        assert!(flags(&["--storage", "floppy"]).resolve().is_err());
         let mismatch = [
             "--initial-advertise-peer-urls",
             "http://127.0.0.1:9999",
@@ -688,5 +733,43 @@ mod tests {
         let e = flags(&mismatch).resolve().err().unwrap();
         assert!(e.0.contains("missing from --initial-advertise-peer-urls"), "{e}");
         assert!(Flags::try_parse_from(["metastore", "--snapshot-count", "x"]).is_err());
+    }
+
+    #[test]
+    fn enumerated_flags() {
+        let f = flags(&[]);
+        assert_eq!(
+            (f.initial_cluster_state, f.log_level, f.auto_compaction_mode, f.storage, f.logger, f.metrics),
+            (
+                ClusterState::New,
+                LogLevel::Info,
+                AutoCompactionMode::Periodic,
+                Storage::Memory,
+                Logger::Zap,
+                Metrics::Basic
+            )
+        );
+        assert!(!f.resolve().unwrap().config.join_existing);
+        let r = flags(&["--initial-cluster-state", "existing", "--log-level=fatal"]).resolve().unwrap();
+        assert_eq!((r.config.join_existing, r.log_level), (true, tracing::Level::ERROR));
+        assert_eq!(flags(&["--log-level", "debug"]).resolve().unwrap().log_level, tracing::Level::DEBUG);
+        // A bad value is clap's usage error: a message naming the flag and
+        // the possible values, exit code 2.
+        for (flag, bad) in [
+            ("--storage", "floppy"),
+            ("--initial-cluster-state", "sideways"),
+            ("--log-level", "chatty"),
+            ("--auto-compaction-mode", "daily"),
+            ("--logger", "glog"),
+            ("--metrics", "all"),
+            // etcd's spellings are lowercase only.
+            ("--storage", "Memory"),
+        ] {
+            let e = Flags::try_parse_from(["metastore", flag, bad]).err().unwrap();
+            assert_eq!((e.kind(), e.exit_code()), (clap::error::ErrorKind::InvalidValue, 2), "{flag} {bad}");
+            let text = e.to_string();
+            assert!(text.contains(&format!("invalid value '{bad}' for '{flag}")), "{text}");
+            assert!(text.contains("possible values"), "{text}");
+        }
     }
 }

@@ -79,7 +79,7 @@ pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
 /// Creates `dir` and its missing ancestors, durably: the parent of `dir`
 /// and of every directory created is fsynced (always `dir`'s, since an
 /// earlier run may have created it and lost power before syncing it).
-pub(crate) fn create_dir_all(dir: &Path) -> io::Result<()> {
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     let mut created = Vec::new();
     let mut at = Some(dir);
     while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
@@ -92,13 +92,39 @@ pub(crate) fn create_dir_all(dir: &Path) -> io::Result<()> {
     }
     // Shallowest first (the order does not matter once all are synced).
     for d in created.iter().rev() {
-        let parent = match d.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        sync_dir(parent)?;
+        sync_dir(parent_of(d))?;
     }
     Ok(())
+}
+
+/// Replaces `path` with `contents` durably and atomically: written to a
+/// temporary file, fsynced, renamed over `path`, and the directory fsynced.
+/// After a crash `path` holds either the old contents or the new, never a
+/// torn file.
+pub fn write_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(contents)?;
+    sync_file(&f, &tmp)?;
+    rename(&tmp, path)?;
+    sync_dir(parent_of(path))
+}
+
+/// Removes `path` (if present) durably: the removal survives a power loss.
+pub fn remove_file_durably(path: &Path) -> io::Result<()> {
+    match remove_file(path) {
+        Ok(()) => sync_dir(parent_of(path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// Reserves blocks for the first `len` bytes of `file` (extending its size

@@ -41,5 +41,11 @@ pub mod wal;
 
 pub use raft_storage::RaftStorage;
 pub use snapfile::{SendHold, SnapshotError, SnapshotStore};
-pub use store::{LogStore, LogStoreError, LogStoreOptions, Recovered};
+pub use store::{LogStore, LogStoreError, LogStoreOptions, Recovered, WalWriter};
 pub use wal::{Wal, WalContents, WalError, WalOptions};
+
+/// Durable file operations for a member's other small files (engine and
+/// bootstrap markers, identity), with the same care as the WAL's own.
+pub mod durable {
+    pub use crate::fsutil::{create_dir_all, remove_file_durably, write_file};
+}

@@ -5,6 +5,12 @@
 //! Ordering invariants (each step is durable before the next starts):
 //! - `persist`: WAL append (+ fsync when `sync`) → `MemStorage` append /
 //!   hard state. Raft never sees an entry the WAL could lose.
+//! - `stage` then `WalWriter::write` on another thread (raft-rs's async
+//!   persistence): raft reads the entries from `MemStorage` at once, but
+//!   counts them as persisted (a vote, an acknowledgement, an own match for
+//!   commit, apply) only after the write returned and the caller told it
+//!   (`on_persist_ready`). Writes in flight finish before the store writes
+//!   a marker or conf state (the caller waits for them).
 //! - `install_snapshot` and `create_snapshot`: new file protected from
 //!   pruning → snapshot file (fsynced, renamed, directory fsynced) → WAL
 //!   marker (fsynced) → the old marker's file unprotected → WAL segment
@@ -69,6 +75,7 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::storage::MemStorage;
@@ -172,7 +179,10 @@ pub enum LogStoreError {
 
 /// The durable raft log. See the module docs for the ordering guarantees.
 pub struct LogStore {
-    wal: Wal,
+    /// Shared with the [`WalWriter`]s handed out for writing entries from
+    /// another thread; every write takes the lock, so records never
+    /// interleave.
+    wal: Arc<Mutex<Wal>>,
     snaps: SnapshotStore,
     storage: MemStorage,
     opts: LogStoreOptions,
@@ -183,7 +193,7 @@ pub struct LogStore {
 impl fmt::Debug for LogStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LogStore")
-            .field("wal", &self.wal)
+            .field("wal", &*self.wal())
             .field("snapshot", &self.snapshot)
             .field("first_index", &self.first_index())
             .field("last_index", &self.last_index())
@@ -254,7 +264,7 @@ impl LogStore {
 
         info!(dir = %dir.display(), fresh, snapshot_index = snap_pos.0,
             last_index, "raft log recovered");
-        let store = LogStore { wal, snaps, storage, opts, snapshot: snap_pos };
+        let store = LogStore { wal: Arc::new(Mutex::new(wal)), snaps, storage, opts, snapshot: snap_pos };
         let recovered = Recovered { snapshot: loaded, fresh };
         Ok((store, recovered))
     }
@@ -292,8 +302,11 @@ impl LogStore {
     /// that replays the log must not start raft with an older configuration
     /// meanwhile.
     pub fn persist_conf_state(&mut self, index: u64, conf_state: &ConfState) -> Result<(), LogStoreError> {
-        self.wal.append_conf_state(index, conf_state)?;
-        self.wal.sync()?;
+        {
+            let mut wal = self.wal();
+            wal.append_conf_state(index, conf_state)?;
+            wal.sync()?;
+        }
         self.storage.wl().set_conf_state(conf_state.clone());
         Ok(())
     }
@@ -326,6 +339,27 @@ impl LogStore {
         hard_state: Option<&HardState>,
         sync: bool,
     ) -> Result<(), LogStoreError> {
+        self.check_contiguous(entries)?;
+        self.writer().write(entries, hard_state, sync)?;
+        self.stage(entries, hard_state)
+    }
+
+    /// The in-memory half of [`LogStore::persist`], for a caller that writes
+    /// the WAL on another thread ([`LogStore::writer`]) and tells raft-rs
+    /// with `advance_append_async` / `on_persist_ready`: raft reads the
+    /// entries from storage at once but counts them as persisted (for
+    /// votes, acknowledgements, commit and apply) only once told.
+    pub fn stage(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), LogStoreError> {
+        self.check_contiguous(entries)?;
+        let mut core = self.storage.wl();
+        core.append(entries)?;
+        if let Some(hs) = hard_state {
+            core.set_hardstate(hs.clone());
+        }
+        Ok(())
+    }
+
+    fn check_contiguous(&self, entries: &[Entry]) -> Result<(), LogStoreError> {
         if let Some(first) = entries.first() {
             let (fi, li) = (self.first_index(), self.last_index());
             if first.index < fi || first.index > li + 1 {
@@ -341,18 +375,22 @@ impl LogStore {
                 )));
             }
         }
-        self.wal.append(entries, hard_state)?;
-        if sync {
-            self.wal.sync()?;
-        } else {
-            self.wal.flush()?;
-        }
-        let mut core = self.storage.wl();
-        core.append(entries)?;
-        if let Some(hs) = hard_state {
-            core.set_hardstate(hs.clone());
-        }
         Ok(())
+    }
+
+    /// A handle that writes entries and hard states to this store's WAL
+    /// from another thread. Its writes and the store's own (markers, conf
+    /// states) never interleave, but their order is the callers' to keep:
+    /// a caller with writes in flight waits for them before the store
+    /// writes a marker or conf state.
+    pub fn writer(&self) -> WalWriter {
+        WalWriter { wal: self.wal.clone() }
+    }
+
+    fn wal(&self) -> MutexGuard<'_, Wal> {
+        // A panic while holding the lock ends the process (fail-stop), so a
+        // poisoned lock is never seen by a running member.
+        self.wal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records a new commit index (from `LightReady::commit_index`) in the
@@ -420,7 +458,7 @@ impl LogStore {
             }
             return Err(e.into());
         }
-        self.wal.mark_installed_snapshot(meta.index, meta.term)?;
+        self.wal().mark_installed_snapshot(meta.index, meta.term)?;
         self.snaps.set_marked(meta.index, meta.term);
         let mut s = Snapshot::default();
         s.set_metadata(meta.clone());
@@ -501,7 +539,7 @@ impl LogStore {
             warn!(index, term, "saved snapshot file is gone; not recorded");
             return Ok(false);
         }
-        self.wal.mark_snapshot(index, term)?;
+        self.wal().mark_snapshot(index, term)?;
         self.snaps.set_marked(index, term);
         self.snapshot = (index, term);
         if self.snaps.sending() {
@@ -570,7 +608,34 @@ impl LogStore {
 
     /// Number of live WAL segment files.
     pub fn wal_segment_count(&self) -> usize {
-        self.wal.segment_count()
+        self.wal().segment_count()
+    }
+}
+
+/// Writes entries and hard states to a [`LogStore`]'s WAL from another
+/// thread (see [`LogStore::writer`] and [`LogStore::stage`]).
+#[derive(Clone)]
+pub struct WalWriter {
+    wal: Arc<Mutex<Wal>>,
+}
+
+impl WalWriter {
+    /// Appends, then fsyncs when `sync` (else only flushes to the OS).
+    pub fn write(&self, entries: &[Entry], hard_state: Option<&HardState>, sync: bool) -> Result<(), LogStoreError> {
+        let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+        wal.append(entries, hard_state)?;
+        if sync {
+            wal.sync()?;
+        } else {
+            wal.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written durable (fsync).
+    pub fn sync(&self) -> Result<(), LogStoreError> {
+        self.wal.lock().unwrap_or_else(|e| e.into_inner()).sync()?;
+        Ok(())
     }
 }
 

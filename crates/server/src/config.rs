@@ -41,20 +41,20 @@ pub struct ServerConfig {
     /// listens on for peers, when it names one.
     pub peer_source_ip: Option<std::net::IpAddr>,
     /// `--auto-compaction-mode` / `--auto-compaction-retention`; None = off.
-    pub auto_compaction: Option<crate::compactor::AutoCompaction>,
+    pub auto_compaction: Option<crate::maintenance::auto_compaction::AutoCompaction>,
     /// `--storage` and its engine's settings.
     pub storage: StorageConfig,
-    /// `--restore-snapshot`: a backup (`crate::backup`) to bootstrap a new
+    /// `--restore-snapshot`: a backup (`crate::maintenance::backup`) to bootstrap a new
     /// cluster from on the first start.
     pub restore_snapshot: Option<PathBuf>,
     /// `--quota-backend-bytes`: the store size at which a write raises the
     /// NOSPACE alarm; None = no quota.
     pub quota_bytes: Option<u64>,
     /// `--cert-file` and the rest: TLS for the https client URLs.
-    pub client_tls: Option<crate::tls::TlsFiles>,
+    pub client_tls: Option<crate::transport::tls::TlsFiles>,
     /// `--peer-cert-file` and the rest: TLS for https peer URLs, served
     /// and dialed.
-    pub peer_tls: Option<crate::tls::TlsFiles>,
+    pub peer_tls: Option<crate::transport::tls::TlsFiles>,
     /// `--experimental-watch-progress-notify-interval`: how often a watch
     /// stream tells its synced watchers the current revision.
     pub watch_progress_notify_interval: Duration,

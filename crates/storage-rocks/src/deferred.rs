@@ -62,7 +62,7 @@ pub(crate) fn start(engine: Arc<RocksEngine>) -> Result<DeferredDump, EngineErro
 /// Writes the producer's chunks to `out` until its end marker.
 fn consume(rx: Receiver<Chunk>, producer: JoinHandle<()>, out: &mut dyn Write) -> Result<(), EngineError> {
     let mut result = Err(EngineError::Backend("the RocksDB dump thread stopped before the end of the dump".into()));
-    for chunk in rx.iter() {
+    for chunk in &rx {
         match chunk {
             Chunk::Data(bytes) => {
                 if let Err(e) = out.write_all(&bytes) {

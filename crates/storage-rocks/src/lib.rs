@@ -2,7 +2,7 @@
 //! and a state machine that survives restarts by itself.
 //!
 //! Layout: one column family per [`Table`], named [`Table::name`], in
-//! `<data-dir>/member/rocksdb`.
+//! `<data-dir>/member/rocksdb`; what each holds is `storage::schema`.
 //!
 //! Invariants:
 //! - [`Engine::write`] is one RocksDB `WriteBatch` with the RocksDB WAL on, so
@@ -37,7 +37,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use rocksdb::{ColumnFamily, IteratorMode, ReadOptions, WriteOptions, DB};
 use storage::dump::{read_dump_with, DumpWriter};
-use storage::mvcc::meta::{APPLIED_INDEX_KEY, APPLIED_TERM_KEY};
+use storage::schema::is_applied_index;
 use storage::{BatchOp, DeferredDump, Engine, EngineError, Table, WriteBatch};
 
 pub use options::RocksOptions;
@@ -243,7 +243,7 @@ impl Engine for RocksEngine {
         let mut held_back = Vec::new();
         let mut wb = rocksdb::WriteBatch::default();
         read_dump_with(input, &mut |table, key, value| {
-            if table == Table::Meta && (key == APPLIED_INDEX_KEY || key == APPLIED_TERM_KEY) {
+            if is_applied_index(table, &key) {
                 held_back.push((key, value));
                 return Ok(());
             }

@@ -2,8 +2,9 @@
 //! each engine's own tests (the memory engine here, RocksDB in its crate).
 //! Each function panics with a message on the first violation.
 
-use crate::engine::{Engine, EngineError, Table, WriteBatch};
+use crate::engine::{Engine, EngineError, WriteBatch};
 use crate::mvcc::meta::{self, AppliedIndex};
+use crate::schema::Table;
 
 /// Every pair of `table`, in scan order.
 pub fn all_pairs(e: &dyn Engine, table: Table) -> Vec<(Vec<u8>, Vec<u8>)> {

@@ -25,7 +25,8 @@
 
 use std::io::{self, BufWriter, Read, Write};
 
-use crate::engine::{EngineError, Table};
+use crate::engine::EngineError;
+use crate::schema::Table;
 
 const MAGIC: &[u8; 8] = b"MSDUMP\x00\x01";
 const TAG_TABLE: u8 = b'T';

@@ -20,56 +20,7 @@
 use std::io;
 use std::sync::Arc;
 
-/// The tables (column families / buckets) an engine holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Table {
-    /// MVCC revisions: encoded revision -> encoded key-value (see `mvcc::kv`).
-    Key,
-    /// Store-wide metadata: applied index, compaction progress (see `mvcc::meta`).
-    Meta,
-    /// Leases, owned by the lease layer.
-    Lease,
-    /// Users, roles and the auth switch, owned by the auth layer.
-    Auth,
-    /// Cluster membership, owned by the membership layer.
-    Members,
-}
-
-const ALL_TABLES: [Table; 5] = [Table::Key, Table::Meta, Table::Lease, Table::Auth, Table::Members];
-
-impl Table {
-    /// Stable name, used in dumps and as the RocksDB column family name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Table::Key => "key",
-            Table::Meta => "meta",
-            Table::Lease => "lease",
-            Table::Auth => "auth",
-            Table::Members => "members",
-        }
-    }
-
-    /// Every table, in a fixed order (the order dumps use).
-    pub fn all() -> &'static [Table] {
-        &ALL_TABLES
-    }
-
-    /// The table with the given [`Table::name`], if any.
-    pub fn from_name(name: &str) -> Option<Table> {
-        ALL_TABLES.iter().copied().find(|t| t.name() == name)
-    }
-
-    /// Dense index in `0..Table::all().len()`, for array-backed engines.
-    pub fn index(&self) -> usize {
-        match self {
-            Table::Key => 0,
-            Table::Meta => 1,
-            Table::Lease => 2,
-            Table::Auth => 3,
-            Table::Members => 4,
-        }
-    }
-}
+use crate::schema::Table;
 
 /// One change inside a [`WriteBatch`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,17 +169,6 @@ pub trait Engine: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn table_names_round_trip_and_indexes_are_dense() {
-        for (i, t) in Table::all().iter().enumerate() {
-            assert_eq!(Table::from_name(t.name()), Some(*t));
-            assert_eq!(t.index(), i);
-        }
-        assert_eq!(Table::from_name("nope"), None);
-        let names: Vec<_> = Table::all().iter().map(|t| t.name()).collect();
-        assert_eq!(names, ["key", "meta", "lease", "auth", "members"]);
-    }
 
     #[test]
     fn batch_helpers() {

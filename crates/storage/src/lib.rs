@@ -1,17 +1,22 @@
 //! Storage for MetaStore: the [`Engine`] boundary, the in-memory engine, the
-//! engine-independent dump format, and MVCC with etcd 3.5 semantics.
+//! engine-independent dump format, MVCC with etcd 3.5 semantics, and the
+//! on-disk layout of every table ([`schema`]).
 //!
-//! See DESIGN.md §3. Invariants live in each module's docs.
+//! docs/architecture.md (the `storage` crate, and Durability and restart)
+//! has the picture; the invariants live in each module's docs.
 
 pub mod conformance;
 pub mod dump;
 pub mod engine;
 pub mod memory;
 pub mod mvcc;
+pub mod schema;
+pub mod thread_priority;
 
-pub use engine::{BatchOp, DeferredDump, Engine, EngineError, Table, WriteBatch};
+pub use engine::{BatchOp, DeferredDump, Engine, EngineError, WriteBatch};
 pub use memory::MemoryEngine;
 pub use mvcc::{
-    AppliedIndex, Event, EventKind, KeyRange, KeyValue, MvccError, MvccStore, RangeOptions, RangeResult, Revision,
-    WriteTxn,
+    AppliedIndex, CompactionConfig, Event, EventKind, KeyRange, KeyValue, MvccError, MvccStore, RangeOptions,
+    RangeResult, Revision, WriteTxn,
 };
+pub use schema::Table;

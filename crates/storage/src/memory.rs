@@ -1,8 +1,9 @@
 //! [`MemoryEngine`]: every table is a lock-free ordered skip list in memory.
 //!
-//! Durability comes from the raft WAL plus snapshots (see DESIGN.md §3), not from
-//! this engine: after a crash its contents are rebuilt by [`Engine::restore`] from
-//! the last snapshot and WAL replay.
+//! Durability comes from the raft WAL plus snapshots (see Durability and
+//! restart in docs/architecture.md), not from this engine: after a crash its
+//! contents are rebuilt by [`Engine::restore`] from the last snapshot and WAL
+//! replay.
 //!
 //! Invariants:
 //! - Reads (`get`, `scan`) never take a lock; they may run during a `write` and
@@ -13,6 +14,9 @@
 //!   consistent point-in-time view even while a writer is waiting, and the byte
 //!   count behind [`Engine::size_bytes`] is always exactly the sum of
 //!   `key.len() + value.len()` over all tables.
+//! - A write that must wait for a deferred dump (it changes [`Table::Key`]
+//!   below the dump's bound: in MVCC only the compactor does) waits without
+//!   that mutex, so writes above the bound never queue behind it.
 //! - `restore` parses and validates the whole input before touching the
 //!   contents, so a corrupt dump leaves the engine unchanged.
 
@@ -25,7 +29,8 @@ use crossbeam_skiplist::SkipMap;
 use parking_lot::{Condvar, Mutex};
 
 use crate::dump::{read_dump, read_dump_with, DumpWriter};
-use crate::engine::{BatchOp, DeferredDump, Engine, EngineError, Table, WriteBatch};
+use crate::engine::{BatchOp, DeferredDump, Engine, EngineError, WriteBatch};
+use crate::schema::Table;
 
 type TableMap = SkipMap<Vec<u8>, Vec<u8>>;
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -146,8 +151,20 @@ impl Engine for MemoryEngine {
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), EngineError> {
-        let _guard = self.write_lock.lock();
-        self.wait_for_dumps(|key_end| writes_key_below(&batch, key_end));
+        // A batch that must wait for a dump (the compactor's deletes) waits
+        // without the write lock, so other writes (the apply loop's, above
+        // the dump's bound) go on meanwhile. A dump starts under the write
+        // lock, so one that is not running at the check below cannot start
+        // before this batch is written.
+        let conflicts = |key_end: &[u8]| writes_key_below(&batch, key_end);
+        let _guard = loop {
+            self.wait_for_dumps(conflicts);
+            let guard = self.write_lock.lock();
+            let d = self.dumps.lock();
+            if d.count == 0 || !conflicts(&d.key_end) {
+                break guard;
+            }
+        };
         let (mut added, mut removed) = (0u64, 0u64);
         for op in batch.ops {
             match op {
@@ -186,7 +203,7 @@ impl Engine for MemoryEngine {
         let mut w = DumpWriter::new(out)?;
         for &table in Table::all() {
             w.begin_table(table)?;
-            for entry in self.table(table).iter() {
+            for entry in self.table(table) {
                 w.entry(entry.key(), entry.value())?;
             }
         }
@@ -339,18 +356,30 @@ mod tests {
         };
         let waited = done_rx.recv_timeout(std::time::Duration::from_millis(200));
         assert!(waited.is_err(), "a delete below the bound must wait for the dump");
+        // Meanwhile writes at or above the bound go on: the waiting delete
+        // does not hold the write lock.
+        let above = {
+            let e = e.clone();
+            std::thread::spawn(move || put(&e, Table::Key, b"k7", b"v7"))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !above.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "a write above the bound queued behind the waiting one");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        above.join().unwrap();
         let mut out = Vec::new();
         job(&mut out).unwrap();
         done_rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the delete goes on once the dump is done");
         writer.join().unwrap();
         let mut dumped = read_dump(&mut &out[..]).unwrap();
         assert_eq!(dumped.take_table(Table::Key), vec![(b"k1".to_vec(), b"v1".to_vec())]);
-        assert_eq!(e.table_len(Table::Key), 0);
+        assert_eq!(e.table_len(Table::Key), 1, "k1 deleted, k7 written");
         // A job dropped unrun releases its hold too.
         let job = e.clone().deferred_dump(b"k9".to_vec()).unwrap().unwrap();
         drop(job);
         put(&e, Table::Key, b"k2", b"v2");
-        assert_eq!(e.table_len(Table::Key), 1);
+        assert_eq!(e.table_len(Table::Key), 2);
     }
 
     #[test]

@@ -130,10 +130,10 @@ impl Cluster {
     /// until every client port accepts connections.
     pub fn start(binary: &Path, n: usize, extra: &[&str]) -> Cluster {
         let mut c = Cluster::prepare(binary, n, extra);
-        for m in c.members.iter_mut() {
+        for m in &mut c.members {
             m.spawn();
         }
-        for m in c.members.iter_mut() {
+        for m in &mut c.members {
             m.expect_ready();
         }
         c
@@ -155,7 +155,7 @@ impl Cluster {
             c.members.push(c.new_member(i, &format!("m{i}"), "new"));
         }
         let initial = c.initial_cluster();
-        for m in c.members.iter_mut() {
+        for m in &mut c.members {
             m.set_initial_cluster(&initial, "new");
         }
         c
@@ -163,10 +163,10 @@ impl Cluster {
 
     /// Starts every member not running and waits for their client ports.
     pub fn start_all(&mut self) {
-        for m in self.members.iter_mut() {
+        for m in &mut self.members {
             m.spawn();
         }
-        for m in self.members.iter_mut() {
+        for m in &mut self.members {
             m.expect_ready();
         }
     }

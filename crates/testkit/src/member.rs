@@ -62,6 +62,9 @@ pub struct Member {
     log: PathBuf,
     dir: PathBuf,
     child: Option<Child>,
+    /// METASTORE_FAILPOINTS for the next starts (faults from the first
+    /// instant, before the HTTP endpoint serves).
+    start_failpoints: String,
     // Field order = drop order: the process dies (Drop below) before the
     // proxy and the temp dir go.
     proxy: FaultProxy,
@@ -97,6 +100,7 @@ impl Member {
             log: dir.join("server.log"),
             dir,
             child: None,
+            start_failpoints: String::new(),
             proxy,
             _tmp: tmp,
         };
@@ -220,6 +224,12 @@ impl Member {
         crate::metrics::set_failpoint(&self.endpoint(), name, spec);
     }
 
+    /// Failpoints (`name=spec;...`, empty for none) the next starts begin
+    /// with, through METASTORE_FAILPOINTS.
+    pub fn set_start_failpoints(&mut self, specs: &str) {
+        self.start_failpoints = specs.to_string();
+    }
+
     /// Starts the process if it is not running (does not wait for readiness).
     pub fn spawn(&mut self) {
         if self.is_running() {
@@ -240,6 +250,7 @@ impl Member {
         let log2 = log.try_clone().expect("clone log handle");
         let child = Command::new(&self.binary)
             .args(&self.args)
+            .env("METASTORE_FAILPOINTS", &self.start_failpoints)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))

@@ -236,13 +236,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
-        let client = match incoming {
-            Ok(c) => c,
-            Err(_) => {
-                // EMFILE and friends: back off instead of spinning.
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
+        let Ok(client) = incoming else {
+            // EMFILE and friends: back off instead of spinning.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
         };
         let source = match client.peer_addr() {
             Ok(a) => a.ip(),
@@ -579,7 +576,7 @@ mod tests {
         let port = p.port();
         let shared = p.shared.clone();
         let mut clients: Vec<TcpStream> = (0..8).map(|_| connect(&p)).collect();
-        for c in clients.iter_mut() {
+        for c in &mut clients {
             assert_eq!(roundtrip(c, b"hi").unwrap(), b"hi");
         }
         // One connection closed by the client before the drop: its threads
@@ -591,7 +588,7 @@ mod tests {
         drop(p);
         assert_eq!(shared.live_threads.load(Ordering::SeqCst), 0);
         assert!(shared.lock().conns.is_empty());
-        for c in clients.iter_mut() {
+        for c in &mut clients {
             assert!(is_closed(c), "a connection outlived its proxy");
         }
         // The listener is gone: the port can be bound again, and connecting

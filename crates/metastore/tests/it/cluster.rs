@@ -577,6 +577,32 @@ async fn sigterm_on_the_leader_hands_over_leadership() {
     assert!(timed(cl.put("after-handover", "1", None)).await.is_some());
 }
 
+/// The hand-over on SIGTERM goes to a live voter: with two of five members
+/// just killed (they may be as caught up as the rest), leadership moves at
+/// once to one of the two still running, instead of waiting out the
+/// request timeout on a dead transferee and an election after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_hands_leadership_to_a_live_member() {
+    let mut c = cluster(5, &[]);
+    let old = blocking(|| c.leader()).expect("leader");
+    let mut cl = connect(c.endpoints()).await;
+    assert!(timed(cl.put("before", "1", None)).await.is_some());
+    let dead = [(old + 1) % 5, (old + 2) % 5];
+    blocking(|| {
+        for d in dead {
+            c.member_mut(d).kill9();
+        }
+    });
+    // Past an election timeout: the leader has stopped hearing from them.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let code = blocking(|| c.member_mut(old).terminate(Duration::from_secs(15)));
+    assert_eq!(code, Some(0), "clean exit");
+    let log = c.member(old).log_text();
+    assert!(log.contains("handed over leadership"), "{log}");
+    let new = blocking(|| c.wait_leader(FAILOVER_BOUND)).expect("a leader after the hand-over");
+    assert!(new != old && !dead.contains(&new), "leader {new}");
+}
+
 /// A restart must bring raft back with the configuration of every applied
 /// conf change, also when the engine resumes past the last snapshot
 /// (RocksDB): a one-member cluster grows to two voters, both are killed and

@@ -480,6 +480,21 @@ fn compaction() {
     p.same(&["compact", "x"]);
 }
 
+/// A txn's chosen branches are checked in etcd's order, so one request
+/// fails with the same error on both: every put before any range, and a
+/// txn put's ignore flags before its lease (a plain put checks the lease
+/// first).
+#[test]
+fn txn_checks_run_in_etcds_order() {
+    let p = Pair::start();
+    p.ok(&["put", "k", "v"]);
+    p.err_stdin(&["txn"], b"\nget k --rev=100\nput missing --ignore-value\n\n\n", "etcdserver: key not found");
+    p.err_stdin(&["txn"], b"\nput missing --ignore-value --lease=99\n\n\n", "etcdserver: key not found");
+    p.err(&["put", "missing", "--ignore-value", "--lease=99"], "etcdserver: requested lease not found");
+    p.err_stdin(&["txn"], b"\nget k --rev=100\nput k --ignore-value\n\n\n", "required revision is a future revision");
+    p.ok(&["get", "--prefix", "", "-w", "json"]);
+}
+
 /// A txn script whose success branch puts `n` distinct keys.
 fn txn_of_puts(n: usize) -> String {
     let mut s = String::from("\n");

@@ -1,12 +1,11 @@
-//! A real full disk (a small tmpfs under one member's RocksDB directory):
-//! the member fail-stops, the others carry on, and once there is room it
-//! restarts and converges. Needs the RocksDB engine and root (mount).
+//! A real full disk (a small tmpfs under one member's RocksDB directory, or
+//! under its WAL and snapshots with the memory engine): the member
+//! fail-stops, the others carry on, and once there is room it restarts and
+//! converges. Needs root (mount).
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use etcd_client::Client;
 use testkit::Cluster;
 
 use crate::faults::{connect, hashes_at, put_all, put_retrying, wait_exit, STOP_BOUND};
@@ -14,16 +13,31 @@ use crate::faults::{connect, hashes_at, put_all, put_retrying, wait_exit, STOP_B
 /// A member whose RocksDB directory is on a small tmpfs that fills up:
 /// it stops (its engine refuses the write of an entry the others applied),
 /// the others carry on, and once there is room again it restarts and its
-/// HashKV equals the others'. Needs root (mount) and the RocksDB engine.
+/// HashKV equals the others'.
+#[cfg(feature = "rocksdb")]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_stops_the_member_and_it_converges_once_there_is_room() {
+    full_disk(&["--storage", "rocksdb"], &["member", "rocksdb"]).await;
+}
+
+/// The same with the memory engine, whose WAL and snapshots fill the disk:
+/// a WAL write or snapshot that fails stops the member.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_under_the_wal_stops_the_member_and_it_converges_once_there_is_room() {
+    full_disk(&["--storage", "memory", "--snapshot-count", "2000"], &["member"]).await;
+}
+
+/// Member 2 with `under` (a path in its data dir) on a 24 MiB tmpfs: it
+/// stops once the disk is full, the others carry on, and after the tmpfs
+/// grows it restarts and converges. Needs root (mount).
+async fn full_disk(flags: &[&str], under: &[&str]) {
     if !nix_root() {
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
     }
     let binary = Path::new(env!("CARGO_BIN_EXE_metastore"));
-    let mut c = tokio::task::block_in_place(|| Cluster::prepare(binary, 3, &["--storage", "rocksdb"]));
-    let dir = c.member(2).data_dir().join("member").join("rocksdb");
+    let mut c = tokio::task::block_in_place(|| Cluster::prepare(binary, 3, flags));
+    let dir = under.iter().fold(c.member(2).data_dir(), |d, p| d.join(p));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let mount = Tmpfs::mount(&dir, "24m");
     tokio::task::block_in_place(|| c.start_all());

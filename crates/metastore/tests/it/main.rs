@@ -4,8 +4,10 @@
 
 mod auto_compaction;
 mod backup;
+mod chaos;
 mod cluster;
 mod common;
+mod compaction_stall;
 mod corrupt;
 mod crash;
 mod diff;
@@ -13,9 +15,11 @@ mod diff_clients;
 mod diff_common;
 mod diff_watch_lease;
 mod faults;
-#[cfg(feature = "rocksdb")]
+mod faults_bootstrap;
 mod faults_disk;
+mod faults_io;
 mod gateway;
+mod hash_scans;
 mod kv;
 mod kv_errors;
 mod lease;

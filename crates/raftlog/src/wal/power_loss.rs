@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use raft::eraftpb::{Entry, HardState};
 
 use super::segment;
+use super::tests::record_offsets;
 use super::{Wal, WalContents, WalError, WalOptions};
 use crate::crashsim::{scratch_dir, standard_variants, Rng, Session, SECTOR};
 
@@ -24,16 +25,6 @@ fn hs(commit: u64) -> HardState {
 
 fn last_segment(dir: &Path) -> PathBuf {
     segment::list(dir).unwrap().pop().unwrap().path
-}
-
-fn offsets(path: &Path) -> Vec<u64> {
-    let mut out = Vec::new();
-    segment::scan(path, true, |_, off| {
-        out.push(off);
-        Ok(())
-    })
-    .unwrap();
-    out
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -76,7 +67,7 @@ fn a_lost_sector_in_the_unsynced_tail_is_a_torn_write() {
     let seg = last_segment(base.path());
     let name = seg.file_name().unwrap().to_owned();
     let bytes = fs::read(&seg).unwrap();
-    let end = *offsets(&seg).last().unwrap() as usize + 200;
+    let end = *record_offsets(&seg).last().unwrap() as usize + 200;
     // Every sector (piece) of the unsynced tail lost on its own: it reads as
     // zeros while later sectors made it to disk.
     let mut at = synced_end as usize;

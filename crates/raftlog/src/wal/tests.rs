@@ -34,7 +34,7 @@ fn segment_paths(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Start offsets of every record in a segment.
-fn record_offsets(path: &Path) -> Vec<u64> {
+pub(super) fn record_offsets(path: &Path) -> Vec<u64> {
     let mut out = Vec::new();
     segment::scan(path, true, |_, off| {
         out.push(off);

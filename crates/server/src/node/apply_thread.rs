@@ -23,22 +23,21 @@
 //! turns into a member stop (fail-stop), and no later entry is applied.
 
 use std::io::Read;
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use api::pb::metastorepb::InternalRequest;
 use api::EtcdError;
-use parking_lot::Mutex;
 use prost::Message as _;
 use raft::eraftpb::{Entry, EntryType, SnapshotMetadata};
 use storage::{AppliedIndex, DeferredDump};
 use tokio::sync::watch;
 
+use super::queue_thread::QueueThread;
 use super::{ApplyWaiters, NodeError};
+use crate::apply::members::Membership;
 use crate::apply::Applier;
-use crate::members::Membership;
-use crate::state::SharedState;
+use crate::node::state::SharedState;
 
 /// Tasks queued for the apply thread: each Ready's committed entries are
 /// one task, so this is how many Readies apply may fall behind before the
@@ -68,88 +67,23 @@ pub(super) struct Worker {
     pub(super) revision_tx: watch::Sender<i64>,
 }
 
-pub(super) struct ApplyThread {
-    tx: Option<SyncSender<Task>>,
-    thread: Option<JoinHandle<()>>,
-    failure: Arc<Mutex<Option<NodeError>>>,
-}
+/// The apply thread; the raft thread waits for it with `drain(Task::Barrier)`.
+pub(super) type ApplyThread = QueueThread<Task>;
 
-impl ApplyThread {
-    pub(super) fn start(worker: Worker) -> Result<ApplyThread, NodeError> {
-        let (tx, rx) = mpsc::sync_channel(APPLY_QUEUE);
-        let failure = Arc::new(Mutex::new(None));
-        let failed = failure.clone();
-        let thread = std::thread::Builder::new().name("apply".into()).spawn(move || {
-            yield_to_raft();
-            if let Err(e) = worker.run(rx) {
-                tracing::error!(error = %e, "apply stopped on error");
-                *failed.lock() = Some(e);
-            }
-        })?;
-        Ok(ApplyThread { tx: Some(tx), thread: Some(thread), failure })
-    }
-
-    /// Queues `task`; waits while the queue is full. Err once the thread
-    /// has failed (its error).
-    pub(super) fn send(&mut self, task: Task) -> Result<(), NodeError> {
-        self.check()?;
-        let sent = self.tx.as_ref().map(|tx| tx.send(task).is_ok()).unwrap_or(false);
-        if sent {
-            Ok(())
-        } else {
-            self.check()?;
-            Err(NodeError::Io(std::io::Error::other("the apply thread is gone")))
-        }
-    }
-
-    /// Waits until everything queued before is applied.
-    pub(super) fn drain(&mut self) -> Result<(), NodeError> {
-        let (done, wait) = mpsc::sync_channel(1);
-        self.send(Task::Barrier(done))?;
-        if wait.recv().is_err() {
-            self.check()?;
-            return Err(NodeError::Io(std::io::Error::other("the apply thread is gone")));
-        }
-        Ok(())
-    }
-
-    /// The thread's failure, if it failed (reported once).
-    pub(super) fn check(&mut self) -> Result<(), NodeError> {
-        match self.failure.lock().take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    /// Applies what is queued, then ends the thread.
-    pub(super) fn stop(&mut self) -> Result<(), NodeError> {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                return Err(NodeError::Io(std::io::Error::other("the apply thread panicked")));
-            }
-        }
-        self.check()
-    }
+pub(super) fn start(worker: Worker) -> Result<ApplyThread, NodeError> {
+    let run = move |rx| {
+        yield_to_raft();
+        worker.run(rx)
+    };
+    QueueThread::start("apply", APPLY_QUEUE, "apply stopped on error", run, || {})
 }
 
 /// Lowers this thread's scheduling priority (nice +5): when the CPU is
 /// short, as while a large entry is being applied, the raft thread (and its
 /// heartbeats) goes first; apply only waits a little longer.
 fn yield_to_raft() {
-    // SAFETY: gettid and setpriority only read their integer arguments.
-    let r = unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 5)
-    };
-    if r != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the apply thread's priority");
-    }
-}
-
-impl Drop for ApplyThread {
-    fn drop(&mut self) {
-        let _ = self.stop();
+    if let Err(e) = storage::thread_priority::lower_current_thread(5) {
+        tracing::debug!(error = %e, "could not lower the apply thread's priority");
     }
 }
 

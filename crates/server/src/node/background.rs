@@ -29,6 +29,10 @@ impl BackgroundSnapshot {
     pub(super) fn start(store: SnapshotStore, meta: SnapshotMetadata, dump: DeferredDump) -> io::Result<Self> {
         let (index, term) = (meta.index, meta.term);
         let thread = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
+            // Tests make the disk fail here (error) or the writer slow (sleep).
+            if failpoint::hit("snapshot::save") {
+                return Err(io::Error::other("failpoint snapshot::save"));
+            }
             let mut dump = Some(dump);
             let mut write = |w: &mut dyn io::Write| match dump.take() {
                 Some(d) => d(w).map_err(io::Error::other),

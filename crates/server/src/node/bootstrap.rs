@@ -11,6 +11,14 @@
 //! index, and raft replays only the entries after it. With either engine raft
 //! starts with the WAL's newest conf state record (written before each conf
 //! change's effects reach the engine) when it is newer than the snapshot.
+//!
+//! A bootstrap writes the engine (the `--restore-snapshot` file, the
+//! membership, applied index 1) before the raft log records its snapshot.
+//! A crash in between leaves a persistent engine with state and an empty
+//! log, which otherwise means a lost or foreign raft log and is refused. So
+//! the bootstrap first writes the marker file `member/bootstrapping`
+//! (durably) and removes it once the log holds the snapshot: an empty log
+//! with the marker is an unfinished bootstrap, which is wiped and redone.
 
 use std::sync::Arc;
 
@@ -20,10 +28,10 @@ use raftlog::{LogStore, LogStoreOptions};
 use storage::{AppliedIndex, Engine, MvccStore, Table, WriteBatch};
 
 use super::NodeError;
-use crate::alarms::Alarms;
+use crate::apply::alarms::Alarms;
+use crate::apply::lessor::Lessor;
+use crate::apply::members::Membership;
 use crate::config::ServerConfig;
-use crate::lessor::Lessor;
-use crate::members::Membership;
 
 pub struct Opened {
     pub log: LogStore,
@@ -36,35 +44,55 @@ pub struct Opened {
     pub last_snapshot: u64,
 }
 
+/// Marks a bootstrap in progress (see the module docs).
+const BOOTSTRAP_MARKER: &str = "bootstrapping";
+
 pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeError> {
     let opts = LogStoreOptions { catchup_entries: cfg.snapshot_catchup_entries, ..LogStoreOptions::default() };
     let (mut log, recovered) = LogStore::open_with(&cfg.member_dir(), opts)?;
     let mut last_snapshot = 0;
-    let held = storage::mvcc::meta::load_applied(engine.as_ref())?;
-    if engine.persistent() && recovered.fresh && held.index > 0 {
-        return Err(NodeError::Io(std::io::Error::other(format!(
-            "the {} engine holds state up to raft index {} but the raft log is empty; \
-             remove the data dir to start this member afresh",
-            engine.kind(),
-            held.index
-        ))));
+    let marker = cfg.member_dir().join(BOOTSTRAP_MARKER);
+    let unfinished = marker.exists();
+    if unfinished && !recovered.fresh {
+        // The log holds the bootstrap's snapshot: it finished, and only the
+        // marker's removal was lost.
+        raftlog::durable::remove_file_durably(&marker)?;
+    }
+    let mut held = storage::mvcc::meta::load_applied(engine.as_ref())?;
+    if unfinished && recovered.fresh {
+        tracing::warn!(
+            engine_index = held.index,
+            "an earlier start stopped while bootstrapping this member; starting the bootstrap over"
+        );
+        wipe(engine.as_ref())?;
+        held = AppliedIndex::default();
     }
     let bootstrapping = recovered.fresh && !cfg.join_existing;
-    if let Some(path) = &cfg.restore_snapshot {
-        if bootstrapping {
-            tracing::info!(file = %path.display(), "bootstrapping the new cluster from a snapshot");
-            let mut dump = crate::backup::open_backup(path).map_err(|e| NodeError::Io(std::io::Error::other(e)))?;
-            engine
-                .restore(&mut dump)
-                .map_err(|e| NodeError::Io(std::io::Error::other(format!("restoring {}: {e}", path.display()))))?;
-            // The old cluster's applied index means nothing to the new raft
-            // log; the bootstrap below records index 1.
-            let mut batch = WriteBatch::default();
-            storage::mvcc::meta::put_applied(&mut batch, AppliedIndex::default());
-            engine.write(batch)?;
-        } else {
+    if engine.persistent() && recovered.fresh && held.index > 0 {
+        return Err(NodeError::EngineAheadOfLog { engine: engine.kind(), index: held.index });
+    }
+    // The backup file is checked whole before anything is written.
+    let backup = match &cfg.restore_snapshot {
+        Some(path) if bootstrapping => Some((path, crate::maintenance::backup::open_backup(path)?)),
+        Some(path) => {
             tracing::info!(file = %path.display(), "the data dir holds a member: --restore-snapshot is ignored");
+            None
         }
+        None => None,
+    };
+    if bootstrapping {
+        raftlog::durable::write_file(&marker, b"")?;
+    }
+    if let Some((path, mut dump)) = backup {
+        tracing::info!(file = %path.display(), "bootstrapping the new cluster from a snapshot");
+        engine.restore(&mut dump).map_err(|source| NodeError::Restore { what: path.display().to_string(), source })?;
+        // Tests crash the process here and below.
+        failpoint::hit("bootstrap::restored");
+        // The old cluster's applied index means nothing to the new raft
+        // log; the bootstrap below records index 1.
+        let mut batch = WriteBatch::default();
+        storage::mvcc::meta::put_applied(&mut batch, AppliedIndex::default());
+        engine.write(batch)?;
     }
     if let Some((meta, mut reader)) = recovered.snapshot {
         last_snapshot = meta.index;
@@ -72,14 +100,15 @@ pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeE
             tracing::info!(applied = held.index, snapshot = meta.index, "resuming from the engine's applied index");
         } else {
             tracing::info!(index = meta.index, term = meta.term, "restoring state from snapshot");
-            engine.restore(&mut reader).map_err(|e| {
-                NodeError::Io(std::io::Error::other(format!(
-                    "restoring the {} engine (at raft index {}) from snapshot {}/{}: {e}",
+            engine.restore(&mut reader).map_err(|source| NodeError::Restore {
+                what: format!(
+                    "the {} engine (at raft index {}) from snapshot {}/{}",
                     engine.kind(),
                     held.index,
                     meta.index,
                     meta.term
-                )))
+                ),
+                source,
             })?;
         }
     }
@@ -91,6 +120,7 @@ pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeE
     members.load(mvcc.engine().as_ref())?;
     if bootstrapping {
         bootstrap_new(cfg, &mut log, &mvcc, &members)?;
+        raftlog::durable::remove_file_durably(&marker)?;
         last_snapshot = 1;
     }
     let lessor = Arc::new(Lessor::new(Lessor::min_ttl_for(cfg.heartbeat, cfg.election_ticks())));
@@ -130,7 +160,7 @@ fn bootstrap_new(
         true
     })?;
     // Its alarms name the old members; the new cluster raises its own.
-    crate::alarms::clear_all(mvcc.engine().as_ref(), &mut batch)?;
+    crate::apply::alarms::clear_all(mvcc.engine().as_ref(), &mut batch)?;
     members.bootstrap(cfg.cluster_id, records, &mut batch);
     let applied = AppliedIndex { index: 1, term: 1 };
     mvcc.set_applied_with(applied, batch)?;
@@ -138,8 +168,18 @@ fn bootstrap_new(
     let cs = ConfState { voters: cfg.members.iter().map(|m| m.id).collect(), ..Default::default() };
     let mut meta = SnapshotMetadata { index: applied.index, term: applied.term, ..Default::default() };
     meta.set_conf_state(cs);
+    failpoint::hit("bootstrap::log");
     let engine = mvcc.engine();
     log.install_snapshot_with(&meta, &mut |w| engine.dump(w).map_err(std::io::Error::other))?;
     tracing::info!(members = cfg.members.len(), "bootstrapped a new cluster");
+    Ok(())
+}
+
+/// Empties the engine (what an unfinished bootstrap left), through the one
+/// operation every engine has that replaces all contents.
+fn wipe(engine: &dyn Engine) -> Result<(), NodeError> {
+    let mut empty = Vec::new();
+    storage::MemoryEngine::new().dump(&mut empty)?;
+    engine.restore(&mut empty.as_slice())?;
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! - an entry is applied only after it is durable in this member's WAL;
 //! - apply runs on its own thread (`apply_thread`), in log order, beside
 //!   the raft thread, which applies conf changes itself once apply has
-//!   drained;
+//!   drained; the WAL is written by a thread of its own too (`wal_thread`),
+//!   and raft counts entries as persisted only once it reported them;
 //! - every queue into the thread is bounded (`PROPOSAL_QUEUE`); a full queue
 //!   answers "too many requests" (or drops a peer message, which raft
 //!   retransmits) instead of waiting.
@@ -15,8 +16,16 @@ mod apply_thread;
 mod background;
 mod bootstrap;
 mod conf;
+pub mod engine;
+pub mod identity;
+pub mod lifecycle;
+mod queue_thread;
+mod raft_logger;
 mod runner;
 pub mod staged;
+pub mod state;
+pub mod waiters;
+mod wal_thread;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -32,15 +41,15 @@ use raft::SnapshotStatus;
 use storage::{Engine, MvccStore};
 use tokio::sync::{oneshot, watch};
 
+use crate::apply::lessor::Lessor;
+use crate::apply::members::Membership;
 use crate::apply::ApplyResult;
 use crate::config::ServerConfig;
 use crate::deadline::Deadline;
-use crate::lessor::Lessor;
-use crate::members::Membership;
-use crate::state::SharedState;
-use crate::waiters::Waiters;
+use crate::node::state::SharedState;
+use crate::node::waiters::Waiters;
 
-pub use runner::{NoPeers, Transport};
+pub use runner::Transport;
 
 /// Proposals, reads and peer messages queued for the raft thread. Sized for
 /// a burst of a few thousand concurrent clients; beyond it clients get
@@ -63,6 +72,21 @@ pub enum NodeError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Etcd(#[from] EtcdError),
+    #[error("{0}")]
+    Backup(#[from] crate::maintenance::backup::BackupError),
+    #[error("restoring {what}: {source}")]
+    Restore { what: String, source: storage::EngineError },
+    #[error(
+        "the {engine} engine holds state up to raft index {index} but the raft log is empty; \
+         remove the data dir to start this member afresh"
+    )]
+    EngineAheadOfLog { engine: &'static str, index: u64 },
+    #[error("the data of snapshot {index}/{term} was not received")]
+    SnapshotNotReceived { index: u64, term: u64 },
+    #[error("snapshot {index}/{term} vanished")]
+    SnapshotGone { index: u64, term: u64 },
+    #[error("the {name} thread {how}")]
+    ThreadStopped { name: &'static str, how: &'static str },
     /// This member could not apply a committed entry (the engine failed):
     /// it stops rather than skip the entry and diverge from the others.
     #[error("applying committed entry {index} failed, stopping this member: {reason}")]
@@ -91,12 +115,24 @@ pub enum Report {
 }
 
 pub(crate) enum NodeMsg {
-    Propose { id: u64, data: Vec<u8> },
+    Propose {
+        id: u64,
+        data: Vec<u8>,
+    },
     ReadIndex(oneshot::Sender<Result<u64, EtcdError>>),
     Step(Box<Message>),
     Report(Report),
-    ConfChange { id: u64, cc: ConfChange, check: ConfCheck },
-    TransferLeader { target: u64, reply: oneshot::Sender<Result<(), EtcdError>> },
+    ConfChange {
+        id: u64,
+        cc: ConfChange,
+        check: ConfCheck,
+    },
+    TransferLeader {
+        target: u64,
+        reply: oneshot::Sender<Result<(), EtcdError>>,
+    },
+    /// The WAL thread wrote every Ready up to this number (0: it failed).
+    Persisted(u64),
 }
 
 pub type ApplyWaiters = Waiters<ApplyResult>;
@@ -110,7 +146,7 @@ pub struct NodeHandle {
     pub mvcc: Arc<MvccStore>,
     pub lessor: Arc<Lessor>,
     pub members: Arc<Membership>,
-    pub alarms: Arc<crate::alarms::Alarms>,
+    pub alarms: Arc<crate::apply::alarms::Alarms>,
     /// The latest revision applied; watch streams wait on it.
     pub revision: watch::Receiver<i64>,
     /// This member's snapshot files; the transport streams data from them.
@@ -262,7 +298,8 @@ pub fn start(
         thread: Mutex::new(None),
     });
     let transport = transport(node.clone());
-    let runner = runner::Runner::new(cfg, opened, &node, rx, stopping, revision_tx, transport)?;
+    let notify = node.tx.lock().clone().ok_or(NodeError::Etcd(EtcdError::Stopped))?;
+    let runner = runner::Runner::new(cfg, opened, &node, (rx, notify), stopping, revision_tx, transport)?;
     let thread = std::thread::Builder::new().name("raft".into()).spawn(move || runner.run())?;
     *node.thread.lock() = Some(thread);
     Ok(node)

@@ -6,7 +6,7 @@
 //! Apply runs beside this loop; this thread waits for it only to apply a
 //! conf change (rare), which it does itself once apply has drained.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
@@ -19,15 +19,16 @@ use raftlog::LogStore;
 use storage::{AppliedIndex, MvccStore};
 use tokio::sync::{oneshot, watch};
 
-use super::apply_thread::{ApplyThread, Captured, Task, Worker};
+use super::apply_thread::{self, ApplyThread, Captured, Task, Worker};
 use super::background::BackgroundSnapshot;
 use super::bootstrap::Opened;
+use super::wal_thread::{self, WalThread};
 use super::{ApplyWaiters, NodeError, NodeHandle, NodeMsg, Report};
+use crate::apply::lessor::Lessor;
+use crate::apply::members::Membership;
 use crate::apply::Applier;
 use crate::config::ServerConfig;
-use crate::lessor::Lessor;
-use crate::members::Membership;
-use crate::state::SharedState;
+use crate::node::state::SharedState;
 
 /// Messages taken off the queue per loop turn, so ticks and Readies keep
 /// their pace under a flood.
@@ -43,24 +44,16 @@ pub trait Transport: Send + 'static {
     fn set_peers(&mut self, peers: Vec<(u64, Vec<String>)>);
 }
 
-/// A transport for a member that has no peers.
-pub struct NoPeers;
-
-impl Transport for NoPeers {
-    fn send(&mut self, msgs: Vec<Message>) {
-        if !msgs.is_empty() {
-            tracing::warn!(count = msgs.len(), "raft messages for peers dropped: no peer transport");
-        }
-    }
-    fn set_peers(&mut self, _peers: Vec<(u64, Vec<String>)>) {}
-}
-
 type ReadWaiter = oneshot::Sender<Result<u64, EtcdError>>;
 
 pub struct Runner {
     pub(super) raw: RawNode<raftlog::RaftStorage>,
     pub(super) log: LogStore,
     pub(super) apply: ApplyThread,
+    wal: WalThread,
+    /// Per Ready handed to the WAL thread, in order: its number and the
+    /// messages to send once it is persisted.
+    unpersisted: VecDeque<(u64, Vec<Message>)>,
     pub(super) mvcc: Arc<MvccStore>,
     lessor: Arc<Lessor>,
     pub(super) members: Arc<Membership>,
@@ -100,7 +93,8 @@ impl Runner {
         cfg: &ServerConfig,
         opened: Opened,
         node: &NodeHandle,
-        rx: mpsc::Receiver<NodeMsg>,
+        // This thread's queue, and a sender to it for the WAL thread.
+        (rx, notify): (mpsc::Receiver<NodeMsg>, mpsc::SyncSender<NodeMsg>),
         stopping: Arc<AtomicBool>,
         revision_tx: watch::Sender<i64>,
         transport: Box<dyn Transport>,
@@ -118,14 +112,14 @@ impl Runner {
             ..Default::default()
         };
         raft_cfg.validate()?;
-        let mut raw = RawNode::new(&raft_cfg, opened.log.raft_storage(), &crate::raft_logger::logger())?;
+        let mut raw = RawNode::new(&raft_cfg, opened.log.raft_storage(), &crate::node::raft_logger::logger())?;
         let voters: Vec<u64> = raw.raft.prs().conf().voters().ids().iter().collect();
         if voters == [cfg.member_id] {
             // A lone voter need not wait an election timeout to lead.
             raw.campaign()?;
         }
         let volatile = !opened.mvcc.engine().persistent();
-        let apply = ApplyThread::start(Worker {
+        let apply = apply_thread::start(Worker {
             applier: Applier::new(
                 opened.mvcc.clone(),
                 opened.lessor.clone(),
@@ -137,10 +131,13 @@ impl Runner {
             members: opened.members.clone(),
             revision_tx,
         })?;
+        let wal = WalThread::start(opened.log.writer(), notify)?;
         let mut runner = Runner {
             raw,
             log: opened.log,
             apply,
+            wal,
+            unpersisted: VecDeque::new(),
             mvcc: opened.mvcc,
             lessor: opened.lessor,
             members: opened.members,
@@ -190,6 +187,11 @@ impl Runner {
 
     pub fn run(mut self) -> Result<(), NodeError> {
         let mut result = self.run_loop();
+        // What was handed to the WAL is written (or the write failed).
+        let written = self.wal.stop();
+        if result.is_ok() {
+            result = written;
+        }
         // What was handed to apply is applied (or apply failed).
         let applied = self.apply.stop();
         if result.is_ok() {
@@ -248,6 +250,7 @@ impl Runner {
                 self.retry_reads(now);
             }
             self.flush_reads();
+            self.wal.check()?;
             self.apply.check()?;
             self.advance_applied();
             while self.raw.has_ready() {
@@ -309,6 +312,7 @@ impl Runner {
             NodeMsg::TransferLeader { target, reply } => {
                 let _ = reply.send(self.transfer_leader(target));
             }
+            NodeMsg::Persisted(number) => self.on_persisted(number),
         }
     }
 
@@ -320,20 +324,27 @@ impl Runner {
         }
     }
 
-    /// `target` 0 picks the most caught-up other voter (for shutdown).
+    /// `target` 0 picks the most caught-up other voter that was heard from
+    /// within an election timeout (for shutdown): one that just died may
+    /// still be the most caught-up, and leadership handed to it would be
+    /// lost for an election timeout (etcd picks the longest connected).
     fn transfer_leader(&mut self, mut target: u64) -> Result<(), EtcdError> {
         if self.raw.raft.state != StateRole::Leader {
             return Err(EtcdError::NotLeader);
         }
         if target == 0 {
             let me = self.state.member_id;
+            let now = Instant::now();
+            let alive = |id: &u64| {
+                self.heard.get(id).is_some_and(|(_, last)| now.duration_since(*last) <= self.election_timeout)
+            };
             let prs = self.raw.raft.prs();
             let best = prs
                 .conf()
                 .voters()
                 .ids()
                 .iter()
-                .filter(|id| *id != me)
+                .filter(|id| *id != me && alive(id))
                 .max_by_key(|id| prs.get(*id).map_or(0, |p| p.matched));
             match best {
                 Some(id) => target = id,
@@ -388,6 +399,7 @@ impl Runner {
     fn on_ready(&mut self) -> Result<(), NodeError> {
         // Tests stall (sleep, pause) or crash (panic) the raft thread here.
         failpoint::hit("raft::ready");
+        let started = Instant::now();
         let mut ready = self.raw.ready();
         if let Some(ss) = ready.ss() {
             let was_leader = self.state.leader() == self.state.member_id;
@@ -413,21 +425,90 @@ impl Runner {
         }
         self.transport.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
-            self.install_snapshot(ready.snapshot().clone())?;
+            return self.on_snapshot_ready(ready);
         }
-        let t0 = Instant::now();
-        let committed = ready.take_committed_entries();
-        self.apply_committed(committed)?;
-        let t1 = Instant::now();
-        if !ready.entries().is_empty() || ready.hs().is_some() {
-            self.log.persist(ready.entries(), ready.hs(), ready.must_sync())?;
-        }
-        let t2 = Instant::now();
+        self.apply_committed(ready.take_committed_entries())?;
+        // Staged for raft to read, written by the WAL thread; raft counts
+        // them as persisted once it reports them (`on_persisted`).
+        let entries = ready.take_entries();
+        let hard_state = ready.hs().cloned();
+        self.log.stage(&entries, hard_state.as_ref())?;
+        let number = ready.number();
+        let sync = ready.must_sync();
+        self.wal.persist(wal_thread::Task::Persist { number, entries, hard_state, sync })?;
         if let Some(hs) = ready.hs() {
             self.state.set_term(hs.term);
             self.state.set_commit(hs.commit);
         }
-        for rs in ready.take_read_states() {
+        self.answer_reads(ready.take_read_states());
+        self.unpersisted.push_back((number, ready.take_persisted_messages()));
+        self.raw.advance_append_async(ready);
+        let busy = started.elapsed();
+        if busy > self.election_timeout / 2 {
+            // etcd's "leader failed to send out heartbeat on time": a Ready
+            // this long holds heartbeats back (an overloaded CPU, a queue to
+            // the WAL or apply thread full because the disk is that slow).
+            tracing::warn!(busy_ms = busy.as_millis() as u64, "raft thread busy for over half an election timeout");
+        }
+        self.advance_applied();
+        self.snapshot(false)
+    }
+
+    /// The WAL thread wrote every Ready up to `number`: raft may count
+    /// them, and their messages (votes, acknowledgements) go out.
+    fn on_persisted(&mut self, number: u64) {
+        if number == 0 {
+            // The WAL thread failed; the loop finds out from it.
+            return;
+        }
+        while self.unpersisted.front().is_some_and(|(n, _)| *n <= number) {
+            if let Some((_, msgs)) = self.unpersisted.pop_front() {
+                self.wal.in_flight = self.wal.in_flight.saturating_sub(1);
+                self.transport.send(msgs);
+            }
+        }
+        self.raw.on_persist_ready(number);
+    }
+
+    /// Waits until the WAL thread has written everything handed to it and
+    /// tells raft, before this thread writes the WAL itself (a snapshot, a
+    /// hard state): records must not land out of order.
+    fn drain_wal(&mut self) -> Result<(), NodeError> {
+        self.wal.drain()?;
+        if let Some(&(last, _)) = self.unpersisted.back() {
+            self.on_persisted(last);
+        }
+        Ok(())
+    }
+
+    /// A Ready with a snapshot from the leader, handled whole on this
+    /// thread: what is in flight is written first, then the snapshot, its
+    /// entries and hard state, as raft-rs's synchronous path does.
+    fn on_snapshot_ready(&mut self, mut ready: raft::Ready) -> Result<(), NodeError> {
+        self.drain_wal()?;
+        self.install_snapshot(ready.snapshot().clone())?;
+        self.apply_committed(ready.take_committed_entries())?;
+        if !ready.entries().is_empty() || ready.hs().is_some() {
+            self.log.persist(ready.entries(), ready.hs(), ready.must_sync())?;
+        }
+        if let Some(hs) = ready.hs() {
+            self.state.set_term(hs.term);
+            self.state.set_commit(hs.commit);
+        }
+        self.answer_reads(ready.take_read_states());
+        self.transport.send(ready.take_persisted_messages());
+        let mut light = self.raw.advance_append(ready);
+        if let Some(c) = light.commit_index() {
+            self.state.set_commit(c);
+        }
+        self.transport.send(light.take_messages());
+        self.apply_committed(light.take_committed_entries())?;
+        self.advance_applied();
+        Ok(())
+    }
+
+    fn answer_reads(&mut self, states: Vec<raft::ReadState>) {
+        for rs in states {
             let mut seq = [0u8; 8];
             if rs.request_ctx.len() == 16 && rs.request_ctx[..8] == self.state.member_id.to_be_bytes() {
                 seq.copy_from_slice(&rs.request_ctx[8..]);
@@ -438,30 +519,6 @@ impl Runner {
                 }
             }
         }
-        self.transport.send(ready.take_persisted_messages());
-        let mut light = self.raw.advance(ready);
-        if let Some(c) = light.commit_index() {
-            // Not written to the WAL here (a lost commit index is learned
-            // again from the leader); `snapshot` records it when it must.
-            self.state.set_commit(c);
-        }
-        self.transport.send(light.take_messages());
-        let committed = light.take_committed_entries();
-        self.apply_committed(committed)?;
-        let t3 = Instant::now();
-        if t3 - t0 > self.election_timeout / 2 {
-            // etcd's "leader failed to send out heartbeat on time": a Ready
-            // this long holds heartbeats back, and the followers may call
-            // an election (large entries, a slow disk, an overloaded CPU).
-            tracing::warn!(
-                apply_ms = (t1 - t0).as_millis() as u64,
-                persist_ms = (t2 - t1).as_millis() as u64,
-                apply_after_ms = (t3 - t2).as_millis() as u64,
-                "raft thread busy for over half an election timeout in one Ready"
-            );
-        }
-        self.advance_applied();
-        self.snapshot(false)
     }
 
     fn install_snapshot(&mut self, snap: raft::eraftpb::Snapshot) -> Result<(), NodeError> {
@@ -474,20 +531,22 @@ impl Runner {
                 installed?;
             }
             None if snap.data.is_empty() => {
-                return Err(NodeError::Io(std::io::Error::other(format!(
-                    "the data of snapshot {}/{} was not received",
-                    meta.index, meta.term
-                ))))
+                return Err(NodeError::SnapshotNotReceived { index: meta.index, term: meta.term })
             }
             None => self.log.install_snapshot(&snap)?,
         }
         self.staged.discard_through(meta.index);
+        // Tests crash here: the log records the snapshot, the engine is
+        // not restored from it yet.
+        failpoint::hit("snapshot::install");
         // The apply thread restores the engine from the installed file,
         // streamed, once it has applied what came before. The file is open
         // from here on, so no pruning can take it meanwhile.
-        let (_, data) = self.log.snapshot_store().load(meta.index, meta.term)?.ok_or_else(|| {
-            NodeError::Io(std::io::Error::other(format!("snapshot {}/{} vanished", meta.index, meta.term)))
-        })?;
+        let (_, data) = self
+            .log
+            .snapshot_store()
+            .load(meta.index, meta.term)?
+            .ok_or(NodeError::SnapshotGone { index: meta.index, term: meta.term })?;
         self.apply.send(Task::Restore { meta: meta.clone(), data })?;
         self.last_snapshot = meta.index;
         self.last_snapshot_has_data = true;
@@ -511,7 +570,7 @@ impl Runner {
             if !batch.is_empty() {
                 self.apply.send(Task::Entries(std::mem::take(&mut batch)))?;
             }
-            self.apply.drain()?;
+            self.apply.drain(Task::Barrier)?;
             if e.index > self.mvcc.applied_index().index {
                 self.apply_conf_change_entry(&e)?;
             }
@@ -579,6 +638,7 @@ impl Runner {
     /// `applied`: conf changes are applied on this thread, only once apply
     /// has reached them.
     fn snapshot_position(&mut self, applied: u64) -> Result<(u64, ConfState), NodeError> {
+        self.drain_wal()?;
         self.log.persist_commit(self.raw.raft.raft_log.committed)?;
         let term = self.raw.raft.raft_log.term(applied)?;
         Ok((term, self.raw.raft.prs().conf().to_conf_state()))
@@ -625,7 +685,7 @@ impl Runner {
     /// A snapshot with data dumped on this thread, apply drained (for an
     /// engine that cannot defer its dump).
     fn synchronous_snapshot(&mut self, force: bool) -> Result<(), NodeError> {
-        self.apply.drain()?;
+        self.apply.drain(Task::Barrier)?;
         let applied = self.mvcc.applied_index().index;
         if !force && applied < self.last_snapshot + self.snapshot_count && applied <= self.last_snapshot {
             return Ok(());
@@ -661,6 +721,7 @@ impl Runner {
         let (written, elapsed) = bg.join();
         written?;
         let elapsed_ms = elapsed.as_millis() as u64;
+        self.drain_wal()?;
         if self.log.commit_saved_snapshot(index, term)? {
             self.last_snapshot = index;
             self.last_snapshot_has_data = true;

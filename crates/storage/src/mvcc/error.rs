@@ -16,4 +16,8 @@ pub enum MvccError {
     Engine(#[from] EngineError),
     #[error("mvcc: corrupt data: {0}")]
     Corrupt(String),
+    /// A whole-history read (HashKV) found the store changed under it every
+    /// time it tried (compactions applied, snapshots installed).
+    #[error("the store changed {attempts} times while hashing it; try again")]
+    StoreChanged { attempts: usize },
 }

@@ -7,7 +7,9 @@
 //!
 //! Invariants:
 //! - Only the writer (who holds `MvccStore`'s writer mutex) inserts keys,
-//!   appends revisions, compacts, or removes keys. Readers only look up.
+//!   appends revisions, compacts, or removes keys. Readers only look up; the
+//!   compactor plans its slices without the mutex (`compact_slice` changes
+//!   nothing) and takes it to apply them (`compact_keys`).
 //! - Readers always pass an explicit revision and see only revisions `<=` it,
 //!   so revisions the writer appends for a not-yet-published txn are invisible
 //!   to them.
@@ -17,13 +19,26 @@
 //!   revision `>=` the compaction revision.
 
 use std::collections::HashSet;
+use std::ops::Bound;
 
 use crossbeam_skiplist::SkipMap;
 use parking_lot::Mutex;
 
 use super::key_index::{KeyAt, KeyIndex};
 use super::range::KeyRange;
-use super::revision::Revision;
+use super::revision::{Revision, RevisionKey};
+
+/// What [`TreeIndex::compact_slice`] found.
+#[derive(Debug, Default)]
+pub struct CompactSlice {
+    /// Keys with revisions to drop, ascending.
+    pub keys: Vec<Vec<u8>>,
+    /// Their revisions to drop, as stored.
+    pub drops: Vec<RevisionKey>,
+    /// The last key visited when the slice stopped early; None when it
+    /// reached the end of the index.
+    pub next: Option<Vec<u8>>,
+}
 
 /// Key -> history. See the module docs.
 #[derive(Default)]
@@ -112,30 +127,44 @@ impl TreeIndex {
         }
     }
 
-    /// The revisions compaction at `at_rev` keeps among those `<= at_rev`
-    /// (one per key at most). Does not change the index.
-    pub fn compact_keep(&self, at_rev: i64) -> HashSet<Revision> {
-        let mut keep = HashSet::new();
-        for entry in self.map.iter() {
-            let ki = entry.value().lock();
-            if ki.is_empty() {
-                continue;
+    /// The next slice of a compaction at `at_rev`: visits keys after `after`
+    /// (from the first key when None) in key order, and gathers the keys that
+    /// have revisions to drop and those revisions, until `max_revs` revisions
+    /// or `max_keys` visited keys. Changes nothing, so it needs no lock: the
+    /// writer only appends revisions above any published compaction, which
+    /// leaves what compaction at `at_rev` drops unchanged.
+    pub fn compact_slice(&self, after: Option<&[u8]>, at_rev: i64, max_keys: usize, max_revs: usize) -> CompactSlice {
+        let mut slice = CompactSlice::default();
+        let lower = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        let mut visited = 0;
+        for entry in self.map.range::<[u8], _>((lower, Bound::Unbounded)) {
+            let drops = entry.value().lock().compact_drops(at_rev);
+            if !drops.is_empty() {
+                slice.keys.push(entry.key().to_vec());
+                slice.drops.extend(drops);
             }
-            if let Some(rev) = ki.compact_keep(at_rev) {
-                keep.insert(rev);
+            visited += 1;
+            if visited >= max_keys || slice.drops.len() >= max_revs {
+                slice.next = Some(entry.key().to_vec());
+                return slice;
             }
         }
-        keep
+        slice
     }
 
-    /// Writer only: compacts every key at `at_rev` and removes keys left empty.
-    pub fn compact(&self, at_rev: i64) {
-        for entry in self.map.iter() {
+    /// Writer only: compacts `keys` at `at_rev` (after their dropped
+    /// revisions left the engine) and removes those left empty.
+    pub fn compact_keys(&self, keys: &[Vec<u8>], at_rev: i64) {
+        for key in keys {
+            let Some(entry) = self.map.get(&key[..]) else {
+                continue;
+            };
             let emptied = {
                 let mut ki = entry.value().lock();
-                if !ki.is_empty() {
-                    ki.compact(at_rev);
-                }
+                ki.compact(at_rev);
                 ki.is_empty()
             };
             if emptied {
@@ -144,12 +173,40 @@ impl TreeIndex {
         }
     }
 
-    /// Writer only: replaces the whole contents (restart, snapshot install).
-    pub fn replace_all(&self, keys: impl IntoIterator<Item = (Vec<u8>, KeyIndex)>) {
-        self.map.clear();
-        for (k, ki) in keys {
-            self.map.insert(k.into_boxed_slice(), Mutex::new(ki));
+    /// HashKV's keep set (etcd's `kvindex.Keep(rev)` as the hasher uses it):
+    /// the revision each key that exists at `rev` has there, when that
+    /// revision is at or below `compact`. Compaction at `compact` keeps every
+    /// one of them, so the set is the same before and after it.
+    pub fn hash_keep(&self, rev: i64, compact: i64) -> HashSet<Revision> {
+        let mut keep = HashSet::new();
+        for entry in &self.map {
+            let at = entry.value().lock().get(rev);
+            if let Some(at) = at.filter(|at| at.modified.main <= compact) {
+                keep.insert(at.modified);
+            }
         }
+        keep
+    }
+
+    /// True when `key` changed again after `rev` within the same main
+    /// revision (one txn changed it twice): compaction at `rev.main` drops
+    /// `rev`, whether or not it did so yet.
+    pub fn superseded_at(&self, key: &[u8], rev: Revision) -> bool {
+        self.map.get(key).is_some_and(|e| e.value().lock().modified_after_within(rev))
+    }
+
+    /// True when `key`'s history holds `rev`.
+    pub fn contains(&self, key: &[u8], rev: Revision) -> bool {
+        self.map.get(key).is_some_and(|e| e.value().lock().contains(rev))
+    }
+
+    /// An index holding `keys` (restart, snapshot install).
+    pub fn from_keys(keys: impl IntoIterator<Item = (Vec<u8>, KeyIndex)>) -> Self {
+        let index = TreeIndex::new();
+        for (k, ki) in keys {
+            index.map.insert(k.into_boxed_slice(), Mutex::new(ki));
+        }
+        index
     }
 
     /// A copy of every key's history, in key order (tests and diagnostics).
@@ -199,25 +256,44 @@ mod tests {
         assert_eq!(n, 1);
     }
 
+    /// Compacts the whole index the way the compactor does, in slices.
+    fn compact_all(idx: &TreeIndex, at: i64, max_keys: usize, max_revs: usize) -> Vec<Revision> {
+        let (mut after, mut dropped) = (None, Vec::new());
+        loop {
+            let slice = idx.compact_slice(after.as_deref(), at, max_keys, max_revs);
+            idx.compact_keys(&slice.keys, at);
+            dropped.extend(slice.drops.iter().map(|d| d.rev));
+            match slice.next {
+                Some(k) => after = Some(k),
+                None => return dropped,
+            }
+        }
+    }
+
     #[test]
-    fn compact_removes_dead_keys_and_reports_keep() {
+    fn compact_removes_dead_keys_in_slices() {
         let idx = TreeIndex::new();
         idx.put(b"a", r(2));
         idx.put(b"b", r(3));
         assert!(idx.tombstone(b"a", r(4)));
         idx.put(b"b", r(5));
-        let keep = idx.compact_keep(5);
-        assert_eq!(keep, [r(5)].into_iter().collect());
-        idx.compact(5);
+        assert_eq!(idx.hash_keep(5, 5), [r(5)].into_iter().collect());
+        assert_eq!(idx.hash_keep(5, 4), HashSet::new());
+        let first = idx.compact_slice(None, 5, 1, 100);
+        let want = vec![RevisionKey::new(r(2), false), RevisionKey::new(r(4), true)];
+        assert_eq!((first.keys.len(), first.drops, first.next.as_deref()), (1, want, Some(&b"a"[..])));
+        let mut dropped = compact_all(&idx, 5, 1, 1);
+        dropped.sort();
+        assert_eq!(dropped, [r(2), r(3), r(4)]);
         assert_eq!(idx.len(), 1);
         assert_eq!(idx.get(b"a", 5), None);
         assert_eq!(idx.get(b"b", 5).map(|k| k.version), Some(2));
+        assert!(idx.contains(b"b", r(5)) && !idx.contains(b"b", r(3)) && !idx.contains(b"a", r(4)));
         // Tombstone exactly at the compaction revision is kept.
         assert!(idx.tombstone(b"b", r(6)));
-        assert_eq!(idx.compact_keep(6), [r(6)].into_iter().collect());
-        idx.compact(6);
+        assert_eq!(compact_all(&idx, 6, 10, 10), [r(5)]);
         assert_eq!(idx.len(), 1);
-        idx.compact(7);
+        assert_eq!(compact_all(&idx, 7, 10, 10), [r(6)]);
         assert!(idx.is_empty());
     }
 }

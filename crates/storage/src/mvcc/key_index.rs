@@ -32,7 +32,7 @@
 
 use smallvec::{smallvec, SmallVec};
 
-use super::revision::Revision;
+use super::revision::{Revision, RevisionKey};
 
 /// A generation's revisions: inline while there is one (most keys), so a
 /// key's whole history costs no allocation of its own.
@@ -203,9 +203,41 @@ impl KeyIndex {
 
     /// The revision `compact(at_rev)` would keep among those `<= at_rev`, if
     /// any; does not change the index.
+    #[cfg(test)]
     pub fn compact_keep(&self, at_rev: i64) -> Option<Revision> {
         let (gi, kept) = self.plan_compact(at_rev);
         kept.map(|i| self.generations[gi].revs[i])
+    }
+
+    /// Every revision `compact(at_rev)` would remove, ascending, as stored
+    /// (a closed generation's last revision is its tombstone); does not
+    /// change the index. Always a prefix of the history: what compaction
+    /// drops is older than anything it keeps.
+    pub fn compact_drops(&self, at_rev: i64) -> Vec<RevisionKey> {
+        let (gi, kept) = self.plan_compact(at_rev);
+        let mut out = Vec::new();
+        // Every generation before `gi` is closed: its last revision is its
+        // tombstone.
+        for g in &self.generations[..gi] {
+            let n = g.revs.len();
+            out.extend(g.revs.iter().enumerate().map(|(j, r)| RevisionKey::new(*r, j + 1 == n)));
+        }
+        if let Some(i) = kept {
+            // The kept revision is the last dropped one's successor, so no
+            // dropped revision of this generation is its tombstone.
+            out.extend(self.generations[gi].revs[..i].iter().map(|r| RevisionKey::new(*r, false)));
+        }
+        out
+    }
+
+    /// True when a revision after `rev` with the same main revision is held.
+    pub fn modified_after_within(&self, rev: Revision) -> bool {
+        self.generations.iter().flat_map(|g| g.revs.iter()).any(|r| r.main == rev.main && *r > rev)
+    }
+
+    /// True when `rev` is held.
+    pub fn contains(&self, rev: Revision) -> bool {
+        self.generations.iter().any(|g| g.revs.binary_search(&rev).is_ok())
     }
 
     /// Compacts at `at_rev` (see the module docs); returns the revision kept
@@ -375,6 +407,14 @@ mod tests {
     fn one_shot_compaction_matches_etcd() {
         for (at, want_gens, want_kept) in compact_table() {
             let mut ki = test_index();
+            let all: Vec<Revision> = ki.generations().iter().flat_map(|g| g.revs.iter().copied()).collect();
+            let left: Vec<Revision> = want_gens.iter().flat_map(|g| g.revs.iter().copied()).collect();
+            let drops = ki.compact_drops(at);
+            let revs: Vec<Revision> = drops.iter().map(|d| d.rev).collect();
+            assert_eq!(revs, all[..all.len() - left.len()], "compact_drops({at}) is the dropped prefix");
+            // Tombstones of etcd's test index: 6, 12 and 16.
+            assert!(drops.iter().all(|d| d.tombstone == [6, 12, 16].contains(&d.rev.main)), "{drops:?}");
+            assert!(revs.iter().all(|r| ki.contains(*r)) && left.iter().all(|r| ki.contains(*r)));
             assert_eq!(ki.compact(at), want_kept, "compact({at}) kept");
             assert_eq!(ki.generations(), &want_gens[..], "compact({at})");
             assert_eq!(ki.is_empty(), at == 17);

@@ -1,5 +1,6 @@
 //! [`KeyValue`], watch [`Event`]s, and the encoding of a key-value as stored in
-//! [`Table::Key`](crate::Table::Key).
+//! [`Table::Key`](crate::Table::Key) (the whole on-disk layout is in
+//! [`crate::schema`]).
 //!
 //! Stored value layout (all integers big-endian):
 //!
@@ -12,7 +13,7 @@
 //!
 //! Invariants: a put stores the full [`KeyValue`]; a tombstone stores a
 //! `KeyValue` with only `key` set (as etcd does) — readers fill in
-//! `mod_revision` from the revision key. [`decode_kv`] rejects anything else
+//! `mod_revision` from the revision key. `decode_kv` rejects anything else
 //! with [`MvccError::Corrupt`], never panics.
 
 use super::error::MvccError;
@@ -55,7 +56,7 @@ pub struct Event {
 }
 
 /// Encodes `kv` for storage.
-pub fn encode_kv(kv: &KeyValue) -> Vec<u8> {
+pub(crate) fn encode_kv(kv: &KeyValue) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + kv.key.len() + kv.value.len());
     out.push(FORMAT_VERSION);
     for n in [kv.create_revision, kv.mod_revision, kv.version, kv.lease] {
@@ -70,7 +71,7 @@ pub fn encode_kv(kv: &KeyValue) -> Vec<u8> {
 }
 
 /// Decodes a stored key-value.
-pub fn decode_kv(b: &[u8]) -> Result<KeyValue, MvccError> {
+pub(crate) fn decode_kv(b: &[u8]) -> Result<KeyValue, MvccError> {
     let h = decode_header(b)?;
     Ok(KeyValue {
         create_revision: h.create_revision,
@@ -85,7 +86,7 @@ pub fn decode_kv(b: &[u8]) -> Result<KeyValue, MvccError> {
 /// A stored key-value without its value, borrowed (rebuilding the index
 /// needs no value and no copy).
 #[derive(Debug, PartialEq, Eq)]
-pub struct KvHeader<'a> {
+pub(crate) struct KvHeader<'a> {
     pub key: &'a [u8],
     pub create_revision: i64,
     pub mod_revision: i64,
@@ -94,7 +95,7 @@ pub struct KvHeader<'a> {
 }
 
 /// Decodes everything but the value; the same checks as [`decode_kv`].
-pub fn decode_header(b: &[u8]) -> Result<KvHeader<'_>, MvccError> {
+pub(crate) fn decode_header(b: &[u8]) -> Result<KvHeader<'_>, MvccError> {
     let bad = |why: &str| MvccError::Corrupt(format!("invalid stored key-value: {why}"));
     if b.len() < HEADER_LEN {
         return Err(bad("too short"));

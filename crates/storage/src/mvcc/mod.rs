@@ -1,5 +1,5 @@
 //! Multi-version concurrency control over an [`Engine`](crate::Engine), with
-//! etcd v3.5's semantics (server/mvcc).
+//! etcd v3.5's semantics (etcd's `server/mvcc` package).
 //!
 //! Every change gets a revision `(main, sub)`; history is kept in
 //! [`Table::Key`](crate::Table::Key) (revision -> key-value) until
@@ -10,6 +10,10 @@
 //! - the engine is the source of truth; the index is rebuilt from it on open;
 //! - one writer at a time (the raft apply loop); readers are concurrent and
 //!   see only whole, published txns (see `store.rs`);
+//! - compaction is applied in O(1) (the compact revision is published and
+//!   recorded) and deleted physically by a background thread in small
+//!   batches; no read at or above the compact revision can tell how far it
+//!   got (see `compact.rs`, `compactor.rs`);
 //! - every engine batch that changes keys also carries the applied raft index.
 //!
 //! ```
@@ -25,25 +29,37 @@
 //! ```
 
 mod compact;
+mod compactor;
 pub mod error;
+mod gate;
+pub mod hash;
 mod index;
 mod key_index;
 pub mod kv;
 pub mod meta;
 pub mod range;
 mod rebuild;
+mod restore;
 pub mod revision;
 pub mod store;
 pub mod txn;
 
 #[cfg(test)]
+mod test_engine;
+#[cfg(test)]
+mod tests_compaction;
+#[cfg(test)]
 mod tests_concurrency;
 #[cfg(test)]
 mod tests_model;
 #[cfg(test)]
+mod tests_restore;
+#[cfg(test)]
 mod tests_store;
 
+pub use compactor::{CompactionConfig, DEFAULT_BATCH_REVISIONS};
 pub use error::MvccError;
+pub use hash::HashScan;
 pub use kv::{Event, EventKind, KeyValue};
 pub use meta::AppliedIndex;
 pub use range::{KeyRange, RangeOptions, RangeResult};

@@ -14,7 +14,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::{Engine, Table};
+use crate::engine::Engine;
+use crate::schema::Table;
 
 use super::error::MvccError;
 use super::key_index::KeyIndex;
@@ -24,6 +25,7 @@ use super::revision::{Revision, RevisionKey};
 /// The rebuilt index and the highest main revision found (0 if none).
 /// A B-tree, not a hash map: denser while millions of keys are rebuilt, and
 /// its key order makes inserting into the skip-list index fast.
+#[derive(Default)]
 pub struct Loaded {
     pub keys: BTreeMap<Vec<u8>, KeyIndex>,
     pub max_main: i64,
@@ -58,7 +60,8 @@ pub(super) fn try_scan(
     failure.map_or(Ok(()), Err)
 }
 
-fn add_revision(loaded: &mut Loaded, k: &[u8], v: &[u8]) -> Result<(), MvccError> {
+/// Adds one stored revision (in ascending order) to the index being rebuilt.
+pub(super) fn add_revision(loaded: &mut Loaded, k: &[u8], v: &[u8]) -> Result<(), MvccError> {
     let rk = RevisionKey::decode(k)?;
     let kv = decode_header(v)?;
     let rev = rk.rev;

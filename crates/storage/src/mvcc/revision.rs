@@ -1,4 +1,5 @@
-//! Revisions and their byte encoding in [`Table::Key`](crate::Table::Key).
+//! Revisions and their byte encoding in [`Table::Key`](crate::Table::Key)
+//! (the whole on-disk layout is in [`crate::schema`]).
 //!
 //! A revision is `(main, sub)`: `main` is the store revision of a write txn,
 //! `sub` numbers the changes inside that txn from 0. Revisions order by `main`
@@ -19,9 +20,9 @@ use std::fmt;
 use super::error::MvccError;
 
 /// Length of an encoded revision without the tombstone mark.
-pub const REVISION_BYTES: usize = 17;
+pub(crate) const REVISION_BYTES: usize = 17;
 /// Length of an encoded tombstone revision.
-pub const TOMBSTONE_REVISION_BYTES: usize = 18;
+pub(crate) const TOMBSTONE_REVISION_BYTES: usize = 18;
 const SEPARATOR: u8 = b'_';
 const TOMBSTONE_MARK: u8 = b't';
 
@@ -40,7 +41,7 @@ impl Revision {
 
     /// The 17-byte encoding (no tombstone mark). Negative parts are clamped to 0,
     /// which only matters for scan bounds built from caller input.
-    pub fn to_bytes(&self) -> [u8; REVISION_BYTES] {
+    pub(crate) fn to_bytes(self) -> [u8; REVISION_BYTES] {
         let mut b = [0u8; REVISION_BYTES];
         b[..8].copy_from_slice(&(self.main.max(0) as u64).to_be_bytes());
         b[8] = SEPARATOR;
@@ -58,7 +59,7 @@ impl fmt::Display for Revision {
 /// A key of [`Table::Key`](crate::Table::Key): a revision plus whether it is a
 /// tombstone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RevisionKey {
+pub(crate) struct RevisionKey {
     pub rev: Revision,
     pub tombstone: bool,
 }
@@ -68,7 +69,7 @@ impl RevisionKey {
         RevisionKey { rev, tombstone }
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(TOMBSTONE_REVISION_BYTES);
         v.extend_from_slice(&self.rev.to_bytes());
         if self.tombstone {
@@ -77,7 +78,7 @@ impl RevisionKey {
         v
     }
 
-    pub fn decode(b: &[u8]) -> Result<RevisionKey, MvccError> {
+    pub(crate) fn decode(b: &[u8]) -> Result<RevisionKey, MvccError> {
         let bad = || MvccError::Corrupt(format!("invalid revision key {b:02x?}"));
         let tombstone = match b.len() {
             REVISION_BYTES => false,

@@ -2,21 +2,30 @@
 //! read paths.
 //!
 //! Concurrency design:
-//! - **One writer.** Write txns, compaction, `set_applied`, `reload` and
-//!   `restore_snapshot` serialise on the writer mutex (in MetaStore the raft
-//!   apply loop is the only caller). A thread holding a [`WriteTxn`] must not
-//!   call any of the others: the mutex is not re-entrant and it would deadlock.
+//! - **One writer.** Write txns, scheduling a compaction, `set_applied`,
+//!   `reload` and `restore_snapshot` serialise on the writer mutex (in
+//!   MetaStore the raft apply loop is the only caller). A thread holding a
+//!   [`WriteTxn`] must not call any of the others: the mutex is not
+//!   re-entrant and it would deadlock.
 //! - **Readers never wait for the writer.** A read loads the published current
 //!   revision `R` (an atomic) once and only considers revisions `<= R`. A write
 //!   txn at `R+1` first writes its revisions to the engine, then appends them to
 //!   the key index, and only then publishes `R+1` — so a reader sees all of a
 //!   txn or none of it.
-//! - **Compaction vs readers.** Readers hold `compaction` shared for the whole
-//!   read. Compaction takes it exclusively only to publish the new compact
-//!   revision `C`, then deletes. Every reader that passed its compacted check
-//!   before the publish has finished; every later reader has `R >= C`, and the
-//!   revisions such a reader needs (per key, the latest `<= R`) are never
-//!   deleted by compaction at `C`.
+//! - **Compaction vs readers.** Applying a compaction only publishes the new
+//!   compact revision `C` (and records it durably); the background compactor
+//!   (`compactor.rs`) deletes. Readers enter the [`ReaderGate`] before they
+//!   check their revision against the compact revision, and the compactor
+//!   waits for a grace period (every reader that entered before `C` was
+//!   published has left) before it deletes anything for `C`. Every later
+//!   reader has `R >= C`, and the revisions such a reader needs (per key, the
+//!   latest `<= R`) are never deleted by compaction at `C`. Nobody waits for
+//!   anybody but the compactor.
+//! - **Snapshot install vs readers.** Readers hold the index lock shared for
+//!   a whole read; a snapshot install takes it exclusively only to swap in
+//!   the new state, which it prepared while readers went on (`restore.rs`).
+//! - **Lock order**: compaction job, writer, index. The compactor holds the
+//!   job lock for one batch and the writer only to compact the key index.
 //! - **The engine is the source of truth**: values are always read from
 //!   [`Table::Key`] by revision; the in-memory index only maps keys to
 //!   revisions and is rebuilt from the engine on open and reload.
@@ -25,16 +34,18 @@
 //! write txn that changes something is revision 2, and a txn that changes
 //! nothing does not advance the revision.
 
-use std::collections::HashMap;
-use std::io::Read;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
-use crate::engine::{DeferredDump, Engine, Table, WriteBatch};
+use crate::engine::{DeferredDump, Engine, WriteBatch};
+use crate::schema::Table;
 
+use super::compactor::{CompactionConfig, CompactionCtl, CompactorThread};
 use super::error::MvccError;
+use super::gate::ReaderGate;
 use super::index::TreeIndex;
 use super::kv::{decode_kv, Event, EventKind, KeyValue};
 use super::meta::{self, AppliedIndex};
@@ -45,58 +56,96 @@ use super::txn::WriteTxn;
 
 /// Internal compact revision before any compaction (etcd's `-1`): a request
 /// to compact at 0 on a fresh store succeeds, as in etcd.
-const NEVER_COMPACTED: i64 = -1;
+pub(super) const NEVER_COMPACTED: i64 = -1;
 
 /// The MVCC store. `Send + Sync`; share it as `Arc<MvccStore>`.
 pub struct MvccStore {
-    pub(super) engine: Arc<dyn Engine>,
-    pub(super) index: TreeIndex,
+    pub(super) shared: Arc<Shared>,
     /// Published current revision; readers see revisions `<=` it.
     pub(super) current_rev: AtomicI64,
-    /// Revision of the last compaction, [`NEVER_COMPACTED`] if none.
+    /// Revision of the last compaction applied (scheduled), readers below
+    /// it fail; [`NEVER_COMPACTED`] if none.
     pub(super) compact_rev: AtomicI64,
     pub(super) applied: Mutex<AppliedIndex>,
+    /// Bumped whenever stored history at or below the current revision may
+    /// change under a reader that does not hold the index lock: a new
+    /// compaction scheduled, a snapshot installed (see [`Self::history_epoch`]).
+    pub(super) epoch: AtomicU64,
+    pub(super) compactor: CompactorThread,
+}
+
+/// What the store shares with its background compactor.
+pub(super) struct Shared {
+    pub(super) engine: Arc<dyn Engine>,
+    /// Held shared by readers for a whole read; exclusively only while a
+    /// snapshot install or reload swaps in a new index.
+    pub(super) index: RwLock<TreeIndex>,
     /// Held by the single writer (see the module docs).
     pub(super) writer: Mutex<()>,
-    /// Shared by readers, exclusive while publishing a compaction or reloading.
-    pub(super) compaction: RwLock<()>,
+    pub(super) gate: ReaderGate,
+    pub(super) compaction: CompactionCtl,
 }
 
 impl MvccStore {
     /// Opens over an engine, rebuilding the in-memory key index from Table::Key
     /// and restoring current/compacted revision and applied index from
     /// Table::Meta. current revision = max(highest revision in Table::Key,
-    /// finished compact revision); starts at 1 for an empty store (etcd: first
-    /// write gets revision 2).
+    /// scheduled compact revision); starts at 1 for an empty store (etcd: first
+    /// write gets revision 2). A compaction that had not finished (crash,
+    /// snapshot taken mid-way) resumes in the background.
     pub fn open(engine: Arc<dyn Engine>) -> Result<MvccStore, MvccError> {
+        Self::open_with(engine, CompactionConfig::default())
+    }
+
+    /// [`Self::open`] with compaction settings (batch size; tests may turn
+    /// the background compactor off and step it by hand).
+    pub fn open_with(engine: Arc<dyn Engine>, config: CompactionConfig) -> Result<MvccStore, MvccError> {
         let store = MvccStore {
-            engine,
-            index: TreeIndex::new(),
+            shared: Arc::new(Shared {
+                engine,
+                index: RwLock::new(TreeIndex::new()),
+                writer: Mutex::new(()),
+                gate: ReaderGate::default(),
+                compaction: CompactionCtl::new(config),
+            }),
             current_rev: AtomicI64::new(1),
             compact_rev: AtomicI64::new(NEVER_COMPACTED),
             applied: Mutex::new(AppliedIndex::default()),
-            writer: Mutex::new(()),
-            compaction: RwLock::new(()),
+            epoch: AtomicU64::new(0),
+            compactor: CompactorThread::default(),
         };
-        store.load()?;
+        let index = store.load()?;
+        *store.shared.index.write() = index;
+        store.kick_compactor();
         Ok(store)
     }
 
-    /// Rebuilds all in-memory state from the engine. Callers hold the writer
-    /// mutex and the exclusive compaction lock (or own the store exclusively).
-    fn load(&self) -> Result<(), MvccError> {
-        let engine = &*self.engine;
+    /// Reads all in-memory state but the index from the engine and returns
+    /// the rebuilt index for the caller to install. Callers hold the job,
+    /// writer and exclusive index locks (or own the store exclusively).
+    pub(super) fn load(&self) -> Result<TreeIndex, MvccError> {
+        let engine = &*self.shared.engine;
         let applied = meta::load_applied(engine)?;
-        let compact = meta::load_finished_compact(engine)?.unwrap_or(NEVER_COMPACTED);
+        let finished = meta::load_finished_compact(engine)?.unwrap_or(NEVER_COMPACTED);
+        let scheduled = meta::load_scheduled_compact(engine)?.unwrap_or(NEVER_COMPACTED).max(finished);
         let loaded = load_index(engine)?;
-        let current = loaded.max_main.max(compact).max(1);
+        // As etcd: a compaction may have removed the latest revisions (trailing
+        // deletes), and it may have done so before it finished.
+        let current = loaded.max_main.max(scheduled).max(1);
         // In key order (a B-tree): each skip-list insert finds its place on
         // a hot path, several times faster than random order at 1M keys.
-        self.index.replace_all(loaded.keys);
-        self.compact_rev.store(compact, Ordering::SeqCst);
+        let index = TreeIndex::from_keys(loaded.keys);
+        self.publish_loaded(current, scheduled, finished, applied);
+        Ok(index)
+    }
+
+    /// Publishes freshly loaded revisions and resets the compactor to them.
+    pub(super) fn publish_loaded(&self, current: i64, scheduled: i64, finished: i64, applied: AppliedIndex) {
+        self.compact_rev.store(scheduled, Ordering::SeqCst);
         self.current_rev.store(current, Ordering::SeqCst);
         *self.applied.lock() = applied;
-        Ok(())
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.shared.compaction.reset(scheduled, finished);
     }
 
     /// Every existing key attached to a lease, by lease: one pass over the
@@ -107,7 +156,7 @@ impl MvccStore {
         // Revisions come in ascending order, so the last one seen per key
         // decides whether it exists now and under which lease.
         let mut current: HashMap<Vec<u8>, i64> = HashMap::new();
-        super::rebuild::try_scan(self.engine.as_ref(), Table::Key, None, &mut |k, v| {
+        super::rebuild::try_scan(self.shared.engine.as_ref(), Table::Key, None, &mut |k, v| {
             let (rk, h) = (RevisionKey::decode(k)?, super::kv::decode_header(v)?);
             if rk.tombstone || h.lease == 0 {
                 current.remove(h.key);
@@ -124,7 +173,7 @@ impl MvccStore {
     }
 
     pub fn engine(&self) -> &Arc<dyn Engine> {
-        &self.engine
+        &self.shared.engine
     }
 
     /// The latest published revision.
@@ -132,9 +181,35 @@ impl MvccStore {
         self.current_rev.load(Ordering::Acquire)
     }
 
-    /// The last compaction revision; 0 when never compacted.
+    /// The last compaction revision applied; 0 when never compacted. Reads
+    /// below it fail from the moment it is applied, whether or not the old
+    /// revisions are physically gone yet (see [`Self::finished_compact_revision`]).
     pub fn compact_revision(&self) -> i64 {
         self.compact_rev.load(Ordering::Acquire).max(0)
+    }
+
+    /// Changes whenever stored history at or below the current revision may
+    /// have changed for a reader that scans the engine without the store's
+    /// locks (HashKV): a compaction applied, a snapshot installed. Equal
+    /// before and after such a scan means the scan saw one consistent state
+    /// (the physical deletion of an already applied compaction only removes
+    /// revisions that no read at or above it can see).
+    pub(crate) fn history_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// HashKV's keep set at `rev` with the compact revision it was computed
+    /// against (-1 when never compacted): the revision each key existing at
+    /// `rev` has there, when at or below that compact revision (etcd's
+    /// `kvindex.Keep` as its hasher uses it). The same whether or not the
+    /// compaction finished physically. Errors as [`Self::range`] at `rev`.
+    pub(crate) fn hash_keep(&self, rev: i64) -> Result<(HashSet<Revision>, i64), MvccError> {
+        let index = self.shared.index.read();
+        let _reader = self.shared.gate.enter();
+        let cur = self.current_rev.load(Ordering::Acquire);
+        let rev = self.resolve_rev(rev, cur)?;
+        let compact = self.compact_rev.load(Ordering::Acquire);
+        Ok((index.hash_keep(rev, compact), compact))
     }
 
     /// The raft position of the last entry applied to this store.
@@ -147,9 +222,16 @@ impl MvccStore {
     /// rev > 0 requested) => Compacted. Keys in ascending order; limit applied
     /// (count still counts all).
     pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult, MvccError> {
-        let _shared = self.compaction.read();
+        let index = self.shared.index.read();
+        let _reader = self.shared.gate.enter();
         let cur = self.current_rev.load(Ordering::Acquire);
-        self.range_at(range, opts, cur)
+        self.range_at(&index, range, opts, cur)
+    }
+
+    /// The index, for the writer and the compactor (readers take it in
+    /// their read path, see the module docs).
+    pub(super) fn index(&self) -> RwLockReadGuard<'_, TreeIndex> {
+        self.shared.index.read()
     }
 
     /// Validates a requested read revision against `cur` (the reader's current
@@ -166,12 +248,18 @@ impl MvccStore {
     }
 
     /// A range read as of a reader whose current revision is `cur`.
-    pub(super) fn range_at(&self, range: &KeyRange, opts: RangeOptions, cur: i64) -> Result<RangeResult, MvccError> {
+    pub(super) fn range_at(
+        &self,
+        index: &TreeIndex,
+        range: &KeyRange,
+        opts: RangeOptions,
+        cur: i64,
+    ) -> Result<RangeResult, MvccError> {
         let rev = self.resolve_rev(opts.rev, cur)?;
         let limit = limit_of(opts);
         let mut revs = Vec::new();
         let mut count = 0i64;
-        self.index.visit(range, rev, |_, at| {
+        index.visit(range, rev, |_, at| {
             count += 1;
             if revs.len() < limit {
                 revs.push(at.modified);
@@ -190,7 +278,7 @@ impl MvccStore {
 
     /// Like [`Self::read_kv`] but None when the revision is gone (compacted).
     fn try_read_kv(&self, rev: Revision) -> Result<Option<KeyValue>, MvccError> {
-        match self.engine.get(Table::Key, &rev.to_bytes())? {
+        match self.shared.engine.get(Table::Key, &rev.to_bytes())? {
             Some(bytes) => Ok(Some(decode_kv(&bytes)?)),
             None => Ok(None),
         }
@@ -199,7 +287,7 @@ impl MvccStore {
     /// Only one writer at a time (the raft apply loop): blocks until the
     /// previous [`WriteTxn`] (or compaction, `set_applied`, reload) finished.
     pub fn write_txn(&self) -> WriteTxn<'_> {
-        WriteTxn::new(self, self.writer.lock())
+        WriteTxn::new(self, self.shared.writer.lock())
     }
 
     /// Saves applied index alone (for raft entries that change no key), atomically.
@@ -210,10 +298,10 @@ impl MvccStore {
     /// Saves the applied index together with `extra` ops in one atomic batch
     /// (state outside the key space that changed without a key changing).
     pub fn set_applied_with(&self, applied: AppliedIndex, extra: WriteBatch) -> Result<(), MvccError> {
-        let _writer = self.writer.lock();
+        let _writer = self.shared.writer.lock();
         let mut batch = extra;
         meta::put_applied(&mut batch, applied);
-        self.engine.write(batch)?;
+        self.shared.engine.write(batch)?;
         *self.applied.lock() = applied;
         Ok(())
     }
@@ -231,10 +319,12 @@ impl MvccStore {
     /// The whole window is collected in memory: replay long histories in
     /// bounded chunks.
     pub fn events_between(&self, from_rev: i64, to_rev: i64, prev_kv: bool) -> Result<Vec<Event>, MvccError> {
-        let _shared = self.compaction.read();
+        let index = self.shared.index.read();
+        let _reader = self.shared.gate.enter();
         let cur = self.current_rev.load(Ordering::Acquire);
         let from = from_rev.max(0);
-        if from < self.compact_rev.load(Ordering::Acquire) {
+        let compact = self.compact_rev.load(Ordering::Acquire);
+        if from < compact {
             return Err(MvccError::Compacted);
         }
         let to = to_rev.min(cur);
@@ -244,7 +334,7 @@ impl MvccStore {
         let start = Revision::new(from, 0).to_bytes();
         let end = Revision::new(to + 1, 0).to_bytes();
         let mut raw = Vec::new();
-        self.engine.scan(Table::Key, &start, Some(&end), &mut |k, v| {
+        self.shared.engine.scan(Table::Key, &start, Some(&end), &mut |k, v| {
             raw.push((k.to_vec(), v.to_vec()));
             true
         })?;
@@ -252,8 +342,15 @@ impl MvccStore {
         for (k, v) in raw {
             let rk = RevisionKey::decode(&k)?;
             let stored = decode_kv(&v)?;
-            let prev = if prev_kv {
-                match self.index.prev_in_generation(&stored.key, rk.rev) {
+            // At the compact revision itself the answer is the compacted
+            // one whether or not the compactor got to this key yet: only
+            // each key's last change there, without the version it replaced.
+            let at_compact = rk.rev.main == compact;
+            if at_compact && index.superseded_at(&stored.key, rk.rev) {
+                continue;
+            }
+            let prev = if prev_kv && !at_compact {
+                match index.prev_in_generation(&stored.key, rk.rev) {
                     Some(p) => self.try_read_kv(p)?,
                     None => None,
                 }
@@ -271,13 +368,18 @@ impl MvccStore {
         Ok(events)
     }
 
-    /// Re-reads everything from the engine after Engine::restore (raft
-    /// snapshot install). Readers wait while it runs. If it fails the store is
-    /// unusable (its index no longer matches the engine) and must be dropped.
+    /// Re-reads everything from the engine after Engine::restore (the
+    /// two-step form of [`Self::restore_snapshot`]; readers wait while the
+    /// index is rebuilt). If it fails the store is unusable (its index no
+    /// longer matches the engine) and must be dropped.
     pub fn reload(&self) -> Result<(), MvccError> {
-        let _writer = self.writer.lock();
-        let _exclusive = self.compaction.write();
-        self.load()
+        let _job = self.shared.compaction.pause();
+        let _writer = self.shared.writer.lock();
+        let mut index = self.shared.index.write();
+        *index = self.load()?;
+        drop(index);
+        self.kick_compactor();
+        Ok(())
     }
 
     /// A dump of the engine as of the current revision, written later by
@@ -285,29 +387,20 @@ impl MvccStore {
     /// when the engine cannot defer. Any thread may call it: it takes the
     /// writer lock, which a write txn holds for its whole life, so the dump
     /// falls between applies and every later revision's [`Table::Key`]
-    /// entry sorts at or above the bound given; compaction (the only writer
-    /// below it) waits for the dump, so the job must not run on the thread
-    /// that compacts.
+    /// entry sorts at or above the bound given. The background compactor
+    /// (the only writer below it) waits for the dump where the engine needs
+    /// it to (memory), on its own thread, holding no lock of the store's
+    /// but its job lock.
     pub fn deferred_dump(&self) -> Result<Option<DeferredDump>, MvccError> {
-        let _writer = self.writer.lock();
+        let _writer = self.shared.writer.lock();
         let end = Revision::new(self.current_revision() + 1, 0).to_bytes().to_vec();
-        Ok(self.engine.clone().deferred_dump(end)?)
-    }
-
-    /// [`Engine::restore`] then [`Self::reload`] as one step, so no reader or
-    /// writer runs between the two. On a corrupt snapshot the engine (memory
-    /// engine: guaranteed) and the store are unchanged.
-    pub fn restore_snapshot(&self, input: &mut dyn Read) -> Result<(), MvccError> {
-        let _writer = self.writer.lock();
-        let _exclusive = self.compaction.write();
-        self.engine.restore(input)?;
-        self.load()
+        Ok(self.shared.engine.clone().deferred_dump(end)?)
     }
 
     /// A copy of the key index, in key order (tests).
     #[cfg(test)]
     pub(crate) fn index_snapshot(&self) -> Vec<(Vec<u8>, super::key_index::KeyIndex)> {
-        self.index.snapshot()
+        self.shared.index.read().snapshot()
     }
 }
 

@@ -2,11 +2,14 @@
 //! behaviour (revision numbering, generations, txn reads, compaction, events,
 //! restart and snapshot install).
 
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
-use crate::engine::{Engine, EngineError, Table};
+use crate::engine::{Engine, EngineError};
 use crate::memory::MemoryEngine;
+use crate::schema::Table;
 
+use super::test_engine::FaultyEngine;
 use super::*;
 
 fn applied(index: u64) -> AppliedIndex {
@@ -35,6 +38,13 @@ fn del(s: &MvccStore, r: &KeyRange) -> Vec<Event> {
     let mut t = s.write_txn();
     t.delete_range(r).unwrap();
     t.commit(applied(0)).unwrap()
+}
+
+/// Applies a compaction and waits for its physical deletion.
+fn compact_fully(s: &MvccStore, rev: i64, index: u64) {
+    s.compact(rev, applied(index)).unwrap();
+    assert!(s.wait_compacted(rev, std::time::Duration::from_secs(30)).unwrap(), "compaction at {rev} never finished");
+    assert_eq!(s.finished_compact_revision(), rev);
 }
 
 fn get(s: &MvccStore, k: &str, rev: i64) -> Option<KeyValue> {
@@ -194,7 +204,7 @@ fn compaction_frees_engine_space_and_keeps_answers() {
     put(&s, "a", "3"); // 8
     assert_eq!(engine.table_len(Table::Key), 7);
     assert!(matches!(s.compact(9, applied(1)), Err(MvccError::FutureRevision)));
-    s.compact(7, applied(11)).unwrap();
+    compact_fully(&s, 7, 11);
     // Kept: a@3 (latest <= 7), c's tombstone at 7 (exactly the compact rev), a@8.
     // Dropped: a@2, b@4, b@5(t), c@6.
     assert_eq!(engine.table_len(Table::Key), 3);
@@ -214,7 +224,7 @@ fn compaction_frees_engine_space_and_keeps_answers() {
     assert!(matches!(s.events_between(6, 100, false), Err(MvccError::Compacted)));
     // The next compaction drops the tombstone and the now-dead key "c".
     put(&s, "d", "1"); // 9
-    s.compact(8, applied(13)).unwrap();
+    compact_fully(&s, 8, 13);
     assert_eq!(engine.table_len(Table::Key), 2);
     let keys: Vec<_> = s.index_snapshot().into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, vec![b"a".to_vec(), b"d".to_vec()]);
@@ -243,7 +253,7 @@ fn current_revision_survives_compaction_of_trailing_deletes() {
     del(&s, &single("a")); // 3
     put(&s, "b", "1"); // 4
     del(&s, &single("b")); // 5
-    s.compact(5, applied(1)).unwrap();
+    compact_fully(&s, 5, 1);
     assert!(matches!(s.compact(5, applied(1)), Err(MvccError::Compacted)));
     // Only b's tombstone at 5 is left; it still carries the revision.
     assert_eq!(engine.table_len(Table::Key), 1);
@@ -251,10 +261,10 @@ fn current_revision_survives_compaction_of_trailing_deletes() {
     assert_eq!(r.current_revision(), 5);
     put(&s, "c", "1"); // 6
     del(&s, &single("c")); // 7
-    s.compact(7, applied(2)).unwrap();
+    compact_fully(&s, 7, 2);
     put(&s, "z", "1"); // 8
     del(&s, &single("z")); // 9
-    s.compact(9, applied(3)).unwrap();
+    compact_fully(&s, 9, 3);
     let left = engine.table_len(Table::Key);
     assert_eq!(left, 1, "only z's tombstone at 9 remains");
     let r = MvccStore::open(engine.clone()).unwrap();
@@ -309,7 +319,7 @@ fn snapshot_install_replaces_everything() {
     let src = open();
     put(&src, "a", "1");
     put(&src, "b", "2");
-    src.compact(2, applied(5)).unwrap();
+    compact_fully(&src, 2, 5);
     let mut dump = Vec::new();
     src.engine().dump(&mut dump).unwrap();
 
@@ -361,7 +371,7 @@ fn a_deferred_dump_installs_as_the_state_it_was_taken_at() {
     assert_eq!(dst.range(&all(), RangeOptions::default()).unwrap(), at);
     assert_eq!(get(&dst, "a", 2).map(|kv| kv.value), Some(b"1".to_vec()), "history before it is kept");
     // Compaction, the one writer below the dump's bound, runs once it is done.
-    src.compact(4, applied(9)).unwrap();
+    compact_fully(&src, 4, 9);
     assert_eq!(src.compact_revision(), 4);
 }
 
@@ -380,80 +390,16 @@ fn error_strings_match_etcd() {
     assert_eq!(MvccError::FutureRevision.to_string(), "mvcc: required revision is a future revision");
 }
 
-/// A memory engine whose reads and writes can be made to fail.
-struct FlakyEngine {
-    inner: MemoryEngine,
-    fail_get: std::sync::atomic::AtomicBool,
-    fail_write: std::sync::atomic::AtomicBool,
-}
-
-impl FlakyEngine {
-    fn new() -> Self {
-        FlakyEngine { inner: MemoryEngine::new(), fail_get: Default::default(), fail_write: Default::default() }
-    }
-
-    fn set(&self, get: bool, write: bool) {
-        use std::sync::atomic::Ordering::SeqCst;
-        self.fail_get.store(get, SeqCst);
-        self.fail_write.store(write, SeqCst);
-    }
-
-    fn injected() -> EngineError {
-        EngineError::Io(std::io::Error::other("injected failure"))
-    }
-}
-
-impl Engine for FlakyEngine {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
-        if self.fail_get.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Self::injected());
-        }
-        self.inner.get(table, key)
-    }
-
-    fn scan(
-        &self,
-        table: Table,
-        start: &[u8],
-        end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), EngineError> {
-        self.inner.scan(table, start, end, visit)
-    }
-
-    fn write(&self, batch: crate::WriteBatch) -> Result<(), EngineError> {
-        if self.fail_write.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Self::injected());
-        }
-        self.inner.write(batch)
-    }
-
-    fn size_bytes(&self) -> u64 {
-        self.inner.size_bytes()
-    }
-
-    fn kind(&self) -> &'static str {
-        "flaky"
-    }
-
-    fn dump(&self, out: &mut dyn std::io::Write) -> Result<(), EngineError> {
-        self.inner.dump(out)
-    }
-
-    fn restore(&self, input: &mut dyn std::io::Read) -> Result<(), EngineError> {
-        self.inner.restore(input)
-    }
-}
-
 #[test]
 fn engine_failures_leave_the_store_unchanged() {
-    let engine = Arc::new(FlakyEngine::new());
+    let engine = Arc::new(FaultyEngine::default());
     let s = MvccStore::open(engine.clone()).unwrap();
     put(&s, "a", "1"); // 2
     put(&s, "b", "1"); // 3
 
     // A failed commit publishes nothing and releases the writer.
-    engine.set(false, true);
+    engine.fail_get.store(false, SeqCst);
+    engine.fail_write.store(true, SeqCst);
     let mut t = s.write_txn();
     t.put(b"a", b"2", 0);
     t.delete_range(&single("b")).unwrap();
@@ -465,24 +411,29 @@ fn engine_failures_leave_the_store_unchanged() {
     // A failed compaction keeps the old compact revision.
     assert!(matches!(s.compact(2, applied(9)), Err(MvccError::Engine(_))));
     assert_eq!(s.compact_revision(), 0);
-    engine.set(false, false);
+    engine.fail_get.store(false, SeqCst);
+    engine.fail_write.store(false, SeqCst);
     assert_eq!(get(&s, "a", 2), Some(kv("a", "1", 2, 2, 1)));
     assert_eq!(get(&s, "b", 0), Some(kv("b", "1", 3, 3, 1)));
 
     // A put that cannot read the previous version poisons the txn.
     let mut t = s.write_txn();
-    engine.set(true, false);
+    engine.fail_get.store(true, SeqCst);
+    engine.fail_write.store(false, SeqCst);
     t.put(b"a", b"3", 0);
-    engine.set(false, false);
+    engine.fail_get.store(false, SeqCst);
+    engine.fail_write.store(false, SeqCst);
     t.put(b"c", b"1", 0);
     assert!(matches!(t.commit(applied(9)), Err(MvccError::Engine(_))));
     assert_eq!(s.current_revision(), 3);
     assert_eq!(get(&s, "c", 0), None);
 
     // Reads report engine errors instead of panicking.
-    engine.set(true, false);
+    engine.fail_get.store(true, SeqCst);
+    engine.fail_write.store(false, SeqCst);
     assert!(matches!(s.range(&all(), RangeOptions::default()), Err(MvccError::Engine(_))));
-    engine.set(false, false);
+    engine.fail_get.store(false, SeqCst);
+    engine.fail_write.store(false, SeqCst);
 
     // Everything still works afterwards, and a restart agrees.
     put(&s, "a", "4"); // 4
@@ -519,7 +470,7 @@ fn leased_keys_follow_the_latest_revision_of_each_key() {
     txn_put("c", 9); // recreated under another lease
     s.compact(s.current_revision() - 1, applied(100)).unwrap();
     let mut got: Vec<(i64, Vec<Vec<u8>>)> = s.leased_keys().unwrap().into_iter().collect();
-    for (_, keys) in got.iter_mut() {
+    for (_, keys) in &mut got {
         keys.sort();
     }
     got.sort();

@@ -17,14 +17,17 @@
 //! revision 2 and `a` is at version 1, `mod_revision` 2.
 //!
 //! Invariant: the txn holds the store's writer mutex for its whole life, so
-//! the key index and engine cannot change under it (except concurrent reads).
+//! the key index and engine cannot change under it, except for concurrent
+//! reads and the background compactor deleting revisions below the compact
+//! revision (which no read of the txn, at or above it, can see).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use parking_lot::MutexGuard;
 
-use crate::engine::{Table, WriteBatch};
+use crate::engine::WriteBatch;
+use crate::schema::Table;
 
 use super::error::MvccError;
 use super::kv::{encode_kv, Event, EventKind, KeyValue};
@@ -81,7 +84,7 @@ impl<'a> WriteTxn<'a> {
     /// Every key of `range` in the txn's current view, ascending.
     fn view(&self, range: &KeyRange) -> Vec<(Vec<u8>, Hit)> {
         let mut base = Vec::new();
-        self.store.index.visit(range, self.begin, |k, at| {
+        self.store.index().visit(range, self.begin, |k, at| {
             base.push((k.to_vec(), at.modified));
             true
         });
@@ -122,7 +125,7 @@ impl<'a> WriteTxn<'a> {
         if rev <= self.begin || self.pending_in(range).next().is_none() {
             // Nothing of this txn is visible in the answer: the store's index
             // at `rev` (which holds no revision > begin yet) is the view.
-            return self.store.range_at(range, opts, cur);
+            return self.store.range_at(&self.store.index(), range, opts, cur);
         }
         let hits = self.view(range);
         let count = hits.len() as i64;
@@ -135,7 +138,8 @@ impl<'a> WriteTxn<'a> {
         if let Some(state) = self.pending.get(key) {
             return Ok(state.clone());
         }
-        match self.store.index.get(key, self.begin) {
+        let at = self.store.index().get(key, self.begin);
+        match at {
             Some(at) => self.store.read_kv(at.modified).map(Some),
             None => Ok(None),
         }
@@ -215,18 +219,20 @@ impl<'a> WriteTxn<'a> {
             batch.put(Table::Key, RevisionKey::new(revision(sub), tombstone).encode(), value);
         }
         meta::put_applied(&mut batch, applied);
-        store.engine.write(batch)?;
+        store.shared.engine.write(batch)?;
 
+        let index = store.index();
         for (sub, ev) in changes.iter().enumerate() {
             match ev.kind {
-                EventKind::Put => store.index.put(&ev.kv.key, revision(sub)),
+                EventKind::Put => index.put(&ev.kv.key, revision(sub)),
                 EventKind::Delete => assert!(
-                    store.index.tombstone(&ev.kv.key, revision(sub)),
+                    index.tombstone(&ev.kv.key, revision(sub)),
                     "mvcc invariant broken: txn deleted key {:?} that the index says is absent",
                     String::from_utf8_lossy(&ev.kv.key)
                 ),
             }
         }
+        drop(index);
         if !changes.is_empty() {
             store.current_rev.store(main, Ordering::Release);
         }

@@ -1,0 +1,153 @@
+//! etcd's KV service: Range, Put, DeleteRange, Txn, Compact.
+
+use api::pb::etcdserverpb::{
+    kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use api::pb::metastorepb::internal_request::Request as Internal;
+use api::{validate, EtcdError};
+use tonic::{Request, Response, Status};
+
+use super::Ctx;
+use crate::apply::range::{execute_range, PinnedView};
+use crate::apply::txn;
+use crate::apply::ApplyResponse;
+use crate::deadline::Deadline;
+
+/// How long a `physical` compaction waits for the deletion without a client
+/// deadline: etcd waits as long as it takes (one batch of 1,000 revisions
+/// per 10 ms and more: 2 M revisions take over 20 s, beyond the request
+/// timeout), this keeps that wait bounded too.
+const PHYSICAL_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(600);
+
+pub struct KvService {
+    ctx: Ctx,
+}
+
+impl KvService {
+    pub fn new(ctx: Ctx) -> Self {
+        KvService { ctx }
+    }
+
+    async fn propose(&self, req: Internal, deadline: Deadline) -> Result<ApplyResponse, Status> {
+        Ok(self.ctx.node.propose(req, deadline).await?)
+    }
+}
+
+/// A learner serves only serializable reads, as in etcd.
+fn learner_guard(ctx: &Ctx) -> Result<(), EtcdError> {
+    if ctx.node.is_learner() {
+        return Err(EtcdError::NotSupportedForLearner);
+    }
+    Ok(())
+}
+
+/// A member whose raft node stopped (a fatal error: it is shutting down)
+/// serves no read, not even a serializable one: its state may be behind a
+/// write it failed to apply.
+fn running_guard(ctx: &Ctx) -> Result<(), EtcdError> {
+    if ctx.node.state.is_stopped() {
+        return Err(EtcdError::Stopped);
+    }
+    Ok(())
+}
+
+fn unexpected(what: &'static str) -> Status {
+    crate::errors::unexpected_response(what).into()
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let r = request.into_inner();
+        validate::check_range(&r)?;
+        running_guard(&self.ctx)?;
+        if !r.serializable {
+            learner_guard(&self.ctx)?;
+            self.ctx.node.read_barrier(deadline).await?;
+        }
+        let mut resp = execute_range(&PinnedView::new(&self.ctx.node.mvcc), &r)?;
+        resp.header = self.ctx.header(resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let r = request.into_inner();
+        validate::check_put(&r)?;
+        learner_guard(&self.ctx)?;
+        self.ctx.check_quota(crate::apply::alarms::put_cost(&r), deadline).await?;
+        match self.propose(Internal::Put(r), deadline).await? {
+            ApplyResponse::Put(mut resp) => {
+                resp.header = self.ctx.header(resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("put")),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let r = request.into_inner();
+        validate::check_delete(&r)?;
+        learner_guard(&self.ctx)?;
+        match self.propose(Internal::DeleteRange(r), deadline).await? {
+            ApplyResponse::DeleteRange(mut resp) => {
+                resp.header = self.ctx.header(resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("delete range")),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let r = request.into_inner();
+        validate::check_txn_full(&r, self.ctx.cfg.max_txn_ops)?;
+        let mut resp = if txn::is_txn_readonly(&r) {
+            running_guard(&self.ctx)?;
+            if !txn::is_txn_serializable(&r) {
+                learner_guard(&self.ctx)?;
+                self.ctx.node.read_barrier(deadline).await?;
+            }
+            txn::execute_readonly_txn(&PinnedView::new(&self.ctx.node.mvcc), &r)?
+        } else {
+            learner_guard(&self.ctx)?;
+            let cost = crate::apply::alarms::txn_cost(&r);
+            if cost > 0 {
+                self.ctx.check_quota(cost, deadline).await?;
+            }
+            match self.propose(Internal::Txn(r), deadline).await? {
+                ApplyResponse::Txn(resp) => resp,
+                _ => return Err(unexpected("txn")),
+            }
+        };
+        resp.header = self.ctx.header(resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let physical_deadline = Deadline::from_request(&request, PHYSICAL_WAIT_MAX);
+        let r = request.into_inner();
+        learner_guard(&self.ctx)?;
+        let (rev, physical) = (r.revision, r.physical);
+        match self.propose(Internal::Compaction(r), deadline).await? {
+            ApplyResponse::Compaction(mut resp) => {
+                if physical {
+                    // Applied here already; the deletion runs in the
+                    // background (etcd waits on `physc` the same way).
+                    crate::maintenance::auto_compaction::wait_physical(&self.ctx.node.mvcc, rev, physical_deadline)
+                        .await?;
+                }
+                resp.header = self.ctx.header(resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("compaction")),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The engine the MVCC tests inject faults with: a memory engine whose
+//! reads, writes or history deletions can be made to fail, and which counts
+//! scans, the entries they visit and the ops written.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+
+use crate::engine::{BatchOp, Engine, EngineError, WriteBatch};
+use crate::memory::MemoryEngine;
+use crate::schema::Table;
+
+#[derive(Default)]
+pub(super) struct FaultyEngine {
+    pub(super) inner: MemoryEngine,
+    pub(super) fail_get: AtomicBool,
+    pub(super) fail_write: AtomicBool,
+    /// Fails only batches that delete history (`Table::Key`): compaction's
+    /// deletions, a restore's sweep of the old state.
+    pub(super) fail_key_deletes: AtomicBool,
+    pub(super) scans: AtomicUsize,
+    pub(super) scanned: AtomicUsize,
+    pub(super) written_ops: AtomicUsize,
+}
+
+impl FaultyEngine {
+    pub(super) fn reset_counts(&self) {
+        self.scans.store(0, SeqCst);
+        self.scanned.store(0, SeqCst);
+        self.written_ops.store(0, SeqCst);
+    }
+
+    fn injected() -> EngineError {
+        EngineError::Io(std::io::Error::other("injected failure"))
+    }
+}
+
+impl Engine for FaultyEngine {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        if self.fail_get.load(SeqCst) {
+            return Err(Self::injected());
+        }
+        self.inner.get(table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), EngineError> {
+        self.scans.fetch_add(1, SeqCst);
+        self.inner.scan(table, start, end, &mut |k, v| {
+            self.scanned.fetch_add(1, SeqCst);
+            visit(k, v)
+        })
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), EngineError> {
+        let key_deletes = batch.ops.iter().any(|op| matches!(op, BatchOp::Delete { table: Table::Key, .. }));
+        if self.fail_write.load(SeqCst) || (key_deletes && self.fail_key_deletes.load(SeqCst)) {
+            return Err(Self::injected());
+        }
+        self.written_ops.fetch_add(batch.len(), SeqCst);
+        self.inner.write(batch)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.inner.size_bytes()
+    }
+
+    fn kind(&self) -> &'static str {
+        "faulty"
+    }
+
+    fn dump(&self, out: &mut dyn std::io::Write) -> Result<(), EngineError> {
+        self.inner.dump(out)
+    }
+
+    fn restore(&self, input: &mut dyn std::io::Read) -> Result<(), EngineError> {
+        self.inner.restore(input)
+    }
+}
