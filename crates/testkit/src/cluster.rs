@@ -376,6 +376,29 @@ impl Cluster {
     }
 }
 
+/// A failing test shows what the members said: every warning and error
+/// line, then the last lines of each log (CI keeps no data dirs).
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for m in &self.members {
+            let text = m.log_text();
+            let lines: Vec<&str> = text.lines().collect();
+            let notable = lines.iter().filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"));
+            eprintln!("===== {} ({}): warnings and errors =====", m.name(), m.endpoint());
+            for l in notable.take(200) {
+                eprintln!("{l}");
+            }
+            eprintln!("===== {}: last lines =====", m.name());
+            for l in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
