@@ -77,6 +77,45 @@ pub enum EtcdError {
     TimeoutLeaderTransfer,
     #[error("etcdserver: the member has been permanently removed from the cluster")]
     MemberRemoved,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
+    /// etcd's `auth.ErrNoPasswordUser` has no gRPC twin in rpctypes, so
+    /// etcd sends its Go text with code Unknown (Authenticate as a user
+    /// added with `--no-password`).
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
     /// The client's own deadline passed (gRPC `grpc-timeout`).
     #[error("context deadline exceeded")]
     DeadlineExceeded,
@@ -94,7 +133,10 @@ impl EtcdError {
         use EtcdError::*;
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
-            | RequestTooLarge | MemberBadUrls => Code::InvalidArgument,
+            | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty | AuthFailed | PermissionNotGiven
+            | InvalidAuthMgmt | AuthOldRevision => Code::InvalidArgument,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
@@ -107,7 +149,16 @@ impl EtcdError {
             | LearnerNotReady
             | TooManyLearners
             | BadLeaderTransferee
-            | MemberRemoved => Code::FailedPrecondition,
+            | MemberRemoved
+            | RootUserNotExist
+            | RootRoleNotExist
+            | UserAlreadyExist
+            | UserNotFound
+            | RoleAlreadyExist
+            | RoleNotFound
+            | RoleNotGranted
+            | PermissionNotGranted
+            | AuthNotEnabled => Code::FailedPrecondition,
             NoLeader
             | LeaderChanged
             | Stopped
@@ -119,7 +170,7 @@ impl EtcdError {
             Corrupt => Code::DataLoss,
             DeadlineExceeded => Code::DeadlineExceeded,
             Canceled => Code::Cancelled,
-            Internal(_) => Code::Unknown,
+            Internal(_) | NoPasswordUser => Code::Unknown,
         }
     }
 }
@@ -166,6 +217,36 @@ mod tests {
             (EtcdError::Corrupt, Code::DataLoss, "etcdserver: corrupt cluster"),
             (EtcdError::NotSupportedForLearner, Code::Unavailable, "etcdserver: rpc not supported for learner"),
             (EtcdError::MemberNotFound, Code::NotFound, "etcdserver: member not found"),
+            (EtcdError::RootUserNotExist, Code::FailedPrecondition, "etcdserver: root user does not exist"),
+            (EtcdError::RootRoleNotExist, Code::FailedPrecondition, "etcdserver: root user does not have root role"),
+            (EtcdError::UserAlreadyExist, Code::FailedPrecondition, "etcdserver: user name already exists"),
+            (EtcdError::UserEmpty, Code::InvalidArgument, "etcdserver: user name is empty"),
+            (EtcdError::UserNotFound, Code::FailedPrecondition, "etcdserver: user name not found"),
+            (EtcdError::RoleAlreadyExist, Code::FailedPrecondition, "etcdserver: role name already exists"),
+            (EtcdError::RoleNotFound, Code::FailedPrecondition, "etcdserver: role name not found"),
+            (EtcdError::RoleEmpty, Code::InvalidArgument, "etcdserver: role name is empty"),
+            (
+                EtcdError::AuthFailed,
+                Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+            (EtcdError::PermissionNotGiven, Code::InvalidArgument, "etcdserver: permission not given"),
+            (EtcdError::PermissionDenied, Code::PermissionDenied, "etcdserver: permission denied"),
+            (EtcdError::RoleNotGranted, Code::FailedPrecondition, "etcdserver: role is not granted to the user"),
+            (
+                EtcdError::PermissionNotGranted,
+                Code::FailedPrecondition,
+                "etcdserver: permission is not granted to the role",
+            ),
+            (EtcdError::AuthNotEnabled, Code::FailedPrecondition, "etcdserver: authentication is not enabled"),
+            (EtcdError::InvalidAuthToken, Code::Unauthenticated, "etcdserver: invalid auth token"),
+            (EtcdError::InvalidAuthMgmt, Code::InvalidArgument, "etcdserver: invalid auth management"),
+            (EtcdError::AuthOldRevision, Code::InvalidArgument, "etcdserver: revision of auth store is old"),
+            (
+                EtcdError::NoPasswordUser,
+                Code::Unknown,
+                "auth: authentication failed, password was given for no password user",
+            ),
             (EtcdError::DeadlineExceeded, Code::DeadlineExceeded, "context deadline exceeded"),
             (EtcdError::Canceled, Code::Cancelled, "context canceled"),
         ];

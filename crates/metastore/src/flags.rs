@@ -74,6 +74,15 @@ pub struct Flags {
     /// Maximum number of operations permitted in a transaction.
     #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: u64,
+    /// Auth token type: 'simple' (jwt tokens are not supported yet).
+    #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+    /// Time (in seconds) a simple token lives after its last use (0: 300).
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
+    /// bcrypt cost factor for hashing auth passwords, between 4 and 31 (another value: 10, as etcd).
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = server::DEFAULT_BCRYPT_COST)]
+    pub bcrypt_cost: u32,
     /// Log level.
     #[arg(long, env = "ETCD_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
@@ -440,6 +449,15 @@ impl Flags {
         }
     }
 
+    /// `--auth-token`: etcd's `type,option=value,...`; only `simple` here.
+    fn check_auth_token(&self) -> Result<(), FlagError> {
+        match self.auth_token.split(',').next().unwrap_or_default() {
+            "simple" => Ok(()),
+            "jwt" => err("--auth-token: jwt tokens are not supported yet; use --auth-token simple"),
+            other => err(format!("--auth-token: unknown token type {other:?} (supported: simple)")),
+        }
+    }
+
     pub fn resolve(&self) -> Result<Resolved, FlagError> {
         let log_level = self.log_level.tracing();
         let storage = match self.storage {
@@ -476,6 +494,7 @@ impl Flags {
         if self.max_request_bytes == 0 || self.max_request_bytes > 1 << 30 {
             return err("--max-request-bytes must be between 1 and 1073741824");
         }
+        self.check_auth_token()?;
         let client_urls = split_urls("listen-client-urls", &self.listen_client_urls)?;
         let advertise_client = split_urls("advertise-client-urls", &self.advertise_client_urls)?;
         let peer_urls = split_urls("listen-peer-urls", &self.listen_peer_urls)?;
@@ -543,6 +562,11 @@ impl Flags {
             corrupt_check_interval: None,
             strict_reconfig_check: true,
             http2: Default::default(),
+            auth_token_ttl: Duration::from_secs(match self.auth_token_ttl {
+                0 => server::DEFAULT_AUTH_TOKEN_TTL_SECS,
+                ttl => ttl,
+            }),
+            bcrypt_cost: server::bcrypt_cost_or_default(self.bcrypt_cost),
         };
         let peer_addrs = bind_addrs("listen-peer-urls", &peer_urls)?;
         let mut config = config;
@@ -733,6 +757,23 @@ mod tests {
         let e = flags(&mismatch).resolve().err().unwrap();
         assert!(e.0.contains("missing from --initial-advertise-peer-urls"), "{e}");
         assert!(Flags::try_parse_from(["metastore", "--snapshot-count", "x"]).is_err());
+    }
+
+    #[test]
+    fn auth_flags() {
+        let c = flags(&[]).resolve().unwrap().config;
+        assert_eq!((c.auth_token_ttl, c.bcrypt_cost), (Duration::from_secs(300), 10));
+        let c = flags(&["--auth-token", "simple", "--auth-token-ttl", "5", "--bcrypt-cost", "4"]).resolve().unwrap();
+        assert_eq!((c.config.auth_token_ttl, c.config.bcrypt_cost), (Duration::from_secs(5), 4));
+        // etcd: a cost outside 4..=31 falls back to 10; a TTL of 0 to 300 s.
+        for cost in ["3", "32"] {
+            assert_eq!(flags(&["--bcrypt-cost", cost]).resolve().unwrap().config.bcrypt_cost, 10);
+        }
+        assert_eq!(flags(&["--auth-token-ttl", "0"]).resolve().unwrap().config.auth_token_ttl.as_secs(), 300);
+        let e = flags(&["--auth-token", "jwt,pub-key=a,priv-key=b,sign-method=RS256"]).resolve().err().unwrap();
+        assert!(e.0.contains("jwt tokens are not supported yet"), "{e}");
+        let e = flags(&["--auth-token", "magic"]).resolve().err().unwrap();
+        assert!(e.0.contains("unknown token type"), "{e}");
     }
 
     #[test]

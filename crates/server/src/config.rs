@@ -69,6 +69,31 @@ pub struct ServerConfig {
     pub strict_reconfig_check: bool,
     /// HTTP/2 settings of the client and peer ports.
     pub http2: Http2Settings,
+    /// `--auth-token-ttl`: a simple token's life after its last use.
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost`, already in bcrypt's range.
+    pub bcrypt_cost: u32,
+}
+
+/// etcd's `--auth-token-ttl` default, in seconds.
+pub const DEFAULT_AUTH_TOKEN_TTL_SECS: u64 = 300;
+/// etcd's `--bcrypt-cost` default (Go's `bcrypt.DefaultCost`).
+pub const DEFAULT_BCRYPT_COST: u32 = 10;
+
+/// etcd's treatment of `--bcrypt-cost`: a cost outside bcrypt's 4..=31 is
+/// not refused but replaced by the default, with a warning.
+pub fn bcrypt_cost_or_default(cost: u32) -> u32 {
+    if (4..=31).contains(&cost) {
+        return cost;
+    }
+    tracing::warn!(
+        min_cost = 4,
+        max_cost = 31,
+        default_cost = DEFAULT_BCRYPT_COST,
+        given_cost = cost,
+        "use default bcrypt cost instead of the invalid given cost"
+    );
+    DEFAULT_BCRYPT_COST
 }
 
 /// etcd's `--grpc-keepalive-interval`, `--grpc-keepalive-timeout` and

@@ -29,8 +29,8 @@ mod transport;
 
 pub use apply::alarms::DEFAULT_QUOTA_BYTES;
 pub use config::{
-    Http2Settings, Member, ServerConfig, StorageConfig, DEFAULT_PROGRESS_NOTIFY_INTERVAL,
-    DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
+    bcrypt_cost_or_default, Http2Settings, Member, ServerConfig, StorageConfig, DEFAULT_AUTH_TOKEN_TTL_SECS,
+    DEFAULT_BCRYPT_COST, DEFAULT_PROGRESS_NOTIFY_INTERVAL, DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
 };
 pub use maintenance::auto_compaction::AutoCompaction;
 pub use server::{run, Listeners, ServerError};

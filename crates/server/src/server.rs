@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use api::pb::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use api::pb::metastorepb::peer_server::PeerServer;
@@ -21,8 +21,8 @@ use tokio_rustls::rustls;
 
 use crate::api::watch::WatchService;
 use crate::api::{
-    cluster::ClusterService, election::ElectionService, kv::KvService, lease::LeaseService, lock::LockService,
-    maintenance::MaintenanceService, Ctx,
+    auth::AuthService, cluster::ClusterService, election::ElectionService, kv::KvService, lease::LeaseService,
+    lock::LockService, maintenance::MaintenanceService, Ctx,
 };
 use crate::config::{ServerConfig, GRPC_OVERHEAD_BYTES};
 use crate::maintenance::{auto_compaction, corrupt, lease_expiry};
@@ -212,6 +212,7 @@ fn serve_clients(ctx: &Ctx, listeners: Vec<Bound>, serving: &Serving) -> Vec<Joi
                     MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_recv),
                 )
                 .add_service(ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_recv))
+                .add_service(AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(max_recv))
                 .add_service(LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_recv))
                 .add_service(WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_recv))
                 .add_service(LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(max_recv))

@@ -18,7 +18,10 @@
 //! | `members` | [`MembersKey::Member`]: `m`, member ID u64                 | `metastorepb.MemberRecord` (protobuf, `internal.proto`)    | membership (server) |
 //! | `members` | [`MembersKey::Removed`]: `r`, member ID u64                | empty: the ID was removed for good                         | membership (server) |
 //! | `members` | [`MembersKey::ClusterId`]: `cluster_id`                    | u64: the cluster ID                                        | membership (server) |
-//! | `auth`    | reserved: users, roles and the auth switch                 |                                                            | auth (to come) |
+//! | `auth`    | [`AuthKey::Enabled`] `authEnabled`                         | one byte: `1` auth is enabled, `0` disabled (etcd's values) | auth (server) |
+//! | `auth`    | [`AuthKey::Revision`] `authRevision`                       | u64: the auth revision (absent: 1, as etcd's new store)    | auth (server) |
+//! | `auth`    | [`AuthKey::User`]: `u/`, user name                         | `authpb.User` (protobuf, `auth.proto`)                     | auth (server) |
+//! | `auth`    | [`AuthKey::Role`]: `r/`, role name                         | `authpb.Role` (protobuf, `auth.proto`)                     | auth (server) |
 //!
 //! Every integer, in keys and values, is big-endian, so byte order is
 //! numeric order for the non-negative ones (revisions scan in order).
@@ -29,7 +32,9 @@
 //! - Each key belongs to one owner, and the keys of different owners in a
 //!   table never collide: in `meta` the alarms have their own prefix, which
 //!   no other meta name starts with; in `members` the kinds differ in their
-//!   first byte (`m`, `r`, `c`).
+//!   first byte (`m`, `r`, `c`); in `auth` likewise (`a`, `u`, `r`), and
+//!   [`AUTH_USER_PREFIX`]..[`AUTH_USER_END`] (resp. the role pair) holds
+//!   exactly the users (roles), in name order.
 //! - Scanning `meta` over [`ALARM_PREFIX`]..[`ALARM_END`] visits exactly the
 //!   alarm keys.
 //! - The meta names are etcd's where etcd has the same record, so a data
@@ -200,9 +205,87 @@ impl MembersKey {
     }
 }
 
+// ---- auth ----
+
+const AUTH_USER_PREFIX_BYTES: [u8; 2] = *b"u/";
+const AUTH_ROLE_PREFIX_BYTES: [u8; 2] = *b"r/";
+/// Every user key starts with this (in [`Table::Auth`]).
+pub const AUTH_USER_PREFIX: &[u8] = &AUTH_USER_PREFIX_BYTES;
+/// The first key after every user key.
+pub const AUTH_USER_END: &[u8] = &prefix_end(AUTH_USER_PREFIX_BYTES);
+/// Every role key starts with this (in [`Table::Auth`]).
+pub const AUTH_ROLE_PREFIX: &[u8] = &AUTH_ROLE_PREFIX_BYTES;
+/// The first key after every role key.
+pub const AUTH_ROLE_END: &[u8] = &prefix_end(AUTH_ROLE_PREFIX_BYTES);
+/// The [`Table::Auth`] key of the auth switch (etcd's `enableFlagKey`).
+pub const AUTH_ENABLED: &[u8] = b"authEnabled";
+/// The [`Table::Auth`] key of the auth revision (etcd's `revisionKey`).
+pub const AUTH_REVISION: &[u8] = b"authRevision";
+
+/// A key of [`Table::Auth`]. Names are any bytes (etcd allows them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthKey {
+    Enabled,
+    Revision,
+    User(Vec<u8>),
+    Role(Vec<u8>),
+}
+
+impl AuthKey {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            AuthKey::Enabled => AUTH_ENABLED.to_vec(),
+            AuthKey::Revision => AUTH_REVISION.to_vec(),
+            AuthKey::User(name) => [AUTH_USER_PREFIX, name].concat(),
+            AuthKey::Role(name) => [AUTH_ROLE_PREFIX, name].concat(),
+        }
+    }
+
+    /// The key `key` is; None if it is none of them.
+    pub fn decode(key: &[u8]) -> Option<AuthKey> {
+        match key {
+            AUTH_ENABLED => Some(AuthKey::Enabled),
+            AUTH_REVISION => Some(AuthKey::Revision),
+            _ => {
+                if let Some(name) = key.strip_prefix(AUTH_USER_PREFIX) {
+                    Some(AuthKey::User(name.to_vec()))
+                } else {
+                    key.strip_prefix(AUTH_ROLE_PREFIX).map(|name| AuthKey::Role(name.to_vec()))
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_keys_round_trip_and_ranges_hold_their_kind() {
+        assert_eq!(AuthKey::Enabled.encode(), b"authEnabled");
+        assert_eq!(AuthKey::Revision.encode(), b"authRevision");
+        assert_eq!(AuthKey::User(b"root".to_vec()).encode(), b"u/root");
+        assert_eq!(AuthKey::Role(b"root".to_vec()).encode(), b"r/root");
+        let keys = [
+            AuthKey::Enabled,
+            AuthKey::Revision,
+            AuthKey::User(Vec::new()),
+            AuthKey::User(b"\xff\x00a".to_vec()),
+            AuthKey::Role(b"r/x".to_vec()),
+        ];
+        for k in &keys {
+            assert_eq!(AuthKey::decode(&k.encode()).as_ref(), Some(k));
+            let e = k.encode();
+            let in_users = AUTH_USER_PREFIX <= &e[..] && &e[..] < AUTH_USER_END;
+            let in_roles = AUTH_ROLE_PREFIX <= &e[..] && &e[..] < AUTH_ROLE_END;
+            assert_eq!(in_users, matches!(k, AuthKey::User(_)), "{k:?}");
+            assert_eq!(in_roles, matches!(k, AuthKey::Role(_)), "{k:?}");
+        }
+        for bad in [&b""[..], b"u", b"x/a", b"authEnable"] {
+            assert_eq!(AuthKey::decode(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn table_names_round_trip_and_indexes_are_dense() {

@@ -50,6 +50,7 @@ fn bad_flags_exit_2_with_a_message() {
         &["--storage", "tape"],
         &["--initial-cluster-state", "sideways"],
         &["--log-level", "chatty"],
+        &["--auth-token", "jwt,sign-method=RS256"],
     ];
     for args in cases {
         let out = run_binary(args);

@@ -2,6 +2,7 @@
 //! clients (the `etcd-client` crate and etcdctl), and differential runs
 //! against Debian's etcd.
 
+mod auth;
 mod auto_compaction;
 mod backup;
 mod chaos;

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use api::pb::etcdserverpb::{
-    cluster_server::Cluster, kv_server::Kv, lease_server::Lease, maintenance_server::Maintenance,
+    auth_server::Auth, cluster_server::Cluster, kv_server::Kv, lease_server::Lease, maintenance_server::Maintenance,
     LeaseKeepAliveRequest, WatchRequest,
 };
 use api::pb::v3electionpb::election_server::Election;
@@ -35,8 +35,8 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Code, Status};
 
 use crate::api::{
-    cluster::ClusterService, election::ElectionService, kv::KvService, lease::LeaseService, lock::LockService,
-    maintenance::MaintenanceService, Ctx,
+    auth::AuthService, cluster::ClusterService, election::ElectionService, kv::KvService, lease::LeaseService,
+    lock::LockService, maintenance::MaintenanceService, Ctx,
 };
 
 /// grpc-gateway's HTTP status for a gRPC code.
@@ -92,6 +92,13 @@ fn grpc_request<T>(headers: &HeaderMap, msg: T) -> tonic::Request<T> {
     if let Some(v) = headers.get("grpc-timeout").and_then(|v| v.to_str().ok()) {
         if let Ok(v) = v.parse() {
             r.metadata_mut().insert("grpc-timeout", v);
+        }
+    }
+    // grpc-gateway hands the Authorization header on as metadata: the
+    // token, as etcd's gateway clients send it.
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Ok(v) = v.parse() {
+            r.metadata_mut().insert("authorization", v);
         }
     }
     r
@@ -219,6 +226,7 @@ pub fn router(ctx: Ctx) -> Router {
     let maintenance = Arc::new(MaintenanceService::new(ctx.clone()));
     let lock = Arc::new(LockService::new(ctx.clone()));
     let election = Arc::new(ElectionService::new(ctx.clone()));
+    let auth = Arc::new(AuthService::new(ctx.clone()));
     let watch = {
         let ctx = ctx.clone();
         move |reqs: Vec<WatchRequest>, tx| {
@@ -268,7 +276,24 @@ pub fn router(ctx: Ctx) -> Router {
             .route(&format!("{v}/election/proclaim"), unary!(election, proclaim))
             .route(&format!("{v}/election/leader"), unary!(election, leader))
             .route(&format!("{v}/election/observe"), server_stream!(election, observe))
-            .route(&format!("{v}/election/resign"), unary!(election, resign));
+            .route(&format!("{v}/election/resign"), unary!(election, resign))
+            .route(&format!("{v}/auth/enable"), unary!(auth, auth_enable))
+            .route(&format!("{v}/auth/disable"), unary!(auth, auth_disable))
+            .route(&format!("{v}/auth/status"), unary!(auth, auth_status))
+            .route(&format!("{v}/auth/authenticate"), unary!(auth, authenticate))
+            .route(&format!("{v}/auth/user/add"), unary!(auth, user_add))
+            .route(&format!("{v}/auth/user/get"), unary!(auth, user_get))
+            .route(&format!("{v}/auth/user/list"), unary!(auth, user_list))
+            .route(&format!("{v}/auth/user/delete"), unary!(auth, user_delete))
+            .route(&format!("{v}/auth/user/changepw"), unary!(auth, user_change_password))
+            .route(&format!("{v}/auth/user/grant"), unary!(auth, user_grant_role))
+            .route(&format!("{v}/auth/user/revoke"), unary!(auth, user_revoke_role))
+            .route(&format!("{v}/auth/role/add"), unary!(auth, role_add))
+            .route(&format!("{v}/auth/role/get"), unary!(auth, role_get))
+            .route(&format!("{v}/auth/role/list"), unary!(auth, role_list))
+            .route(&format!("{v}/auth/role/delete"), unary!(auth, role_delete))
+            .route(&format!("{v}/auth/role/grant"), unary!(auth, role_grant_permission))
+            .route(&format!("{v}/auth/role/revoke"), unary!(auth, role_revoke_permission));
     }
     router.layer(axum::extract::DefaultBodyLimit::max(body_limit))
 }

@@ -6,6 +6,8 @@
 //! `EtcdError` until they leave through tonic, where `api::EtcdError`'s
 //! conversion gives etcd's code and message.
 
+pub mod auth;
+pub mod auth_token;
 pub mod cluster;
 pub mod election;
 pub mod gateway;

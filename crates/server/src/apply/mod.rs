@@ -12,9 +12,11 @@
 //!
 //! The submodules are the state machine's parts: `txn` and `range` execute
 //! KV requests against the MVCC store, `lessor` keeps leases, `members` the
-//! membership, `alarms` the replicated alarm set.
+//! membership, `alarms` the replicated alarm set, `auth` users, roles
+//! and tokens.
 
 pub mod alarms;
+pub mod auth;
 pub mod lessor;
 pub mod members;
 pub mod range;
@@ -43,6 +45,7 @@ use storage::{AppliedIndex, Event, EventKind, KeyRange, MvccStore, WriteBatch};
 
 use crate::errors::from_mvcc;
 use alarms::Alarms;
+use auth::AuthStore;
 use lessor::Lessor;
 use members::Membership;
 use range::{ReadView, TxnWrite};
@@ -58,6 +61,8 @@ pub enum ApplyResponse {
     /// The membership after a change.
     Members(Vec<MemberRecord>),
     Alarm(AlarmResponse),
+    /// An auth change applied (with the token of an Authenticate).
+    Auth(auth::AuthApplied),
 }
 
 pub type ApplyResult = Result<ApplyResponse, EtcdError>;
@@ -67,6 +72,7 @@ pub struct Applier {
     lessor: Arc<Lessor>,
     members: Arc<Membership>,
     alarms: Arc<Alarms>,
+    auth: Arc<AuthStore>,
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
@@ -74,8 +80,18 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 }
 
 impl Applier {
-    pub fn new(mvcc: Arc<MvccStore>, lessor: Arc<Lessor>, members: Arc<Membership>, alarms: Arc<Alarms>) -> Self {
-        Applier { mvcc, lessor, members, alarms }
+    pub fn new(
+        mvcc: Arc<MvccStore>,
+        lessor: Arc<Lessor>,
+        members: Arc<Membership>,
+        alarms: Arc<Alarms>,
+        auth: Arc<AuthStore>,
+    ) -> Self {
+        Applier { mvcc, lessor, members, alarms, auth }
+    }
+
+    pub fn auth(&self) -> &Arc<AuthStore> {
+        &self.auth
     }
 
     pub fn alarms(&self) -> &Arc<Alarms> {
@@ -126,6 +142,11 @@ impl Applier {
             Request::MemberAttr(a) => self.member_attr(a, applied).map(ApplyResponse::Members),
             Request::MemberUpdate(u) => self.member_update(u, applied).map(ApplyResponse::Members),
             Request::Alarm(a) => self.alarm(a, applied).map(ApplyResponse::Alarm),
+            // Every other entry is the auth store's.
+            auth => self
+                .auth
+                .apply(auth, applied.index, |batch| self.mvcc.set_applied_with(applied, batch).map_err(from_mvcc))
+                .map(ApplyResponse::Auth),
         };
         match &result {
             Err(EtcdError::Internal(_)) => {}

@@ -171,6 +171,7 @@ impl Worker {
         self.applier.lessor().recover(mvcc)?;
         self.members.load(mvcc.engine().as_ref())?;
         self.applier.alarms().load(mvcc.engine().as_ref())?;
+        self.applier.auth().load(mvcc.engine().as_ref())?;
         if self.state.cluster_id() == 0 || self.members.cluster_id() != 0 {
             self.state.set_cluster_id(self.members.cluster_id());
         }

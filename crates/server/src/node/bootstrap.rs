@@ -29,6 +29,7 @@ use storage::{AppliedIndex, Engine, MvccStore, Table, WriteBatch};
 
 use super::NodeError;
 use crate::apply::alarms::Alarms;
+use crate::apply::auth::AuthStore;
 use crate::apply::lessor::Lessor;
 use crate::apply::members::Membership;
 use crate::config::ServerConfig;
@@ -39,6 +40,7 @@ pub struct Opened {
     pub lessor: Arc<Lessor>,
     pub members: Arc<Membership>,
     pub alarms: Arc<Alarms>,
+    pub auth: Arc<AuthStore>,
     pub cluster_id: u64,
     /// Index of the snapshot the state was restored from (0: none).
     pub last_snapshot: u64,
@@ -131,7 +133,9 @@ pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeE
     };
     let alarms = Arc::new(Alarms::default());
     alarms.load(mvcc.engine().as_ref())?;
-    Ok(Opened { log, mvcc, lessor, members, alarms, cluster_id, last_snapshot })
+    let auth = Arc::new(AuthStore::new(cfg.auth_token_ttl));
+    auth.load(mvcc.engine().as_ref())?;
+    Ok(Opened { log, mvcc, lessor, members, alarms, auth, cluster_id, last_snapshot })
 }
 
 fn bootstrap_new(

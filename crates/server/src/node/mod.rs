@@ -147,6 +147,7 @@ pub struct NodeHandle {
     pub lessor: Arc<Lessor>,
     pub members: Arc<Membership>,
     pub alarms: Arc<crate::apply::alarms::Alarms>,
+    pub auth: Arc<crate::apply::auth::AuthStore>,
     /// The latest revision applied; watch streams wait on it.
     pub revision: watch::Receiver<i64>,
     /// This member's snapshot files; the transport streams data from them.
@@ -291,6 +292,7 @@ pub fn start(
         lessor: opened.lessor.clone(),
         members: opened.members.clone(),
         alarms: opened.alarms.clone(),
+        auth: opened.auth.clone(),
         revision,
         snapshots: opened.log.snapshot_store(),
         staged: Arc::new(staged::StagedSnapshots::new(opened.log.snapshot_store().dir())),

@@ -125,6 +125,7 @@ impl Runner {
                 opened.lessor.clone(),
                 opened.members.clone(),
                 opened.alarms.clone(),
+                opened.auth.clone(),
             ),
             waiters: node.waiters.clone(),
             state: node.state.clone(),

@@ -1,0 +1,245 @@
+//! etcd's Auth service. Changes go through raft (`apply::auth`); reads
+//! (UserGet/List, RoleGet/List, AuthStatus) are answered from this member
+//! after a ReadIndex barrier, so they are linearizable as etcd's (which
+//! sends them through raft).
+//!
+//! Invariants:
+//! - passwords never enter the raft log: this member hashes them (bcrypt,
+//!   `--bcrypt-cost`) on the blocking pool before proposing, and checks
+//!   an Authenticate's password there too (a verify takes ~50-100 ms at
+//!   cost 10: never on the async workers);
+//! - with auth on, every call but Authenticate needs a token of a user
+//!   with the root role (etcd's `IsAdminPermitted`), except that a user
+//!   may get itself and the roles it has (etcd's `authApplierV3`).
+
+use api::pb::etcdserverpb::{
+    auth_server::Auth, AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
+    AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleDeleteRequest, AuthRoleDeleteResponse, AuthRoleGetRequest,
+    AuthRoleGetResponse, AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse, AuthRoleListRequest,
+    AuthRoleListResponse, AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse, AuthStatusRequest,
+    AuthStatusResponse, AuthUserAddRequest, AuthUserAddResponse, AuthUserChangePasswordRequest,
+    AuthUserChangePasswordResponse, AuthUserDeleteRequest, AuthUserDeleteResponse, AuthUserGetRequest,
+    AuthUserGetResponse, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, AuthUserListRequest,
+    AuthUserListResponse, AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse, AuthenticateRequest,
+    AuthenticateResponse,
+};
+use api::pb::metastorepb::{internal_request::Request as Internal, InternalAuthenticateRequest};
+use api::EtcdError;
+use base64::Engine as _;
+use tonic::{Request, Response, Status};
+
+use super::auth_token::auth_info;
+use super::Ctx;
+use crate::apply::auth::tokens::SimpleTokens;
+use crate::apply::auth::AuthInfo;
+use crate::apply::ApplyResponse;
+use crate::deadline::Deadline;
+
+pub struct AuthService {
+    ctx: Ctx,
+}
+
+impl AuthService {
+    pub fn new(ctx: Ctx) -> Self {
+        AuthService { ctx }
+    }
+
+    /// Who sent `req`, and its deadline.
+    async fn caller<T>(&self, req: &Request<T>) -> Result<(Option<AuthInfo>, Deadline), EtcdError> {
+        let deadline = Deadline::from_request(req, self.ctx.request_timeout());
+        Ok((auth_info(&self.ctx, req.metadata(), deadline).await?, deadline))
+    }
+
+    /// The caller, who must be an admin (or auth is off).
+    async fn admin<T>(&self, req: &Request<T>) -> Result<Deadline, EtcdError> {
+        let (info, deadline) = self.caller(req).await?;
+        self.ctx.node.auth.check_admin(info.as_ref())?;
+        Ok(deadline)
+    }
+
+    /// Proposes an auth change as an admin; answers its header.
+    async fn change<T>(&self, req: Request<T>, make: impl FnOnce(T) -> Internal) -> Result<Header, Status> {
+        let deadline = self.admin(&req).await?;
+        self.propose(make(req.into_inner()), deadline).await?;
+        Ok(self.ctx.header(None))
+    }
+
+    async fn propose(&self, req: Internal, deadline: Deadline) -> Result<String, EtcdError> {
+        match self.ctx.node.propose(req, deadline).await? {
+            ApplyResponse::Auth(a) => Ok(a.token),
+            _ => Err(crate::errors::unexpected_response("auth")),
+        }
+    }
+
+    /// A read as an admin (or, when `allowed` says so, as the caller),
+    /// after a ReadIndex barrier.
+    async fn read<T>(&self, req: &Request<T>, allowed: impl FnOnce(&str) -> bool) -> Result<(), EtcdError> {
+        let (info, deadline) = self.caller(req).await?;
+        self.ctx.node.read_barrier(deadline).await?;
+        match self.ctx.node.auth.check_admin(info.as_ref()) {
+            Err(_) if info.as_ref().is_some_and(|i| allowed(&i.user)) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// bcrypt, off the async workers; base64 as etcd's `hashedPassword`.
+    async fn hash(&self, password: String) -> Result<String, EtcdError> {
+        let cost = self.ctx.cfg.bcrypt_cost;
+        let hashed = tokio::task::spawn_blocking(move || bcrypt::hash_with_result(password, cost))
+            .await
+            .map_err(|e| EtcdError::Internal(e.to_string()))?
+            .map_err(|e| EtcdError::Internal(format!("hashing the password: {e}")))?;
+        // Go's bcrypt writes version 2a; keep hashes alike.
+        let text = hashed.format_for_version(bcrypt::Version::TwoA);
+        Ok(base64::engine::general_purpose::STANDARD.encode(text))
+    }
+}
+
+type Header = Option<api::pb::etcdserverpb::ResponseHeader>;
+
+/// Whether `password` matches a stored hash, on the blocking pool.
+async fn verify(password: String, hash: Vec<u8>) -> Result<bool, EtcdError> {
+    tokio::task::spawn_blocking(move || {
+        std::str::from_utf8(&hash).ok().is_some_and(|h| bcrypt::verify(password, h).unwrap_or(false))
+    })
+    .await
+    .map_err(|e| EtcdError::Internal(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl Auth for AuthService {
+    async fn auth_enable(&self, r: Request<AuthEnableRequest>) -> Result<Response<AuthEnableResponse>, Status> {
+        let header = self.change(r, Internal::AuthEnable).await?;
+        Ok(Response::new(AuthEnableResponse { header }))
+    }
+
+    async fn auth_disable(&self, r: Request<AuthDisableRequest>) -> Result<Response<AuthDisableResponse>, Status> {
+        let header = self.change(r, Internal::AuthDisable).await?;
+        Ok(Response::new(AuthDisableResponse { header }))
+    }
+
+    async fn auth_status(&self, r: Request<AuthStatusRequest>) -> Result<Response<AuthStatusResponse>, Status> {
+        self.read(&r, |_| false).await?;
+        let (enabled, auth_revision) = self.ctx.node.auth.with_state(|s| (s.enabled, s.revision));
+        Ok(Response::new(AuthStatusResponse { header: self.ctx.header(None), enabled, auth_revision }))
+    }
+
+    /// etcd's Authenticate: check the password here, then propose so every
+    /// member learns the token; if the auth store moved between the check
+    /// and the apply (a password changed meanwhile), check again.
+    async fn authenticate(&self, r: Request<AuthenticateRequest>) -> Result<Response<AuthenticateResponse>, Status> {
+        let deadline = Deadline::from_request(&r, self.ctx.request_timeout());
+        let r = r.into_inner();
+        let auth = &self.ctx.node.auth;
+        self.ctx.node.read_barrier(deadline).await?;
+        loop {
+            let (hash, checked) = auth.password_of(&r.name)?;
+            if !deadline.run(verify(r.password.clone(), hash)).await?? {
+                tracing::info!(user = %r.name, "invalid password");
+                return Err(EtcdError::AuthFailed.into());
+            }
+            let req = InternalAuthenticateRequest { name: r.name.clone(), simple_token: SimpleTokens::gen_prefix() };
+            let token = self.propose(Internal::Authenticate(req), deadline).await?;
+            if auth.revision() == checked {
+                return Ok(Response::new(AuthenticateResponse { header: self.ctx.header(None), token }));
+            }
+            tracing::info!("revision when password checked became stale; retrying");
+        }
+    }
+
+    async fn user_add(&self, r: Request<AuthUserAddRequest>) -> Result<Response<AuthUserAddResponse>, Status> {
+        let deadline = self.admin(&r).await?;
+        let mut r = r.into_inner();
+        if !r.options.as_ref().is_some_and(|o| o.no_password) {
+            r.hashed_password = deadline.run(self.hash(std::mem::take(&mut r.password))).await??;
+        }
+        r.password.clear();
+        self.propose(Internal::AuthUserAdd(r), deadline).await?;
+        Ok(Response::new(AuthUserAddResponse { header: self.ctx.header(None) }))
+    }
+
+    async fn user_get(&self, r: Request<AuthUserGetRequest>) -> Result<Response<AuthUserGetResponse>, Status> {
+        let name = r.get_ref().name.clone();
+        self.read(&r, |me| me == name).await?;
+        let roles = self.ctx.node.auth.with_state(|s| s.user_roles(&name))?;
+        Ok(Response::new(AuthUserGetResponse { header: self.ctx.header(None), roles }))
+    }
+
+    async fn user_list(&self, r: Request<AuthUserListRequest>) -> Result<Response<AuthUserListResponse>, Status> {
+        self.read(&r, |_| false).await?;
+        let users = self.ctx.node.auth.with_state(|s| s.users.keys().cloned().collect());
+        Ok(Response::new(AuthUserListResponse { header: self.ctx.header(None), users }))
+    }
+
+    async fn user_delete(&self, r: Request<AuthUserDeleteRequest>) -> Result<Response<AuthUserDeleteResponse>, Status> {
+        let header = self.change(r, Internal::AuthUserDelete).await?;
+        Ok(Response::new(AuthUserDeleteResponse { header }))
+    }
+
+    async fn user_change_password(
+        &self,
+        r: Request<AuthUserChangePasswordRequest>,
+    ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
+        let deadline = self.admin(&r).await?;
+        let mut r = r.into_inner();
+        r.hashed_password = deadline.run(self.hash(std::mem::take(&mut r.password))).await??;
+        self.propose(Internal::AuthUserChangePassword(r), deadline).await?;
+        Ok(Response::new(AuthUserChangePasswordResponse { header: self.ctx.header(None) }))
+    }
+
+    async fn user_grant_role(
+        &self,
+        r: Request<AuthUserGrantRoleRequest>,
+    ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
+        let header = self.change(r, Internal::AuthUserGrantRole).await?;
+        Ok(Response::new(AuthUserGrantRoleResponse { header }))
+    }
+
+    async fn user_revoke_role(
+        &self,
+        r: Request<AuthUserRevokeRoleRequest>,
+    ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
+        let header = self.change(r, Internal::AuthUserRevokeRole).await?;
+        Ok(Response::new(AuthUserRevokeRoleResponse { header }))
+    }
+
+    async fn role_add(&self, r: Request<AuthRoleAddRequest>) -> Result<Response<AuthRoleAddResponse>, Status> {
+        let header = self.change(r, Internal::AuthRoleAdd).await?;
+        Ok(Response::new(AuthRoleAddResponse { header }))
+    }
+
+    async fn role_get(&self, r: Request<AuthRoleGetRequest>) -> Result<Response<AuthRoleGetResponse>, Status> {
+        let role = r.get_ref().role.clone();
+        let auth = &self.ctx.node.auth;
+        self.read(&r, |me| auth.with_state(|s| s.has_role(me, &role))).await?;
+        let perm = auth.with_state(|s| s.role_permissions(&role))?;
+        Ok(Response::new(AuthRoleGetResponse { header: self.ctx.header(None), perm }))
+    }
+
+    async fn role_list(&self, r: Request<AuthRoleListRequest>) -> Result<Response<AuthRoleListResponse>, Status> {
+        self.read(&r, |_| false).await?;
+        let roles = self.ctx.node.auth.with_state(|s| s.roles.keys().cloned().collect());
+        Ok(Response::new(AuthRoleListResponse { header: self.ctx.header(None), roles }))
+    }
+
+    async fn role_delete(&self, r: Request<AuthRoleDeleteRequest>) -> Result<Response<AuthRoleDeleteResponse>, Status> {
+        let header = self.change(r, Internal::AuthRoleDelete).await?;
+        Ok(Response::new(AuthRoleDeleteResponse { header }))
+    }
+
+    async fn role_grant_permission(
+        &self,
+        r: Request<AuthRoleGrantPermissionRequest>,
+    ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
+        let header = self.change(r, Internal::AuthRoleGrantPermission).await?;
+        Ok(Response::new(AuthRoleGrantPermissionResponse { header }))
+    }
+
+    async fn role_revoke_permission(
+        &self,
+        r: Request<AuthRoleRevokePermissionRequest>,
+    ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
+        let header = self.change(r, Internal::AuthRoleRevokePermission).await?;
+        Ok(Response::new(AuthRoleRevokePermissionResponse { header }))
+    }
+}

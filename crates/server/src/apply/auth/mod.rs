@@ -1,0 +1,219 @@
+//! etcd's auth store, replicated: users, roles, the auth switch and the
+//! auth revision live in the engine's `auth` table (`storage::schema`), so
+//! snapshots, backups and restarts carry them; simple tokens live in memory
+//! (`tokens`). Nothing here enforces permissions on the KV API yet: the
+//! service layer resolves a request's token with [`AuthStore::auth_info`]
+//! and checks admin rights with [`AuthStore::check_admin`].
+//!
+//! Invariants:
+//! - the state changes only when an auth entry is applied, in the same
+//!   engine batch as its applied index; the in-memory copy is swapped in
+//!   after that batch is written, and reloaded ([`AuthStore::load`])
+//!   whenever the engine is replaced by a snapshot;
+//! - apply is deterministic: passwords arrive hashed (the receiving member
+//!   hashes them), token prefixes arrive chosen; applying reads no clock
+//!   for the replicated state;
+//! - `state` holds the rules (`state`), `perms` the range rules.
+
+pub mod perms;
+pub mod state;
+pub mod tokens;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use api::pb::metastorepb::internal_request::Request;
+use api::EtcdError;
+use parking_lot::RwLock;
+use storage::{Engine, WriteBatch};
+
+pub use state::AuthState;
+use tokens::SimpleTokens;
+
+/// etcd's `AuthInfo`: who a token belongs to, and the auth revision when
+/// it was checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthInfo {
+    pub user: String,
+    pub revision: u64,
+}
+
+/// What applying an auth entry answers (besides success): the token of an
+/// Authenticate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthApplied {
+    pub token: String,
+}
+
+/// What an applied change does to the tokens once it is written.
+enum TokenEffect {
+    None,
+    Clear,
+    InvalidateUser(String),
+}
+
+pub struct AuthStore {
+    state: RwLock<AuthState>,
+    tokens: SimpleTokens,
+}
+
+impl AuthStore {
+    pub fn new(token_ttl: Duration) -> Self {
+        AuthStore { state: RwLock::new(AuthState::default()), tokens: SimpleTokens::new(token_ttl) }
+    }
+
+    /// Replaces the in-memory state with the engine's; tokens of users
+    /// that no longer exist (or all, with auth now off) are dropped.
+    pub fn load(&self, engine: &dyn Engine) -> Result<(), EtcdError> {
+        let st = AuthState::load(engine)?;
+        if st.enabled {
+            self.tokens.retain_users(|u| st.users.contains_key(u));
+        } else {
+            self.tokens.clear();
+        }
+        *self.state.write() = st;
+        Ok(())
+    }
+
+    /// Reads the state (a short read lock).
+    pub fn with_state<T>(&self, f: impl FnOnce(&AuthState) -> T) -> T {
+        f(&self.state.read())
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.state.read().enabled
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.state.read().revision
+    }
+
+    /// Applies an auth entry at raft `index`. `commit` writes the batch
+    /// with the applied index; the memory copy changes only after it
+    /// succeeded. On an etcd error nothing is written (the caller records
+    /// the index).
+    pub fn apply(
+        &self,
+        req: Request,
+        index: u64,
+        commit: impl FnOnce(WriteBatch) -> Result<(), EtcdError>,
+    ) -> Result<AuthApplied, EtcdError> {
+        if let Request::Authenticate(a) = req {
+            self.state.read().check_authenticate(&a.name)?;
+            commit(WriteBatch::default())?;
+            let token = SimpleTokens::token(&a.simple_token, index);
+            self.tokens.assign(token.clone(), a.name);
+            return Ok(AuthApplied { token });
+        }
+        let mut next = self.state.read().clone();
+        let mut b = WriteBatch::default();
+        let effect = match req {
+            Request::AuthEnable(_) => next.enable(&mut b).map(|()| TokenEffect::None),
+            Request::AuthDisable(_) => {
+                next.disable(&mut b);
+                Ok(TokenEffect::Clear)
+            }
+            Request::AuthUserAdd(r) => next.user_add(r, &mut b).map(|()| TokenEffect::None),
+            Request::AuthUserDelete(r) => {
+                next.user_delete(&r.name, &mut b).map(|()| TokenEffect::InvalidateUser(r.name))
+            }
+            Request::AuthUserChangePassword(r) => {
+                let name = r.name.clone();
+                next.user_change_password(r, &mut b).map(|()| TokenEffect::InvalidateUser(name))
+            }
+            Request::AuthUserGrantRole(r) => next.user_grant_role(r, &mut b).map(|()| TokenEffect::None),
+            Request::AuthUserRevokeRole(r) => next.user_revoke_role(r, &mut b).map(|()| TokenEffect::None),
+            Request::AuthRoleAdd(r) => next.role_add(r.name, &mut b).map(|()| TokenEffect::None),
+            Request::AuthRoleDelete(r) => next.role_delete(&r.role, &mut b).map(|()| TokenEffect::None),
+            Request::AuthRoleGrantPermission(r) => next.role_grant_permission(r, &mut b).map(|()| TokenEffect::None),
+            Request::AuthRoleRevokePermission(r) => next.role_revoke_permission(r, &mut b).map(|()| TokenEffect::None),
+            _ => return Err(EtcdError::Internal("the auth store was handed a non-auth entry".into())),
+        }?;
+        commit(b)?;
+        *self.state.write() = next;
+        match effect {
+            TokenEffect::None => {}
+            TokenEffect::Clear => self.tokens.clear(),
+            TokenEffect::InvalidateUser(u) => self.tokens.invalidate_user(&u),
+        }
+        Ok(AuthApplied::default())
+    }
+
+    /// etcd's `CheckPassword` before proposing an Authenticate: the stored
+    /// hash to verify against (off the async workers) and the revision it
+    /// was read at, so the caller can retry if the store moved meanwhile.
+    pub fn password_of(&self, name: &str) -> Result<(Vec<u8>, u64), EtcdError> {
+        let st = self.state.read();
+        if !st.enabled {
+            return Err(EtcdError::AuthNotEnabled);
+        }
+        let user = st.users.get(name).ok_or(EtcdError::AuthFailed)?;
+        if user.options.as_ref().is_some_and(|o| o.no_password) {
+            return Err(EtcdError::NoPasswordUser);
+        }
+        Ok((user.password.clone(), st.revision))
+    }
+
+    /// The user of a simple token that this member has applied (the
+    /// caller waits for the token's index first): etcd's `info`, which
+    /// extends the token's life. None with auth off; an unknown or expired
+    /// token is `InvalidAuthToken`.
+    pub fn auth_info(&self, token: &str) -> Result<Option<AuthInfo>, EtcdError> {
+        let st = self.state.read();
+        if !st.enabled {
+            return Ok(None);
+        }
+        let user = self.tokens.lookup(token).ok_or(EtcdError::InvalidAuthToken)?;
+        Ok(Some(AuthInfo { user, revision: st.revision }))
+    }
+
+    /// The check the enforcement layer makes on a request's auth info, as
+    /// etcd's `isOpPermitted`: no user is `UserEmpty`, an info older than
+    /// the store is `AuthOldRevision`.
+    pub fn check_revision(&self, info: Option<&AuthInfo>) -> Result<(), EtcdError> {
+        let st = self.state.read();
+        if !st.enabled {
+            return Ok(());
+        }
+        match info {
+            None => Err(EtcdError::UserEmpty),
+            Some(i) if i.revision == 0 || i.user.is_empty() => Err(EtcdError::UserEmpty),
+            Some(i) if i.revision < st.revision => Err(EtcdError::AuthOldRevision),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// etcd's `isOpPermitted`: may the sender of a request with `info`
+    /// do `wanted` on `key` (or `[key, range_end)`)? Root may do anything.
+    #[expect(dead_code, reason = "the permission checks on the KV API (issue 14, part 2) call it")]
+    pub fn check_op(
+        &self,
+        info: Option<&AuthInfo>,
+        key: &[u8],
+        range_end: &[u8],
+        wanted: api::pb::authpb::permission::Type,
+    ) -> Result<(), EtcdError> {
+        self.check_revision(info)?;
+        let st = self.state.read();
+        let Some(info) = info.filter(|_| st.enabled) else {
+            return Ok(());
+        };
+        let user = st.users.get(&info.user).ok_or(EtcdError::PermissionDenied)?;
+        if state::has_root_role(user) {
+            return Ok(());
+        }
+        let perms = user.roles.iter().filter_map(|r| st.roles.get(r)).flat_map(|r| &r.key_permission);
+        if perms::permits(perms, key, range_end, wanted) {
+            Ok(())
+        } else {
+            Err(EtcdError::PermissionDenied)
+        }
+    }
+
+    /// etcd's `IsAdminPermitted`.
+    pub fn check_admin(&self, info: Option<&AuthInfo>) -> Result<(), EtcdError> {
+        self.state.read().check_admin(info.map(|i| i.user.as_str()))
+    }
+}
