@@ -116,6 +116,10 @@ pub enum EtcdError {
     /// added with `--no-password`).
     #[error("auth: authentication failed, password was given for no password user")]
     NoPasswordUser,
+    /// etcd's `auth.ErrVerifyOnly`, also without a gRPC twin: Authenticate
+    /// on a member given only the JWT public key cannot sign a token.
+    #[error("auth: token signing attempted with verify-only key")]
+    VerifyOnly,
     /// The client's own deadline passed (gRPC `grpc-timeout`).
     #[error("context deadline exceeded")]
     DeadlineExceeded,
@@ -170,7 +174,7 @@ impl EtcdError {
             Corrupt => Code::DataLoss,
             DeadlineExceeded => Code::DeadlineExceeded,
             Canceled => Code::Cancelled,
-            Internal(_) | NoPasswordUser => Code::Unknown,
+            Internal(_) | NoPasswordUser | VerifyOnly => Code::Unknown,
         }
     }
 }
@@ -247,6 +251,7 @@ mod tests {
                 Code::Unknown,
                 "auth: authentication failed, password was given for no password user",
             ),
+            (EtcdError::VerifyOnly, Code::Unknown, "auth: token signing attempted with verify-only key"),
             (EtcdError::DeadlineExceeded, Code::DeadlineExceeded, "context deadline exceeded"),
             (EtcdError::Canceled, Code::Cancelled, "context canceled"),
         ];

@@ -74,7 +74,7 @@ pub struct Flags {
     /// Maximum number of operations permitted in a transaction.
     #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: u64,
-    /// Auth token type: 'simple' (jwt tokens are not supported yet).
+    /// Auth token type and options: 'simple', or 'jwt,sign-method=RS256,pub-key=FILE,priv-key=FILE,ttl=5m'.
     #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
     pub auth_token: String,
     /// Time (in seconds) a simple token lives after its last use (0: 300).
@@ -449,13 +449,43 @@ impl Flags {
         }
     }
 
-    /// `--auth-token`: etcd's `type,option=value,...`; only `simple` here.
-    fn check_auth_token(&self) -> Result<(), FlagError> {
-        match self.auth_token.split(',').next().unwrap_or_default() {
-            "simple" => Ok(()),
-            "jwt" => err("--auth-token: jwt tokens are not supported yet; use --auth-token simple"),
-            other => err(format!("--auth-token: unknown token type {other:?} (supported: simple)")),
+    /// `--auth-token`: etcd's `type,option=value,...`: `simple`, or
+    /// `jwt,sign-method=...,pub-key=FILE,priv-key=FILE,ttl=DURATION`
+    /// (etcd's options; the key files are read here, so a bad one stops
+    /// the start with a message instead of failing the first Authenticate).
+    fn auth_jwt(&self) -> Result<Option<server::JwtKeys>, FlagError> {
+        let invalid = || FlagError(format!("--auth-token {:?}: auth: invalid auth options", self.auth_token));
+        let mut parts = self.auth_token.split(',');
+        let kind = parts.next().unwrap_or_default();
+        let mut opts = std::collections::HashMap::new();
+        for opt in parts {
+            let (k, v) = opt.split_once('=').filter(|(_, v)| !v.contains('=')).ok_or_else(invalid)?;
+            if opts.insert(k, v).is_some() {
+                return Err(invalid());
+            }
         }
+        match kind {
+            "simple" => return Ok(None),
+            "jwt" => {}
+            _ => return Err(invalid()),
+        }
+        let read = |name: &str| -> Result<Option<Vec<u8>>, FlagError> {
+            match opts.get(name).filter(|f| !f.is_empty()) {
+                None => Ok(None),
+                Some(file) => std::fs::read(file)
+                    .map(Some)
+                    .map_err(|e| FlagError(format!("--auth-token: reading {name} {file}: {e}"))),
+            }
+        };
+        let ttl = match opts.get("ttl").filter(|t| !t.is_empty()) {
+            None => server::JWT_DEFAULT_TTL,
+            Some(t) => parse_go_duration(t).ok_or_else(|| FlagError(format!("--auth-token: invalid ttl {t:?}")))?,
+        };
+        let (public, private) = (read("pub-key")?, read("priv-key")?);
+        let method = opts.get("sign-method").copied().unwrap_or_default();
+        server::JwtKeys::new(method, public.as_deref(), private.as_deref(), ttl)
+            .map(Some)
+            .map_err(|e| FlagError(format!("--auth-token: {e}")))
     }
 
     pub fn resolve(&self) -> Result<Resolved, FlagError> {
@@ -494,7 +524,7 @@ impl Flags {
         if self.max_request_bytes == 0 || self.max_request_bytes > 1 << 30 {
             return err("--max-request-bytes must be between 1 and 1073741824");
         }
-        self.check_auth_token()?;
+        let auth_jwt = self.auth_jwt()?;
         let client_urls = split_urls("listen-client-urls", &self.listen_client_urls)?;
         let advertise_client = split_urls("advertise-client-urls", &self.advertise_client_urls)?;
         let peer_urls = split_urls("listen-peer-urls", &self.listen_peer_urls)?;
@@ -567,6 +597,7 @@ impl Flags {
                 ttl => ttl,
             }),
             bcrypt_cost: server::bcrypt_cost_or_default(self.bcrypt_cost),
+            auth_jwt,
         };
         let peer_addrs = bind_addrs("listen-peer-urls", &peer_urls)?;
         let mut config = config;
@@ -770,10 +801,26 @@ mod tests {
             assert_eq!(flags(&["--bcrypt-cost", cost]).resolve().unwrap().config.bcrypt_cost, 10);
         }
         assert_eq!(flags(&["--auth-token-ttl", "0"]).resolve().unwrap().config.auth_token_ttl.as_secs(), 300);
-        let e = flags(&["--auth-token", "jwt,pub-key=a,priv-key=b,sign-method=RS256"]).resolve().err().unwrap();
-        assert!(e.0.contains("jwt tokens are not supported yet"), "{e}");
-        let e = flags(&["--auth-token", "magic"]).resolve().err().unwrap();
-        assert!(e.0.contains("unknown token type"), "{e}");
+        let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../server/testdata/jwt");
+        let jwt = format!("jwt,pub-key={keys}/rsa.pub.pem,priv-key={keys}/rsa.pem,sign-method=RS256,ttl=90s");
+        let c = flags(&["--auth-token", &jwt]).resolve().unwrap().config;
+        assert_eq!(c.auth_jwt.map(|k| k.ttl()), Some(Duration::from_secs(90)));
+        let no_ttl = format!("jwt,pub-key={keys}/ec256.pub.pem,sign-method=ES256");
+        let c = flags(&["--auth-token", &no_ttl]).resolve().unwrap().config;
+        assert_eq!(c.auth_jwt.map(|k| k.ttl()), Some(Duration::from_secs(300)));
+        let refused = [
+            ("magic", "auth: invalid auth options"),
+            ("jwt,ttl", "auth: invalid auth options"),
+            ("jwt,ttl=1m,ttl=2m", "auth: invalid auth options"),
+            ("jwt,sign-method=RS256,pub-key=/nonexistent/key", "reading pub-key /nonexistent/key"),
+            ("jwt,sign-method=XX1", "auth: invalid auth signature method"),
+            ("jwt,sign-method=HS256", "auth: missing key data"),
+            ("jwt,sign-method=HS256,priv-key=/dev/null,ttl=soon", "invalid ttl"),
+        ];
+        for (flag, want) in refused {
+            let e = flags(&["--auth-token", flag]).resolve().err().unwrap();
+            assert!(e.0.contains(want), "{flag}: {e}");
+        }
     }
 
     #[test]

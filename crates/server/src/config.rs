@@ -71,6 +71,9 @@ pub struct ServerConfig {
     pub http2: Http2Settings,
     /// `--auth-token-ttl`: a simple token's life after its last use.
     pub auth_token_ttl: Duration,
+    /// `--auth-token jwt,...`: JWT tokens with these keys instead of
+    /// simple ones.
+    pub auth_jwt: Option<crate::apply::auth::jwt::JwtKeys>,
     /// `--bcrypt-cost`, already in bcrypt's range.
     pub bcrypt_cost: u32,
 }

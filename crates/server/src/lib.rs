@@ -28,6 +28,7 @@ mod server;
 mod transport;
 
 pub use apply::alarms::DEFAULT_QUOTA_BYTES;
+pub use apply::auth::jwt::{JwtConfigError, JwtKeys, DEFAULT_TTL as JWT_DEFAULT_TTL};
 pub use config::{
     bcrypt_cost_or_default, Http2Settings, Member, ServerConfig, StorageConfig, DEFAULT_AUTH_TOKEN_TTL_SECS,
     DEFAULT_BCRYPT_COST, DEFAULT_PROGRESS_NOTIFY_INTERVAL, DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,

@@ -13,7 +13,6 @@ use api::EtcdError;
 use tonic::metadata::MetadataMap;
 
 use super::Ctx;
-use crate::apply::auth::tokens::SimpleTokens;
 use crate::apply::auth::AuthInfo;
 use crate::deadline::Deadline;
 
@@ -35,12 +34,13 @@ pub async fn auth_info(ctx: &Ctx, md: &MetadataMap, deadline: Deadline) -> Resul
     let Some(token) = token_of(md) else {
         return Ok(None);
     };
-    let index = SimpleTokens::index_of(&token).ok_or(EtcdError::InvalidAuthToken)?;
-    let mut applied = ctx.node.state.subscribe_applied();
-    match deadline.run(applied.wait_for(|a| *a >= index)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(_)) => return Err(EtcdError::Stopped),
-        Err(_) => return Err(EtcdError::InvalidAuthToken),
+    if let Some(index) = auth.token_index(&token)? {
+        let mut applied = ctx.node.state.subscribe_applied();
+        match deadline.run(applied.wait_for(|a| *a >= index)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(EtcdError::Stopped),
+            Err(_) => return Err(EtcdError::InvalidAuthToken),
+        };
     }
     auth.auth_info(&token)
 }

@@ -113,7 +113,7 @@ impl Harness {
         members.load(engine.as_ref()).expect("load members");
         let alarms = Arc::new(Alarms::default());
         alarms.load(engine.as_ref()).expect("load alarms");
-        let auth = Arc::new(crate::apply::auth::AuthStore::new(std::time::Duration::from_secs(300)));
+        let auth = Arc::new(crate::apply::auth::AuthStore::new(std::time::Duration::from_secs(300), None));
         auth.load(engine.as_ref()).expect("load auth");
         Harness { engine, applier: Applier::new(mvcc, lessor, members, alarms, auth), next: Cell::new(next) }
     }

@@ -133,7 +133,7 @@ pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeE
     };
     let alarms = Arc::new(Alarms::default());
     alarms.load(mvcc.engine().as_ref())?;
-    let auth = Arc::new(AuthStore::new(cfg.auth_token_ttl));
+    let auth = Arc::new(AuthStore::new(cfg.auth_token_ttl, cfg.auth_jwt.clone()));
     auth.load(mvcc.engine().as_ref())?;
     Ok(Opened { log, mvcc, lessor, members, alarms, auth, cluster_id, last_snapshot })
 }

@@ -15,6 +15,7 @@
 //!   for the replicated state;
 //! - `state` holds the rules (`state`), `perms` the range rules.
 
+pub mod jwt;
 pub mod perms;
 pub mod state;
 pub mod tokens;
@@ -30,7 +31,7 @@ use parking_lot::RwLock;
 use storage::{Engine, WriteBatch};
 
 pub use state::AuthState;
-use tokens::SimpleTokens;
+use tokens::{SimpleTokens, Tokens};
 
 /// etcd's `AuthInfo`: who a token belongs to, and the auth revision when
 /// it was checked.
@@ -56,12 +57,18 @@ enum TokenEffect {
 
 pub struct AuthStore {
     state: RwLock<AuthState>,
-    tokens: SimpleTokens,
+    tokens: Tokens,
 }
 
 impl AuthStore {
-    pub fn new(token_ttl: Duration) -> Self {
-        AuthStore { state: RwLock::new(AuthState::default()), tokens: SimpleTokens::new(token_ttl) }
+    /// Simple tokens living `token_ttl` after their last use, or JWT
+    /// tokens with `jwt`'s keys.
+    pub fn new(token_ttl: Duration, jwt: Option<jwt::JwtKeys>) -> Self {
+        let tokens = match jwt {
+            Some(keys) => Tokens::Jwt(keys),
+            None => Tokens::Simple(SimpleTokens::new(token_ttl)),
+        };
+        AuthStore { state: RwLock::new(AuthState::default()), tokens }
     }
 
     /// Replaces the in-memory state with the engine's; tokens of users
@@ -101,10 +108,13 @@ impl AuthStore {
         commit: impl FnOnce(WriteBatch) -> Result<(), EtcdError>,
     ) -> Result<AuthApplied, EtcdError> {
         if let Request::Authenticate(a) = req {
-            self.state.read().check_authenticate(&a.name)?;
+            let revision = {
+                let st = self.state.read();
+                st.check_authenticate(&a.name)?;
+                st.revision
+            };
+            let token = self.tokens.assign(&a.simple_token, index, a.name, revision)?;
             commit(WriteBatch::default())?;
-            let token = SimpleTokens::token(&a.simple_token, index);
-            self.tokens.assign(token.clone(), a.name);
             return Ok(AuthApplied { token });
         }
         let mut next = self.state.read().clone();
@@ -156,17 +166,21 @@ impl AuthStore {
         Ok((user.password.clone(), st.revision))
     }
 
-    /// The user of a simple token that this member has applied (the
-    /// caller waits for the token's index first): etcd's `info`, which
-    /// extends the token's life. None with auth off; an unknown or expired
+    /// See [`Tokens::index_to_wait_for`].
+    pub fn token_index(&self, token: &str) -> Result<Option<u64>, EtcdError> {
+        self.tokens.index_to_wait_for(token)
+    }
+
+    /// The user of a token: a simple one this member has applied (the
+    /// caller waits for [`Self::token_index`] first), or a valid JWT one:
+    /// etcd's `info`, which extends a simple token's life. None with auth off; an unknown or expired
     /// token is `InvalidAuthToken`.
     pub fn auth_info(&self, token: &str) -> Result<Option<AuthInfo>, EtcdError> {
         let st = self.state.read();
         if !st.enabled {
             return Ok(None);
         }
-        let user = self.tokens.lookup(token).ok_or(EtcdError::InvalidAuthToken)?;
-        Ok(Some(AuthInfo { user, revision: st.revision }))
+        self.tokens.info(token, st.revision).map(Some).ok_or(EtcdError::InvalidAuthToken)
     }
 
     /// The check the enforcement layer makes on a request's auth info, as

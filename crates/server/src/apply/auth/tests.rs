@@ -24,7 +24,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        Fixture { engine: MemoryEngine::new(), store: AuthStore::new(Duration::from_secs(300)), index: 1 }
+        Fixture { engine: MemoryEngine::new(), store: AuthStore::new(Duration::from_secs(300), None), index: 1 }
     }
 
     fn apply(&mut self, req: Request) -> Result<AuthApplied, EtcdError> {
@@ -227,7 +227,7 @@ fn the_state_reloads_from_the_engine() {
     f.ok(role_add("r"));
     f.ok(grant_perm("r", PermType::Readwrite, b"k", b"\0"));
     f.ok(Request::AuthEnable(AuthEnableRequest {}));
-    let fresh = AuthStore::new(Duration::from_secs(1));
+    let fresh = AuthStore::new(Duration::from_secs(1), None);
     fresh.load(&f.engine).unwrap();
     let want = f.store.with_state(Clone::clone);
     fresh.with_state(|st| assert_eq!(*st, want));
@@ -237,7 +237,7 @@ fn the_state_reloads_from_the_engine() {
     f.engine.dump(&mut dump).unwrap();
     let restored = MemoryEngine::new();
     restored.restore(&mut dump.as_slice()).unwrap();
-    let again = AuthStore::new(Duration::from_secs(1));
+    let again = AuthStore::new(Duration::from_secs(1), None);
     again.load(&restored).unwrap();
     again.with_state(|st| assert_eq!(*st, want));
 }

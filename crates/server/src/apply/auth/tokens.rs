@@ -14,8 +14,73 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use api::EtcdError;
 use parking_lot::Mutex;
 use rand::Rng;
+
+use super::jwt::JwtKeys;
+use super::AuthInfo;
+
+/// The token provider `--auth-token` chose (etcd's `TokenProvider`).
+pub enum Tokens {
+    Simple(SimpleTokens),
+    Jwt(JwtKeys),
+}
+
+impl Tokens {
+    /// The token an Authenticate applied at `index` gives `user`, the auth
+    /// store being at `revision`. Simple tokens are recorded here; a JWT
+    /// token is only signed (a member with the public key alone cannot).
+    pub fn assign(&self, prefix: &str, index: u64, user: String, revision: u64) -> Result<String, EtcdError> {
+        match self {
+            Tokens::Simple(t) => {
+                let token = SimpleTokens::token(prefix, index);
+                t.assign(token.clone(), user);
+                Ok(token)
+            }
+            Tokens::Jwt(k) => k.assign(&user, revision),
+        }
+    }
+
+    /// The raft index this member must have applied before it can know a
+    /// token: a simple token's (`InvalidAuthToken` if it is not shaped as
+    /// one), none for a JWT token, which carries everything.
+    pub fn index_to_wait_for(&self, token: &str) -> Result<Option<u64>, EtcdError> {
+        match self {
+            Tokens::Simple(_) => SimpleTokens::index_of(token).map(Some).ok_or(EtcdError::InvalidAuthToken),
+            Tokens::Jwt(_) => Ok(None),
+        }
+    }
+
+    /// Who a token names (extending a simple token's life); a simple
+    /// token is as new as the store (`revision`), a JWT token as its claims.
+    pub fn info(&self, token: &str, revision: u64) -> Option<AuthInfo> {
+        match self {
+            Tokens::Simple(t) => t.lookup(token).map(|user| AuthInfo { user, revision }),
+            Tokens::Jwt(k) => k.info(token),
+        }
+    }
+
+    /// Drops a user's tokens. JWT tokens cannot be taken back: they live
+    /// until they expire, and an auth change makes them old (etcd's too).
+    pub fn invalidate_user(&self, user: &str) {
+        if let Tokens::Simple(t) = self {
+            t.invalidate_user(user);
+        }
+    }
+
+    pub fn retain_users(&self, keep: impl Fn(&str) -> bool) {
+        if let Tokens::Simple(t) = self {
+            t.retain_users(keep);
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Tokens::Simple(t) = self {
+            t.clear();
+        }
+    }
+}
 
 /// etcd's `defaultSimpleTokenLength`.
 const PREFIX_LEN: usize = 16;
