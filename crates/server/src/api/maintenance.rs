@@ -14,7 +14,7 @@ use storage::MvccStore;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::auth_token::{admin_call, user_call};
+use super::auth_token::{admin_call, admin_call_untranslated, user_call};
 use super::Ctx;
 use crate::apply::ApplyResponse;
 use crate::deadline::Deadline;
@@ -186,7 +186,7 @@ impl Maintenance for MaintenanceService {
     /// RocksDB compacts every table fully, off the async threads, as etcd
     /// rewrites its bbolt file; the memory engine has no files to rewrite.
     async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        admin_call(&self.ctx, &request).await?;
+        admin_call_untranslated(&self.ctx, &request).await?;
         let engine = self.ctx.node.mvcc.engine().clone();
         tokio::task::spawn_blocking(move || engine.defragment())
             .await
@@ -200,14 +200,14 @@ impl Maintenance for MaintenanceService {
     /// concurrent calls held them all (keep-alives and every other request
     /// waited).
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        admin_call(&self.ctx, &request).await?;
+        admin_call_untranslated(&self.ctx, &request).await?;
         let mvcc = self.ctx.node.mvcc.clone();
         let hash = crate::maintenance::hashkv::run_scan(move || hash_stored(&mvcc)).await?;
         Ok(Response::new(HashResponse { header: self.ctx.header(None), hash }))
     }
 
     async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        admin_call(&self.ctx, &request).await?;
+        admin_call_untranslated(&self.ctx, &request).await?;
         Ok(Response::new(hash_kv_here(&self.ctx, request.into_inner().revision).await?.0))
     }
 
@@ -219,7 +219,7 @@ impl Maintenance for MaintenanceService {
     /// client holds no engine resource; the file is removed when the stream
     /// ends or is dropped.
     async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
-        admin_call(&self.ctx, &request).await?;
+        admin_call_untranslated(&self.ctx, &request).await?;
         let mvcc = self.ctx.node.mvcc.clone();
         let name = format!("download-{:016x}.snap.tmp", rand_suffix());
         let path = self.ctx.node.snapshots.dir().join(name);

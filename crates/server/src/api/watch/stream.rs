@@ -25,7 +25,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use api::pb::etcdserverpb::{watch_request::RequestUnion, WatchCreateRequest, WatchRequest, WatchResponse};
-use api::EtcdError;
 use storage::MvccError;
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
@@ -189,10 +188,7 @@ impl StreamState {
             Ok(info) => crate::apply::auth::check::check_range(&self.ctx.node.auth, &info, &c.key, &c.range_end),
             Err(e) => Err(e),
         };
-        checked.map_err(|e| match e {
-            EtcdError::InvalidAuthToken | EtcdError::AuthOldRevision | EtcdError::UserEmpty => e.to_string(),
-            _ => EtcdError::PermissionDenied.to_string(),
-        })
+        checked.map_err(|e| crate::api::auth_token::watch_cancel_reason(&e))
     }
 
     async fn create(&mut self, c: WatchCreateRequest) -> Result<(), Closed> {
