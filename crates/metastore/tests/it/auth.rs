@@ -154,7 +154,7 @@ fn auth_commands_as_etcd() {
 
 /// POSTs a JSON body to the gateway (with a token, if given); the body of
 /// the answer.
-fn gateway_post(endpoint: &str, path: &str, body: &str, token: Option<&str>) -> String {
+pub(crate) fn gateway_post(endpoint: &str, path: &str, body: &str, token: Option<&str>) -> String {
     let mut s = TcpStream::connect(endpoint).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let auth = token.map(|t| format!("Authorization: {t}\r\n")).unwrap_or_default();
@@ -169,7 +169,7 @@ fn gateway_post(endpoint: &str, path: &str, body: &str, token: Option<&str>) -> 
 }
 
 /// The token of `user`, through the gateway's Authenticate.
-fn token(endpoint: &str, user: &str, password: &str) -> String {
+pub(crate) fn token(endpoint: &str, user: &str, password: &str) -> String {
     let body = gateway_post(
         endpoint,
         "/v3/auth/authenticate",

@@ -3,6 +3,7 @@
 //! against Debian's etcd.
 
 mod auth;
+mod auth_perms;
 mod auto_compaction;
 mod backup;
 mod chaos;
