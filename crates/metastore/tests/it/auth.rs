@@ -4,8 +4,8 @@
 //! surviving kill -9, and a 3-member cluster where users and tokens made
 //! through one member work on the others.
 //!
-//! Permissions are not enforced on the KV API yet (issue 14, part 2): these
-//! tests only check that `--user` authenticates, or fails to, as etcd.
+//! Permissions on the other APIs are in `auth_perms.rs`, JWT tokens in
+//! `auth_jwt.rs`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -154,7 +154,7 @@ fn auth_commands_as_etcd() {
 
 /// POSTs a JSON body to the gateway (with a token, if given); the body of
 /// the answer.
-fn gateway_post(endpoint: &str, path: &str, body: &str, token: Option<&str>) -> String {
+pub(crate) fn gateway_post(endpoint: &str, path: &str, body: &str, token: Option<&str>) -> String {
     let mut s = TcpStream::connect(endpoint).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let auth = token.map(|t| format!("Authorization: {t}\r\n")).unwrap_or_default();
@@ -169,7 +169,7 @@ fn gateway_post(endpoint: &str, path: &str, body: &str, token: Option<&str>) -> 
 }
 
 /// The token of `user`, through the gateway's Authenticate.
-fn token(endpoint: &str, user: &str, password: &str) -> String {
+pub(crate) fn token(endpoint: &str, user: &str, password: &str) -> String {
     let body = gateway_post(
         endpoint,
         "/v3/auth/authenticate",

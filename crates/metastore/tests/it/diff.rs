@@ -57,8 +57,13 @@ pub(crate) struct Pair {
 
 impl Pair {
     pub(crate) fn start() -> Pair {
-        let etcd = ServerProcess::etcd(&[]);
-        let ms = metastore(&[]);
+        Pair::start_with(&[])
+    }
+
+    /// Both started with the same extra flags.
+    pub(crate) fn start_with(flags: &[&str]) -> Pair {
+        let etcd = ServerProcess::etcd(flags);
+        let ms = metastore(flags);
         for s in [&etcd, &ms] {
             let healthy = wait_until(Duration::from_secs(15), || etcdctl(&s.endpoint(), &["endpoint", "health"]).0);
             assert!(healthy, "{:?} never became healthy; log:\n{}", s.kind, s.log_text());

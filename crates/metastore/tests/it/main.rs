@@ -3,6 +3,8 @@
 //! against Debian's etcd.
 
 mod auth;
+mod auth_jwt;
+mod auth_perms;
 mod auto_compaction;
 mod backup;
 mod chaos;

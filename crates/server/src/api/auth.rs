@@ -10,7 +10,10 @@
 //!   cost 10: never on the async workers);
 //! - with auth on, every call but Authenticate needs a token of a user
 //!   with the root role (etcd's `IsAdminPermitted`), except that a user
-//!   may get itself and the roles it has (etcd's `authApplierV3`).
+//!   may get itself and the roles it has (etcd's `authApplierV3`); changes
+//!   are checked here first, then again at apply with the sender the entry
+//!   carries (as etcd's `needAdminPermission`), so a root role revoked
+//!   meanwhile refuses them on every member alike.
 
 use api::pb::etcdserverpb::{
     auth_server::Auth, AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
@@ -51,21 +54,28 @@ impl AuthService {
     }
 
     /// The caller, who must be an admin (or auth is off).
-    async fn admin<T>(&self, req: &Request<T>) -> Result<Deadline, EtcdError> {
+    async fn admin<T>(&self, req: &Request<T>) -> Result<(AuthInfo, Deadline), EtcdError> {
         let (info, deadline) = self.caller(req).await?;
         self.ctx.node.auth.check_admin(info.as_ref())?;
-        Ok(deadline)
+        Ok((info.unwrap_or_default(), deadline))
     }
 
     /// Proposes an auth change as an admin; answers its header.
     async fn change<T>(&self, req: Request<T>, make: impl FnOnce(T) -> Internal) -> Result<Header, Status> {
-        let deadline = self.admin(&req).await?;
-        self.propose(make(req.into_inner()), deadline).await?;
+        let (info, deadline) = self.admin(&req).await?;
+        self.propose(make(req.into_inner()), Some(&info), deadline).await?;
         Ok(self.ctx.header(None))
     }
 
-    async fn propose(&self, req: Internal, deadline: Deadline) -> Result<String, EtcdError> {
-        match self.ctx.node.propose(req, deadline).await? {
+    /// Proposes as `sender` (apply checks it is an admin), or as this
+    /// member (an Authenticate, whose password was checked here).
+    async fn propose(&self, req: Internal, sender: Option<&AuthInfo>, deadline: Deadline) -> Result<String, EtcdError> {
+        let node = &self.ctx.node;
+        let applied = match sender {
+            Some(s) => node.propose_as(req, s, deadline).await?,
+            None => node.propose(req, deadline).await?,
+        };
+        match applied {
             ApplyResponse::Auth(a) => Ok(a.token),
             _ => Err(crate::errors::unexpected_response("auth")),
         }
@@ -139,7 +149,7 @@ impl Auth for AuthService {
                 return Err(EtcdError::AuthFailed.into());
             }
             let req = InternalAuthenticateRequest { name: r.name.clone(), simple_token: SimpleTokens::gen_prefix() };
-            let token = self.propose(Internal::Authenticate(req), deadline).await?;
+            let token = self.propose(Internal::Authenticate(req), None, deadline).await?;
             if auth.revision() == checked {
                 return Ok(Response::new(AuthenticateResponse { header: self.ctx.header(None), token }));
             }
@@ -148,13 +158,13 @@ impl Auth for AuthService {
     }
 
     async fn user_add(&self, r: Request<AuthUserAddRequest>) -> Result<Response<AuthUserAddResponse>, Status> {
-        let deadline = self.admin(&r).await?;
+        let (info, deadline) = self.admin(&r).await?;
         let mut r = r.into_inner();
         if !r.options.as_ref().is_some_and(|o| o.no_password) {
             r.hashed_password = deadline.run(self.hash(std::mem::take(&mut r.password))).await??;
         }
         r.password.clear();
-        self.propose(Internal::AuthUserAdd(r), deadline).await?;
+        self.propose(Internal::AuthUserAdd(r), Some(&info), deadline).await?;
         Ok(Response::new(AuthUserAddResponse { header: self.ctx.header(None) }))
     }
 
@@ -180,10 +190,10 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        let deadline = self.admin(&r).await?;
+        let (info, deadline) = self.admin(&r).await?;
         let mut r = r.into_inner();
         r.hashed_password = deadline.run(self.hash(std::mem::take(&mut r.password))).await??;
-        self.propose(Internal::AuthUserChangePassword(r), deadline).await?;
+        self.propose(Internal::AuthUserChangePassword(r), Some(&info), deadline).await?;
         Ok(Response::new(AuthUserChangePasswordResponse { header: self.ctx.header(None) }))
     }
 

@@ -32,6 +32,7 @@ use raft::eraftpb::{ConfChange, ConfChangeType};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use super::auth_token::{admin_call, user_call};
 use super::Ctx;
 use crate::apply::members::to_pb;
 use crate::apply::ApplyResponse;
@@ -238,15 +239,32 @@ pub async fn promote_here(ctx: &Ctx, id: u64, deadline: Deadline) -> Result<Memb
     Ok(MemberPromoteResponse { header: ctx.header_without_revision(), members: members.iter().map(to_pb).collect() })
 }
 
+/// The request's metadata (its token and deadline), kept while auth is on
+/// for the admin check etcd makes after validating the request.
+fn metadata_if_enabled<T>(ctx: &Ctx, r: &Request<T>) -> Option<tonic::metadata::MetadataMap> {
+    ctx.node.auth.is_enabled().then(|| r.metadata().clone())
+}
+
+/// A request carrying kept metadata, for the auth checks.
+fn request_auth(md: &Option<tonic::metadata::MetadataMap>) -> Request<()> {
+    let mut r = Request::new(());
+    if let Some(md) = md {
+        *r.metadata_mut() = md.clone();
+    }
+    r
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let token = metadata_if_enabled(&self.ctx, &request);
         let r = request.into_inner();
         learner_guard(&self.ctx)?;
         if !valid_peer_urls(&r.peer_ur_ls) {
             return Err(EtcdError::MemberBadUrls.into());
         }
+        admin_call(&self.ctx, &request_auth(&token)).await?;
         let ctx = &self.ctx;
         let mut resp = on_leader(
             ctx,
@@ -265,6 +283,7 @@ impl Cluster for ClusterService {
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        admin_call(&self.ctx, &request).await?;
         let r = request.into_inner();
         learner_guard(&self.ctx)?;
         let ctx = &self.ctx;
@@ -285,6 +304,7 @@ impl Cluster for ClusterService {
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let token = metadata_if_enabled(&self.ctx, &request);
         let r = request.into_inner();
         learner_guard(&self.ctx)?;
         if !valid_peer_urls(&r.peer_ur_ls) {
@@ -293,14 +313,16 @@ impl Cluster for ClusterService {
         if self.ctx.node.members.get(r.id).is_none() {
             return Err(EtcdError::MemberNotFound.into());
         }
-        let members = members_of(self.ctx.node.propose(Internal::MemberUpdate(r), deadline).await?)?;
+        let sender = admin_call(&self.ctx, &request_auth(&token)).await?;
+        let members = members_of(self.ctx.node.propose_as(Internal::MemberUpdate(r), &sender, deadline).await?)?;
         Ok(Response::new(MemberUpdateResponse {
             header: self.ctx.header_without_revision(),
             members: members.iter().map(to_pb).collect(),
         }))
     }
 
-    async fn member_list(&self, _r: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+    async fn member_list(&self, r: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+        user_call(&self.ctx, &r).await?;
         let members = self.ctx.node.members.list();
         Ok(Response::new(MemberListResponse {
             header: self.ctx.header_without_revision(),
@@ -313,6 +335,7 @@ impl Cluster for ClusterService {
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        admin_call(&self.ctx, &request).await?;
         let r = request.into_inner();
         if self.ctx.node.state.leader() == self.ctx.cfg.member_id {
             return Ok(Response::new(promote_here(&self.ctx, r.id, deadline).await?));

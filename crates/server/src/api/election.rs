@@ -83,7 +83,7 @@ async fn campaign(local: Local, r: CampaignRequest) -> Result<CampaignResponse, 
     if let Some(mine) = mine {
         leader.rev = mine.create_revision;
     }
-    let mut cleanup = Cleanup::new(local.ctx(), &leader.key, leader.rev);
+    let mut cleanup = Cleanup::new(&local, &leader.key, leader.rev);
     if mine.is_some_and(|m| m.value != r.value) {
         proclaim(&local, &leader, r.value).await?;
     }
@@ -227,20 +227,22 @@ type ObserveStream = Pin<Box<dyn Stream<Item = Result<LeaderResponse, Status>> +
 #[tonic::async_trait]
 impl Election for ElectionService {
     async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
-        let fut = campaign(Local::new(self.ctx.clone()), request.get_ref().clone());
+        let fut = campaign(Local::as_caller(self.ctx.clone(), &request), request.get_ref().clone());
         within_client_deadline(&request, fut).await.map(Response::new)
     }
 
     async fn proclaim(&self, request: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
+        let local = Local::as_caller(self.ctx.clone(), &request);
         let r = request.into_inner();
         let leader = r.leader.ok_or_else(|| Status::unknown(MISSING_LEADER_KEY))?;
-        let header = proclaim(&Local::new(self.ctx.clone()), &leader, r.value).await?;
+        let header = proclaim(&local, &leader, r.value).await?;
         Ok(Response::new(ProclaimResponse { header }))
     }
 
     async fn leader(&self, request: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
+        let local = Local::as_caller(self.ctx.clone(), &request);
         let prefix = prefix_of(&request.into_inner().name);
-        let resp = Local::new(self.ctx.clone()).range(first_created(&prefix)).await?;
+        let resp = local.range(first_created(&prefix)).await?;
         let kv = resp.kvs.into_iter().next().ok_or_else(|| Status::unknown(NO_LEADER))?;
         Ok(Response::new(LeaderResponse { header: resp.header, kv: Some(kv) }))
     }
@@ -249,18 +251,20 @@ impl Election for ElectionService {
 
     async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<ObserveStream>, Status> {
         let (tx, rx) = mpsc::channel(OBSERVE_QUEUE);
-        tokio::spawn(observe(Local::new(self.ctx.clone()), request.into_inner().name, tx));
+        let local = Local::as_caller(self.ctx.clone(), &request);
+        tokio::spawn(observe(local, request.into_inner().name, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
+        let local = Local::as_caller(self.ctx.clone(), &request);
         let leader = request.into_inner().leader.ok_or_else(|| Status::unknown(MISSING_LEADER_KEY))?;
         let txn = TxnRequest {
             compare: vec![created_at(&leader.key, leader.rev)],
             success: vec![delete_op(&leader.key)],
             failure: vec![],
         };
-        let resp = Local::new(self.ctx.clone()).txn(txn).await?;
+        let resp = local.txn(txn).await?;
         Ok(Response::new(ResignResponse { header: resp.header }))
     }
 }

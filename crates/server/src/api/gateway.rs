@@ -198,22 +198,24 @@ macro_rules! server_stream {
 
 /// A bidirectional stream over HTTP: every request in the body, answers
 /// streamed back until the service's task drops the sender. `serve` starts
-/// the stream's task with its requests and the answers' sender.
+/// the stream's task with its requests, the token of the Authorization
+/// header, and the answers' sender.
 fn bidi<Req, Resp, F>(serve: F, queue: usize) -> MethodRouter
 where
     Req: DeserializeOwned + Default + Send + 'static,
     Resp: Serialize + Send + 'static,
-    F: Fn(Vec<Req>, mpsc::Sender<Result<Resp, Status>>) + Clone + Send + Sync + 'static,
+    F: Fn(Vec<Req>, Option<String>, mpsc::Sender<Result<Resp, Status>>) + Clone + Send + Sync + 'static,
 {
-    post(move |body: Bytes| {
+    post(move |headers: HeaderMap, body: Bytes| {
         let serve = serve.clone();
         async move {
             let reqs = match requests::<Req>(&body) {
                 Ok(r) => r,
                 Err(s) => return error(&s),
             };
+            let token = crate::api::auth_token::token_of(grpc_request(&headers, ()).metadata());
             let (tx, rx) = mpsc::channel(queue);
-            serve(reqs, tx);
+            serve(reqs, token, tx);
             streamed(ReceiverStream::new(rx))
         }
     })
@@ -229,14 +231,14 @@ pub fn router(ctx: Ctx) -> Router {
     let auth = Arc::new(AuthService::new(ctx.clone()));
     let watch = {
         let ctx = ctx.clone();
-        move |reqs: Vec<WatchRequest>, tx| {
-            crate::api::watch::serve_stream(ctx.clone(), tokio_stream::iter(reqs.into_iter().map(Ok)), tx)
+        move |reqs: Vec<WatchRequest>, token, tx| {
+            crate::api::watch::serve_stream(ctx.clone(), token, tokio_stream::iter(reqs.into_iter().map(Ok)), tx)
         }
     };
     let keep_alive = {
         let ctx = ctx.clone();
-        move |reqs: Vec<LeaseKeepAliveRequest>, tx| {
-            crate::api::lease::serve_keep_alive(ctx.clone(), tokio_stream::iter(reqs.into_iter().map(Ok)), tx)
+        move |reqs: Vec<LeaseKeepAliveRequest>, token, tx| {
+            crate::api::lease::serve_keep_alive(ctx.clone(), token, tokio_stream::iter(reqs.into_iter().map(Ok)), tx)
         }
     };
     // JSON carries bytes as base64 (4/3 of their size): room for the

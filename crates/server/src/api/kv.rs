@@ -1,4 +1,11 @@
 //! etcd's KV service: Range, Put, DeleteRange, Txn, Compact.
+//!
+//! Permissions (auth on): writes carry their sender into the raft entry and
+//! are checked at apply (`apply::auth::check`); reads (Range, read-only
+//! Txn, serializable or not) are checked here after the read barrier, and
+//! an answer read while the auth store moved on is refused (etcd's
+//! `doSerialize`); Compact needs the root role, checked here as etcd's
+//! kvServer does. With auth off each check is one atomic load.
 
 use api::pb::etcdserverpb::{
     kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
@@ -8,7 +15,9 @@ use api::pb::metastorepb::internal_request::Request as Internal;
 use api::{validate, EtcdError};
 use tonic::{Request, Response, Status};
 
+use super::auth_token::{require_admin, sender, still_current, token_if_enabled};
 use super::Ctx;
+use crate::apply::auth::check;
 use crate::apply::range::{execute_range, PinnedView};
 use crate::apply::txn;
 use crate::apply::ApplyResponse;
@@ -29,8 +38,10 @@ impl KvService {
         KvService { ctx }
     }
 
-    async fn propose(&self, req: Internal, deadline: Deadline) -> Result<ApplyResponse, Status> {
-        Ok(self.ctx.node.propose(req, deadline).await?)
+    /// Proposes a client's write with its sender, for apply to check.
+    async fn propose(&self, req: Internal, token: Option<&str>, deadline: Deadline) -> Result<ApplyResponse, Status> {
+        let sender = sender(&self.ctx, token, deadline).await?;
+        Ok(self.ctx.node.propose_as(req, &sender, deadline).await?)
     }
 }
 
@@ -60,6 +71,7 @@ fn unexpected(what: &'static str) -> Status {
 impl Kv for KvService {
     async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let token = token_if_enabled(&self.ctx, request.metadata());
         let r = request.into_inner();
         validate::check_range(&r)?;
         running_guard(&self.ctx)?;
@@ -67,18 +79,22 @@ impl Kv for KvService {
             learner_guard(&self.ctx)?;
             self.ctx.node.read_barrier(deadline).await?;
         }
+        let info = sender(&self.ctx, token.as_deref(), deadline).await?;
+        check::check_range(&self.ctx.node.auth, &info, &r.key, &r.range_end)?;
         let mut resp = execute_range(&PinnedView::new(&self.ctx.node.mvcc), &r)?;
+        still_current(&self.ctx, &info)?;
         resp.header = self.ctx.header(resp.header);
         Ok(Response::new(resp))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let token = token_if_enabled(&self.ctx, request.metadata());
         let r = request.into_inner();
         validate::check_put(&r)?;
         learner_guard(&self.ctx)?;
         self.ctx.check_quota(crate::apply::alarms::put_cost(&r), deadline).await?;
-        match self.propose(Internal::Put(r), deadline).await? {
+        match self.propose(Internal::Put(r), token.as_deref(), deadline).await? {
             ApplyResponse::Put(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
                 Ok(Response::new(resp))
@@ -92,10 +108,11 @@ impl Kv for KvService {
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let token = token_if_enabled(&self.ctx, request.metadata());
         let r = request.into_inner();
         validate::check_delete(&r)?;
         learner_guard(&self.ctx)?;
-        match self.propose(Internal::DeleteRange(r), deadline).await? {
+        match self.propose(Internal::DeleteRange(r), token.as_deref(), deadline).await? {
             ApplyResponse::DeleteRange(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
                 Ok(Response::new(resp))
@@ -106,6 +123,7 @@ impl Kv for KvService {
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let token = token_if_enabled(&self.ctx, request.metadata());
         let r = request.into_inner();
         validate::check_txn_full(&r, self.ctx.cfg.max_txn_ops)?;
         let mut resp = if txn::is_txn_readonly(&r) {
@@ -114,14 +132,19 @@ impl Kv for KvService {
                 learner_guard(&self.ctx)?;
                 self.ctx.node.read_barrier(deadline).await?;
             }
-            txn::execute_readonly_txn(&PinnedView::new(&self.ctx.node.mvcc), &r)?
+            let info = sender(&self.ctx, token.as_deref(), deadline).await?;
+            let leases = |id| self.ctx.node.lessor.keys_of(id);
+            check::check_txn(&self.ctx.node.auth, &leases, &info, &r)?;
+            let resp = txn::execute_readonly_txn(&PinnedView::new(&self.ctx.node.mvcc), &r)?;
+            still_current(&self.ctx, &info)?;
+            resp
         } else {
             learner_guard(&self.ctx)?;
             let cost = crate::apply::alarms::txn_cost(&r);
             if cost > 0 {
                 self.ctx.check_quota(cost, deadline).await?;
             }
-            match self.propose(Internal::Txn(r), deadline).await? {
+            match self.propose(Internal::Txn(r), token.as_deref(), deadline).await? {
                 ApplyResponse::Txn(resp) => resp,
                 _ => return Err(unexpected("txn")),
             }
@@ -133,10 +156,12 @@ impl Kv for KvService {
     async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         let physical_deadline = Deadline::from_request(&request, PHYSICAL_WAIT_MAX);
+        let token = token_if_enabled(&self.ctx, request.metadata());
+        require_admin(&self.ctx, token.as_deref(), deadline).await?;
         let r = request.into_inner();
         learner_guard(&self.ctx)?;
         let (rev, physical) = (r.revision, r.physical);
-        match self.propose(Internal::Compaction(r), deadline).await? {
+        match self.propose(Internal::Compaction(r), token.as_deref(), deadline).await? {
             ApplyResponse::Compaction(mut resp) => {
                 if physical {
                     // Applied here already; the deletion runs in the

@@ -1,5 +1,11 @@
 //! etcd's Lease service. Grant and Revoke go through raft; KeepAlive,
 //! TimeToLive and Leases answer from the lessor on this member.
+//!
+//! Permissions (auth on), as etcd 3.5: every call needs a user; Revoke
+//! needs WRITE on every key of the lease (checked at apply); a keep-alive
+//! the same, checked on each renewal with the token the stream was opened
+//! with; TimeToLive with keys and Leases need READ on the keys they show.
+//! Root passes all.
 
 use std::pin::Pin;
 
@@ -15,7 +21,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth_token::{require_user, token_if_enabled};
 use super::Ctx;
+use crate::apply::auth::check;
 use crate::apply::ApplyResponse;
 use crate::deadline::Deadline;
 
@@ -42,13 +50,15 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 impl Lease for LeaseService {
     async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let token = token_if_enabled(&self.ctx, request.metadata());
         let mut r = request.into_inner();
         // No ID given: choose a positive one unique to this member, as etcd.
         while r.id == 0 {
             r.id = (self.ctx.node.waiters.next_id() & (i64::MAX as u64)) as i64;
         }
+        let sender = require_user(&self.ctx, token.as_deref(), deadline).await?;
         self.ctx.check_quota(crate::apply::alarms::lease_cost(), deadline).await?;
-        match self.ctx.node.propose(Internal::LeaseGrant(r), deadline).await? {
+        match self.ctx.node.propose_as(Internal::LeaseGrant(r), &sender, deadline).await? {
             ApplyResponse::LeaseGrant(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
                 Ok(Response::new(resp))
@@ -62,8 +72,10 @@ impl Lease for LeaseService {
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let token = token_if_enabled(&self.ctx, request.metadata());
+        let sender = require_user(&self.ctx, token.as_deref(), deadline).await?;
         let r = request.into_inner();
-        match self.ctx.node.propose(Internal::LeaseRevoke(r), deadline).await? {
+        match self.ctx.node.propose_as(Internal::LeaseRevoke(r), &sender, deadline).await? {
             ApplyResponse::LeaseRevoke(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
                 Ok(Response::new(resp))
@@ -78,7 +90,9 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
-        Ok(Response::new(Box::pin(ReceiverStream::new(keep_alive_stream(self.ctx.clone(), request.into_inner())))))
+        let token = token_if_enabled(&self.ctx, request.metadata());
+        let rx = keep_alive_stream(self.ctx.clone(), token, request.into_inner());
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn lease_time_to_live(
@@ -86,7 +100,51 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let token = token_if_enabled(&self.ctx, request.metadata());
+        let info = require_user(&self.ctx, token.as_deref(), deadline).await?;
         let r = request.into_inner();
+        // etcd checks the keys only when they are asked for, on the member
+        // the client called (every member's lessor knows the keys).
+        let rev = self.ctx.node.auth.revision();
+        if r.keys {
+            let keys = self.ctx.node.lessor.keys_of(r.id).unwrap_or_default();
+            check::check_lease_reads(&self.ctx.node.auth, &info, keys.iter().map(Vec::as_slice))?;
+        }
+        let resp = self.time_to_live(r, deadline).await?;
+        if keys_shown_after_auth_moved(&self.ctx, rev, &resp) {
+            return Err(EtcdError::AuthOldRevision.into());
+        }
+        Ok(resp)
+    }
+
+    async fn lease_leases(
+        &self,
+        request: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let token = token_if_enabled(&self.ctx, request.metadata());
+        let info = require_user(&self.ctx, token.as_deref(), deadline).await?;
+        let lessor = &self.ctx.node.lessor;
+        let ids = lessor.ids();
+        if self.ctx.node.auth.is_enabled() {
+            let rev = self.ctx.node.auth.revision();
+            let keys: Vec<Vec<u8>> = ids.iter().filter_map(|id| lessor.keys_of(*id)).flatten().collect();
+            check::check_lease_reads(&self.ctx.node.auth, &info, keys.iter().map(Vec::as_slice))?;
+            if rev != self.ctx.node.auth.revision() {
+                return Err(EtcdError::AuthOldRevision.into());
+            }
+        }
+        let leases = ids.into_iter().map(|id| LeaseStatus { id }).collect();
+        Ok(Response::new(LeaseLeasesResponse { header: self.ctx.header(None), leases }))
+    }
+}
+
+impl LeaseService {
+    async fn time_to_live(
+        &self,
+        r: LeaseTimeToLiveRequest,
+        deadline: Deadline,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         if self.ctx.node.lessor.is_primary() {
             return Ok(Response::new(time_to_live(&self.ctx, &r, deadline).await?));
         }
@@ -97,36 +155,48 @@ impl Lease for LeaseService {
         resp.header = self.ctx.header(None);
         Ok(Response::new(resp))
     }
+}
 
-    async fn lease_leases(
-        &self,
-        _request: Request<LeaseLeasesRequest>,
-    ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let leases = self.ctx.node.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
-        Ok(Response::new(LeaseLeasesResponse { header: self.ctx.header(None), leases }))
-    }
+/// etcd's last TimeToLive check: keys shown while the auth store moved on
+/// are not sent.
+fn keys_shown_after_auth_moved(ctx: &Ctx, rev: u64, resp: &Response<LeaseTimeToLiveResponse>) -> bool {
+    !resp.get_ref().keys.is_empty() && ctx.node.auth.is_enabled() && rev != ctx.node.auth.revision()
 }
 
 /// Serves one keep-alive stream whose requests come from `inbound` (a gRPC
 /// stream, or the JSON gateway's). Ends when the client closes or breaks
 /// the stream, or stops reading answers: nothing outlives the stream.
-pub fn keep_alive_stream<S>(ctx: Ctx, inbound: S) -> mpsc::Receiver<Result<LeaseKeepAliveResponse, Status>>
+pub fn keep_alive_stream<S>(
+    ctx: Ctx,
+    token: Option<String>,
+    inbound: S,
+) -> mpsc::Receiver<Result<LeaseKeepAliveResponse, Status>>
 where
     S: Stream<Item = Result<LeaseKeepAliveRequest, Status>> + Unpin + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(KEEPALIVE_QUEUE);
-    serve_keep_alive(ctx, inbound, tx);
+    serve_keep_alive(ctx, token, inbound, tx);
     rx
 }
 
-/// Like [`keep_alive_stream`], answering on `tx`.
-pub fn serve_keep_alive<S>(ctx: Ctx, mut inbound: S, tx: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>)
-where
+/// Like [`keep_alive_stream`], answering on `tx`. `token` is the one the
+/// stream was opened with: each renewal is checked with it (etcd's
+/// `checkLeaseRenew`), so it keeps working while the token lives.
+pub fn serve_keep_alive<S>(
+    ctx: Ctx,
+    token: Option<String>,
+    mut inbound: S,
+    tx: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
+) where
     S: Stream<Item = Result<LeaseKeepAliveRequest, Status>> + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
         while let Some(Ok(req)) = inbound.next().await {
-            let ttl = match renew(&ctx, req.id).await {
+            let renewed = match check_renew(&ctx, token.as_deref(), req.id).await {
+                Ok(()) => renew(&ctx, req.id).await,
+                Err(e) => Err(e),
+            };
+            let ttl = match renewed {
                 Ok(ttl) => ttl,
                 // etcd answers a keep-alive for an unknown lease with TTL 0.
                 Err(EtcdError::LeaseNotFound) => 0,
@@ -141,6 +211,22 @@ where
             }
         }
     });
+}
+
+/// etcd's `checkLeaseRenew`: a user, with WRITE on every key of the
+/// lease (root passes), and the auth store unmoved meanwhile.
+async fn check_renew(ctx: &Ctx, token: Option<&str>, id: i64) -> Result<(), EtcdError> {
+    let auth = &ctx.node.auth;
+    if !auth.is_enabled() {
+        return Ok(());
+    }
+    let rev = auth.revision();
+    let info = require_user(ctx, token, Deadline::new(ctx.request_timeout(), None)).await?;
+    check::check_lease_puts(auth, &|id| ctx.node.lessor.keys_of(id), &info, id)?;
+    if rev != auth.revision() {
+        return Err(EtcdError::AuthOldRevision);
+    }
+    Ok(())
 }
 
 /// LeaseTimeToLive answered from this member's lessor (the leader's), once

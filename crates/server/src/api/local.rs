@@ -4,6 +4,11 @@
 //! network: every call goes through the same service code (validation,
 //! quota, raft, ReadIndex) as a client's would.
 //!
+//! Permissions: a call runs as the client that made the Lock or Election
+//! call (its token goes with every request), as etcd's embedded client
+//! hands the caller's context on; so a lock on keys the caller may not
+//! write fails as its own put would.
+//!
 //! Errors: etcd's embedded client hands the services errors that gRPC then
 //! sends as code Unknown with the original message ("etcdserver: requested
 //! lease not found" arrives as Unknown, not NotFound); [`Local`] answers its
@@ -44,29 +49,50 @@ pub struct Local {
     ctx: Ctx,
     kv: KvService,
     lease: LeaseService,
+    /// The caller's token (kept only while auth is on).
+    token: Option<String>,
 }
 
 impl Local {
-    pub fn new(ctx: Ctx) -> Self {
-        Local { kv: KvService::new(ctx.clone()), lease: LeaseService::new(ctx.clone()), ctx }
+    /// A client acting as the sender of `request`.
+    pub fn as_caller<T>(ctx: Ctx, request: &Request<T>) -> Self {
+        let token = super::auth_token::token_if_enabled(&ctx, request.metadata());
+        Local::with_token(ctx, token)
+    }
+
+    pub fn with_token(ctx: Ctx, token: Option<String>) -> Self {
+        Local { kv: KvService::new(ctx.clone()), lease: LeaseService::new(ctx.clone()), ctx, token }
     }
 
     pub fn ctx(&self) -> &Ctx {
         &self.ctx
     }
 
+    pub fn token(&self) -> Option<&String> {
+        self.token.as_ref()
+    }
+
+    /// A request carrying the caller's token.
+    fn req<T>(&self, msg: T) -> Request<T> {
+        let mut r = Request::new(msg);
+        if let Some(v) = self.token.as_deref().and_then(|t| t.parse().ok()) {
+            r.metadata_mut().insert("token", v);
+        }
+        r
+    }
+
     pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse, Status> {
-        self.kv.txn(Request::new(r)).await.map(|r| r.into_inner()).map_err(as_embedded)
+        self.kv.txn(self.req(r)).await.map(|r| r.into_inner()).map_err(as_embedded)
     }
 
     /// A linearizable read.
     pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse, Status> {
-        self.kv.range(Request::new(r)).await.map(|r| r.into_inner()).map_err(as_embedded)
+        self.kv.range(self.req(r)).await.map(|r| r.into_inner()).map_err(as_embedded)
     }
 
     pub async fn delete(&self, key: Vec<u8>) -> Result<DeleteRangeResponse, Status> {
         let r = DeleteRangeRequest { key, ..Default::default() };
-        self.kv.delete_range(Request::new(r)).await.map(|r| r.into_inner()).map_err(as_embedded)
+        self.kv.delete_range(self.req(r)).await.map(|r| r.into_inner()).map_err(as_embedded)
     }
 
     /// The lease a lock or campaign holds its key with: the one it named,
@@ -76,7 +102,7 @@ impl Local {
             return Ok(lease);
         }
         let r = LeaseGrantRequest { ttl: SESSION_TTL, id: 0 };
-        self.lease.lease_grant(Request::new(r)).await.map(|r| r.into_inner().id).map_err(as_embedded)
+        self.lease.lease_grant(self.req(r)).await.map(|r| r.into_inner().id).map_err(as_embedded)
     }
 
     /// Returns once `key`, created at `create_revision`, is gone on this
@@ -86,7 +112,7 @@ impl Local {
         loop {
             revision.borrow_and_update();
             let r = RangeRequest { key: key.to_vec(), serializable: true, ..Default::default() };
-            let now = self.kv.range(Request::new(r)).await.map_err(as_embedded)?.into_inner();
+            let now = self.kv.range(self.req(r)).await.map_err(as_embedded)?.into_inner();
             if now.kvs.first().is_none_or(|kv| kv.create_revision != create_revision) {
                 return Ok(());
             }
@@ -131,13 +157,15 @@ pub async fn within_client_deadline<T, R>(
 /// the one created at `rev`.
 pub struct Cleanup {
     ctx: Option<Ctx>,
+    /// The caller's token: the key is removed as the caller put it.
+    token: Option<String>,
     key: Vec<u8>,
     rev: i64,
 }
 
 impl Cleanup {
-    pub fn new(ctx: &Ctx, key: &[u8], rev: i64) -> Self {
-        Cleanup { ctx: Some(ctx.clone()), key: key.to_vec(), rev }
+    pub fn new(local: &Local, key: &[u8], rev: i64) -> Self {
+        Cleanup { ctx: Some(local.ctx().clone()), token: local.token().cloned(), key: key.to_vec(), rev }
     }
 
     pub fn disarm(&mut self) {
@@ -150,10 +178,10 @@ impl Drop for Cleanup {
         let (Some(ctx), Ok(rt)) = (self.ctx.take(), tokio::runtime::Handle::try_current()) else {
             return;
         };
-        let (key, rev) = (std::mem::take(&mut self.key), self.rev);
+        let (key, rev, token) = (std::mem::take(&mut self.key), self.rev, self.token.take());
         rt.spawn(async move {
             let txn = TxnRequest { compare: vec![created_at(&key, rev)], success: vec![delete_op(&key)], failure: vec![] };
-            if let Err(e) = Local::new(ctx).txn(txn).await {
+            if let Err(e) = Local::with_token(ctx, token).txn(txn).await {
                 tracing::warn!(error = %e, key = %String::from_utf8_lossy(&key), "removing an abandoned lock or campaign key failed; its lease will");
             }
         });

@@ -50,7 +50,7 @@ async fn acquire(local: Local, r: LockRequest) -> Result<LockResponse, Status> {
     if owner.is_none_or(|o| o.create_revision == my_rev) {
         return Ok(LockResponse { header: resp.header, key });
     }
-    let mut cleanup = Cleanup::new(local.ctx(), &key, my_rev);
+    let mut cleanup = Cleanup::new(&local, &key, my_rev);
     local.wait_deletes(&prefix, my_rev - 1).await?;
     // The key may have gone with its lease while waiting.
     let got = local.range(RangeRequest { key: key.clone(), ..Default::default() }).await?;
@@ -64,13 +64,13 @@ async fn acquire(local: Local, r: LockRequest) -> Result<LockResponse, Status> {
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        let local = Local::new(self.ctx.clone());
+        let local = Local::as_caller(self.ctx.clone(), &request);
         let fut = acquire(local, request.get_ref().clone());
         within_client_deadline(&request, fut).await.map(Response::new)
     }
 
     async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
-        let local = Local::new(self.ctx.clone());
+        let local = Local::as_caller(self.ctx.clone(), &request);
         let resp = local.delete(request.into_inner().key).await?;
         Ok(Response::new(UnlockResponse { header: resp.header }))
     }

@@ -14,6 +14,7 @@ use storage::MvccStore;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::auth_token::{admin_call, admin_call_untranslated, user_call};
 use super::Ctx;
 use crate::apply::ApplyResponse;
 use crate::deadline::Deadline;
@@ -136,6 +137,12 @@ impl Maintenance for MaintenanceService {
     /// list -w json` prints `{}` when no alarm is up).
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        // etcd 3.5: listing needs a user, changing the root role.
+        let sender = if request.get_ref().action == AlarmAction::Get as i32 {
+            user_call(&self.ctx, &request).await?
+        } else {
+            admin_call(&self.ctx, &request).await?
+        };
         let r = request.into_inner();
         match AlarmAction::try_from(r.action) {
             Ok(AlarmAction::Get) => {
@@ -146,7 +153,7 @@ impl Maintenance for MaintenanceService {
                 Ok(Response::new(AlarmResponse { header: None, alarms }))
             }
             Ok(AlarmAction::Activate) | Ok(AlarmAction::Deactivate) => {
-                match self.ctx.node.propose(Internal::Alarm(r), deadline).await? {
+                match self.ctx.node.propose_as(Internal::Alarm(r), &sender, deadline).await? {
                     ApplyResponse::Alarm(mut resp) => {
                         resp.header = None;
                         Ok(Response::new(resp))
@@ -158,7 +165,8 @@ impl Maintenance for MaintenanceService {
         }
     }
 
-    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        user_call(&self.ctx, &request).await?;
         let node = &self.ctx.node;
         let size = node.mvcc.engine().size_bytes() as i64;
         Ok(Response::new(StatusResponse {
@@ -177,7 +185,8 @@ impl Maintenance for MaintenanceService {
 
     /// RocksDB compacts every table fully, off the async threads, as etcd
     /// rewrites its bbolt file; the memory engine has no files to rewrite.
-    async fn defragment(&self, _request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        admin_call_untranslated(&self.ctx, &request).await?;
         let engine = self.ctx.node.mvcc.engine().clone();
         tokio::task::spawn_blocking(move || engine.defragment())
             .await
@@ -190,13 +199,15 @@ impl Maintenance for MaintenanceService {
     /// inline it held an async worker for the whole scan, and a few
     /// concurrent calls held them all (keep-alives and every other request
     /// waited).
-    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        admin_call_untranslated(&self.ctx, &request).await?;
         let mvcc = self.ctx.node.mvcc.clone();
         let hash = crate::maintenance::hashkv::run_scan(move || hash_stored(&mvcc)).await?;
         Ok(Response::new(HashResponse { header: self.ctx.header(None), hash }))
     }
 
     async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        admin_call_untranslated(&self.ctx, &request).await?;
         Ok(Response::new(hash_kv_here(&self.ctx, request.into_inner().revision).await?.0))
     }
 
@@ -207,7 +218,8 @@ impl Maintenance for MaintenanceService {
     /// (`crate::maintenance::backup`). The dump goes to a temporary file first, so a slow
     /// client holds no engine resource; the file is removed when the stream
     /// ends or is dropped.
-    async fn snapshot(&self, _request: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+    async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        admin_call_untranslated(&self.ctx, &request).await?;
         let mvcc = self.ctx.node.mvcc.clone();
         let name = format!("download-{:016x}.snap.tmp", rand_suffix());
         let path = self.ctx.node.snapshots.dir().join(name);
@@ -225,6 +237,7 @@ impl Maintenance for MaintenanceService {
     /// call returns once that member leads, or fails after the deadline.
     async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        admin_call(&self.ctx, &request).await?;
         let r = request.into_inner();
         let node = &self.ctx.node;
         if node.members.get(r.target_id).is_none_or(|m| m.is_learner) {

@@ -27,6 +27,8 @@ mod test_harness;
 #[cfg(test)]
 mod tests_apply;
 #[cfg(test)]
+mod tests_auth;
+#[cfg(test)]
 mod tests_range;
 #[cfg(test)]
 mod tests_txn;
@@ -106,10 +108,12 @@ impl Applier {
         &self.lessor
     }
 
-    /// Applies one request. On an etcd error nothing of it is written, but
-    /// the index is still recorded so a restart does not apply it again; on
-    /// `EtcdError::Internal` (the member failed) nothing at all is recorded.
-    pub fn apply(&self, req: Request, applied: AppliedIndex) -> ApplyResult {
+    /// Applies one request sent by `sender` (`None`: this member's own
+    /// entry, applied unchecked as etcd's root-context requests). On an
+    /// etcd error nothing of it is written, but the index is still recorded
+    /// so a restart does not apply it again; on `EtcdError::Internal` (the
+    /// member failed) nothing at all is recorded.
+    pub fn apply(&self, req: Request, sender: Option<&auth::AuthInfo>, applied: AppliedIndex) -> ApplyResult {
         // etcd's capped applier: with NOSPACE raised anywhere, nothing that
         // adds data is applied until the alarm is disarmed.
         let capped = self.alarms.no_space()
@@ -130,9 +134,16 @@ impl Applier {
                     | Request::LeaseGrant(_)
                     | Request::LeaseRevoke(_)
             );
+        // etcd's authApplierV3, inside the corrupt and capped appliers.
+        let refused = if corrupt {
+            Some(EtcdError::Corrupt)
+        } else if capped {
+            Some(EtcdError::NoSpace)
+        } else {
+            sender.and_then(|info| self.denied(info, &req))
+        };
         let result = match req {
-            _ if corrupt => Err(EtcdError::Corrupt),
-            _ if capped => Err(EtcdError::NoSpace),
+            _ if refused.is_some() => Err(refused.unwrap_or(EtcdError::PermissionDenied)),
             Request::Put(p) => self.put(p, applied).map(ApplyResponse::Put),
             Request::DeleteRange(d) => self.delete_range(d, applied).map(ApplyResponse::DeleteRange),
             Request::Txn(t) => self.txn(t, applied).map(ApplyResponse::Txn),
@@ -154,6 +165,14 @@ impl Applier {
             Ok(_) => {}
         }
         result
+    }
+
+    /// Why `sender` may not have `req` applied, if auth is on and it may not.
+    fn denied(&self, sender: &auth::AuthInfo, req: &Request) -> Option<EtcdError> {
+        if !self.auth.is_enabled() {
+            return None;
+        }
+        auth::check::check_entry(&self.auth, &|id| self.lessor.keys_of(id), sender, req).err()
     }
 
     /// Records an index whose entry changes no key (empty or config entries).

@@ -132,8 +132,13 @@ impl Harness {
     /// entry that failed with `EtcdError::Internal` was not applied, so the
     /// next call applies at the same index again.
     pub fn apply(&self, req: Entry) -> ApplyResult {
+        self.apply_as(req, None)
+    }
+
+    /// Applies `req` as sent by `sender` (`None`: the member's own entry).
+    pub fn apply_as(&self, req: Entry, sender: Option<&crate::apply::auth::AuthInfo>) -> ApplyResult {
         let applied = AppliedIndex { index: self.next.get(), term: TERM };
-        let result = self.applier.apply(req, applied);
+        let result = self.applier.apply(req, sender, applied);
         if !matches!(result, Err(EtcdError::Internal(_))) {
             self.next.set(applied.index + 1);
         }

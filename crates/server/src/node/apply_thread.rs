@@ -35,6 +35,7 @@ use tokio::sync::watch;
 
 use super::queue_thread::QueueThread;
 use super::{ApplyWaiters, NodeError};
+use crate::apply::auth::AuthInfo;
 use crate::apply::members::Membership;
 use crate::apply::Applier;
 use crate::node::state::SharedState;
@@ -152,7 +153,10 @@ impl Worker {
         let result = match req.request {
             // Tests make the engine fail here (a full or failing disk).
             Some(_) if failpoint::hit("raft::apply") => Err(EtcdError::Internal("failpoint raft::apply".into())),
-            Some(r) => self.applier.apply(r, applied),
+            Some(r) => {
+                let sender = req.auth.map(|a| AuthInfo { user: a.username, revision: a.auth_revision });
+                self.applier.apply(r, sender.as_ref(), applied)
+            }
             None => return self.mark_applied(applied),
         };
         if let Err(EtcdError::Internal(reason)) = result {

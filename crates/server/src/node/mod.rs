@@ -32,7 +32,7 @@ use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use api::pb::metastorepb::{internal_request::Request, InternalRequest, MemberRecord};
+use api::pb::metastorepb::{internal_request::Request, InternalRequest, MemberRecord, RequestAuth};
 use api::EtcdError;
 use parking_lot::Mutex;
 use prost::Message as _;
@@ -41,6 +41,7 @@ use raft::SnapshotStatus;
 use storage::{Engine, MvccStore};
 use tokio::sync::{oneshot, watch};
 
+use crate::apply::auth::AuthInfo;
 use crate::apply::lessor::Lessor;
 use crate::apply::members::Membership;
 use crate::apply::ApplyResult;
@@ -170,8 +171,20 @@ impl NodeHandle {
 
     /// Proposes a request through raft and waits until it is applied here.
     pub async fn propose(&self, req: Request, deadline: Deadline) -> ApplyResult {
+        self.propose_inner(req, None, deadline).await
+    }
+
+    /// Proposes a client's request: `sender` travels in the entry so every
+    /// member checks its permissions at apply (etcd's RequestHeader).
+    /// [`NodeHandle::propose`] is for the member's own entries, unchecked.
+    pub async fn propose_as(&self, req: Request, sender: &AuthInfo, deadline: Deadline) -> ApplyResult {
+        let auth = RequestAuth { username: sender.user.clone(), auth_revision: sender.revision };
+        self.propose_inner(req, Some(auth), deadline).await
+    }
+
+    async fn propose_inner(&self, req: Request, auth: Option<RequestAuth>, deadline: Deadline) -> ApplyResult {
         let (id, rx, _guard) = self.waiters.register();
-        let data = InternalRequest { id, request: Some(req) }.encode_to_vec();
+        let data = InternalRequest { id, auth, request: Some(req) }.encode_to_vec();
         if data.len() > self.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }

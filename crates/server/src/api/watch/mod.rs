@@ -84,24 +84,26 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Se
 
 /// Starts serving a watch stream whose requests come from `inbound` (a gRPC
 /// stream, or the JSON gateway's); its responses arrive on the receiver.
-pub fn spawn_stream<S>(ctx: Ctx, inbound: S) -> mpsc::Receiver<Result<WatchResponse, Status>>
+/// `token` is the one the stream was opened with: each watch created on
+/// it is checked with it (etcd's `isWatchPermitted`).
+pub fn spawn_stream<S>(ctx: Ctx, token: Option<String>, inbound: S) -> mpsc::Receiver<Result<WatchResponse, Status>>
 where
     S: Stream<Item = Result<WatchRequest, Status>> + Unpin + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(OUT_QUEUE);
-    serve_stream(ctx, inbound, tx);
+    serve_stream(ctx, token, inbound, tx);
     rx
 }
 
 /// Like [`spawn_stream`], answering on `out`.
-pub fn serve_stream<S>(ctx: Ctx, inbound: S, out: mpsc::Sender<Result<WatchResponse, Status>>)
+pub fn serve_stream<S>(ctx: Ctx, token: Option<String>, inbound: S, out: mpsc::Sender<Result<WatchResponse, Status>>)
 where
     S: Stream<Item = Result<WatchRequest, Status>> + Unpin + Send + 'static,
 {
     let gauges: Arc<WatchGauges> = ctx.watch.clone();
     gauges.streams.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
-        stream::run(ctx, inbound, out).await;
+        stream::run(ctx, token, inbound, out).await;
         gauges.streams.fetch_sub(1, Ordering::Relaxed);
     });
 }
@@ -111,6 +113,7 @@ impl Watch for WatchService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
-        Ok(Response::new(Box::pin(ReceiverStream::new(spawn_stream(self.ctx.clone(), request.into_inner())))))
+        let token = crate::api::auth_token::token_if_enabled(&self.ctx, request.metadata());
+        Ok(Response::new(Box::pin(ReceiverStream::new(spawn_stream(self.ctx.clone(), token, request.into_inner())))))
     }
 }

@@ -48,6 +48,8 @@ struct Closed;
 
 struct StreamState {
     ctx: Ctx,
+    /// The token the stream was opened with (kept only while auth is on).
+    token: Option<String>,
     out: Out,
     watchers: BTreeMap<i64, Watcher>,
     next_auto_id: i64,
@@ -72,7 +74,7 @@ impl Drop for StreamState {
 /// stream, or the gateway's). As etcd's, the stream outlives the end of
 /// its requests (a client may half-close and go on reading events); it ends
 /// when they fail or when the client stops reading answers.
-pub async fn run<S>(ctx: Ctx, mut inbound: S, out: Out)
+pub async fn run<S>(ctx: Ctx, token: Option<String>, mut inbound: S, out: Out)
 where
     S: Stream<Item = Result<WatchRequest, Status>> + Unpin,
 {
@@ -81,6 +83,7 @@ where
     let gauges = ctx.watch.clone();
     let mut st = StreamState {
         ctx,
+        token,
         out,
         watchers: BTreeMap::new(),
         next_auto_id: 0,
@@ -174,7 +177,28 @@ impl StreamState {
         }
     }
 
+    /// etcd's `isWatchPermitted`: READ on the watched range, as the
+    /// stream's token says; the refusal is the cancel reason etcd sends.
+    async fn permitted(&self, c: &WatchCreateRequest) -> Result<(), String> {
+        if !self.ctx.node.auth.is_enabled() {
+            return Ok(());
+        }
+        let deadline = crate::deadline::Deadline::new(self.ctx.request_timeout(), None);
+        let checked = match crate::api::auth_token::sender(&self.ctx, self.token.as_deref(), deadline).await {
+            Ok(info) => crate::apply::auth::check::check_range(&self.ctx.node.auth, &info, &c.key, &c.range_end),
+            Err(e) => Err(e),
+        };
+        checked.map_err(|e| crate::api::auth_token::watch_cancel_reason(&e))
+    }
+
     async fn create(&mut self, c: WatchCreateRequest) -> Result<(), Closed> {
+        if let Err(reason) = self.permitted(&c).await {
+            let mut wr = self.response(INVALID_WATCH_ID, self.current());
+            wr.created = true;
+            wr.canceled = true;
+            wr.cancel_reason = reason;
+            return self.send(wr).await;
+        }
         let current = self.current();
         let id = if c.watch_id == 0 {
             while self.watchers.contains_key(&self.next_auto_id) {

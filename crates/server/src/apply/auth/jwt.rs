@@ -229,12 +229,9 @@ mod tests {
             assert!(keys.info(junk).is_none(), "{junk}");
         }
         let expired = Claims { username: "alice".into(), revision: 1, exp: 1 };
-        let old = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &expired,
-            &EncodingKey::from_secret(b"secret one"),
-        )
-        .unwrap();
+        let old =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &expired, &EncodingKey::from_secret(b"secret one"))
+                .unwrap();
         assert!(keys.info(&old).is_none(), "expired");
     }
 

@@ -1,9 +1,9 @@
 //! etcd's auth store, replicated: users, roles, the auth switch and the
 //! auth revision live in the engine's `auth` table (`storage::schema`), so
 //! snapshots, backups and restarts carry them; simple tokens live in memory
-//! (`tokens`). Nothing here enforces permissions on the KV API yet: the
-//! service layer resolves a request's token with [`AuthStore::auth_info`]
-//! and checks admin rights with [`AuthStore::check_admin`].
+//! (`tokens`). `check` holds etcd's permission rules per request kind,
+//! used at apply for writes and by the services for reads; the services
+//! resolve a request's token with [`AuthStore::auth_info`].
 //!
 //! Invariants:
 //! - the state changes only when an auth entry is applied, in the same
@@ -13,8 +13,12 @@
 //! - apply is deterministic: passwords arrive hashed (the receiving member
 //!   hashes them), token prefixes arrive chosen; applying reads no clock
 //!   for the replicated state;
-//! - `state` holds the rules (`state`), `perms` the range rules.
+//! - `state` holds the rules (`state`), `perms` the range rules;
+//! - [`AuthStore::is_enabled`] is one atomic load, always equal to the
+//!   state's `enabled` outside a swap, so the no-auth path costs nothing
+//!   more.
 
+pub mod check;
 pub mod jwt;
 pub mod perms;
 pub mod state;
@@ -23,6 +27,7 @@ pub mod tokens;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use api::pb::metastorepb::internal_request::Request;
@@ -34,8 +39,9 @@ pub use state::AuthState;
 use tokens::{SimpleTokens, Tokens};
 
 /// etcd's `AuthInfo`: who a token belongs to, and the auth revision when
-/// it was checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// it was checked. The default (user "", revision 0) is a request sent
+/// without a token.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuthInfo {
     pub user: String,
     pub revision: u64,
@@ -57,6 +63,8 @@ enum TokenEffect {
 
 pub struct AuthStore {
     state: RwLock<AuthState>,
+    /// `state.enabled`, readable without the lock (the hot path's check).
+    enabled: AtomicBool,
     tokens: Tokens,
 }
 
@@ -68,7 +76,7 @@ impl AuthStore {
             Some(keys) => Tokens::Jwt(keys),
             None => Tokens::Simple(SimpleTokens::new(token_ttl)),
         };
-        AuthStore { state: RwLock::new(AuthState::default()), tokens }
+        AuthStore { state: RwLock::new(AuthState::default()), enabled: AtomicBool::new(false), tokens }
     }
 
     /// Replaces the in-memory state with the engine's; tokens of users
@@ -80,7 +88,7 @@ impl AuthStore {
         } else {
             self.tokens.clear();
         }
-        *self.state.write() = st;
+        self.swap(st);
         Ok(())
     }
 
@@ -89,8 +97,16 @@ impl AuthStore {
         f(&self.state.read())
     }
 
+    /// Installs a new state, keeping the atomic switch in step.
+    fn swap(&self, st: AuthState) {
+        let mut cur = self.state.write();
+        self.enabled.store(st.enabled, Ordering::Release);
+        *cur = st;
+    }
+
+    /// Whether auth is on: one atomic load.
     pub fn is_enabled(&self) -> bool {
-        self.state.read().enabled
+        self.enabled.load(Ordering::Acquire)
     }
 
     pub fn revision(&self) -> u64 {
@@ -142,7 +158,7 @@ impl AuthStore {
             _ => return Err(EtcdError::Internal("the auth store was handed a non-auth entry".into())),
         }?;
         commit(b)?;
-        *self.state.write() = next;
+        self.swap(next);
         match effect {
             TokenEffect::None => {}
             TokenEffect::Clear => self.tokens.clear(),
@@ -183,37 +199,35 @@ impl AuthStore {
         self.tokens.info(token, st.revision).map(Some).ok_or(EtcdError::InvalidAuthToken)
     }
 
-    /// The check the enforcement layer makes on a request's auth info, as
-    /// etcd's `isOpPermitted`: no user is `UserEmpty`, an info older than
-    /// the store is `AuthOldRevision`.
-    pub fn check_revision(&self, info: Option<&AuthInfo>) -> Result<(), EtcdError> {
-        let st = self.state.read();
-        if !st.enabled {
-            return Ok(());
-        }
-        match info {
-            None => Err(EtcdError::UserEmpty),
-            Some(i) if i.revision == 0 || i.user.is_empty() => Err(EtcdError::UserEmpty),
-            Some(i) if i.revision < st.revision => Err(EtcdError::AuthOldRevision),
-            Some(_) => Ok(()),
-        }
-    }
-
-    /// etcd's `isOpPermitted`: may the sender of a request with `info`
-    /// do `wanted` on `key` (or `[key, range_end)`)? Root may do anything.
-    #[expect(dead_code, reason = "the permission checks on the KV API (issue 14, part 2) call it")]
+    /// etcd's `isOpPermitted`: may the sender `info` do `wanted` on `key`
+    /// (or `[key, range_end)`)? No user (revision 0) is `UserEmpty`, an
+    /// info older than the store is `AuthOldRevision`, an unknown user is
+    /// `PermissionDenied`; root may do anything.
     pub fn check_op(
         &self,
-        info: Option<&AuthInfo>,
+        info: &AuthInfo,
         key: &[u8],
         range_end: &[u8],
         wanted: api::pb::authpb::permission::Type,
     ) -> Result<(), EtcdError> {
-        self.check_revision(info)?;
-        let st = self.state.read();
-        let Some(info) = info.filter(|_| st.enabled) else {
+        if !self.is_enabled() {
             return Ok(());
-        };
+        }
+        let st = self.state.read();
+        if !st.enabled {
+            return Ok(());
+        }
+        if info.revision == 0 {
+            return Err(EtcdError::UserEmpty);
+        }
+        if info.revision < st.revision {
+            tracing::warn!(
+                current = st.revision,
+                request = info.revision,
+                "request auth revision is less than current node auth revision"
+            );
+            return Err(EtcdError::AuthOldRevision);
+        }
         let user = st.users.get(&info.user).ok_or(EtcdError::PermissionDenied)?;
         if state::has_root_role(user) {
             return Ok(());

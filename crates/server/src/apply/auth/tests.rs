@@ -143,8 +143,13 @@ fn root_rules_and_enable() {
     assert_eq!(f.store.check_admin(Some(&info("alice"))), Err(EtcdError::PermissionDenied));
     assert_eq!(f.store.check_admin(Some(&info("ghost"))), Err(EtcdError::UserNotFound));
     assert_eq!(f.store.check_admin(None), Err(EtcdError::UserEmpty));
-    assert_eq!(f.store.check_revision(Some(&info("alice"))), Err(EtcdError::AuthOldRevision));
-    assert_eq!(f.store.check_revision(Some(&AuthInfo { user: "a".into(), revision: f.store.revision() })), Ok(()));
+    let read = PermType::Read;
+    assert_eq!(f.store.check_op(&info("alice"), b"k", b"", read), Err(EtcdError::AuthOldRevision));
+    let now = |u: &str| AuthInfo { user: u.into(), revision: f.store.revision() };
+    assert_eq!(f.store.check_op(&now("root"), b"k", b"", read), Ok(()));
+    assert_eq!(f.store.check_op(&now("alice"), b"k", b"", read), Err(EtcdError::PermissionDenied));
+    assert_eq!(f.store.check_op(&now("ghost"), b"k", b"", read), Err(EtcdError::PermissionDenied));
+    assert_eq!(f.store.check_op(&AuthInfo::default(), b"k", b"", read), Err(EtcdError::UserEmpty));
 
     // Tokens: assigned at apply with the index; dropped per user and on disable.
     let auth = |name: &str| {
