@@ -242,6 +242,35 @@ fn three_members_share_users_and_tokens() {
         let (ok, _, err) = ctl(ep, &["--user", "alice:nope", "user", "get", "alice"]);
         assert!(!ok && err.contains("authentication failed"), "{ep}: {err}");
     }
+    // Permissions hold on every member: writes are checked where they are
+    // applied, reads where they are served.
+    for ep in &eps {
+        let (ok, _, err) = ctl(ep, &["--user", "alice:apw", "put", "app/k", "v"]);
+        assert!(!ok && err.contains("etcdserver: permission denied"), "{ep}: {err}");
+    }
+    for args in [
+        &["--user", "root:pw", "role", "add", "app"][..],
+        &["--user", "root:pw", "role", "grant-permission", "app", "readwrite", "app/", "--prefix"],
+        &["--user", "root:pw", "user", "grant-role", "alice", "app"],
+    ] {
+        let (ok, out, err) = ctl(&eps[1], args);
+        assert!(ok, "{args:?}: {out} {err}");
+    }
+    for (i, ep) in eps.iter().enumerate() {
+        let key = format!("app/{i}");
+        let (ok, out, err) = ctl(ep, &["--user", "alice:apw", "put", &key, "v"]);
+        assert!(ok, "{ep}: {out} {err}");
+        let (ok, out, err) = ctl(ep, &["--user", "alice:apw", "get", "app/", "--prefix", "--keys-only"]);
+        assert!(ok && out.contains(&key), "{ep}: {out} {err}");
+        let (ok, _, err) = ctl(ep, &["--user", "alice:apw", "put", "other", "v"]);
+        assert!(!ok && err.contains("etcdserver: permission denied"), "{ep}: {err}");
+    }
+    let (ok, out, err) = ctl(&eps[2], &["--user", "root:pw", "user", "revoke-role", "alice", "app"]);
+    assert!(ok, "{out} {err}");
+    for ep in &eps {
+        let (ok, _, err) = ctl(ep, &["--user", "alice:apw", "get", "app/", "--prefix"]);
+        assert!(!ok && err.contains("etcdserver: permission denied"), "{ep}: {err}");
+    }
     // A user added through member 2 authenticates through member 1.
     let (ok, out, err) = ctl(&eps[2], &["--user", "root:pw", "user", "add", "dave:dpw"]);
     assert!(ok, "{out} {err}");
