@@ -43,6 +43,10 @@ pub struct Cli {
     /// Send requests only to the leader (found with Maintenance.Status on each endpoint).
     #[arg(long, global = true)]
     pub target_leader: bool,
+    /// `name:password`, as etcdctl's --user: authenticate once, then send
+    /// the token with every request (servers with auth enabled).
+    #[arg(long, global = true)]
+    pub user: Option<String>,
     /// Print the result as one line of JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -167,6 +171,7 @@ pub struct Options {
     pub request_timeout: Duration,
     pub dial_timeout: Duration,
     pub target_leader: bool,
+    pub user: Option<String>,
     pub command: Command,
 }
 
@@ -244,6 +249,7 @@ impl Cli {
             request_timeout: self.request_timeout,
             dial_timeout: self.dial_timeout,
             target_leader: self.target_leader,
+            user: self.user.clone(),
             command: self.command.clone(),
         })
     }

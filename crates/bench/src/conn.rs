@@ -15,18 +15,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use api::pb::etcdserverpb::auth_client::AuthClient;
 use api::pb::etcdserverpb::kv_client::KvClient;
 use api::pb::etcdserverpb::lease_client::LeaseClient;
 use api::pb::etcdserverpb::maintenance_client::MaintenanceClient;
 use api::pb::etcdserverpb::watch_client::WatchClient;
-use api::pb::etcdserverpb::StatusRequest;
+use api::pb::etcdserverpb::{AuthenticateRequest, StatusRequest};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tonic::body::Body;
-use tonic::codegen::http::{Request, Response, Uri};
+use tonic::codegen::http::{HeaderValue, Request, Response, Uri};
 
 /// One HTTP/2 connection; clones share it (each request is a new stream).
 #[derive(Clone)]
@@ -34,6 +35,9 @@ pub struct Conn {
     send: SendRequest<Body>,
     /// `http://host:port`, which tonic's clients put in front of each path.
     origin: Uri,
+    /// The auth token sent with every request (`--user`), as etcd's
+    /// clients send it: the `token` metadata.
+    token: Option<HeaderValue>,
 }
 
 impl Conn {
@@ -52,6 +56,10 @@ impl Conn {
     pub fn maintenance(&self) -> MaintenanceClient<Conn> {
         MaintenanceClient::with_origin(self.clone(), self.origin.clone())
     }
+
+    pub fn auth(&self) -> AuthClient<Conn> {
+        AuthClient::with_origin(self.clone(), self.origin.clone())
+    }
 }
 
 type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Incoming>, hyper::Error>> + Send>>;
@@ -65,7 +73,10 @@ impl tower_service::Service<Request<Body>> for Conn {
         self.send.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        if let Some(token) = &self.token {
+            req.headers_mut().insert("token", token.clone());
+        }
         Box::pin(self.send.send_request(req))
     }
 }
@@ -88,6 +99,22 @@ impl Pool {
             dialed[i] = Some(conn?);
         }
         Ok(Pool { conns: dialed.into_iter().flatten().collect() })
+    }
+
+    /// `--user name:password`: authenticates once, through the first
+    /// connection, and sends the token with every request from then on
+    /// (a simple token lives as long as it is used; a run outliving a JWT
+    /// token's TTL sees its requests fail).
+    pub async fn authenticate(&mut self, user: &str) -> Result<(), String> {
+        let (name, password) = user.split_once(':').ok_or("--user takes name:password")?;
+        let req = AuthenticateRequest { name: name.to_string(), password: password.to_string() };
+        let first = self.conns.first().ok_or("no connection")?;
+        let resp = first.auth().authenticate(req).await.map_err(|e| format!("authenticate as {name}: {e}"))?;
+        let token = HeaderValue::from_str(&resp.into_inner().token).map_err(|e| format!("token: {e}"))?;
+        for c in &mut self.conns {
+            c.token = Some(token.clone());
+        }
+        Ok(())
     }
 
     /// The connection worker (or stream) `i` uses.
@@ -113,7 +140,7 @@ pub async fn dial(ep: &str, dial_timeout: Duration) -> Result<Conn, String> {
         Ok::<_, String>(send)
     };
     match tokio::time::timeout(dial_timeout, connect).await {
-        Ok(Ok(send)) => Ok(Conn { send, origin }),
+        Ok(Ok(send)) => Ok(Conn { send, origin, token: None }),
         Ok(Err(err)) => Err(format!("cannot connect to {ep}: {err}")),
         Err(_) => Err(format!("cannot connect to {ep}: timed out after {dial_timeout:?}")),
     }

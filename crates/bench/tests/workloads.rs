@@ -81,3 +81,29 @@ fn put_runs_clean_against_etcd() {
     let r = run(&etcd, &["--conns", "2", "--clients", "10", "--total", "200", "put", "--val-size", "32"]);
     assert_clean(&r, "put", 200);
 }
+
+/// `--user`: with auth enabled, the bench authenticates and every request
+/// carries the token, on both servers; without it every put is refused.
+#[test]
+fn user_flag_authenticates_against_both_servers() {
+    for server in [ServerProcess::metastore(&metastore_bin(), &[]), ServerProcess::etcd(&[])] {
+        let ep = server.endpoint();
+        for args in [&["user", "add", "root:pw"][..], &["auth", "enable"]] {
+            let (ok, out, err) = testkit::etcdctl(&ep, args);
+            assert!(ok, "{:?} {args:?}: {out} {err}", server.kind);
+        }
+        let put = ["put", "--key-size", "8", "--val-size", "16", "--sequential-keys", "--key-space-size", "50"];
+        let r = run(&server, &[&["--user", "root:pw", "--clients", "4", "--total", "100"][..], &put[..]].concat());
+        assert_clean(&r, "put", 100);
+        let out = Command::new(bench_bin())
+            .args(["--endpoints", &ep, "--json", "--timeout", "60s", "--total", "20"])
+            .args(put)
+            .output()
+            .expect("run metastore-bench");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        match serde_json::from_str::<Value>(stdout.trim()) {
+            Ok(r) => assert_eq!(r["ok"], 0, "{:?}: puts without a token succeeded: {r}", server.kind),
+            Err(_) => assert!(!out.status.success(), "{:?}: {stdout}", server.kind),
+        }
+    }
+}

@@ -37,7 +37,11 @@ async fn execute_inner(opts: Options, hard_deadline: Instant) -> Result<Report, 
     } else {
         opts.endpoints.clone()
     };
-    let pool = Arc::new(Pool::connect(&endpoints, opts.conns, opts.dial_timeout).await?);
+    let mut pool = Pool::connect(&endpoints, opts.conns, opts.dial_timeout).await?;
+    if let Some(user) = &opts.user {
+        pool.authenticate(user).await?;
+    }
+    let pool = Arc::new(pool);
     let plan = Plan {
         label: String::new(),
         clients: opts.clients,

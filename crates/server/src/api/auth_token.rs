@@ -53,7 +53,7 @@ pub async fn auth_info_of(ctx: &Ctx, token: Option<&str>, deadline: Deadline) ->
     let Some(token) = token else {
         return Ok(None);
     };
-    if let Some(index) = auth.token_index(token)? {
+    if let Some(index) = auth.token_index(token)?.filter(|i| *i > ctx.node.state.applied_index()) {
         let mut applied = ctx.node.state.subscribe_applied();
         match deadline.run(applied.wait_for(|a| *a >= index)).await {
             Ok(Ok(_)) => {}
