@@ -31,7 +31,7 @@ use api::EtcdError;
 use base64::Engine as _;
 use tonic::{Request, Response, Status};
 
-use super::auth_token::auth_info;
+use super::call::Call;
 use super::Ctx;
 use crate::apply::auth::tokens::SimpleTokens;
 use crate::apply::auth::AuthInfo;
@@ -47,22 +47,15 @@ impl AuthService {
         AuthService { ctx }
     }
 
-    /// Who sent `req`, and its deadline.
-    async fn caller<T>(&self, req: &Request<T>) -> Result<(Option<AuthInfo>, Deadline), EtcdError> {
-        let deadline = Deadline::from_request(req, self.ctx.request_timeout());
-        Ok((auth_info(&self.ctx, req.metadata(), deadline).await?, deadline))
-    }
-
-    /// The caller, who must be an admin (or auth is off).
-    async fn admin<T>(&self, req: &Request<T>) -> Result<(AuthInfo, Deadline), EtcdError> {
-        let (info, deadline) = self.caller(req).await?;
-        self.ctx.node.auth.check_admin(info.as_ref())?;
-        Ok((info.unwrap_or_default(), deadline))
+    /// The caller, an admin (or auth is off: the request layer checked).
+    fn admin<T>(&self, req: &Request<T>) -> Result<(AuthInfo, Deadline), EtcdError> {
+        let call = Call::of(req)?;
+        Ok((call.sender().clone(), call.deadline))
     }
 
     /// Proposes an auth change as an admin; answers its header.
     async fn change<T>(&self, req: Request<T>, make: impl FnOnce(T) -> Internal) -> Result<Header, Status> {
-        let (info, deadline) = self.admin(&req).await?;
+        let (info, deadline) = self.admin(&req)?;
         self.propose(make(req.into_inner()), Some(&info), deadline).await?;
         Ok(self.ctx.header(None))
     }
@@ -81,11 +74,17 @@ impl AuthService {
         }
     }
 
-    /// A read as an admin (or, when `allowed` says so, as the caller),
-    /// after a ReadIndex barrier.
-    async fn read<T>(&self, req: &Request<T>, allowed: impl FnOnce(&str) -> bool) -> Result<(), EtcdError> {
-        let (info, deadline) = self.caller(req).await?;
-        self.ctx.node.read_barrier(deadline).await?;
+    /// A read as an admin (checked by the request layer), after a
+    /// ReadIndex barrier.
+    async fn read(&self, call: &Call) -> Result<(), EtcdError> {
+        self.ctx.node.read_barrier(call.deadline).await
+    }
+
+    /// A read as an admin or, when `allowed` says so, as the caller, after
+    /// a ReadIndex barrier.
+    async fn read_as(&self, call: &Call, allowed: impl FnOnce(&str) -> bool) -> Result<(), EtcdError> {
+        let info = call.caller(&self.ctx).await?;
+        self.ctx.node.read_barrier(call.deadline).await?;
         match self.ctx.node.auth.check_admin(info.as_ref()) {
             Err(_) if info.as_ref().is_some_and(|i| allowed(&i.user)) => Ok(()),
             r => r,
@@ -129,7 +128,7 @@ impl Auth for AuthService {
     }
 
     async fn auth_status(&self, r: Request<AuthStatusRequest>) -> Result<Response<AuthStatusResponse>, Status> {
-        self.read(&r, |_| false).await?;
+        self.read(&Call::of(&r)?).await?;
         let (enabled, auth_revision) = self.ctx.node.auth.with_state(|s| (s.enabled, s.revision));
         Ok(Response::new(AuthStatusResponse { header: self.ctx.header(None), enabled, auth_revision }))
     }
@@ -138,7 +137,7 @@ impl Auth for AuthService {
     /// member learns the token; if the auth store moved between the check
     /// and the apply (a password changed meanwhile), check again.
     async fn authenticate(&self, r: Request<AuthenticateRequest>) -> Result<Response<AuthenticateResponse>, Status> {
-        let deadline = Deadline::from_request(&r, self.ctx.request_timeout());
+        let deadline = Call::of(&r)?.deadline;
         let r = r.into_inner();
         let auth = &self.ctx.node.auth;
         self.ctx.node.read_barrier(deadline).await?;
@@ -158,7 +157,7 @@ impl Auth for AuthService {
     }
 
     async fn user_add(&self, r: Request<AuthUserAddRequest>) -> Result<Response<AuthUserAddResponse>, Status> {
-        let (info, deadline) = self.admin(&r).await?;
+        let (info, deadline) = self.admin(&r)?;
         let mut r = r.into_inner();
         if !r.options.as_ref().is_some_and(|o| o.no_password) {
             r.hashed_password = deadline.run(self.hash(std::mem::take(&mut r.password))).await??;
@@ -170,13 +169,13 @@ impl Auth for AuthService {
 
     async fn user_get(&self, r: Request<AuthUserGetRequest>) -> Result<Response<AuthUserGetResponse>, Status> {
         let name = r.get_ref().name.clone();
-        self.read(&r, |me| me == name).await?;
+        self.read_as(&Call::of(&r)?, |me| me == name).await?;
         let roles = self.ctx.node.auth.with_state(|s| s.user_roles(&name))?;
         Ok(Response::new(AuthUserGetResponse { header: self.ctx.header(None), roles }))
     }
 
     async fn user_list(&self, r: Request<AuthUserListRequest>) -> Result<Response<AuthUserListResponse>, Status> {
-        self.read(&r, |_| false).await?;
+        self.read(&Call::of(&r)?).await?;
         let users = self.ctx.node.auth.with_state(|s| s.users.keys().cloned().collect());
         Ok(Response::new(AuthUserListResponse { header: self.ctx.header(None), users }))
     }
@@ -190,7 +189,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        let (info, deadline) = self.admin(&r).await?;
+        let (info, deadline) = self.admin(&r)?;
         let mut r = r.into_inner();
         r.hashed_password = deadline.run(self.hash(std::mem::take(&mut r.password))).await??;
         self.propose(Internal::AuthUserChangePassword(r), Some(&info), deadline).await?;
@@ -221,13 +220,13 @@ impl Auth for AuthService {
     async fn role_get(&self, r: Request<AuthRoleGetRequest>) -> Result<Response<AuthRoleGetResponse>, Status> {
         let role = r.get_ref().role.clone();
         let auth = &self.ctx.node.auth;
-        self.read(&r, |me| auth.with_state(|s| s.has_role(me, &role))).await?;
+        self.read_as(&Call::of(&r)?, |me| auth.with_state(|s| s.has_role(me, &role))).await?;
         let perm = auth.with_state(|s| s.role_permissions(&role))?;
         Ok(Response::new(AuthRoleGetResponse { header: self.ctx.header(None), perm }))
     }
 
     async fn role_list(&self, r: Request<AuthRoleListRequest>) -> Result<Response<AuthRoleListResponse>, Status> {
-        self.read(&r, |_| false).await?;
+        self.read(&Call::of(&r)?).await?;
         let roles = self.ctx.node.auth.with_state(|s| s.roles.keys().cloned().collect());
         Ok(Response::new(AuthRoleListResponse { header: self.ctx.header(None), roles }))
     }

@@ -32,7 +32,7 @@ use raft::eraftpb::{ConfChange, ConfChangeType};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::auth_token::{admin_call, user_call};
+use super::call::Call;
 use super::Ctx;
 use crate::apply::members::to_pb;
 use crate::apply::ApplyResponse;
@@ -75,13 +75,6 @@ fn valid_peer_urls(urls: &[String]) -> bool {
             rest.and_then(|r| r.trim_end_matches('/').rsplit_once(':'))
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
         })
-}
-
-fn learner_guard(ctx: &Ctx) -> Result<(), EtcdError> {
-    if ctx.node.is_learner() {
-        return Err(EtcdError::NotSupportedForLearner);
-    }
-    Ok(())
 }
 
 /// etcd's `--strict-reconfig-check`: on unless turned off.
@@ -239,32 +232,16 @@ pub async fn promote_here(ctx: &Ctx, id: u64, deadline: Deadline) -> Result<Memb
     Ok(MemberPromoteResponse { header: ctx.header_without_revision(), members: members.iter().map(to_pb).collect() })
 }
 
-/// The request's metadata (its token and deadline), kept while auth is on
-/// for the admin check etcd makes after validating the request.
-fn metadata_if_enabled<T>(ctx: &Ctx, r: &Request<T>) -> Option<tonic::metadata::MetadataMap> {
-    ctx.node.auth.is_enabled().then(|| r.metadata().clone())
-}
-
-/// A request carrying kept metadata, for the auth checks.
-fn request_auth(md: &Option<tonic::metadata::MetadataMap>) -> Request<()> {
-    let mut r = Request::new(());
-    if let Some(md) = md {
-        *r.metadata_mut() = md.clone();
-    }
-    r
-}
-
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        let token = metadata_if_enabled(&self.ctx, &request);
+        let call = Call::of(&request)?;
+        let deadline = call.deadline;
         let r = request.into_inner();
-        learner_guard(&self.ctx)?;
         if !valid_peer_urls(&r.peer_ur_ls) {
             return Err(EtcdError::MemberBadUrls.into());
         }
-        admin_call(&self.ctx, &request_auth(&token)).await?;
+        call.admin(&self.ctx).await?;
         let ctx = &self.ctx;
         let mut resp = on_leader(
             ctx,
@@ -282,10 +259,8 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        admin_call(&self.ctx, &request).await?;
+        let deadline = Call::of(&request)?.deadline;
         let r = request.into_inner();
-        learner_guard(&self.ctx)?;
         let ctx = &self.ctx;
         let mut resp = on_leader(
             ctx,
@@ -303,18 +278,16 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        let token = metadata_if_enabled(&self.ctx, &request);
+        let call = Call::of(&request)?;
         let r = request.into_inner();
-        learner_guard(&self.ctx)?;
         if !valid_peer_urls(&r.peer_ur_ls) {
             return Err(EtcdError::MemberBadUrls.into());
         }
         if self.ctx.node.members.get(r.id).is_none() {
             return Err(EtcdError::MemberNotFound.into());
         }
-        let sender = admin_call(&self.ctx, &request_auth(&token)).await?;
-        let members = members_of(self.ctx.node.propose_as(Internal::MemberUpdate(r), &sender, deadline).await?)?;
+        let sender = call.admin(&self.ctx).await?;
+        let members = members_of(self.ctx.node.propose_as(Internal::MemberUpdate(r), &sender, call.deadline).await?)?;
         Ok(Response::new(MemberUpdateResponse {
             header: self.ctx.header_without_revision(),
             members: members.iter().map(to_pb).collect(),
@@ -322,7 +295,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_list(&self, r: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
-        user_call(&self.ctx, &r).await?;
+        Call::of(&r)?;
         let members = self.ctx.node.members.list();
         Ok(Response::new(MemberListResponse {
             header: self.ctx.header_without_revision(),
@@ -334,8 +307,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        admin_call(&self.ctx, &request).await?;
+        let deadline = Call::of(&request)?.deadline;
         let r = request.into_inner();
         if self.ctx.node.state.leader() == self.ctx.cfg.member_id {
             return Ok(Response::new(promote_here(&self.ctx, r.id, deadline).await?));

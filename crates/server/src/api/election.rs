@@ -21,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::call::Call;
 use super::local::{
     created_at, delete_op, first_created, get_op, prefix_end, put_op, range_kvs, session_key, within_client_deadline,
     Cleanup, Local,
@@ -120,7 +121,17 @@ struct History<'a> {
     from: i64,
 }
 
-impl History<'_> {
+impl<'a> History<'a> {
+    /// A reader of the history the caller may read, as etcd's embedded
+    /// client's watch would be checked when created; None when it may not
+    /// (the Observe stream then ends, as etcd's does when its watch fails).
+    async fn open(local: &'a Local, tx: &'a Observer, key: Vec<u8>, end: Option<Vec<u8>>, from: i64) -> Option<Self> {
+        if !local.may_read(&key, end.as_deref().unwrap_or_default()).await {
+            return None;
+        }
+        Some(History { ctx: local.ctx(), tx, key, end, from })
+    }
+
     fn covers(&self, k: &[u8]) -> bool {
         match &self.end {
             None => k == self.key,
@@ -173,7 +184,7 @@ async fn next_leader(local: &Local, tx: &Observer, prefix: &[u8]) -> Option<(Key
         }
         // No candidate: the first put under the prefix is the leader.
         let end = prefix_end(prefix);
-        let mut history = History { ctx: local.ctx(), tx, key: prefix.to_vec(), end: Some(end), from: revision + 1 };
+        let mut history = History::open(local, tx, prefix.to_vec(), Some(end), revision + 1).await?;
         loop {
             match history.next().await {
                 Step::Events(events) => {
@@ -201,7 +212,9 @@ async fn observe(local: Local, name: Vec<u8>, tx: Observer) {
         if !send(&ctx, &tx, leader, revision).await {
             return;
         }
-        let mut history = History { ctx: &ctx, tx: &tx, key, end: None, from: revision + 1 };
+        let Some(mut history) = History::open(&local, &tx, key, None, revision + 1).await else {
+            return;
+        };
         'following: loop {
             match history.next().await {
                 Step::Events(events) => {
@@ -227,12 +240,13 @@ type ObserveStream = Pin<Box<dyn Stream<Item = Result<LeaderResponse, Status>> +
 #[tonic::async_trait]
 impl Election for ElectionService {
     async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
-        let fut = campaign(Local::as_caller(self.ctx.clone(), &request), request.get_ref().clone());
-        within_client_deadline(&request, fut).await.map(Response::new)
+        let local = Local::as_caller(self.ctx.clone(), &request)?;
+        let call = Call::of(&request)?;
+        within_client_deadline(&call, campaign(local, request.into_inner())).await.map(Response::new)
     }
 
     async fn proclaim(&self, request: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
-        let local = Local::as_caller(self.ctx.clone(), &request);
+        let local = Local::as_caller(self.ctx.clone(), &request)?;
         let r = request.into_inner();
         let leader = r.leader.ok_or_else(|| Status::unknown(MISSING_LEADER_KEY))?;
         let header = proclaim(&local, &leader, r.value).await?;
@@ -240,7 +254,7 @@ impl Election for ElectionService {
     }
 
     async fn leader(&self, request: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
-        let local = Local::as_caller(self.ctx.clone(), &request);
+        let local = Local::as_caller(self.ctx.clone(), &request)?;
         let prefix = prefix_of(&request.into_inner().name);
         let resp = local.range(first_created(&prefix)).await?;
         let kv = resp.kvs.into_iter().next().ok_or_else(|| Status::unknown(NO_LEADER))?;
@@ -251,13 +265,13 @@ impl Election for ElectionService {
 
     async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<ObserveStream>, Status> {
         let (tx, rx) = mpsc::channel(OBSERVE_QUEUE);
-        let local = Local::as_caller(self.ctx.clone(), &request);
+        let local = Local::as_caller(self.ctx.clone(), &request)?;
         tokio::spawn(observe(local, request.into_inner().name, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
-        let local = Local::as_caller(self.ctx.clone(), &request);
+        let local = Local::as_caller(self.ctx.clone(), &request)?;
         let leader = request.into_inner().leader.ok_or_else(|| Status::unknown(MISSING_LEADER_KEY))?;
         let txn = TxnRequest {
             compare: vec![created_at(&leader.key, leader.rev)],

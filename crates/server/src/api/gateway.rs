@@ -34,6 +34,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Code, Status};
 
+use crate::api::call::{admit, Credential, Via};
 use crate::api::{
     auth::AuthService, cluster::ClusterService, election::ElectionService, kv::KvService, lease::LeaseService,
     lock::LockService, maintenance::MaintenanceService, Ctx,
@@ -85,23 +86,14 @@ fn requests<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, Status> {
         .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
-/// A gRPC request carrying the HTTP request's `Grpc-Timeout`, as
-/// grpc-gateway forwards it.
-fn grpc_request<T>(headers: &HeaderMap, msg: T) -> tonic::Request<T> {
+/// A gRPC request for `method`, admitted by the request layer with the
+/// HTTP request's headers: its `Grpc-Timeout` and its Authorization
+/// header (the token), as grpc-gateway hands them on as metadata.
+async fn grpc_request<T>(ctx: &Ctx, method: &str, headers: &HeaderMap, msg: T) -> Result<tonic::Request<T>, Status> {
+    let call = admit(ctx, method, headers, None, Via::Gateway).await?;
     let mut r = tonic::Request::new(msg);
-    if let Some(v) = headers.get("grpc-timeout").and_then(|v| v.to_str().ok()) {
-        if let Ok(v) = v.parse() {
-            r.metadata_mut().insert("grpc-timeout", v);
-        }
-    }
-    // grpc-gateway hands the Authorization header on as metadata: the
-    // token, as etcd's gateway clients send it.
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Ok(v) = v.parse() {
-            r.metadata_mut().insert("authorization", v);
-        }
-    }
-    r
+    r.extensions_mut().insert(call);
+    Ok(r)
 }
 
 /// The first request in a body (a unary call takes one; an empty body is
@@ -110,7 +102,7 @@ fn first_request<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Status
     Ok(requests::<T>(body)?.into_iter().next().unwrap_or_default())
 }
 
-async fn unary<Req, Resp, F, Fut>(headers: HeaderMap, body: Bytes, call: F) -> Response
+async fn unary<Req, Resp, F, Fut>(ctx: &Ctx, method: &str, headers: HeaderMap, body: Bytes, call: F) -> Response
 where
     Req: DeserializeOwned + Default,
     Resp: Serialize,
@@ -121,7 +113,11 @@ where
         Ok(req) => req,
         Err(s) => return error(&s),
     };
-    match call(grpc_request(&headers, req)).await {
+    let req = match grpc_request(ctx, method, &headers, req).await {
+        Ok(req) => req,
+        Err(s) => return error(&s),
+    };
+    match call(req).await {
         Ok(resp) => match serde_json::to_vec(resp.get_ref()) {
             Ok(body) => json_response(StatusCode::OK, body),
             Err(e) => error(&Status::internal(e.to_string())),
@@ -167,27 +163,32 @@ where
         .unwrap_or_default()
 }
 
+/// A unary route: `$svc.$method`, admitted as the gRPC `$path`.
 macro_rules! unary {
-    ($svc:expr, $method:ident) => {{
-        let svc = $svc.clone();
+    ($ctx:expr, $svc:expr, $method:ident, $path:literal) => {{
+        let (svc, ctx) = ($svc.clone(), $ctx.clone());
         post(move |headers: HeaderMap, body: Bytes| {
-            let svc = svc.clone();
-            async move { unary(headers, body, |req| async move { svc.$method(req).await }).await }
+            let (svc, ctx) = (svc.clone(), ctx.clone());
+            async move { unary(&ctx, $path, headers, body, |req| async move { svc.$method(req).await }).await }
         })
     }};
 }
 
 macro_rules! server_stream {
-    ($svc:expr, $method:ident) => {{
-        let svc = $svc.clone();
+    ($ctx:expr, $svc:expr, $method:ident, $path:literal) => {{
+        let (svc, ctx) = ($svc.clone(), $ctx.clone());
         post(move |headers: HeaderMap, body: Bytes| {
-            let svc = svc.clone();
+            let (svc, ctx) = (svc.clone(), ctx.clone());
             async move {
                 let req = match first_request(&body) {
                     Ok(req) => req,
                     Err(s) => return error(&s),
                 };
-                match svc.$method(grpc_request(&headers, req)).await {
+                let req = match grpc_request(&ctx, $path, &headers, req).await {
+                    Ok(req) => req,
+                    Err(s) => return error(&s),
+                };
+                match svc.$method(req).await {
                     Ok(stream) => streamed(stream.into_inner()),
                     Err(s) => error(&s),
                 }
@@ -196,26 +197,30 @@ macro_rules! server_stream {
     }};
 }
 
-/// A bidirectional stream over HTTP: every request in the body, answers
-/// streamed back until the service's task drops the sender. `serve` starts
-/// the stream's task with its requests, the token of the Authorization
-/// header, and the answers' sender.
-fn bidi<Req, Resp, F>(serve: F, queue: usize) -> MethodRouter
+/// A bidirectional stream over HTTP, admitted as the gRPC `method`: every
+/// request in the body, answers streamed back until the service's task
+/// drops the sender. `serve` starts the stream's task with its requests,
+/// the credential of the Authorization header, and the answers' sender.
+fn bidi<Req, Resp, F>(ctx: &Ctx, method: &'static str, serve: F, queue: usize) -> MethodRouter
 where
     Req: DeserializeOwned + Default + Send + 'static,
     Resp: Serialize + Send + 'static,
-    F: Fn(Vec<Req>, Option<String>, mpsc::Sender<Result<Resp, Status>>) + Clone + Send + Sync + 'static,
+    F: Fn(Vec<Req>, Credential, mpsc::Sender<Result<Resp, Status>>) + Clone + Send + Sync + 'static,
 {
+    let ctx = ctx.clone();
     post(move |headers: HeaderMap, body: Bytes| {
-        let serve = serve.clone();
+        let (serve, ctx) = (serve.clone(), ctx.clone());
         async move {
             let reqs = match requests::<Req>(&body) {
                 Ok(r) => r,
                 Err(s) => return error(&s),
             };
-            let token = crate::api::auth_token::token_of(grpc_request(&headers, ()).metadata());
+            let call = match admit(&ctx, method, &headers, None, Via::Gateway).await {
+                Ok(call) => call,
+                Err(s) => return error(&s),
+            };
             let (tx, rx) = mpsc::channel(queue);
-            serve(reqs, token, tx);
+            serve(reqs, call.credential().clone(), tx);
             streamed(ReceiverStream::new(rx))
         }
     })
@@ -231,14 +236,19 @@ pub fn router(ctx: Ctx) -> Router {
     let auth = Arc::new(AuthService::new(ctx.clone()));
     let watch = {
         let ctx = ctx.clone();
-        move |reqs: Vec<WatchRequest>, token, tx| {
-            crate::api::watch::serve_stream(ctx.clone(), token, tokio_stream::iter(reqs.into_iter().map(Ok)), tx)
+        move |reqs: Vec<WatchRequest>, credential, tx| {
+            crate::api::watch::serve_stream(ctx.clone(), credential, tokio_stream::iter(reqs.into_iter().map(Ok)), tx)
         }
     };
     let keep_alive = {
         let ctx = ctx.clone();
-        move |reqs: Vec<LeaseKeepAliveRequest>, token, tx| {
-            crate::api::lease::serve_keep_alive(ctx.clone(), token, tokio_stream::iter(reqs.into_iter().map(Ok)), tx)
+        move |reqs: Vec<LeaseKeepAliveRequest>, credential, tx| {
+            crate::api::lease::serve_keep_alive(
+                ctx.clone(),
+                credential,
+                tokio_stream::iter(reqs.into_iter().map(Ok)),
+                tx,
+            )
         }
     };
     // JSON carries bytes as base64 (4/3 of their size): room for the
@@ -247,55 +257,129 @@ pub fn router(ctx: Ctx) -> Router {
     let mut router = Router::new();
     for v in ["/v3", "/v3beta"] {
         router = router
-            .route(&format!("{v}/kv/range"), unary!(kv, range))
-            .route(&format!("{v}/kv/put"), unary!(kv, put))
-            .route(&format!("{v}/kv/deleterange"), unary!(kv, delete_range))
-            .route(&format!("{v}/kv/txn"), unary!(kv, txn))
-            .route(&format!("{v}/kv/compaction"), unary!(kv, compact))
-            .route(&format!("{v}/watch"), bidi(watch.clone(), crate::api::watch::OUT_QUEUE))
-            .route(&format!("{v}/lease/grant"), unary!(lease, lease_grant))
-            .route(&format!("{v}/lease/revoke"), unary!(lease, lease_revoke))
-            .route(&format!("{v}/kv/lease/revoke"), unary!(lease, lease_revoke))
-            .route(&format!("{v}/lease/keepalive"), bidi(keep_alive.clone(), crate::api::lease::KEEPALIVE_QUEUE))
-            .route(&format!("{v}/lease/timetolive"), unary!(lease, lease_time_to_live))
-            .route(&format!("{v}/kv/lease/timetolive"), unary!(lease, lease_time_to_live))
-            .route(&format!("{v}/lease/leases"), unary!(lease, lease_leases))
-            .route(&format!("{v}/kv/lease/leases"), unary!(lease, lease_leases))
-            .route(&format!("{v}/cluster/member/add"), unary!(cluster, member_add))
-            .route(&format!("{v}/cluster/member/remove"), unary!(cluster, member_remove))
-            .route(&format!("{v}/cluster/member/update"), unary!(cluster, member_update))
-            .route(&format!("{v}/cluster/member/list"), unary!(cluster, member_list))
-            .route(&format!("{v}/cluster/member/promote"), unary!(cluster, member_promote))
-            .route(&format!("{v}/maintenance/alarm"), unary!(maintenance, alarm))
-            .route(&format!("{v}/maintenance/status"), unary!(maintenance, status))
-            .route(&format!("{v}/maintenance/defragment"), unary!(maintenance, defragment))
-            .route(&format!("{v}/maintenance/hash"), unary!(maintenance, hash))
-            .route(&format!("{v}/maintenance/snapshot"), server_stream!(maintenance, snapshot))
-            .route(&format!("{v}/maintenance/transfer-leadership"), unary!(maintenance, move_leader))
-            .route(&format!("{v}/lock/lock"), unary!(lock, lock))
-            .route(&format!("{v}/lock/unlock"), unary!(lock, unlock))
-            .route(&format!("{v}/election/campaign"), unary!(election, campaign))
-            .route(&format!("{v}/election/proclaim"), unary!(election, proclaim))
-            .route(&format!("{v}/election/leader"), unary!(election, leader))
-            .route(&format!("{v}/election/observe"), server_stream!(election, observe))
-            .route(&format!("{v}/election/resign"), unary!(election, resign))
-            .route(&format!("{v}/auth/enable"), unary!(auth, auth_enable))
-            .route(&format!("{v}/auth/disable"), unary!(auth, auth_disable))
-            .route(&format!("{v}/auth/status"), unary!(auth, auth_status))
-            .route(&format!("{v}/auth/authenticate"), unary!(auth, authenticate))
-            .route(&format!("{v}/auth/user/add"), unary!(auth, user_add))
-            .route(&format!("{v}/auth/user/get"), unary!(auth, user_get))
-            .route(&format!("{v}/auth/user/list"), unary!(auth, user_list))
-            .route(&format!("{v}/auth/user/delete"), unary!(auth, user_delete))
-            .route(&format!("{v}/auth/user/changepw"), unary!(auth, user_change_password))
-            .route(&format!("{v}/auth/user/grant"), unary!(auth, user_grant_role))
-            .route(&format!("{v}/auth/user/revoke"), unary!(auth, user_revoke_role))
-            .route(&format!("{v}/auth/role/add"), unary!(auth, role_add))
-            .route(&format!("{v}/auth/role/get"), unary!(auth, role_get))
-            .route(&format!("{v}/auth/role/list"), unary!(auth, role_list))
-            .route(&format!("{v}/auth/role/delete"), unary!(auth, role_delete))
-            .route(&format!("{v}/auth/role/grant"), unary!(auth, role_grant_permission))
-            .route(&format!("{v}/auth/role/revoke"), unary!(auth, role_revoke_permission));
+            .route(&format!("{v}/kv/range"), unary!(ctx, kv, range, "/etcdserverpb.KV/Range"))
+            .route(&format!("{v}/kv/put"), unary!(ctx, kv, put, "/etcdserverpb.KV/Put"))
+            .route(&format!("{v}/kv/deleterange"), unary!(ctx, kv, delete_range, "/etcdserverpb.KV/DeleteRange"))
+            .route(&format!("{v}/kv/txn"), unary!(ctx, kv, txn, "/etcdserverpb.KV/Txn"))
+            .route(&format!("{v}/kv/compaction"), unary!(ctx, kv, compact, "/etcdserverpb.KV/Compact"))
+            .route(
+                &format!("{v}/watch"),
+                bidi(&ctx, "/etcdserverpb.Watch/Watch", watch.clone(), crate::api::watch::OUT_QUEUE),
+            )
+            .route(&format!("{v}/lease/grant"), unary!(ctx, lease, lease_grant, "/etcdserverpb.Lease/LeaseGrant"))
+            .route(&format!("{v}/lease/revoke"), unary!(ctx, lease, lease_revoke, "/etcdserverpb.Lease/LeaseRevoke"))
+            .route(&format!("{v}/kv/lease/revoke"), unary!(ctx, lease, lease_revoke, "/etcdserverpb.Lease/LeaseRevoke"))
+            .route(
+                &format!("{v}/lease/keepalive"),
+                bidi(
+                    &ctx,
+                    "/etcdserverpb.Lease/LeaseKeepAlive",
+                    keep_alive.clone(),
+                    crate::api::lease::KEEPALIVE_QUEUE,
+                ),
+            )
+            .route(
+                &format!("{v}/lease/timetolive"),
+                unary!(ctx, lease, lease_time_to_live, "/etcdserverpb.Lease/LeaseTimeToLive"),
+            )
+            .route(
+                &format!("{v}/kv/lease/timetolive"),
+                unary!(ctx, lease, lease_time_to_live, "/etcdserverpb.Lease/LeaseTimeToLive"),
+            )
+            .route(&format!("{v}/lease/leases"), unary!(ctx, lease, lease_leases, "/etcdserverpb.Lease/LeaseLeases"))
+            .route(&format!("{v}/kv/lease/leases"), unary!(ctx, lease, lease_leases, "/etcdserverpb.Lease/LeaseLeases"))
+            .route(
+                &format!("{v}/cluster/member/add"),
+                unary!(ctx, cluster, member_add, "/etcdserverpb.Cluster/MemberAdd"),
+            )
+            .route(
+                &format!("{v}/cluster/member/remove"),
+                unary!(ctx, cluster, member_remove, "/etcdserverpb.Cluster/MemberRemove"),
+            )
+            .route(
+                &format!("{v}/cluster/member/update"),
+                unary!(ctx, cluster, member_update, "/etcdserverpb.Cluster/MemberUpdate"),
+            )
+            .route(
+                &format!("{v}/cluster/member/list"),
+                unary!(ctx, cluster, member_list, "/etcdserverpb.Cluster/MemberList"),
+            )
+            .route(
+                &format!("{v}/cluster/member/promote"),
+                unary!(ctx, cluster, member_promote, "/etcdserverpb.Cluster/MemberPromote"),
+            )
+            .route(
+                &format!("{v}/maintenance/alarm"),
+                unary!(ctx, maintenance, alarm, "/etcdserverpb.Maintenance/Alarm"),
+            )
+            .route(
+                &format!("{v}/maintenance/status"),
+                unary!(ctx, maintenance, status, "/etcdserverpb.Maintenance/Status"),
+            )
+            .route(
+                &format!("{v}/maintenance/defragment"),
+                unary!(ctx, maintenance, defragment, "/etcdserverpb.Maintenance/Defragment"),
+            )
+            .route(&format!("{v}/maintenance/hash"), unary!(ctx, maintenance, hash, "/etcdserverpb.Maintenance/Hash"))
+            .route(
+                &format!("{v}/maintenance/snapshot"),
+                server_stream!(ctx, maintenance, snapshot, "/etcdserverpb.Maintenance/Snapshot"),
+            )
+            .route(
+                &format!("{v}/maintenance/transfer-leadership"),
+                unary!(ctx, maintenance, move_leader, "/etcdserverpb.Maintenance/MoveLeader"),
+            )
+            .route(&format!("{v}/lock/lock"), unary!(ctx, lock, lock, "/v3lockpb.Lock/Lock"))
+            .route(&format!("{v}/lock/unlock"), unary!(ctx, lock, unlock, "/v3lockpb.Lock/Unlock"))
+            .route(
+                &format!("{v}/election/campaign"),
+                unary!(ctx, election, campaign, "/v3electionpb.Election/Campaign"),
+            )
+            .route(
+                &format!("{v}/election/proclaim"),
+                unary!(ctx, election, proclaim, "/v3electionpb.Election/Proclaim"),
+            )
+            .route(&format!("{v}/election/leader"), unary!(ctx, election, leader, "/v3electionpb.Election/Leader"))
+            .route(
+                &format!("{v}/election/observe"),
+                server_stream!(ctx, election, observe, "/v3electionpb.Election/Observe"),
+            )
+            .route(&format!("{v}/election/resign"), unary!(ctx, election, resign, "/v3electionpb.Election/Resign"))
+            .route(&format!("{v}/auth/enable"), unary!(ctx, auth, auth_enable, "/etcdserverpb.Auth/AuthEnable"))
+            .route(&format!("{v}/auth/disable"), unary!(ctx, auth, auth_disable, "/etcdserverpb.Auth/AuthDisable"))
+            .route(&format!("{v}/auth/status"), unary!(ctx, auth, auth_status, "/etcdserverpb.Auth/AuthStatus"))
+            .route(
+                &format!("{v}/auth/authenticate"),
+                unary!(ctx, auth, authenticate, "/etcdserverpb.Auth/Authenticate"),
+            )
+            .route(&format!("{v}/auth/user/add"), unary!(ctx, auth, user_add, "/etcdserverpb.Auth/UserAdd"))
+            .route(&format!("{v}/auth/user/get"), unary!(ctx, auth, user_get, "/etcdserverpb.Auth/UserGet"))
+            .route(&format!("{v}/auth/user/list"), unary!(ctx, auth, user_list, "/etcdserverpb.Auth/UserList"))
+            .route(&format!("{v}/auth/user/delete"), unary!(ctx, auth, user_delete, "/etcdserverpb.Auth/UserDelete"))
+            .route(
+                &format!("{v}/auth/user/changepw"),
+                unary!(ctx, auth, user_change_password, "/etcdserverpb.Auth/UserChangePassword"),
+            )
+            .route(
+                &format!("{v}/auth/user/grant"),
+                unary!(ctx, auth, user_grant_role, "/etcdserverpb.Auth/UserGrantRole"),
+            )
+            .route(
+                &format!("{v}/auth/user/revoke"),
+                unary!(ctx, auth, user_revoke_role, "/etcdserverpb.Auth/UserRevokeRole"),
+            )
+            .route(&format!("{v}/auth/role/add"), unary!(ctx, auth, role_add, "/etcdserverpb.Auth/RoleAdd"))
+            .route(&format!("{v}/auth/role/get"), unary!(ctx, auth, role_get, "/etcdserverpb.Auth/RoleGet"))
+            .route(&format!("{v}/auth/role/list"), unary!(ctx, auth, role_list, "/etcdserverpb.Auth/RoleList"))
+            .route(&format!("{v}/auth/role/delete"), unary!(ctx, auth, role_delete, "/etcdserverpb.Auth/RoleDelete"))
+            .route(
+                &format!("{v}/auth/role/grant"),
+                unary!(ctx, auth, role_grant_permission, "/etcdserverpb.Auth/RoleGrantPermission"),
+            )
+            .route(
+                &format!("{v}/auth/role/revoke"),
+                unary!(ctx, auth, role_revoke_permission, "/etcdserverpb.Auth/RoleRevokePermission"),
+            );
     }
     router.layer(axum::extract::DefaultBodyLimit::max(body_limit))
 }

@@ -12,10 +12,11 @@ use api::pb::etcdserverpb::{
     PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use api::pb::metastorepb::internal_request::Request as Internal;
-use api::{validate, EtcdError};
+use api::validate;
 use tonic::{Request, Response, Status};
 
-use super::auth_token::{require_admin, sender, still_current, token_if_enabled};
+use super::auth_token::still_current;
+use super::call::Call;
 use super::Ctx;
 use crate::apply::auth::check;
 use crate::apply::range::{execute_range, PinnedView};
@@ -39,28 +40,9 @@ impl KvService {
     }
 
     /// Proposes a client's write with its sender, for apply to check.
-    async fn propose(&self, req: Internal, token: Option<&str>, deadline: Deadline) -> Result<ApplyResponse, Status> {
-        let sender = sender(&self.ctx, token, deadline).await?;
-        Ok(self.ctx.node.propose_as(req, &sender, deadline).await?)
+    async fn propose(&self, req: Internal, call: &Call) -> Result<ApplyResponse, Status> {
+        Ok(self.ctx.node.propose_as(req, call.sender(), call.deadline).await?)
     }
-}
-
-/// A learner serves only serializable reads, as in etcd.
-fn learner_guard(ctx: &Ctx) -> Result<(), EtcdError> {
-    if ctx.node.is_learner() {
-        return Err(EtcdError::NotSupportedForLearner);
-    }
-    Ok(())
-}
-
-/// A member whose raft node stopped (a fatal error: it is shutting down)
-/// serves no read, not even a serializable one: its state may be behind a
-/// write it failed to apply.
-fn running_guard(ctx: &Ctx) -> Result<(), EtcdError> {
-    if ctx.node.state.is_stopped() {
-        return Err(EtcdError::Stopped);
-    }
-    Ok(())
 }
 
 fn unexpected(what: &'static str) -> Status {
@@ -70,31 +52,26 @@ fn unexpected(what: &'static str) -> Status {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        let token = token_if_enabled(&self.ctx, request.metadata());
+        let call = Call::of(&request)?;
         let r = request.into_inner();
         validate::check_range(&r)?;
-        running_guard(&self.ctx)?;
         if !r.serializable {
-            learner_guard(&self.ctx)?;
-            self.ctx.node.read_barrier(deadline).await?;
+            call.linearizable(&self.ctx).await?;
         }
-        let info = sender(&self.ctx, token.as_deref(), deadline).await?;
-        check::check_range(&self.ctx.node.auth, &info, &r.key, &r.range_end)?;
+        let info = call.sender();
+        check::check_range(&self.ctx.node.auth, info, &r.key, &r.range_end)?;
         let mut resp = execute_range(&PinnedView::new(&self.ctx.node.mvcc), &r)?;
-        still_current(&self.ctx, &info)?;
+        still_current(&self.ctx, info)?;
         resp.header = self.ctx.header(resp.header);
         Ok(Response::new(resp))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        let token = token_if_enabled(&self.ctx, request.metadata());
+        let call = Call::of(&request)?;
         let r = request.into_inner();
         validate::check_put(&r)?;
-        learner_guard(&self.ctx)?;
-        self.ctx.check_quota(crate::apply::alarms::put_cost(&r), deadline).await?;
-        match self.propose(Internal::Put(r), token.as_deref(), deadline).await? {
+        self.ctx.check_quota(crate::apply::alarms::put_cost(&r), call.deadline).await?;
+        match self.propose(Internal::Put(r), &call).await? {
             ApplyResponse::Put(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
                 Ok(Response::new(resp))
@@ -107,12 +84,10 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        let token = token_if_enabled(&self.ctx, request.metadata());
+        let call = Call::of(&request)?;
         let r = request.into_inner();
         validate::check_delete(&r)?;
-        learner_guard(&self.ctx)?;
-        match self.propose(Internal::DeleteRange(r), token.as_deref(), deadline).await? {
+        match self.propose(Internal::DeleteRange(r), &call).await? {
             ApplyResponse::DeleteRange(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
                 Ok(Response::new(resp))
@@ -122,29 +97,25 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        let token = token_if_enabled(&self.ctx, request.metadata());
+        let call = Call::of(&request)?;
         let r = request.into_inner();
         validate::check_txn_full(&r, self.ctx.cfg.max_txn_ops)?;
         let mut resp = if txn::is_txn_readonly(&r) {
-            running_guard(&self.ctx)?;
             if !txn::is_txn_serializable(&r) {
-                learner_guard(&self.ctx)?;
-                self.ctx.node.read_barrier(deadline).await?;
+                call.linearizable(&self.ctx).await?;
             }
-            let info = sender(&self.ctx, token.as_deref(), deadline).await?;
+            let info = call.sender();
             let leases = |id| self.ctx.node.lessor.keys_of(id);
-            check::check_txn(&self.ctx.node.auth, &leases, &info, &r)?;
+            check::check_txn(&self.ctx.node.auth, &leases, info, &r)?;
             let resp = txn::execute_readonly_txn(&PinnedView::new(&self.ctx.node.mvcc), &r)?;
-            still_current(&self.ctx, &info)?;
+            still_current(&self.ctx, info)?;
             resp
         } else {
-            learner_guard(&self.ctx)?;
             let cost = crate::apply::alarms::txn_cost(&r);
             if cost > 0 {
-                self.ctx.check_quota(cost, deadline).await?;
+                self.ctx.check_quota(cost, call.deadline).await?;
             }
-            match self.propose(Internal::Txn(r), token.as_deref(), deadline).await? {
+            match self.propose(Internal::Txn(r), &call).await? {
                 ApplyResponse::Txn(resp) => resp,
                 _ => return Err(unexpected("txn")),
             }
@@ -154,14 +125,11 @@ impl Kv for KvService {
     }
 
     async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        let physical_deadline = Deadline::from_request(&request, PHYSICAL_WAIT_MAX);
-        let token = token_if_enabled(&self.ctx, request.metadata());
-        require_admin(&self.ctx, token.as_deref(), deadline).await?;
+        let call = Call::of(&request)?;
+        let physical_deadline = Deadline::new(PHYSICAL_WAIT_MAX, call.client_timeout());
         let r = request.into_inner();
-        learner_guard(&self.ctx)?;
         let (rev, physical) = (r.revision, r.physical);
-        match self.propose(Internal::Compaction(r), token.as_deref(), deadline).await? {
+        match self.propose(Internal::Compaction(r), &call).await? {
             ApplyResponse::Compaction(mut resp) => {
                 if physical {
                     // Applied here already; the deletion runs in the

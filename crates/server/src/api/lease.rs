@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::auth_token::{require_user, token_if_enabled};
+use super::call::{Call, Credential};
 use super::Ctx;
 use crate::apply::auth::check;
 use crate::apply::ApplyResponse;
@@ -49,16 +49,14 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        let token = token_if_enabled(&self.ctx, request.metadata());
+        let call = Call::of(&request)?;
         let mut r = request.into_inner();
         // No ID given: choose a positive one unique to this member, as etcd.
         while r.id == 0 {
             r.id = (self.ctx.node.waiters.next_id() & (i64::MAX as u64)) as i64;
         }
-        let sender = require_user(&self.ctx, token.as_deref(), deadline).await?;
-        self.ctx.check_quota(crate::apply::alarms::lease_cost(), deadline).await?;
-        match self.ctx.node.propose_as(Internal::LeaseGrant(r), &sender, deadline).await? {
+        self.ctx.check_quota(crate::apply::alarms::lease_cost(), call.deadline).await?;
+        match self.ctx.node.propose_as(Internal::LeaseGrant(r), call.sender(), call.deadline).await? {
             ApplyResponse::LeaseGrant(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
                 Ok(Response::new(resp))
@@ -71,11 +69,9 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        let token = token_if_enabled(&self.ctx, request.metadata());
-        let sender = require_user(&self.ctx, token.as_deref(), deadline).await?;
+        let call = Call::of(&request)?;
         let r = request.into_inner();
-        match self.ctx.node.propose_as(Internal::LeaseRevoke(r), &sender, deadline).await? {
+        match self.ctx.node.propose_as(Internal::LeaseRevoke(r), call.sender(), call.deadline).await? {
             ApplyResponse::LeaseRevoke(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
                 Ok(Response::new(resp))
@@ -90,8 +86,8 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
-        let token = token_if_enabled(&self.ctx, request.metadata());
-        let rx = keep_alive_stream(self.ctx.clone(), token, request.into_inner());
+        let call = Call::of(&request)?;
+        let rx = keep_alive_stream(self.ctx.clone(), call.credential().clone(), request.into_inner());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -99,16 +95,15 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        let token = token_if_enabled(&self.ctx, request.metadata());
-        let info = require_user(&self.ctx, token.as_deref(), deadline).await?;
+        let call = Call::of(&request)?;
+        let (info, deadline) = (call.sender(), call.deadline);
         let r = request.into_inner();
         // etcd checks the keys only when they are asked for, on the member
         // the client called (every member's lessor knows the keys).
         let rev = self.ctx.node.auth.revision();
         if r.keys {
             let keys = self.ctx.node.lessor.keys_of(r.id).unwrap_or_default();
-            check::check_lease_reads(&self.ctx.node.auth, &info, keys.iter().map(Vec::as_slice))?;
+            check::check_lease_reads(&self.ctx.node.auth, info, keys.iter().map(Vec::as_slice))?;
         }
         let resp = self.time_to_live(r, deadline).await?;
         if keys_shown_after_auth_moved(&self.ctx, rev, &resp) {
@@ -121,15 +116,14 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        let token = token_if_enabled(&self.ctx, request.metadata());
-        let info = require_user(&self.ctx, token.as_deref(), deadline).await?;
+        let call = Call::of(&request)?;
+        let info = call.sender();
         let lessor = &self.ctx.node.lessor;
         let ids = lessor.ids();
         if self.ctx.node.auth.is_enabled() {
             let rev = self.ctx.node.auth.revision();
             let keys: Vec<Vec<u8>> = ids.iter().filter_map(|id| lessor.keys_of(*id)).flatten().collect();
-            check::check_lease_reads(&self.ctx.node.auth, &info, keys.iter().map(Vec::as_slice))?;
+            check::check_lease_reads(&self.ctx.node.auth, info, keys.iter().map(Vec::as_slice))?;
             if rev != self.ctx.node.auth.revision() {
                 return Err(EtcdError::AuthOldRevision.into());
             }
@@ -168,23 +162,23 @@ fn keys_shown_after_auth_moved(ctx: &Ctx, rev: u64, resp: &Response<LeaseTimeToL
 /// the stream, or stops reading answers: nothing outlives the stream.
 pub fn keep_alive_stream<S>(
     ctx: Ctx,
-    token: Option<String>,
+    credential: Credential,
     inbound: S,
 ) -> mpsc::Receiver<Result<LeaseKeepAliveResponse, Status>>
 where
     S: Stream<Item = Result<LeaseKeepAliveRequest, Status>> + Unpin + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(KEEPALIVE_QUEUE);
-    serve_keep_alive(ctx, token, inbound, tx);
+    serve_keep_alive(ctx, credential, inbound, tx);
     rx
 }
 
-/// Like [`keep_alive_stream`], answering on `tx`. `token` is the one the
-/// stream was opened with: each renewal is checked with it (etcd's
+/// Like [`keep_alive_stream`], answering on `tx`. `credential` is the one
+/// the stream was opened with: each renewal is checked with it (etcd's
 /// `checkLeaseRenew`), so it keeps working while the token lives.
 pub fn serve_keep_alive<S>(
     ctx: Ctx,
-    token: Option<String>,
+    credential: Credential,
     mut inbound: S,
     tx: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
 ) where
@@ -192,7 +186,7 @@ pub fn serve_keep_alive<S>(
 {
     tokio::spawn(async move {
         while let Some(Ok(req)) = inbound.next().await {
-            let renewed = match check_renew(&ctx, token.as_deref(), req.id).await {
+            let renewed = match check_renew(&ctx, &credential, req.id).await {
                 Ok(()) => renew(&ctx, req.id).await,
                 Err(e) => Err(e),
             };
@@ -215,13 +209,13 @@ pub fn serve_keep_alive<S>(
 
 /// etcd's `checkLeaseRenew`: a user, with WRITE on every key of the
 /// lease (root passes), and the auth store unmoved meanwhile.
-async fn check_renew(ctx: &Ctx, token: Option<&str>, id: i64) -> Result<(), EtcdError> {
+async fn check_renew(ctx: &Ctx, credential: &Credential, id: i64) -> Result<(), EtcdError> {
     let auth = &ctx.node.auth;
     if !auth.is_enabled() {
         return Ok(());
     }
     let rev = auth.revision();
-    let info = require_user(ctx, token, Deadline::new(ctx.request_timeout(), None)).await?;
+    let info = credential.user(ctx, Deadline::new(ctx.request_timeout(), None)).await?;
     check::check_lease_puts(auth, &|id| ctx.node.lessor.keys_of(id), &info, id)?;
     if rev != auth.revision() {
         return Err(EtcdError::AuthOldRevision);

@@ -29,9 +29,12 @@ use api::pb::etcdserverpb::{
 use api::pb::mvccpb::KeyValue;
 use tonic::{Code, Request, Status};
 
+use super::call::Call;
 use super::kv::KvService;
 use super::lease::LeaseService;
 use super::Ctx;
+use crate::apply::auth::check;
+use crate::deadline::Deadline;
 
 /// The TTL of a lease granted for a lock or campaign that named none
 /// (etcd's default session TTL).
@@ -49,50 +52,57 @@ pub struct Local {
     ctx: Ctx,
     kv: KvService,
     lease: LeaseService,
-    /// The caller's token (kept only while auth is on).
-    token: Option<String>,
+    /// The caller's call: each request made for it is admitted as the
+    /// caller's own would be.
+    call: Call,
 }
 
 impl Local {
     /// A client acting as the sender of `request`.
-    pub fn as_caller<T>(ctx: Ctx, request: &Request<T>) -> Self {
-        let token = super::auth_token::token_if_enabled(&ctx, request.metadata());
-        Local::with_token(ctx, token)
+    pub fn as_caller<T>(ctx: Ctx, request: &Request<T>) -> Result<Self, Status> {
+        Ok(Local::new(ctx, Call::of(request)?))
     }
 
-    pub fn with_token(ctx: Ctx, token: Option<String>) -> Self {
-        Local { kv: KvService::new(ctx.clone()), lease: LeaseService::new(ctx.clone()), ctx, token }
+    pub fn new(ctx: Ctx, call: Call) -> Self {
+        Local { kv: KvService::new(ctx.clone()), lease: LeaseService::new(ctx.clone()), ctx, call }
     }
 
     pub fn ctx(&self) -> &Ctx {
         &self.ctx
     }
 
-    pub fn token(&self) -> Option<&String> {
-        self.token.as_ref()
-    }
-
-    /// A request carrying the caller's token.
-    fn req<T>(&self, msg: T) -> Request<T> {
+    /// A request for `method`, admitted on the caller's behalf.
+    async fn req<T>(&self, method: &str, msg: T) -> Result<Request<T>, Status> {
+        let call = self.call.on_behalf(&self.ctx, method).await.map_err(as_embedded)?;
         let mut r = Request::new(msg);
-        if let Some(v) = self.token.as_deref().and_then(|t| t.parse().ok()) {
-            r.metadata_mut().insert("token", v);
-        }
-        r
+        r.extensions_mut().insert(call);
+        Ok(r)
     }
 
     pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse, Status> {
-        self.kv.txn(self.req(r)).await.map(|r| r.into_inner()).map_err(as_embedded)
+        let r = self.req("/etcdserverpb.KV/Txn", r).await?;
+        self.kv.txn(r).await.map(|r| r.into_inner()).map_err(as_embedded)
     }
 
     /// A linearizable read.
     pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse, Status> {
-        self.kv.range(self.req(r)).await.map(|r| r.into_inner()).map_err(as_embedded)
+        let r = self.req("/etcdserverpb.KV/Range", r).await?;
+        self.kv.range(r).await.map(|r| r.into_inner()).map_err(as_embedded)
     }
 
     pub async fn delete(&self, key: Vec<u8>) -> Result<DeleteRangeResponse, Status> {
-        let r = DeleteRangeRequest { key, ..Default::default() };
-        self.kv.delete_range(self.req(r)).await.map(|r| r.into_inner()).map_err(as_embedded)
+        let r = self.req("/etcdserverpb.KV/DeleteRange", DeleteRangeRequest { key, ..Default::default() }).await?;
+        self.kv.delete_range(r).await.map(|r| r.into_inner()).map_err(as_embedded)
+    }
+
+    /// Whether the caller may read `[key, end)` now, as etcd's embedded
+    /// client's watch would be allowed to (`isWatchPermitted`).
+    pub async fn may_read(&self, key: &[u8], end: &[u8]) -> bool {
+        let deadline = Deadline::new(self.ctx.request_timeout(), None);
+        match self.call.credential().sender(&self.ctx, deadline).await {
+            Ok(info) => check::check_range(&self.ctx.node.auth, &info, key, end).is_ok(),
+            Err(_) => false,
+        }
     }
 
     /// The lease a lock or campaign holds its key with: the one it named,
@@ -101,8 +111,8 @@ impl Local {
         if lease != 0 {
             return Ok(lease);
         }
-        let r = LeaseGrantRequest { ttl: SESSION_TTL, id: 0 };
-        self.lease.lease_grant(self.req(r)).await.map(|r| r.into_inner().id).map_err(as_embedded)
+        let r = self.req("/etcdserverpb.Lease/LeaseGrant", LeaseGrantRequest { ttl: SESSION_TTL, id: 0 }).await?;
+        self.lease.lease_grant(r).await.map(|r| r.into_inner().id).map_err(as_embedded)
     }
 
     /// Returns once `key`, created at `create_revision`, is gone on this
@@ -112,7 +122,8 @@ impl Local {
         loop {
             revision.borrow_and_update();
             let r = RangeRequest { key: key.to_vec(), serializable: true, ..Default::default() };
-            let now = self.kv.range(self.req(r)).await.map_err(as_embedded)?.into_inner();
+            let r = self.req("/etcdserverpb.KV/Range", r).await?;
+            let now = self.kv.range(r).await.map_err(as_embedded)?.into_inner();
             if now.kvs.first().is_none_or(|kv| kv.create_revision != create_revision) {
                 return Ok(());
             }
@@ -137,12 +148,11 @@ impl Local {
 }
 
 /// Runs `fut` within the client's own deadline, if it set one.
-pub async fn within_client_deadline<T, R>(
-    request: &Request<R>,
+pub async fn within_client_deadline<T>(
+    call: &Call,
     fut: impl std::future::Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
-    let limit = crate::deadline::client_timeout(request);
-    match limit {
+    match call.client_timeout() {
         Some(limit) => match tokio::time::timeout(limit, fut).await {
             Ok(r) => r,
             Err(_) => Err(api::EtcdError::DeadlineExceeded.into()),
@@ -157,15 +167,15 @@ pub async fn within_client_deadline<T, R>(
 /// the one created at `rev`.
 pub struct Cleanup {
     ctx: Option<Ctx>,
-    /// The caller's token: the key is removed as the caller put it.
-    token: Option<String>,
+    /// The caller's call: the key is removed as the caller put it.
+    call: Call,
     key: Vec<u8>,
     rev: i64,
 }
 
 impl Cleanup {
     pub fn new(local: &Local, key: &[u8], rev: i64) -> Self {
-        Cleanup { ctx: Some(local.ctx().clone()), token: local.token().cloned(), key: key.to_vec(), rev }
+        Cleanup { ctx: Some(local.ctx().clone()), call: local.call.clone(), key: key.to_vec(), rev }
     }
 
     pub fn disarm(&mut self) {
@@ -178,10 +188,10 @@ impl Drop for Cleanup {
         let (Some(ctx), Ok(rt)) = (self.ctx.take(), tokio::runtime::Handle::try_current()) else {
             return;
         };
-        let (key, rev, token) = (std::mem::take(&mut self.key), self.rev, self.token.take());
+        let (key, rev, call) = (std::mem::take(&mut self.key), self.rev, self.call.clone());
         rt.spawn(async move {
             let txn = TxnRequest { compare: vec![created_at(&key, rev)], success: vec![delete_op(&key)], failure: vec![] };
-            if let Err(e) = Local::with_token(ctx, token).txn(txn).await {
+            if let Err(e) = Local::new(ctx, call).txn(txn).await {
                 tracing::warn!(error = %e, key = %String::from_utf8_lossy(&key), "removing an abandoned lock or campaign key failed; its lease will");
             }
         });

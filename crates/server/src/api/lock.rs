@@ -12,6 +12,7 @@ use api::pb::etcdserverpb::{RangeRequest, TxnRequest};
 use api::pb::v3lockpb::{lock_server::Lock, LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use tonic::{Request, Response, Status};
 
+use super::call::Call;
 use super::local::{
     created_at, first_created, get_op, put_op, range_kvs, session_key, within_client_deadline, Cleanup, Local,
 };
@@ -64,13 +65,14 @@ async fn acquire(local: Local, r: LockRequest) -> Result<LockResponse, Status> {
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        let local = Local::as_caller(self.ctx.clone(), &request);
-        let fut = acquire(local, request.get_ref().clone());
-        within_client_deadline(&request, fut).await.map(Response::new)
+        let local = Local::as_caller(self.ctx.clone(), &request)?;
+        let call = Call::of(&request)?;
+        let fut = acquire(local, request.into_inner());
+        within_client_deadline(&call, fut).await.map(Response::new)
     }
 
     async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
-        let local = Local::as_caller(self.ctx.clone(), &request);
+        let local = Local::as_caller(self.ctx.clone(), &request)?;
         let resp = local.delete(request.into_inner().key).await?;
         Ok(Response::new(UnlockResponse { header: resp.header }))
     }

@@ -14,10 +14,9 @@ use storage::MvccStore;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::auth_token::{admin_call, admin_call_untranslated, user_call};
+use super::call::Call;
 use super::Ctx;
 use crate::apply::ApplyResponse;
-use crate::deadline::Deadline;
 
 /// Snapshot download chunk (etcd's `snapshotSendBufferSize`).
 const SNAPSHOT_CHUNK: usize = 32 << 10;
@@ -136,12 +135,13 @@ impl Maintenance for MaintenanceService {
     /// in etcd. As etcd 3.4's, the answer carries no header (`etcdctl alarm
     /// list -w json` prints `{}` when no alarm is up).
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
+        let call = Call::of(&request)?;
+        let deadline = call.deadline;
         // etcd 3.5: listing needs a user, changing the root role.
         let sender = if request.get_ref().action == AlarmAction::Get as i32 {
-            user_call(&self.ctx, &request).await?
+            call.user(&self.ctx).await?
         } else {
-            admin_call(&self.ctx, &request).await?
+            call.admin(&self.ctx).await?
         };
         let r = request.into_inner();
         match AlarmAction::try_from(r.action) {
@@ -166,7 +166,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        user_call(&self.ctx, &request).await?;
+        Call::of(&request)?;
         let node = &self.ctx.node;
         let size = node.mvcc.engine().size_bytes() as i64;
         Ok(Response::new(StatusResponse {
@@ -186,7 +186,7 @@ impl Maintenance for MaintenanceService {
     /// RocksDB compacts every table fully, off the async threads, as etcd
     /// rewrites its bbolt file; the memory engine has no files to rewrite.
     async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        admin_call_untranslated(&self.ctx, &request).await?;
+        Call::of(&request)?;
         let engine = self.ctx.node.mvcc.engine().clone();
         tokio::task::spawn_blocking(move || engine.defragment())
             .await
@@ -200,14 +200,14 @@ impl Maintenance for MaintenanceService {
     /// concurrent calls held them all (keep-alives and every other request
     /// waited).
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        admin_call_untranslated(&self.ctx, &request).await?;
+        Call::of(&request)?;
         let mvcc = self.ctx.node.mvcc.clone();
         let hash = crate::maintenance::hashkv::run_scan(move || hash_stored(&mvcc)).await?;
         Ok(Response::new(HashResponse { header: self.ctx.header(None), hash }))
     }
 
     async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        admin_call_untranslated(&self.ctx, &request).await?;
+        Call::of(&request)?;
         Ok(Response::new(hash_kv_here(&self.ctx, request.into_inner().revision).await?.0))
     }
 
@@ -219,7 +219,7 @@ impl Maintenance for MaintenanceService {
     /// client holds no engine resource; the file is removed when the stream
     /// ends or is dropped.
     async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
-        admin_call_untranslated(&self.ctx, &request).await?;
+        Call::of(&request)?;
         let mvcc = self.ctx.node.mvcc.clone();
         let name = format!("download-{:016x}.snap.tmp", rand_suffix());
         let path = self.ctx.node.snapshots.dir().join(name);
@@ -236,8 +236,7 @@ impl Maintenance for MaintenanceService {
     /// etcd's MoveLeader: the leader hands over to a voting member and the
     /// call returns once that member leads, or fails after the deadline.
     async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
-        admin_call(&self.ctx, &request).await?;
+        let deadline = Call::of(&request)?.deadline;
         let r = request.into_inner();
         let node = &self.ctx.node;
         if node.members.get(r.target_id).is_none_or(|m| m.is_learner) {

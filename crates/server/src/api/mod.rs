@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod auth_token;
+pub mod call;
 pub mod cluster;
 pub mod election;
 pub mod gateway;

@@ -29,6 +29,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::api::call::{Call, Credential};
 use crate::api::Ctx;
 
 /// Responses queued per stream before the stream task waits for the client.
@@ -84,26 +85,26 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Se
 
 /// Starts serving a watch stream whose requests come from `inbound` (a gRPC
 /// stream, or the JSON gateway's); its responses arrive on the receiver.
-/// `token` is the one the stream was opened with: each watch created on
-/// it is checked with it (etcd's `isWatchPermitted`).
-pub fn spawn_stream<S>(ctx: Ctx, token: Option<String>, inbound: S) -> mpsc::Receiver<Result<WatchResponse, Status>>
+/// `credential` is the one the stream was opened with: each watch created
+/// on it is checked with it (etcd's `isWatchPermitted`).
+pub fn spawn_stream<S>(ctx: Ctx, credential: Credential, inbound: S) -> mpsc::Receiver<Result<WatchResponse, Status>>
 where
     S: Stream<Item = Result<WatchRequest, Status>> + Unpin + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(OUT_QUEUE);
-    serve_stream(ctx, token, inbound, tx);
+    serve_stream(ctx, credential, inbound, tx);
     rx
 }
 
 /// Like [`spawn_stream`], answering on `out`.
-pub fn serve_stream<S>(ctx: Ctx, token: Option<String>, inbound: S, out: mpsc::Sender<Result<WatchResponse, Status>>)
+pub fn serve_stream<S>(ctx: Ctx, credential: Credential, inbound: S, out: mpsc::Sender<Result<WatchResponse, Status>>)
 where
     S: Stream<Item = Result<WatchRequest, Status>> + Unpin + Send + 'static,
 {
     let gauges: Arc<WatchGauges> = ctx.watch.clone();
     gauges.streams.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
-        stream::run(ctx, token, inbound, out).await;
+        stream::run(ctx, credential, inbound, out).await;
         gauges.streams.fetch_sub(1, Ordering::Relaxed);
     });
 }
@@ -113,7 +114,8 @@ impl Watch for WatchService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
-        let token = crate::api::auth_token::token_if_enabled(&self.ctx, request.metadata());
-        Ok(Response::new(Box::pin(ReceiverStream::new(spawn_stream(self.ctx.clone(), token, request.into_inner())))))
+        let credential = Call::of(&request)?.credential().clone();
+        let rx = spawn_stream(self.ctx.clone(), credential, request.into_inner());
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -32,6 +32,7 @@ use tonic::Status;
 
 use super::watcher::{fragments, Watcher};
 use super::WatchGauges;
+use crate::api::call::Credential;
 use crate::api::Ctx;
 
 /// Revisions read from history per step; bounds the memory a lagging stream
@@ -48,8 +49,8 @@ struct Closed;
 
 struct StreamState {
     ctx: Ctx,
-    /// The token the stream was opened with (kept only while auth is on).
-    token: Option<String>,
+    /// What the stream was opened with (kept only while auth is on).
+    credential: Credential,
     out: Out,
     watchers: BTreeMap<i64, Watcher>,
     next_auto_id: i64,
@@ -74,7 +75,7 @@ impl Drop for StreamState {
 /// stream, or the gateway's). As etcd's, the stream outlives the end of
 /// its requests (a client may half-close and go on reading events); it ends
 /// when they fail or when the client stops reading answers.
-pub async fn run<S>(ctx: Ctx, token: Option<String>, mut inbound: S, out: Out)
+pub async fn run<S>(ctx: Ctx, credential: Credential, mut inbound: S, out: Out)
 where
     S: Stream<Item = Result<WatchRequest, Status>> + Unpin,
 {
@@ -83,7 +84,7 @@ where
     let gauges = ctx.watch.clone();
     let mut st = StreamState {
         ctx,
-        token,
+        credential,
         out,
         watchers: BTreeMap::new(),
         next_auto_id: 0,
@@ -178,13 +179,13 @@ impl StreamState {
     }
 
     /// etcd's `isWatchPermitted`: READ on the watched range, as the
-    /// stream's token says; the refusal is the cancel reason etcd sends.
+    /// stream's credential says; the refusal is the cancel reason etcd sends.
     async fn permitted(&self, c: &WatchCreateRequest) -> Result<(), String> {
         if !self.ctx.node.auth.is_enabled() {
             return Ok(());
         }
         let deadline = crate::deadline::Deadline::new(self.ctx.request_timeout(), None);
-        let checked = match crate::api::auth_token::sender(&self.ctx, self.token.as_deref(), deadline).await {
+        let checked = match self.credential.sender(&self.ctx, deadline).await {
             Ok(info) => crate::apply::auth::check::check_range(&self.ctx.node.auth, &info, &c.key, &c.range_end),
             Err(e) => Err(e),
         };
