@@ -54,6 +54,14 @@ fn leaf(dir: &Path, name: &str, ext: &str) {
     );
 }
 
+/// A client certificate whose subject Common Name is `name`, signed by the
+/// CA that [`generate`] made in `dir`: its certificate and key.
+pub fn client_named(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let usage = "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n";
+    leaf(dir, name, usage);
+    (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")))
+}
+
 /// Makes a fresh CA and its certificates in `dir`.
 pub fn generate(dir: &Path) -> Certs {
     let curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];

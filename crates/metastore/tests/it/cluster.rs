@@ -144,6 +144,20 @@ async fn isolated_member_never_acks_writes_or_serves_linearizable_reads() {
         n += 1;
     }
     assert!(majority_writes > 0, "the majority should accept writes");
+    // Without a leader, a request that requires one (etcd's `hasleader`
+    // metadata: clientv3.WithRequireLeader, Kubernetes' watches) fails at
+    // once; a serializable read without it is served.
+    {
+        use api::pb::etcdserverpb::{kv_client::KvClient, RangeRequest};
+        let ch = tonic::transport::Channel::from_shared(c.member(old).client_url()).unwrap().connect().await.unwrap();
+        let range = || RangeRequest { key: b"before".to_vec(), serializable: true, ..Default::default() };
+        let mut req = tonic::Request::new(range());
+        req.metadata_mut().insert("hasleader", "true".parse().unwrap());
+        let err = KvClient::new(ch.clone()).range(req).await.unwrap_err();
+        assert_eq!((err.code(), err.message()), (tonic::Code::Unavailable, "etcdserver: no leader"));
+        let got = KvClient::new(ch).range(range()).await.unwrap().into_inner();
+        assert_eq!(got.kvs.len(), 1);
+    }
     // The minority's proposals must not have been committed anywhere.
     let r = healthy.get("minority/", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap();
     assert_eq!(r.count(), 0, "a write sent to the isolated member was committed");
@@ -427,6 +441,16 @@ async fn learner_add_promote_remove_and_move_leader_with_etcdctl() {
     // The learner refuses writes, as etcd's do.
     let (ok, _, err) = etcdctl(&c.member(new.index).endpoint(), &["put", "k", "v"]);
     assert!(!ok && err.contains("rpc not supported for learner"), "{err}");
+    // It serves only what etcd's learner serves: status and serializable
+    // reads; not a member list, not a linearizable read.
+    let learner_ep = c.member(new.index).endpoint();
+    let status = etcdctl(&learner_ep, &["endpoint", "status", "-w", "json"]);
+    assert!(status.0 && status.1.contains("\"isLearner\":true"), "{status:?}");
+    assert!(etcdctl(&learner_ep, &["get", "k", "--consistency=s"]).0);
+    for args in [&["member", "list"][..], &["get", "k"]] {
+        let (ok, _, err) = etcdctl(&learner_ep, args);
+        assert!(!ok && err.contains("rpc not supported for learner"), "{args:?}: {err}");
+    }
 
     // Promotion succeeds once the learner has caught up.
     let promoted = wait_until(Duration::from_secs(15), || etcdctl(&ep, &["member", "promote", id]).0);
