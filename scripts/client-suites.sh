@@ -70,16 +70,6 @@ TEST_TIMEOUT=300                       # seconds for one Python test (pytest-tim
 # One line per entry: SUITE<TAB>TEST-ID PATTERN (shell glob on
 # "classname::name" as printed below)<TAB>reason. Only used by --strict.
 ALLOW_LIST=(
-  # Authentication, users and roles are not implemented in MetaStore: aetcd's
-  # test_auth adds user root with etcdctl, enables auth and authenticates.
-  $'aetcd\ttests.integration.test_auth::test_auth\tauth: users/roles/auth not implemented'
-  # node-etcd3's roles.test.js: user/role CRUD, grants, auth enable and
-  # authenticated calls (setupAuth/removeAuth in its before/after hooks).
-  $'node-etcd3\troles*\tauth: users/roles/auth not implemented'
-  # node-etcd3's watch test for issue #114 (a watch outside the user's
-  # permitted range is cancelled upon creation) needs auth (setupAuth in its
-  # beforeEach).
-  $'node-etcd3\twatch() network interruptions emits an error if a watcher is cancelled upon creation (#114)::*\tauth: users/roles/auth not implemented'
   # python-etcd3's test_snapshot checks the streamed snapshot with
   # `etcdctl snapshot status`, which reads etcd's bbolt file; MetaStore
   # streams its own snapshot format.
