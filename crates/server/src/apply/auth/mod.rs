@@ -27,9 +27,12 @@ pub mod tokens;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use api::pb::authpb::permission::Type as PermType;
 use api::pb::metastorepb::internal_request::Request;
 use api::EtcdError;
 use parking_lot::RwLock;
@@ -66,6 +69,19 @@ pub struct AuthStore {
     /// `state.enabled`, readable without the lock (the hot path's check).
     enabled: AtomicBool,
     tokens: Tokens,
+    /// Each user's merged permissions (etcd's `rangePermCache`), filled
+    /// on first use and emptied whenever the state changes. Invariant: an
+    /// entry is inserted only under the state's read lock and the map is
+    /// cleared under its write lock, so no entry outlives the state it was
+    /// computed from. At most one entry per user.
+    perm_cache: parking_lot::Mutex<HashMap<String, Arc<UserCoverage>>>,
+}
+
+/// A user's READ and WRITE coverage (READWRITE counts as both).
+#[derive(Debug)]
+struct UserCoverage {
+    read: perms::Coverage,
+    write: perms::Coverage,
 }
 
 impl AuthStore {
@@ -76,7 +92,12 @@ impl AuthStore {
             Some(keys) => Tokens::Jwt(keys),
             None => Tokens::Simple(SimpleTokens::new(token_ttl)),
         };
-        AuthStore { state: RwLock::new(AuthState::default()), enabled: AtomicBool::new(false), tokens }
+        AuthStore {
+            state: RwLock::new(AuthState::default()),
+            enabled: AtomicBool::new(false),
+            tokens,
+            perm_cache: parking_lot::Mutex::new(HashMap::new()),
+        }
     }
 
     /// Replaces the in-memory state with the engine's; tokens of users
@@ -102,6 +123,7 @@ impl AuthStore {
         let mut cur = self.state.write();
         self.enabled.store(st.enabled, Ordering::Release);
         *cur = st;
+        self.perm_cache.lock().clear();
     }
 
     /// Whether auth is on: one atomic load.
@@ -232,8 +254,23 @@ impl AuthStore {
         if state::has_root_role(user) {
             return Ok(());
         }
-        let perms = user.roles.iter().filter_map(|r| st.roles.get(r)).flat_map(|r| &r.key_permission);
-        if perms::permits(perms, key, range_end, wanted) {
+        let coverage = self.perm_cache.lock().get(&info.user).cloned();
+        let coverage = coverage.unwrap_or_else(|| {
+            let perms = || user.roles.iter().filter_map(|r| st.roles.get(r)).flat_map(|r| &r.key_permission);
+            let c = Arc::new(UserCoverage {
+                read: perms::Coverage::new(perms(), PermType::Read),
+                write: perms::Coverage::new(perms(), PermType::Write),
+            });
+            // Still under the state's read lock: see `perm_cache`.
+            self.perm_cache.lock().insert(info.user.clone(), c.clone());
+            c
+        });
+        let covered = match wanted {
+            PermType::Read => coverage.read.permits(key, range_end),
+            PermType::Write => coverage.write.permits(key, range_end),
+            PermType::Readwrite => coverage.read.permits(key, range_end) && coverage.write.permits(key, range_end),
+        };
+        if covered {
             Ok(())
         } else {
             Err(EtcdError::PermissionDenied)

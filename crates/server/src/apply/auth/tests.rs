@@ -246,3 +246,44 @@ fn the_state_reloads_from_the_engine() {
     again.load(&restored).unwrap();
     again.with_state(|st| assert_eq!(*st, want));
 }
+
+/// The per-user permission cache follows every change: a grant, a
+/// revoke, a role taken away, a role deleted and re-added empty.
+#[test]
+fn cached_permissions_follow_every_change() {
+    let mut f = Fixture::new();
+    f.ok(user_add("root", "h"));
+    f.ok(grant_role("root", "root"));
+    f.ok(user_add("alice", "h"));
+    f.ok(role_add("r"));
+    f.ok(grant_role("alice", "r"));
+    f.ok(Request::AuthEnable(AuthEnableRequest {}));
+    let (read, write) = (PermType::Read, PermType::Write);
+    let check = |f: &Fixture, key: &[u8], end: &[u8], t| {
+        let info = AuthInfo { user: "alice".into(), revision: f.store.revision() };
+        f.store.check_op(&info, key, end, t).is_ok()
+    };
+    assert!(!check(&f, b"a", b"", read));
+    f.ok(grant_perm("r", PermType::Readwrite, b"a", b"m"));
+    assert!(check(&f, b"a", b"", read) && check(&f, b"b", b"c", write));
+    f.ok(grant_perm("r", read, b"m", b"\0"));
+    assert!(check(&f, b"a", b"\0", read), "[a, m) and [m, ..) join");
+    assert!(!check(&f, b"a", b"\0", write));
+    let revoke = |key: &[u8], end: &[u8]| {
+        Request::AuthRoleRevokePermission(AuthRoleRevokePermissionRequest {
+            role: "r".into(),
+            key: key.to_vec(),
+            range_end: end.to_vec(),
+        })
+    };
+    f.ok(revoke(b"m", b"\0"));
+    assert!(!check(&f, b"a", b"\0", read) && check(&f, b"a", b"m", read));
+    f.ok(Request::AuthUserRevokeRole(AuthUserRevokeRoleRequest { name: "alice".into(), role: "r".into() }));
+    assert!(!check(&f, b"a", b"", read));
+    f.ok(grant_role("alice", "r"));
+    assert!(check(&f, b"a", b"", read));
+    f.ok(Request::AuthRoleDelete(AuthRoleDeleteRequest { role: "r".into() }));
+    f.ok(role_add("r"));
+    f.ok(grant_role("alice", "r"));
+    assert!(!check(&f, b"a", b"", read), "a role added again starts empty");
+}
