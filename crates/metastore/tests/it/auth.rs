@@ -328,3 +328,88 @@ fn a_member_catching_up_by_snapshot_reloads_auth() {
     let (ok, out, err) = ctl(&lag_ep, &["role", "get", "role29"]);
     assert!(ok && out.starts_with("Role role29"), "{out} {err}");
 }
+
+/// Median time of `n` runs of `f`.
+fn median_time(n: usize, mut f: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..n)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[n / 2]
+}
+
+/// No password or token leaves the server in its logs (at debug level),
+/// its metrics or its error messages; passwords rest only as bcrypt
+/// hashes; and a refused Authenticate takes a password check's time
+/// whether the password was wrong or the user does not exist, so timing
+/// tells neither the password nor which names exist.
+#[test]
+fn secrets_stay_secret_and_refusals_cost_a_password_check() {
+    let s = metastore(&["--log-level", "debug"]);
+    let ep = s.endpoint();
+    let (root_pw, alice_pw) = ("Root-Secret-8e1f", "Alice-Secret-77c2");
+    for args in [
+        &["user", "add", &format!("root:{root_pw}")][..],
+        &["user", "grant-role", "root", "root"],
+        &["auth", "enable"],
+    ] {
+        let (ok, out, err) = ctl(&ep, args);
+        assert!(ok, "{args:?}: {out} {err}");
+    }
+    let as_root = format!("root:{root_pw}");
+    let (ok, out, err) = ctl(&ep, &["--user", &as_root, "user", "add", &format!("alice:{alice_pw}")]);
+    assert!(ok, "{out} {err}");
+    let t = token(&ep, "root", root_pw);
+    let wrong = || gateway_post(&ep, "/v3/auth/authenticate", r#"{"name":"root","password":"Wrong-Secret-1"}"#, None);
+    let refusal = wrong();
+    assert!(refusal.contains("authentication failed") && !refusal.contains("Wrong-Secret"), "{refusal}");
+    let denied = gateway_post(&ep, "/v3/kv/range", r#"{"key":"aw=="}"#, Some(&format!("{t}x")));
+    assert!(denied.contains("invalid auth token") && !denied.contains(&t), "{denied}");
+
+    let right = median_time(5, || {
+        token(&ep, "root", root_pw);
+    });
+    let bad_password = median_time(5, || {
+        wrong();
+    });
+    let no_user = median_time(5, || {
+        gateway_post(&ep, "/v3/auth/authenticate", r#"{"name":"ghost","password":"Wrong-Secret-1"}"#, None);
+    });
+    // A refusal without a bcrypt check answers in about a millisecond, a
+    // check at cost 10 takes tens: far outside these bounds.
+    for (what, d) in [("a wrong password", bad_password), ("an unknown user", no_user)] {
+        assert!(d * 3 >= right && d <= right * 3, "{what} took {d:?}, a right password {right:?}");
+    }
+
+    let metrics = testkit::metrics::http_get(&ep, "/metrics", Duration::from_secs(5)).expect("scrape").1;
+    let logs = s.log_text();
+    for secret in [root_pw, alice_pw, "Wrong-Secret-1", t.as_str()] {
+        assert!(!logs.contains(secret), "{secret} in the log");
+        assert!(!metrics.contains(secret), "{secret} in the metrics");
+    }
+    // At rest: the data dir holds no password in clear, only hashes.
+    let mut stored = Vec::new();
+    for entry in walk(&s.data_dir()) {
+        stored.extend(std::fs::read(entry).unwrap_or_default());
+    }
+    for secret in [root_pw, alice_pw] {
+        assert!(!stored.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} stored in clear");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -40,11 +40,12 @@ use crate::deadline::Deadline;
 
 pub struct AuthService {
     ctx: Ctx,
+    dummy: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl AuthService {
     pub fn new(ctx: Ctx) -> Self {
-        AuthService { ctx }
+        AuthService { ctx, dummy: std::sync::OnceLock::new() }
     }
 
     /// The caller, an admin (or auth is off: the request layer checked).
@@ -89,6 +90,21 @@ impl AuthService {
             Err(_) if info.as_ref().is_some_and(|i| allowed(&i.user)) => Ok(()),
             r => r,
         }
+    }
+
+    /// A bcrypt hash at this member's cost of a password nobody knows,
+    /// made once: what an Authenticate of an unknown user verifies against.
+    async fn dummy_hash(&self) -> Result<Vec<u8>, EtcdError> {
+        if let Some(h) = self.dummy.get() {
+            return Ok(h.clone());
+        }
+        let secret = SimpleTokens::gen_prefix();
+        let cost = self.ctx.cfg.bcrypt_cost;
+        let hashed = tokio::task::spawn_blocking(move || bcrypt::hash(secret, cost))
+            .await
+            .map_err(|e| EtcdError::Internal(e.to_string()))?
+            .map_err(|e| EtcdError::Internal(format!("hashing: {e}")))?;
+        Ok(self.dummy.get_or_init(|| hashed.into_bytes()).clone())
     }
 
     /// bcrypt, off the async workers; base64 as etcd's `hashedPassword`.
@@ -142,7 +158,18 @@ impl Auth for AuthService {
         let auth = &self.ctx.node.auth;
         self.ctx.node.read_barrier(deadline).await?;
         loop {
-            let (hash, checked) = auth.password_of(&r.name)?;
+            let (hash, checked) = match auth.password_of(&r.name) {
+                Ok(found) => found,
+                Err(EtcdError::AuthFailed) => {
+                    // No such user: spend what a password check costs, so
+                    // the answer's time does not tell which names exist.
+                    let dummy = self.dummy_hash().await?;
+                    let _ = deadline.run(verify(r.password.clone(), dummy)).await?;
+                    tracing::info!(user = %r.name, "authentication of an unknown user");
+                    return Err(EtcdError::AuthFailed.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             if !deadline.run(verify(r.password.clone(), hash)).await?? {
                 tracing::info!(user = %r.name, "invalid password");
                 return Err(EtcdError::AuthFailed.into());
