@@ -20,6 +20,7 @@ mod api;
 mod apply;
 mod config;
 mod deadline;
+mod der;
 mod errors;
 pub mod ids;
 mod maintenance;

@@ -352,11 +352,9 @@ fn secrets_stay_secret_and_refusals_cost_a_password_check() {
     let s = metastore(&["--log-level", "debug"]);
     let ep = s.endpoint();
     let (root_pw, alice_pw) = ("Root-Secret-8e1f", "Alice-Secret-77c2");
-    for args in [
-        &["user", "add", &format!("root:{root_pw}")][..],
-        &["user", "grant-role", "root", "root"],
-        &["auth", "enable"],
-    ] {
+    for args in
+        [&["user", "add", &format!("root:{root_pw}")][..], &["user", "grant-role", "root", "root"], &["auth", "enable"]]
+    {
         let (ok, out, err) = ctl(&ep, args);
         assert!(ok, "{args:?}: {out} {err}");
     }

@@ -44,6 +44,8 @@ pub struct JwtKeys {
     algorithm: Algorithm,
     sign: Option<EncodingKey>,
     verify: DecodingKey,
+    /// What a token must satisfy: built once, not per request.
+    validation: Validation,
     ttl: Duration,
 }
 
@@ -100,7 +102,7 @@ impl JwtKeys {
                     None => None,
                     Some(private) => Some(
                         match algorithm {
-                            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(private),
+                            Algorithm::ES256 | Algorithm::ES384 => ec_private_key(private),
                             Algorithm::EdDSA => EncodingKey::from_ed_pem(private),
                             _ => EncodingKey::from_rsa_pem(private),
                         }
@@ -110,7 +112,11 @@ impl JwtKeys {
                 (sign, verify)
             }
         };
-        let keys = JwtKeys { algorithm, sign, verify, ttl: if ttl.is_zero() { DEFAULT_TTL } else { ttl } };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp"]);
+        let ttl = if ttl.is_zero() { DEFAULT_TTL } else { ttl };
+        let keys = JwtKeys { algorithm, sign, verify, validation, ttl };
         keys.check_pair()?;
         Ok(keys)
     }
@@ -147,10 +153,7 @@ impl JwtKeys {
 
     /// Who a token names, if it is valid here (etcd's `info`).
     pub fn info(&self, token: &str) -> Option<AuthInfo> {
-        let mut validation = Validation::new(self.algorithm);
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp"]);
-        match jsonwebtoken::decode::<Claims>(token, &self.verify, &validation) {
+        match jsonwebtoken::decode::<Claims>(token, &self.verify, &self.validation) {
             Ok(data) => Some(AuthInfo { user: data.claims.username, revision: data.claims.revision }),
             Err(e) => {
                 tracing::debug!(error = %e, "a JWT token was refused");
@@ -158,6 +161,55 @@ impl JwtKeys {
             }
         }
     }
+}
+
+/// An EC private key from PEM: PKCS#8 (`PRIVATE KEY`) or, as etcd also
+/// reads it, OpenSSL's SEC1 `EC PRIVATE KEY`, rewrapped as PKCS#8 for the
+/// signing library. A key that does not parse fails when the pair is
+/// checked at startup.
+fn ec_private_key(pem: &[u8]) -> Result<EncodingKey, jsonwebtoken::errors::Error> {
+    match pem_body(pem, "EC PRIVATE KEY").and_then(|der| sec1_to_pkcs8(&der)) {
+        Some(pkcs8) => Ok(EncodingKey::from_ec_der(&pkcs8)),
+        None => EncodingKey::from_ec_pem(pem),
+    }
+}
+
+/// The DER inside a PEM block labelled `label`.
+fn pem_body(pem: &[u8], label: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = std::str::from_utf8(pem).ok()?;
+    let (_, rest) = text.split_once(&format!("-----BEGIN {label}-----"))?;
+    let (body, _) = rest.split_once(&format!("-----END {label}-----"))?;
+    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+/// SEC1's ECPrivateKey (RFC 5915) as a PKCS#8 PrivateKeyInfo (RFC 5208):
+/// the curve moves from the key's parameters into the algorithm.
+fn sec1_to_pkcs8(sec1: &[u8]) -> Option<Vec<u8>> {
+    use crate::der::{element, encode, INTEGER, OCTET_STRING, OID, SEQUENCE};
+    /// id-ecPublicKey, 1.2.840.10045.2.1.
+    const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    let (tag, body, _) = element(sec1)?;
+    let (version_tag, version, rest) = element(body)?;
+    if tag != SEQUENCE || version_tag != INTEGER || version != [1] {
+        return None;
+    }
+    let (key_tag, _, mut rest) = element(rest)?;
+    if key_tag != OCTET_STRING {
+        return None;
+    }
+    let mut curve = None;
+    while !rest.is_empty() {
+        let (tag, content, next) = element(rest)?;
+        if tag == 0xa0 {
+            let (oid_tag, oid, _) = element(content)?;
+            curve = (oid_tag == OID).then_some(oid);
+        }
+        rest = next;
+    }
+    let algorithm = encode(SEQUENCE, &[encode(OID, EC_PUBLIC_KEY), encode(OID, curve?)].concat());
+    Some(encode(SEQUENCE, &[encode(INTEGER, &[0]), algorithm, encode(OCTET_STRING, sec1)].concat()))
 }
 
 fn algorithm(method: &str) -> Result<Algorithm, JwtConfigError> {
@@ -198,6 +250,8 @@ mod tests {
             ("RS256", "rsa.pub.pem", "rsa.pem"),
             ("PS512", "rsa.pub.pem", "rsa.pem"),
             ("ES256", "ec256.pub.pem", "ec256.pem"),
+            // The same key as OpenSSL's SEC1 "EC PRIVATE KEY", as etcd reads.
+            ("ES256", "ec256.pub.pem", "ec256-sec1.pem"),
             ("EdDSA", "ed25519.pub.pem", "ed25519.pem"),
         ];
         for (method, public, private) in cases {
@@ -212,6 +266,28 @@ mod tests {
         let hs = JwtKeys::new("HS256", None, Some(b"a shared secret"), TTL).unwrap();
         let token = hs.assign("bob", 3).unwrap();
         assert_eq!(hs.info(&token).map(|i| i.revision), Some(3));
+    }
+
+    #[test]
+    fn sec1_keys_are_rewrapped_and_bad_ones_refused() {
+        let sec1 = pem_body(&pem("ec256-sec1.pem"), "EC PRIVATE KEY").expect("SEC1 PEM");
+        let pkcs8 = pem_body(&pem("ec256.pem"), "PRIVATE KEY").expect("PKCS#8 PEM");
+        // The same version and algorithm (key type and curve) as openssl's
+        // PKCS#8 of the same key; the rest is the SEC1 key itself.
+        let head = |der: &[u8]| {
+            let (_, body, _) = crate::der::element(der).expect("sequence");
+            let (_, _, rest) = crate::der::element(body).expect("version");
+            let (_, algorithm, _) = crate::der::element(rest).expect("algorithm");
+            algorithm.to_vec()
+        };
+        let ours = sec1_to_pkcs8(&sec1).expect("rewrapped");
+        assert_eq!(head(&ours), head(&pkcs8));
+        assert_eq!(sec1_to_pkcs8(b"garbage"), None);
+        assert_eq!(sec1_to_pkcs8(&sec1[..sec1.len() / 2]), None);
+        let wrong = b"-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n";
+        assert!(JwtKeys::new("ES256", Some(&pem("ec256.pub.pem")), Some(wrong), TTL).is_err());
+        let other = JwtKeys::new("ES256", Some(&pem("ec256.pub.pem")), Some(&pem("ec256-other.pem")), TTL);
+        assert!(other.is_err(), "a private key of another pair is refused");
     }
 
     #[test]
