@@ -245,10 +245,23 @@ fn spelling(v: &impl ValueEnum) -> String {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("{0}")]
-pub struct FlagError(pub String);
+pub struct FlagError(pub String, pub i32);
+
+impl FlagError {
+    /// A bad flag: exit 2, as etcd's flag parsing.
+    pub fn new(msg: String) -> Self {
+        FlagError(msg, 2)
+    }
+
+    /// A flag etcd accepts but fails on when it creates the server
+    /// (`--auth-token`'s options): exit 1, as etcd.
+    fn at_server_creation(self) -> Self {
+        FlagError(self.0, 1)
+    }
+}
 
 fn err<T>(msg: impl Into<String>) -> Result<T, FlagError> {
-    Err(FlagError(msg.into()))
+    Err(FlagError::new(msg.into()))
 }
 
 pub struct Resolved {
@@ -287,7 +300,7 @@ fn parse_url(flag: &str, url: &str) -> Result<(String, u16), FlagError> {
     let Some((host, port)) = rest.rsplit_once(':') else {
         return err(format!("--{flag}: {url:?} has no port"));
     };
-    let port: u16 = port.parse().map_err(|_| FlagError(format!("--{flag}: {url:?} has an invalid port")))?;
+    let port: u16 = port.parse().map_err(|_| FlagError::new(format!("--{flag}: {url:?} has an invalid port")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return err(format!("--{flag}: {url:?} has no host"));
@@ -305,9 +318,9 @@ fn bind_addrs(flag: &str, urls: &[String]) -> Result<Vec<(SocketAddr, bool)>, Fl
         let host = if host == "localhost" { "127.0.0.1".to_string() } else { host };
         let addr = (host.as_str(), port)
             .to_socket_addrs()
-            .map_err(|e| FlagError(format!("--{flag}: cannot resolve {u:?}: {e}")))?
+            .map_err(|e| FlagError::new(format!("--{flag}: cannot resolve {u:?}: {e}")))?
             .next()
-            .ok_or_else(|| FlagError(format!("--{flag}: {u:?} resolves to no address")))?;
+            .ok_or_else(|| FlagError::new(format!("--{flag}: {u:?} resolves to no address")))?;
         out.push((addr, https));
     }
     Ok(out)
@@ -425,7 +438,7 @@ impl Flags {
         use server::AutoCompaction;
         let r = self.auto_compaction_retention.trim();
         let bad = || {
-            FlagError(format!(
+            FlagError::new(format!(
                 "--auto-compaction-retention: {r:?} is not valid for --auto-compaction-mode={}",
                 spelling(&self.auto_compaction_mode)
             ))
@@ -454,7 +467,7 @@ impl Flags {
     /// (etcd's options; the key files are read here, so a bad one stops
     /// the start with a message instead of failing the first Authenticate).
     fn auth_jwt(&self) -> Result<Option<server::JwtKeys>, FlagError> {
-        let invalid = || FlagError(format!("--auth-token {:?}: auth: invalid auth options", self.auth_token));
+        let invalid = || FlagError::new(format!("--auth-token {:?}: auth: invalid auth options", self.auth_token));
         let mut parts = self.auth_token.split(',');
         let kind = parts.next().unwrap_or_default();
         let mut opts = std::collections::HashMap::new();
@@ -474,18 +487,20 @@ impl Flags {
                 None => Ok(None),
                 Some(file) => std::fs::read(file)
                     .map(Some)
-                    .map_err(|e| FlagError(format!("--auth-token: reading {name} {file}: {e}"))),
+                    .map_err(|e| FlagError::new(format!("--auth-token: reading {name} {file}: {e}"))),
             }
         };
         let ttl = match opts.get("ttl").filter(|t| !t.is_empty()) {
             None => server::JWT_DEFAULT_TTL,
-            Some(t) => parse_go_duration(t).ok_or_else(|| FlagError(format!("--auth-token: invalid ttl {t:?}")))?,
+            Some(t) => {
+                parse_go_duration(t).ok_or_else(|| FlagError::new(format!("--auth-token: invalid ttl {t:?}")))?
+            }
         };
         let (public, private) = (read("pub-key")?, read("priv-key")?);
         let method = opts.get("sign-method").copied().unwrap_or_default();
         server::JwtKeys::new(method, public.as_deref(), private.as_deref(), ttl)
             .map(Some)
-            .map_err(|e| FlagError(format!("--auth-token: {e}")))
+            .map_err(|e| FlagError::new(format!("--auth-token: {e}")))
     }
 
     pub fn resolve(&self) -> Result<Resolved, FlagError> {
@@ -524,7 +539,7 @@ impl Flags {
         if self.max_request_bytes == 0 || self.max_request_bytes > 1 << 30 {
             return err("--max-request-bytes must be between 1 and 1073741824");
         }
-        let auth_jwt = self.auth_jwt()?;
+        let auth_jwt = self.auth_jwt().map_err(FlagError::at_server_creation)?;
         let client_urls = split_urls("listen-client-urls", &self.listen_client_urls)?;
         let advertise_client = split_urls("advertise-client-urls", &self.advertise_client_urls)?;
         let peer_urls = split_urls("listen-peer-urls", &self.listen_peer_urls)?;
@@ -637,14 +652,14 @@ impl Flags {
         let interval = &self.experimental_watch_progress_notify_interval;
         config.watch_progress_notify_interval =
             parse_go_duration(interval).filter(|d| !d.is_zero()).ok_or_else(|| {
-                FlagError(format!("--experimental-watch-progress-notify-interval: {interval:?} is not a duration"))
+                FlagError::new(format!("--experimental-watch-progress-notify-interval: {interval:?} is not a duration"))
             })?;
         config.initial_corrupt_check = self.experimental_initial_corrupt_check;
         config.strict_reconfig_check = self.strict_reconfig_check;
         let duration = |flag: &str, v: &str| {
             parse_go_duration(v)
                 .filter(|d| !d.is_zero())
-                .ok_or_else(|| FlagError(format!("--{flag}: {v:?} is not a positive duration")))
+                .ok_or_else(|| FlagError::new(format!("--{flag}: {v:?} is not a positive duration")))
         };
         config.http2 = server::Http2Settings {
             keepalive_interval: duration("grpc-keepalive-interval", &self.grpc_keepalive_interval)?,
@@ -656,7 +671,7 @@ impl Flags {
         }
         let check = &self.experimental_corrupt_check_time;
         config.corrupt_check_interval = parse_go_duration(check)
-            .ok_or_else(|| FlagError(format!("--experimental-corrupt-check-time: {check:?} is not a duration")))
+            .ok_or_else(|| FlagError::new(format!("--experimental-corrupt-check-time: {check:?} is not a duration")))
             .map(|d| Some(d).filter(|d| !d.is_zero()))?;
         Ok(Resolved {
             config,
@@ -815,11 +830,13 @@ mod tests {
             ("jwt,sign-method=RS256,pub-key=/nonexistent/key", "reading pub-key /nonexistent/key"),
             ("jwt,sign-method=XX1", "auth: invalid auth signature method"),
             ("jwt,sign-method=HS256", "auth: missing key data"),
+            ("jwt,sign-method=RS256", "auth: missing key data"),
             ("jwt,sign-method=HS256,priv-key=/dev/null,ttl=soon", "invalid ttl"),
         ];
         for (flag, want) in refused {
             let e = flags(&["--auth-token", flag]).resolve().err().unwrap();
             assert!(e.0.contains(want), "{flag}: {e}");
+            assert_eq!(e.1, 1, "etcd exits 1 when it cannot make the token provider: {flag}");
         }
     }
 

@@ -26,7 +26,7 @@ fn main() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("metastore: {e}");
-            std::process::exit(EXIT_USAGE);
+            std::process::exit(e.1);
         }
     };
     let sinks = match logging::LogSinks::open(&resolved.log_outputs) {

@@ -49,6 +49,15 @@ fn auth_commands_as_etcd() {
             (&["user", "add", "bob:pw"], None),
             (&["user", "add", "np", "--no-password"], None),
             (&["user", "add", "carol", "--new-user-password", "secret"], None),
+            // bcrypt reads 72 bytes of a password: etcd's and ours alike.
+            (
+                &[
+                    "user",
+                    "add",
+                    "long:xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                ],
+                None,
+            ),
             (&["user", "get", "bob"], None),
             (&["user", "get", "nobody"], Some("etcdserver: user name not found")),
             (&["user", "list"], None),
@@ -105,6 +114,26 @@ fn auth_commands_as_etcd() {
             (&["--user", "bob:pw", "role", "get", "r1"], None),
             (&["--user", "bob:pw", "role", "get", "r0"], Some("etcdserver: permission denied")),
             (&["--user", "carol:secret", "user", "get", "carol"], None),
+            (
+                &[
+                    "--user",
+                    "long:xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxyyyyyyyy",
+                    "user",
+                    "get",
+                    "long",
+                ],
+                None,
+            ),
+            (
+                &[
+                    "--user",
+                    "long:xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                    "user",
+                    "get",
+                    "long",
+                ],
+                Some("etcdserver: authentication failed, invalid user ID or password"),
+            ),
         ],
     );
     let owned: Vec<(Vec<&str>, Option<&str>)> = vec![

@@ -89,16 +89,21 @@ impl JwtKeys {
                 (Some(EncodingKey::from_secret(secret)), DecodingKey::from_secret(secret))
             }
             _ => {
-                let public = public_key
-                    .filter(|k| !k.is_empty())
-                    .ok_or_else(|| JwtConfigError::MissingPublicKey(method.to_string()))?;
+                let private_key = private_key.filter(|k| !k.is_empty());
+                // Neither key: etcd's "missing key data". A private key
+                // alone: etcd 3.5 derives the public key, we ask for it.
+                let public = match public_key.filter(|k| !k.is_empty()) {
+                    Some(k) => k,
+                    None if private_key.is_none() => return Err(JwtConfigError::MissingKey),
+                    None => return Err(JwtConfigError::MissingPublicKey(method.to_string())),
+                };
                 let verify = match algorithm {
                     Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(public),
                     Algorithm::EdDSA => DecodingKey::from_ed_pem(public),
                     _ => DecodingKey::from_rsa_pem(public),
                 }
                 .map_err(|e| bad("pub-key", e))?;
-                let sign = match private_key.filter(|k| !k.is_empty()) {
+                let sign = match private_key {
                     None => None,
                     Some(private) => Some(
                         match algorithm {
@@ -318,6 +323,7 @@ mod tests {
         assert_eq!(e("RS1024", None, None), JwtConfigError::InvalidMethod);
         assert_eq!(e("ES512", None, None), JwtConfigError::UnsupportedMethod("ES512".into()));
         assert_eq!(e("HS256", None, None), JwtConfigError::MissingKey);
+        assert_eq!(e("RS256", None, None), JwtConfigError::MissingKey);
         assert_eq!(e("RS256", None, Some(&pem("rsa.pem"))), JwtConfigError::MissingPublicKey("RS256".into()));
         assert!(matches!(e("RS256", Some(b"not a pem"), None), JwtConfigError::BadKey { which: "pub-key", .. }));
         let mismatched = e("ES256", Some(&pem("ec256.pub.pem")), Some(&pem("ec256-other.pem")));
