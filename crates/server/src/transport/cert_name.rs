@@ -64,7 +64,7 @@ fn decode(tag: u8, text: &[u8]) -> Option<String> {
         // T61String: Go reads it as Latin-1.
         0x14 => Some(text.iter().map(|b| *b as char).collect()),
         // BMPString: UTF-16 big-endian.
-        0x1e if text.len() % 2 == 0 => {
+        0x1e if text.len().is_multiple_of(2) => {
             let units: Vec<u16> = text.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
             String::from_utf16(&units).ok()
         }

@@ -89,7 +89,7 @@ impl AuthStore {
     /// tokens with `jwt`'s keys.
     pub fn new(token_ttl: Duration, jwt: Option<jwt::JwtKeys>) -> Self {
         let tokens = match jwt {
-            Some(keys) => Tokens::Jwt(keys),
+            Some(keys) => Tokens::Jwt(Box::new(keys)),
             None => Tokens::Simple(SimpleTokens::new(token_ttl)),
         };
         AuthStore {

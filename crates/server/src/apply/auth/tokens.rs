@@ -24,7 +24,7 @@ use super::AuthInfo;
 /// The token provider `--auth-token` chose (etcd's `TokenProvider`).
 pub enum Tokens {
     Simple(SimpleTokens),
-    Jwt(JwtKeys),
+    Jwt(Box<JwtKeys>),
 }
 
 impl Tokens {
