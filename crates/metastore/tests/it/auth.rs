@@ -440,3 +440,81 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A token stops working when it expires (`--auth-token-ttl`), when its
+/// user's password changes and when its user is deleted; a stale or bad
+/// token is refused on every kind of call: the gateway's answers compared
+/// with etcd's.
+#[test]
+fn tokens_expire_and_die_with_password_changes_and_deletion_as_etcd() {
+    let p = Pair::start_with(&["--auth-token-ttl", "2"]);
+    for args in [
+        &["user", "add", "root:pw"][..],
+        &["user", "add", "bob:pw"],
+        &["role", "add", "r"],
+        &["role", "grant-permission", "r", "readwrite", "k"],
+        &["user", "grant-role", "bob", "r"],
+        &["auth", "enable"],
+    ] {
+        p.ok(args);
+    }
+    let story = |ep: &str| {
+        let calls = [
+            ("/v3/kv/range", r#"{"key":"aw=="}"#),
+            ("/v3/kv/put", r#"{"key":"aw==","value":"dg=="}"#),
+            ("/v3/lease/grant", r#"{"TTL":"30"}"#),
+            ("/v3/cluster/member/list", "{}"),
+            ("/v3/maintenance/status", "{}"),
+        ];
+        let answers = |token: &str| -> Vec<String> {
+            calls
+                .iter()
+                .map(|(path, body)| {
+                    let answer = gateway_post(ep, path, body, Some(token));
+                    // etcd's gateway may answer chunked: the JSON is the one line of it.
+                    let json = answer.lines().find(|l| l.starts_with('{')).unwrap_or(&answer);
+                    let v: serde_json::Value =
+                        serde_json::from_str(json).unwrap_or_else(|e| panic!("{path}: {e}: {answer}"));
+                    format!("{path}: {}", v["message"].as_str().unwrap_or("ok"))
+                })
+                .collect()
+        };
+        let mut out = Vec::new();
+        let t = token(ep, "bob", "pw");
+        out.push(format!("fresh: {:?}", answers(&t)));
+        out.push(format!("bad: {:?}", answers("not-a-token.1")));
+        // Used within its TTL, a simple token lives on; unused, it dies.
+        std::thread::sleep(Duration::from_millis(1200));
+        out.push(format!("kept alive: {:?}", answers(&t)[0]));
+        std::thread::sleep(Duration::from_millis(3500));
+        out.push(format!("expired: {:?}", answers(&t)));
+        let t = token(ep, "bob", "pw");
+        let args = ["--user", "root:pw", "user", "passwd", "bob", "--interactive=false"];
+        let changed = testkit::etcdctl_stdin(ep, &args, b"pw2\n");
+        assert_eq!(changed.code, Some(0), "{} {}", changed.stdout, changed.stderr);
+        out.push(format!("after passwd: {:?}", answers(&t)[0]));
+        let t = token(ep, "bob", "pw2");
+        let (ok, o, e) = etcdctl(ep, &["--user", "root:pw", "user", "delete", "bob"]);
+        assert!(ok, "{o} {e}");
+        out.push(format!("after delete: {:?}", answers(&t)[0]));
+        out
+    };
+    let etcd = story(&p.etcd.endpoint());
+    let ours = story(&p.ms.endpoint());
+    assert!(ours[0].contains("/v3/kv/range: ok"), "{ours:?}");
+    // etcd 3.5 (the spec; its "guard unauthenticated endpoints") checks
+    // the token of MemberList and Status too; Debian's 3.4.23 lets them
+    // through: compared in 3.4's terms after checking 3.5's.
+    let guarded = ["/v3/cluster/member/list", "/v3/maintenance/status"];
+    for line in [&ours[1], &ours[3]] {
+        for path in guarded {
+            assert!(line.contains(&format!("{path}: etcdserver: invalid auth token")), "{line}");
+        }
+    }
+    let as_34 = |line: &String| {
+        guarded.iter().fold(line.clone(), |l, path| {
+            l.replace(&format!("{path}: etcdserver: invalid auth token"), &format!("{path}: ok"))
+        })
+    };
+    assert_eq!(ours.iter().map(as_34).collect::<Vec<_>>(), etcd);
+}
