@@ -49,14 +49,14 @@ impl AuthService {
     }
 
     /// The caller, an admin (or auth is off: the request layer checked).
-    fn admin<T>(&self, req: &Request<T>) -> Result<(AuthInfo, Deadline), EtcdError> {
+    async fn admin<T>(&self, req: &Request<T>) -> Result<(AuthInfo, Deadline), EtcdError> {
         let call = Call::of(req)?;
-        Ok((call.sender().clone(), call.deadline))
+        Ok((call.sender(&self.ctx).await?, call.deadline))
     }
 
     /// Proposes an auth change as an admin; answers its header.
     async fn change<T>(&self, req: Request<T>, make: impl FnOnce(T) -> Internal) -> Result<Header, Status> {
-        let (info, deadline) = self.admin(&req)?;
+        let (info, deadline) = self.admin(&req).await?;
         self.propose(make(req.into_inner()), Some(&info), deadline).await?;
         Ok(self.ctx.header(None))
     }
@@ -184,7 +184,7 @@ impl Auth for AuthService {
     }
 
     async fn user_add(&self, r: Request<AuthUserAddRequest>) -> Result<Response<AuthUserAddResponse>, Status> {
-        let (info, deadline) = self.admin(&r)?;
+        let (info, deadline) = self.admin(&r).await?;
         let mut r = r.into_inner();
         if !r.options.as_ref().is_some_and(|o| o.no_password) {
             r.hashed_password = deadline.run(self.hash(std::mem::take(&mut r.password))).await??;
@@ -216,7 +216,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        let (info, deadline) = self.admin(&r)?;
+        let (info, deadline) = self.admin(&r).await?;
         let mut r = r.into_inner();
         r.hashed_password = deadline.run(self.hash(std::mem::take(&mut r.password))).await??;
         self.propose(Internal::AuthUserChangePassword(r), Some(&info), deadline).await?;

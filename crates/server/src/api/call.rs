@@ -39,7 +39,9 @@ use crate::deadline::{parse_grpc_timeout, Deadline};
 pub enum Access {
     /// Anyone, no sender resolved (Authenticate).
     Anyone,
-    /// Any sender, resolved here; the handler checks its rights on keys.
+    /// Any sender, resolved by the handler after it validated the request
+    /// (etcd's order: a bad request is refused as such whatever its token
+    /// says), which then checks its rights on keys.
     Sender,
     /// A user, any user (etcd's `requireAuthInfo`).
     User,
@@ -194,7 +196,8 @@ pub struct Call {
     /// long as it allows, beyond the server's request timeout.
     pub client_deadline: Option<Instant>,
     credential: Credential,
-    sender: AuthInfo,
+    /// The sender, when the rule resolved it here (`User`, `Admin`).
+    sender: Option<AuthInfo>,
     learner: Learner,
 }
 
@@ -209,9 +212,13 @@ impl Call {
         req.extensions().get::<Call>().cloned().ok_or_else(unadmitted)
     }
 
-    /// The sender the rule resolved (no user for `Anyone` and `InHandler`).
-    pub fn sender(&self) -> &AuthInfo {
-        &self.sender
+    /// The sender: the one the rule resolved, else resolved now (no user
+    /// when no credential came or auth is off).
+    pub async fn sender(&self, ctx: &Ctx) -> Result<AuthInfo, EtcdError> {
+        match &self.sender {
+            Some(s) => Ok(s.clone()),
+            None => self.credential.sender(ctx, self.deadline).await,
+        }
     }
 
     pub fn credential(&self) -> &Credential {
@@ -275,9 +282,19 @@ pub async fn admit(
     cert: Option<&ClientCert>,
     via: Via,
 ) -> Result<Call, Status> {
-    let Some(rule) = rule(method) else {
-        return Err(Status::unimplemented(format!("unknown method {method}")));
-    };
+    match rule(method) {
+        Some(rule) => admit_as(ctx, rule, headers, cert, via).await,
+        None => Err(Status::unimplemented(format!("unknown method {method}"))),
+    }
+}
+
+async fn admit_as(
+    ctx: &Ctx,
+    rule: Rule,
+    headers: &HeaderMap,
+    cert: Option<&ClientCert>,
+    via: Via,
+) -> Result<Call, Status> {
     let client_timeout = headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
     let deadline = Deadline::new(ctx.request_timeout(), client_timeout);
     let client_deadline = client_timeout.map(|t| Instant::now() + t);
@@ -315,14 +332,15 @@ async fn check(
         return Err(EtcdError::NoLeader.into());
     }
     let sender = match rule.access {
-        Access::Anyone | Access::InHandler => AuthInfo::default(),
-        Access::Sender => credential.sender(ctx, deadline).await?,
-        Access::User => credential.user(ctx, deadline).await?,
-        Access::Admin => credential.admin(ctx, deadline).await?,
-        Access::AdminUntranslated => credential.admin(ctx, deadline).await.map_err(|e| match untranslated(&e) {
-            Some(text) => Status::unknown(text),
-            None => e.into(),
-        })?,
+        Access::Anyone | Access::InHandler | Access::Sender => None,
+        Access::User => Some(credential.user(ctx, deadline).await?),
+        Access::Admin => Some(credential.admin(ctx, deadline).await?),
+        Access::AdminUntranslated => {
+            Some(credential.admin(ctx, deadline).await.map_err(|e| match untranslated(&e) {
+                Some(text) => Status::unknown(text),
+                None => Status::from(e),
+            })?)
+        }
     };
     Ok(Call { deadline, client_deadline, credential, sender, learner: rule.learner })
 }
@@ -335,12 +353,12 @@ pub async fn grpc_layer(
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if rule(req.uri().path()).is_none() {
+    let Some(rule) = rule(req.uri().path()) else {
         // Not ours to judge: tonic answers Unimplemented.
         return next.run(req).await;
-    }
+    };
     let cert = req.extensions().get::<ClientCert>().cloned();
-    match admit(&ctx, req.uri().path(), req.headers(), cert.as_ref(), Via::Grpc).await {
+    match admit_as(&ctx, rule, req.headers(), cert.as_ref(), Via::Grpc).await {
         Ok(call) => {
             req.extensions_mut().insert(call);
             next.run(req).await

@@ -41,7 +41,8 @@ impl KvService {
 
     /// Proposes a client's write with its sender, for apply to check.
     async fn propose(&self, req: Internal, call: &Call) -> Result<ApplyResponse, Status> {
-        Ok(self.ctx.node.propose_as(req, call.sender(), call.deadline).await?)
+        let sender = call.sender(&self.ctx).await?;
+        Ok(self.ctx.node.propose_as(req, &sender, call.deadline).await?)
     }
 }
 
@@ -58,10 +59,10 @@ impl Kv for KvService {
         if !r.serializable {
             call.linearizable(&self.ctx).await?;
         }
-        let info = call.sender();
-        check::check_range(&self.ctx.node.auth, info, &r.key, &r.range_end)?;
+        let info = call.sender(&self.ctx).await?;
+        check::check_range(&self.ctx.node.auth, &info, &r.key, &r.range_end)?;
         let mut resp = execute_range(&PinnedView::new(&self.ctx.node.mvcc), &r)?;
-        still_current(&self.ctx, info)?;
+        still_current(&self.ctx, &info)?;
         resp.header = self.ctx.header(resp.header);
         Ok(Response::new(resp))
     }
@@ -104,11 +105,11 @@ impl Kv for KvService {
             if !txn::is_txn_serializable(&r) {
                 call.linearizable(&self.ctx).await?;
             }
-            let info = call.sender();
+            let info = call.sender(&self.ctx).await?;
             let leases = |id| self.ctx.node.lessor.keys_of(id);
-            check::check_txn(&self.ctx.node.auth, &leases, info, &r)?;
+            check::check_txn(&self.ctx.node.auth, &leases, &info, &r)?;
             let resp = txn::execute_readonly_txn(&PinnedView::new(&self.ctx.node.mvcc), &r)?;
-            still_current(&self.ctx, info)?;
+            still_current(&self.ctx, &info)?;
             resp
         } else {
             let cost = crate::apply::alarms::txn_cost(&r);

@@ -56,7 +56,8 @@ impl Lease for LeaseService {
             r.id = (self.ctx.node.waiters.next_id() & (i64::MAX as u64)) as i64;
         }
         self.ctx.check_quota(crate::apply::alarms::lease_cost(), call.deadline).await?;
-        match self.ctx.node.propose_as(Internal::LeaseGrant(r), call.sender(), call.deadline).await? {
+        let sender = call.sender(&self.ctx).await?;
+        match self.ctx.node.propose_as(Internal::LeaseGrant(r), &sender, call.deadline).await? {
             ApplyResponse::LeaseGrant(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
                 Ok(Response::new(resp))
@@ -71,7 +72,8 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let call = Call::of(&request)?;
         let r = request.into_inner();
-        match self.ctx.node.propose_as(Internal::LeaseRevoke(r), call.sender(), call.deadline).await? {
+        let sender = call.sender(&self.ctx).await?;
+        match self.ctx.node.propose_as(Internal::LeaseRevoke(r), &sender, call.deadline).await? {
             ApplyResponse::LeaseRevoke(mut resp) => {
                 resp.header = self.ctx.header(resp.header);
                 Ok(Response::new(resp))
@@ -96,14 +98,14 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let call = Call::of(&request)?;
-        let (info, deadline) = (call.sender(), call.deadline);
+        let (info, deadline) = (call.sender(&self.ctx).await?, call.deadline);
         let r = request.into_inner();
         // etcd checks the keys only when they are asked for, on the member
         // the client called (every member's lessor knows the keys).
         let rev = self.ctx.node.auth.revision();
         if r.keys {
             let keys = self.ctx.node.lessor.keys_of(r.id).unwrap_or_default();
-            check::check_lease_reads(&self.ctx.node.auth, info, keys.iter().map(Vec::as_slice))?;
+            check::check_lease_reads(&self.ctx.node.auth, &info, keys.iter().map(Vec::as_slice))?;
         }
         let resp = self.time_to_live(r, deadline).await?;
         if keys_shown_after_auth_moved(&self.ctx, rev, &resp) {
@@ -117,13 +119,13 @@ impl Lease for LeaseService {
         request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         let call = Call::of(&request)?;
-        let info = call.sender();
+        let info = call.sender(&self.ctx).await?;
         let lessor = &self.ctx.node.lessor;
         let ids = lessor.ids();
         if self.ctx.node.auth.is_enabled() {
             let rev = self.ctx.node.auth.revision();
             let keys: Vec<Vec<u8>> = ids.iter().filter_map(|id| lessor.keys_of(*id)).flatten().collect();
-            check::check_lease_reads(&self.ctx.node.auth, info, keys.iter().map(Vec::as_slice))?;
+            check::check_lease_reads(&self.ctx.node.auth, &info, keys.iter().map(Vec::as_slice))?;
             if rev != self.ctx.node.auth.revision() {
                 return Err(EtcdError::AuthOldRevision.into());
             }

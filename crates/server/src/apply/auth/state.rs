@@ -58,6 +58,31 @@ fn corrupt(what: &str, key: &[u8]) -> EtcdError {
     EtcdError::Internal(format!("auth table: undecodable {what} at key {:?}", String::from_utf8_lossy(key)))
 }
 
+/// Decodes every record of the auth table in `[from, to)` as `M`; the
+/// first undecodable one stops the scan with its key.
+fn scan_decoded<M: Message + Default>(
+    engine: &dyn Engine,
+    what: &str,
+    from: &[u8],
+    to: &[u8],
+    mut each: impl FnMut(M),
+) -> Result<(), EtcdError> {
+    let mut bad = None;
+    engine
+        .scan(Table::Auth, from, Some(to), &mut |k, v| match M::decode(v) {
+            Ok(m) => {
+                each(m);
+                true
+            }
+            Err(_) => {
+                bad = Some(corrupt(what, k));
+                false
+            }
+        })
+        .map_err(crate::errors::from_engine)?;
+    bad.map_or(Ok(()), Err)
+}
+
 fn name_of(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
@@ -79,35 +104,16 @@ impl AuthState {
         let get = |k: AuthKey| engine.get(Table::Auth, &k.encode()).map_err(crate::errors::from_engine);
         st.enabled = get(AuthKey::Enabled)?.is_some_and(|v| v.first() == Some(&1));
         if let Some(v) = get(AuthKey::Revision)? {
-            let bytes: [u8; 8] = v.as_slice().try_into().map_err(|_| corrupt("revision", AUTH_USER_PREFIX))?;
+            let bytes: [u8; 8] = v.as_slice().try_into().map_err(|_| corrupt("revision", &AuthKey::Revision.encode()))?;
             st.revision = u64::from_be_bytes(bytes);
         }
-        let mut bad = None;
-        engine
-            .scan(Table::Auth, AUTH_USER_PREFIX, Some(AUTH_USER_END), &mut |k, v| match User::decode(v) {
-                Ok(u) => {
-                    st.users.insert(name_of(&u.name), u);
-                    true
-                }
-                Err(_) => {
-                    bad = Some(corrupt("user", k));
-                    false
-                }
-            })
-            .map_err(crate::errors::from_engine)?;
-        engine
-            .scan(Table::Auth, AUTH_ROLE_PREFIX, Some(AUTH_ROLE_END), &mut |k, v| match Role::decode(v) {
-                Ok(r) => {
-                    st.roles.insert(name_of(&r.name), r);
-                    true
-                }
-                Err(_) => {
-                    bad = Some(corrupt("role", k));
-                    false
-                }
-            })
-            .map_err(crate::errors::from_engine)?;
-        bad.map_or(Ok(st), Err)
+        scan_decoded(engine, "user", AUTH_USER_PREFIX, AUTH_USER_END, |u: User| {
+            st.users.insert(name_of(&u.name), u);
+        })?;
+        scan_decoded(engine, "role", AUTH_ROLE_PREFIX, AUTH_ROLE_END, |r: Role| {
+            st.roles.insert(name_of(&r.name), r);
+        })?;
+        Ok(st)
     }
 
     fn commit_revision(&mut self, b: &mut WriteBatch) {
