@@ -101,26 +101,34 @@ impl Pool {
         Ok(Pool { conns: dialed.into_iter().flatten().collect() })
     }
 
-    /// `--user name:password`: authenticates once, through the first
-    /// connection, and sends the token with every request from then on
-    /// (a simple token lives as long as it is used; a run outliving a JWT
-    /// token's TTL sees its requests fail).
-    pub async fn authenticate(&mut self, user: &str) -> Result<(), String> {
-        let (name, password) = user.split_once(':').ok_or("--user takes name:password")?;
-        let req = AuthenticateRequest { name: name.to_string(), password: password.to_string() };
-        let first = self.conns.first().ok_or("no connection")?;
-        let resp = first.auth().authenticate(req).await.map_err(|e| format!("authenticate as {name}: {e}"))?;
-        let token = HeaderValue::from_str(&resp.into_inner().token).map_err(|e| format!("token: {e}"))?;
+    /// `--user name:password`: the token ([`authenticate`], once) goes
+    /// with every request from then on (a simple token lives as long as it
+    /// is used; a run outliving a JWT token's TTL sees its requests fail).
+    pub fn set_token(&mut self, token: &HeaderValue) {
         for c in &mut self.conns {
             c.token = Some(token.clone());
         }
-        Ok(())
     }
 
     /// The connection worker (or stream) `i` uses.
     pub fn conn(&self, i: usize) -> &Conn {
         &self.conns[i % self.conns.len()]
     }
+}
+
+/// A token for `user` (`name:password`), authenticated through `ep`.
+pub async fn authenticate(
+    ep: &str,
+    user: &str,
+    dial_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<HeaderValue, String> {
+    let (name, password) = user.split_once(':').ok_or("--user takes name:password")?;
+    let mut req = tonic::Request::new(AuthenticateRequest { name: name.to_string(), password: password.to_string() });
+    req.set_timeout(request_timeout);
+    let conn = dial(ep, dial_timeout).await?;
+    let resp = conn.auth().authenticate(req).await.map_err(|e| format!("authenticate as {name}: {e}"))?;
+    HeaderValue::from_str(&resp.into_inner().token).map_err(|e| format!("token: {e}"))
 }
 
 /// One new HTTP/2 connection to `ep` (`http://host:port`).
@@ -151,12 +159,15 @@ pub async fn leader_endpoints(
     endpoints: &[String],
     dial_timeout: Duration,
     request_timeout: Duration,
+    token: Option<&HeaderValue>,
 ) -> Result<Vec<String>, String> {
     let mut leaders = Vec::new();
     let mut problems = Vec::new();
     for ep in endpoints {
         let status = async {
-            let ch = dial(ep, dial_timeout).await?;
+            let mut ch = dial(ep, dial_timeout).await?;
+            // With auth on, Status needs a user.
+            ch.token = token.cloned();
             let mut req = tonic::Request::new(StatusRequest {});
             req.set_timeout(request_timeout);
             let resp = ch.maintenance().status(req).await.map_err(|s| format!("{ep}: {}", s.message()))?;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::args::{Command, Options};
-use crate::conn::{leader_endpoints, Pool};
+use crate::conn::{authenticate, leader_endpoints, Pool};
 use crate::report::Report;
 use crate::runner::{self, Plan, Workload};
 
@@ -32,14 +32,18 @@ pub async fn execute(opts: Options) -> Result<Report, String> {
 }
 
 async fn execute_inner(opts: Options, hard_deadline: Instant) -> Result<Report, String> {
+    let token = match (&opts.user, opts.endpoints.first()) {
+        (Some(user), Some(ep)) => Some(authenticate(ep, user, opts.dial_timeout, opts.request_timeout).await?),
+        _ => None,
+    };
     let endpoints = if opts.target_leader {
-        leader_endpoints(&opts.endpoints, opts.dial_timeout, opts.request_timeout).await?
+        leader_endpoints(&opts.endpoints, opts.dial_timeout, opts.request_timeout, token.as_ref()).await?
     } else {
         opts.endpoints.clone()
     };
     let mut pool = Pool::connect(&endpoints, opts.conns, opts.dial_timeout).await?;
-    if let Some(user) = &opts.user {
-        pool.authenticate(user).await?;
+    if let Some(token) = &token {
+        pool.set_token(token);
     }
     let pool = Arc::new(pool);
     let plan = Plan {
