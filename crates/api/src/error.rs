@@ -120,6 +120,10 @@ pub enum EtcdError {
     /// on a member given only the JWT public key cannot sign a token.
     #[error("auth: token signing attempted with verify-only key")]
     VerifyOnly,
+    /// Signing a JWT token failed: answered to the client, as etcd does;
+    /// applying the entry goes on (the member does not stop).
+    #[error("auth: failed to sign the token: {0}")]
+    TokenSigning(String),
     /// The client's own deadline passed (gRPC `grpc-timeout`).
     #[error("context deadline exceeded")]
     DeadlineExceeded,
@@ -174,7 +178,7 @@ impl EtcdError {
             Corrupt => Code::DataLoss,
             DeadlineExceeded => Code::DeadlineExceeded,
             Canceled => Code::Cancelled,
-            Internal(_) | NoPasswordUser | VerifyOnly => Code::Unknown,
+            Internal(_) | NoPasswordUser | VerifyOnly | TokenSigning(_) => Code::Unknown,
         }
     }
 }

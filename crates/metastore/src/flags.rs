@@ -247,10 +247,13 @@ fn spelling(v: &impl ValueEnum) -> String {
 #[error("{0}")]
 pub struct FlagError(pub String, pub i32);
 
+/// The exit code of a bad command line, as etcd's flag parsing.
+pub const EXIT_USAGE: i32 = 2;
+
 impl FlagError {
-    /// A bad flag: exit 2, as etcd's flag parsing.
+    /// A bad flag: exit [`EXIT_USAGE`].
     pub fn new(msg: String) -> Self {
-        FlagError(msg, 2)
+        FlagError(msg, EXIT_USAGE)
     }
 
     /// A flag etcd accepts but fails on when it creates the server

@@ -6,9 +6,7 @@ mod logging;
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use flags::Flags;
-
-const EXIT_USAGE: i32 = 2;
+use flags::{Flags, EXIT_USAGE};
 
 /// glibc malloc/free took 16-19% of server CPU under put load (see
 /// docs/benchmarks.md); mimalloc's thread-local pools cut that.

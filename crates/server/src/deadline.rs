@@ -47,6 +47,12 @@ pub fn client_timeout<T>(req: &tonic::Request<T>) -> Option<Duration> {
     req.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout)
 }
 
+/// [`client_timeout`] from the request's HTTP headers (gRPC metadata are
+/// HTTP/2 headers; the gateway forwards a `Grpc-Timeout` header).
+pub fn client_timeout_of(headers: &axum::http::HeaderMap) -> Option<Duration> {
+    headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout)
+}
+
 /// Parses gRPC's `grpc-timeout` (at most 8 digits and a unit: H M S m u n).
 pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     if v.len() < 2 || v.len() > 9 {

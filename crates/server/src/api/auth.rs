@@ -100,35 +100,45 @@ impl AuthService {
         }
         let secret = SimpleTokens::gen_prefix();
         let cost = self.ctx.cfg.bcrypt_cost;
-        let hashed = tokio::task::spawn_blocking(move || bcrypt::hash(secret, cost))
-            .await
-            .map_err(|e| EtcdError::Internal(e.to_string()))?
-            .map_err(|e| EtcdError::Internal(format!("hashing: {e}")))?;
+        let hashed = bcrypt_work(move || bcrypt::hash(secret, cost).map_err(hashing)).await?;
         Ok(self.dummy.get_or_init(|| hashed.into_bytes()).clone())
     }
 
-    /// bcrypt, off the async workers; base64 as etcd's `hashedPassword`.
+    /// bcrypt; base64 as etcd's `hashedPassword`.
     async fn hash(&self, password: String) -> Result<String, EtcdError> {
         let cost = self.ctx.cfg.bcrypt_cost;
-        let hashed = tokio::task::spawn_blocking(move || bcrypt::hash_with_result(password, cost))
-            .await
-            .map_err(|e| EtcdError::Internal(e.to_string()))?
-            .map_err(|e| EtcdError::Internal(format!("hashing the password: {e}")))?;
+        let hashed = bcrypt_work(move || bcrypt::hash_with_result(password, cost).map_err(hashing)).await?;
         // Go's bcrypt writes version 2a; keep hashes alike.
         let text = hashed.format_for_version(bcrypt::Version::TwoA);
         Ok(base64::engine::general_purpose::STANDARD.encode(text))
     }
 }
 
+fn hashing(e: bcrypt::BcryptError) -> EtcdError {
+    EtcdError::Internal(format!("hashing a password: {e}"))
+}
+
+/// bcrypt runs at once (a check takes ~50-100 ms at cost 10).
+static BCRYPT_SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+
+/// bcrypt work off the async workers, a bounded number at once: callers
+/// wait for a slot within their deadline, and a caller that gives up
+/// leaves its running check holding the slot until it ends, so clients
+/// that time out at once cannot pile up work.
+async fn bcrypt_work<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, EtcdError> + Send + 'static,
+) -> Result<T, EtcdError> {
+    crate::maintenance::hashkv::run_limited(&BCRYPT_SLOTS, work).await
+}
+
 type Header = Option<api::pb::etcdserverpb::ResponseHeader>;
 
-/// Whether `password` matches a stored hash, on the blocking pool.
+/// Whether `password` matches a stored hash.
 async fn verify(password: String, hash: Vec<u8>) -> Result<bool, EtcdError> {
-    tokio::task::spawn_blocking(move || {
-        std::str::from_utf8(&hash).ok().is_some_and(|h| bcrypt::verify(password, h).unwrap_or(false))
+    bcrypt_work(move || {
+        Ok(std::str::from_utf8(&hash).ok().is_some_and(|h| bcrypt::verify(password, h).unwrap_or(false)))
     })
     .await
-    .map_err(|e| EtcdError::Internal(e.to_string()))
 }
 
 #[tonic::async_trait]
@@ -163,8 +173,8 @@ impl Auth for AuthService {
                 Err(EtcdError::AuthFailed) => {
                     // No such user: spend what a password check costs, so
                     // the answer's time does not tell which names exist.
-                    let dummy = self.dummy_hash().await?;
-                    let _ = deadline.run(verify(r.password.clone(), dummy)).await?;
+                    let check = async { verify(r.password.clone(), self.dummy_hash().await?).await };
+                    let _ = deadline.run(check).await?;
                     tracing::info!(user = %r.name, "authentication of an unknown user");
                     return Err(EtcdError::AuthFailed.into());
                 }

@@ -32,7 +32,7 @@ use tonic::Status;
 use super::auth_token::{auth_info_of, untranslated};
 use super::Ctx;
 use crate::apply::auth::AuthInfo;
-use crate::deadline::{parse_grpc_timeout, Deadline};
+use crate::deadline::{client_timeout_of, Deadline};
 
 /// Who may call an RPC (when auth is on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,9 +90,10 @@ pub fn rule(method: &str) -> Option<Rule> {
         ("etcdserverpb.Watch", "Watch") => r(InHandler, Refused),
         ("etcdserverpb.Lease", "LeaseGrant" | "LeaseRevoke" | "LeaseTimeToLive" | "LeaseLeases") => r(User, Refused),
         ("etcdserverpb.Lease", "LeaseKeepAlive") => r(InHandler, Refused),
-        // Add and Update validate their URLs before the admin check.
-        ("etcdserverpb.Cluster", "MemberAdd" | "MemberUpdate") => r(InHandler, Refused),
-        ("etcdserverpb.Cluster", "MemberRemove" | "MemberPromote") => r(Admin, Refused),
+        // Add validates its URLs before the admin check (etcd's
+        // ClusterServer.MemberAdd); Update checks the admin first.
+        ("etcdserverpb.Cluster", "MemberAdd") => r(InHandler, Refused),
+        ("etcdserverpb.Cluster", "MemberRemove" | "MemberPromote" | "MemberUpdate") => r(Admin, Refused),
         ("etcdserverpb.Cluster", "MemberList") => r(User, Refused),
         // Listing alarms needs a user, changing them the root role.
         ("etcdserverpb.Maintenance", "Alarm") => r(InHandler, Refused),
@@ -159,6 +160,15 @@ impl Credential {
         }
     }
 
+    /// Whether the sender may read `[key, range_end)` now (a stream's
+    /// later message, or a read made on its behalf): resolved within a
+    /// fresh request timeout, as the stream's own deadline is long gone.
+    pub async fn check_read(&self, ctx: &Ctx, key: &[u8], range_end: &[u8]) -> Result<(), EtcdError> {
+        let deadline = Deadline::new(ctx.request_timeout(), None);
+        let info = self.sender(ctx, deadline).await?;
+        crate::apply::auth::check::check_range(&ctx.node.auth, &info, key, range_end)
+    }
+
     /// etcd's `requireAuthInfo`: with auth on, a user, any user.
     pub async fn user(&self, ctx: &Ctx, deadline: Deadline) -> Result<AuthInfo, EtcdError> {
         match self.resolve(ctx, deadline).await? {
@@ -198,7 +208,6 @@ pub struct Call {
     credential: Credential,
     /// The sender, when the rule resolved it here (`User`, `Admin`).
     sender: Option<AuthInfo>,
-    learner: Learner,
 }
 
 /// The error of a request that did not pass the layer: a bug, loudly.
@@ -225,15 +234,22 @@ impl Call {
         &self.credential
     }
 
+    /// This call without the client's deadline, for work that outlives
+    /// the client's wait (removing an abandoned lock key).
+    pub fn detached(&self) -> Call {
+        Call { client_deadline: None, ..self.clone() }
+    }
+
     /// What is left of the client's own deadline, if it set one.
     pub fn client_timeout(&self) -> Option<std::time::Duration> {
         self.client_deadline.map(|at| at.saturating_duration_since(Instant::now()))
     }
 
-    /// Before a linearizable read of an `IfSerializable` RPC: a learner
-    /// refuses it, others wait for the ReadIndex barrier.
+    /// Before a linearizable read (an `IfSerializable` RPC; the others
+    /// reaching here were refused to learners already): a learner refuses
+    /// it, others wait for the ReadIndex barrier.
     pub async fn linearizable(&self, ctx: &Ctx) -> Result<(), EtcdError> {
-        if self.learner != Learner::Serves && ctx.node.is_learner() {
+        if ctx.node.is_learner() {
             return Err(EtcdError::NotSupportedForLearner);
         }
         ctx.node.read_barrier(self.deadline).await
@@ -268,8 +284,13 @@ impl Call {
 /// The token of a request: `token` metadata, or (gateway) the
 /// Authorization header without its `Bearer ` (etcd's
 /// `TokenFieldNameGRPC` and `TokenFieldNameSwagger`).
-pub fn token_of(headers: &HeaderMap) -> Option<String> {
-    let v = ["token", "authorization"].iter().find_map(|k| headers.get(*k)).and_then(|v| v.to_str().ok())?;
+pub fn token_of(headers: &HeaderMap, via: Via) -> Option<String> {
+    // grpc-gateway hands on only the Authorization header as metadata.
+    let keys: &[&str] = match via {
+        Via::Grpc => &["token", "authorization"],
+        Via::Gateway => &["authorization"],
+    };
+    let v = keys.iter().find_map(|k| headers.get(*k)).and_then(|v| v.to_str().ok())?;
     Some(v.strip_prefix("Bearer ").unwrap_or(v).to_string())
 }
 
@@ -295,12 +316,12 @@ async fn admit_as(
     cert: Option<&ClientCert>,
     via: Via,
 ) -> Result<Call, Status> {
-    let client_timeout = headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+    let client_timeout = client_timeout_of(headers);
     let deadline = Deadline::new(ctx.request_timeout(), client_timeout);
     let client_deadline = client_timeout.map(|t| Instant::now() + t);
     let credential = if !ctx.node.auth.is_enabled() {
         Credential::None
-    } else if let Some(t) = token_of(headers) {
+    } else if let Some(t) = token_of(headers, via) {
         Credential::Token(t)
     } else {
         match cert {
@@ -342,7 +363,7 @@ async fn check(
             })?)
         }
     };
-    Ok(Call { deadline, client_deadline, credential, sender, learner: rule.learner })
+    Ok(Call { deadline, client_deadline, credential, sender })
 }
 
 /// The layer over the gRPC services: admits each request whose path has a
@@ -424,10 +445,11 @@ mod tests {
     #[test]
     fn tokens_from_metadata_or_the_authorization_header() {
         let mut h = HeaderMap::new();
-        assert_eq!(token_of(&h), None);
+        assert_eq!(token_of(&h, Via::Grpc), None);
         h.insert("authorization", "Bearer abc.12".parse().unwrap());
-        assert_eq!(token_of(&h).as_deref(), Some("abc.12"));
+        assert_eq!(token_of(&h, Via::Grpc).as_deref(), Some("abc.12"));
         h.insert("token", "xyz.3".parse().unwrap());
-        assert_eq!(token_of(&h).as_deref(), Some("xyz.3"));
+        assert_eq!(token_of(&h, Via::Grpc).as_deref(), Some("xyz.3"));
+        assert_eq!(token_of(&h, Via::Gateway).as_deref(), Some("abc.12"), "the gateway forwards no `token` header");
     }
 }

@@ -286,7 +286,7 @@ impl Cluster for ClusterService {
         if self.ctx.node.members.get(r.id).is_none() {
             return Err(EtcdError::MemberNotFound.into());
         }
-        let sender = call.admin(&self.ctx).await?;
+        let sender = call.sender(&self.ctx).await?;
         let members = members_of(self.ctx.node.propose_as(Internal::MemberUpdate(r), &sender, call.deadline).await?)?;
         Ok(Response::new(MemberUpdateResponse {
             header: self.ctx.header_without_revision(),

@@ -33,8 +33,6 @@ use super::call::Call;
 use super::kv::KvService;
 use super::lease::LeaseService;
 use super::Ctx;
-use crate::apply::auth::check;
-use crate::deadline::Deadline;
 
 /// The TTL of a lease granted for a lock or campaign that named none
 /// (etcd's default session TTL).
@@ -98,11 +96,7 @@ impl Local {
     /// Whether the caller may read `[key, end)` now, as etcd's embedded
     /// client's watch would be allowed to (`isWatchPermitted`).
     pub async fn may_read(&self, key: &[u8], end: &[u8]) -> bool {
-        let deadline = Deadline::new(self.ctx.request_timeout(), None);
-        match self.call.credential().sender(&self.ctx, deadline).await {
-            Ok(info) => check::check_range(&self.ctx.node.auth, &info, key, end).is_ok(),
-            Err(_) => false,
-        }
+        self.call.credential().check_read(&self.ctx, key, end).await.is_ok()
     }
 
     /// The lease a lock or campaign holds its key with: the one it named,
@@ -175,7 +169,9 @@ pub struct Cleanup {
 
 impl Cleanup {
     pub fn new(local: &Local, key: &[u8], rev: i64) -> Self {
-        Cleanup { ctx: Some(local.ctx().clone()), call: local.call.clone(), key: key.to_vec(), rev }
+        // The removal runs after the client is gone or its deadline
+        // passed: it gets the server's timeout, not the client's.
+        Cleanup { ctx: Some(local.ctx().clone()), call: local.call.detached(), key: key.to_vec(), rev }
     }
 
     pub fn disarm(&mut self) {

@@ -143,7 +143,7 @@ impl Applier {
             sender.and_then(|info| self.denied(info, &req))
         };
         let result = match req {
-            _ if refused.is_some() => Err(refused.unwrap_or(EtcdError::PermissionDenied)),
+            _ if let Some(e) = refused => Err(e),
             Request::Put(p) => self.put(p, applied).map(ApplyResponse::Put),
             Request::DeleteRange(d) => self.delete_range(d, applied).map(ApplyResponse::DeleteRange),
             Request::Txn(t) => self.txn(t, applied).map(ApplyResponse::Txn),
@@ -153,8 +153,18 @@ impl Applier {
             Request::MemberAttr(a) => self.member_attr(a, applied).map(ApplyResponse::Members),
             Request::MemberUpdate(u) => self.member_update(u, applied).map(ApplyResponse::Members),
             Request::Alarm(a) => self.alarm(a, applied).map(ApplyResponse::Alarm),
-            // Every other entry is the auth store's.
-            auth => self
+            auth @ (Request::AuthEnable(_)
+            | Request::AuthDisable(_)
+            | Request::Authenticate(_)
+            | Request::AuthUserAdd(_)
+            | Request::AuthUserDelete(_)
+            | Request::AuthUserChangePassword(_)
+            | Request::AuthUserGrantRole(_)
+            | Request::AuthUserRevokeRole(_)
+            | Request::AuthRoleAdd(_)
+            | Request::AuthRoleDelete(_)
+            | Request::AuthRoleGrantPermission(_)
+            | Request::AuthRoleRevokePermission(_)) => self
                 .auth
                 .apply(auth, applied.index, |batch| self.mvcc.set_applied_with(applied, batch).map_err(from_mvcc))
                 .map(ApplyResponse::Auth),

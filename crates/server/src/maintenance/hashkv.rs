@@ -45,11 +45,22 @@ static SCANS: OnceLock<Semaphore> = OnceLock::new();
 pub async fn run_scan<T: Send + 'static>(
     scan: impl FnOnce() -> Result<T, EtcdError> + Send + 'static,
 ) -> Result<T, EtcdError> {
-    let slots = SCANS.get_or_init(|| Semaphore::new(scan_slots()));
+    run_limited(&SCANS, scan).await
+}
+
+/// Runs CPU-heavy `work` on a blocking thread once one of the
+/// [`scan_slots`] of `slots` is free (see [`run_scan`]): for each kind of
+/// such work (history scans, bcrypt), a bounded number at once, however
+/// many clients ask and however soon they give up.
+pub async fn run_limited<T: Send + 'static>(
+    slots: &'static OnceLock<Semaphore>,
+    work: impl FnOnce() -> Result<T, EtcdError> + Send + 'static,
+) -> Result<T, EtcdError> {
+    let slots = slots.get_or_init(|| Semaphore::new(scan_slots()));
     let permit = slots.acquire().await.map_err(|e| EtcdError::Internal(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let _slot = permit;
-        scan()
+        work()
     })
     .await
     .map_err(crate::errors::from_join)?

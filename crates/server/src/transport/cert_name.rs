@@ -76,16 +76,7 @@ fn decode(tag: u8, text: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        if content.len() < 0x80 {
-            out.push(content.len() as u8);
-        } else {
-            out.extend([0x82, (content.len() >> 8) as u8, content.len() as u8]);
-        }
-        out.extend_from_slice(content);
-        out
-    }
+    use crate::der::encode as tlv;
 
     fn attr(oid: &[u8], tag: u8, value: &[u8]) -> Vec<u8> {
         tlv(SET, &tlv(SEQUENCE, &[tlv(OID, oid), tlv(tag, value)].concat()))

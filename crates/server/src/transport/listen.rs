@@ -37,7 +37,9 @@ pub async fn serve(
 /// verified.
 fn client_cert(tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Option<ClientCert> {
     let cert = tls.get_ref().1.peer_certificates()?.first()?;
-    Some(ClientCert(crate::transport::cert_name::common_name(cert.as_ref())?.into()))
+    // A certificate without a Common Name names the user "", as etcd's
+    // `AuthInfoFromTLS` does.
+    Some(ClientCert(crate::transport::cert_name::common_name(cert.as_ref()).unwrap_or_default().into()))
 }
 
 /// The accept loop: every connection is served (HTTP/1.1 or HTTP/2, the

@@ -181,15 +181,16 @@ impl StreamState {
     /// etcd's `isWatchPermitted`: READ on the watched range, as the
     /// stream's credential says; the refusal is the cancel reason etcd sends.
     async fn permitted(&self, c: &WatchCreateRequest) -> Result<(), String> {
-        if !self.ctx.node.auth.is_enabled() {
+        // etcd's order: a negative start is refused as compacted first
+        // (by `Watcher::new`), and an empty key is checked as "\0".
+        if !self.ctx.node.auth.is_enabled() || c.start_revision < 0 {
             return Ok(());
         }
-        let deadline = crate::deadline::Deadline::new(self.ctx.request_timeout(), None);
-        let checked = match self.credential.sender(&self.ctx, deadline).await {
-            Ok(info) => crate::apply::auth::check::check_range(&self.ctx.node.auth, &info, &c.key, &c.range_end),
-            Err(e) => Err(e),
-        };
-        checked.map_err(|e| crate::api::auth_token::watch_cancel_reason(&e))
+        let key: &[u8] = if c.key.is_empty() { &[0] } else { &c.key };
+        self.credential
+            .check_read(&self.ctx, key, &c.range_end)
+            .await
+            .map_err(|e| crate::api::auth_token::watch_cancel_reason(&e))
     }
 
     async fn create(&mut self, c: WatchCreateRequest) -> Result<(), Closed> {

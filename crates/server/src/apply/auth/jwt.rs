@@ -153,7 +153,7 @@ impl JwtKeys {
         let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + self.ttl;
         let claims = Claims { username: user.to_string(), revision, exp: exp.as_secs() };
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key)
-            .map_err(|e| EtcdError::Internal(format!("signing a JWT token: {e}")))
+            .map_err(|e| EtcdError::TokenSigning(e.to_string()))
     }
 
     /// Who a token names, if it is valid here (etcd's `info`).
@@ -173,20 +173,11 @@ impl JwtKeys {
 /// signing library. A key that does not parse fails when the pair is
 /// checked at startup.
 fn ec_private_key(pem: &[u8]) -> Result<EncodingKey, jsonwebtoken::errors::Error> {
-    match pem_body(pem, "EC PRIVATE KEY").and_then(|der| sec1_to_pkcs8(&der)) {
+    use rustls_pki_types::{pem::PemObject, PrivateSec1KeyDer};
+    match PrivateSec1KeyDer::from_pem_slice(pem).ok().and_then(|k| sec1_to_pkcs8(k.secret_sec1_der())) {
         Some(pkcs8) => Ok(EncodingKey::from_ec_der(&pkcs8)),
         None => EncodingKey::from_ec_pem(pem),
     }
-}
-
-/// The DER inside a PEM block labelled `label`.
-fn pem_body(pem: &[u8], label: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    let text = std::str::from_utf8(pem).ok()?;
-    let (_, rest) = text.split_once(&format!("-----BEGIN {label}-----"))?;
-    let (body, _) = rest.split_once(&format!("-----END {label}-----"))?;
-    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
 }
 
 /// SEC1's ECPrivateKey (RFC 5915) as a PKCS#8 PrivateKeyInfo (RFC 5208):
@@ -275,8 +266,11 @@ mod tests {
 
     #[test]
     fn sec1_keys_are_rewrapped_and_bad_ones_refused() {
-        let sec1 = pem_body(&pem("ec256-sec1.pem"), "EC PRIVATE KEY").expect("SEC1 PEM");
-        let pkcs8 = pem_body(&pem("ec256.pem"), "PRIVATE KEY").expect("PKCS#8 PEM");
+        use rustls_pki_types::{pem::PemObject, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
+        let sec1 = PrivateSec1KeyDer::from_pem_slice(&pem("ec256-sec1.pem")).expect("SEC1 PEM");
+        let sec1 = sec1.secret_sec1_der();
+        let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(&pem("ec256.pem")).expect("PKCS#8 PEM");
+        let pkcs8 = pkcs8.secret_pkcs8_der();
         // The same version and algorithm (key type and curve) as openssl's
         // PKCS#8 of the same key; the rest is the SEC1 key itself.
         let head = |der: &[u8]| {
@@ -285,8 +279,8 @@ mod tests {
             let (_, algorithm, _) = crate::der::element(rest).expect("algorithm");
             algorithm.to_vec()
         };
-        let ours = sec1_to_pkcs8(&sec1).expect("rewrapped");
-        assert_eq!(head(&ours), head(&pkcs8));
+        let ours = sec1_to_pkcs8(sec1).expect("rewrapped");
+        assert_eq!(head(&ours), head(pkcs8));
         assert_eq!(sec1_to_pkcs8(b"garbage"), None);
         assert_eq!(sec1_to_pkcs8(&sec1[..sec1.len() / 2]), None);
         let wrong = b"-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n";

@@ -29,7 +29,6 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use api::pb::authpb::permission::Type as PermType;
@@ -69,12 +68,10 @@ pub struct AuthStore {
     /// `state.enabled`, readable without the lock (the hot path's check).
     enabled: AtomicBool,
     tokens: Tokens,
-    /// Each user's merged permissions (etcd's `rangePermCache`), filled
-    /// on first use and emptied whenever the state changes. Invariant: an
-    /// entry is inserted only under the state's read lock and the map is
-    /// cleared under its write lock, so no entry outlives the state it was
-    /// computed from. At most one entry per user.
-    perm_cache: parking_lot::Mutex<HashMap<String, Arc<UserCoverage>>>,
+    /// Each user's merged permissions (etcd's `rangePermCache`), derived
+    /// from `state` and rebuilt with it: replaced only under the state's
+    /// write lock and read under its read lock, so the two always agree.
+    coverage: RwLock<HashMap<String, UserCoverage>>,
 }
 
 /// A user's READ and WRITE coverage (READWRITE counts as both).
@@ -82,6 +79,21 @@ pub struct AuthStore {
 struct UserCoverage {
     read: perms::Coverage,
     write: perms::Coverage,
+}
+
+/// Every user's coverage in `st` (root's is never looked at).
+fn coverage_of(st: &AuthState) -> HashMap<String, UserCoverage> {
+    st.users
+        .iter()
+        .map(|(name, user)| {
+            let perms = || user.roles.iter().filter_map(|r| st.roles.get(r)).flat_map(|r| &r.key_permission);
+            let c = UserCoverage {
+                read: perms::Coverage::new(perms(), PermType::Read),
+                write: perms::Coverage::new(perms(), PermType::Write),
+            };
+            (name.clone(), c)
+        })
+        .collect()
 }
 
 impl AuthStore {
@@ -96,7 +108,7 @@ impl AuthStore {
             state: RwLock::new(AuthState::default()),
             enabled: AtomicBool::new(false),
             tokens,
-            perm_cache: parking_lot::Mutex::new(HashMap::new()),
+            coverage: RwLock::new(HashMap::new()),
         }
     }
 
@@ -118,12 +130,14 @@ impl AuthStore {
         f(&self.state.read())
     }
 
-    /// Installs a new state, keeping the atomic switch in step.
+    /// Installs a new state, keeping the atomic switch and the coverage
+    /// in step (computed before the lock: auth changes are rare).
     fn swap(&self, st: AuthState) {
+        let coverage = coverage_of(&st);
         let mut cur = self.state.write();
         self.enabled.store(st.enabled, Ordering::Release);
         *cur = st;
-        self.perm_cache.lock().clear();
+        *self.coverage.write() = coverage;
     }
 
     /// Whether auth is on: one atomic load.
@@ -254,17 +268,10 @@ impl AuthStore {
         if state::has_root_role(user) {
             return Ok(());
         }
-        let coverage = self.perm_cache.lock().get(&info.user).cloned();
-        let coverage = coverage.unwrap_or_else(|| {
-            let perms = || user.roles.iter().filter_map(|r| st.roles.get(r)).flat_map(|r| &r.key_permission);
-            let c = Arc::new(UserCoverage {
-                read: perms::Coverage::new(perms(), PermType::Read),
-                write: perms::Coverage::new(perms(), PermType::Write),
-            });
-            // Still under the state's read lock: see `perm_cache`.
-            self.perm_cache.lock().insert(info.user.clone(), c.clone());
-            c
-        });
+        let all = self.coverage.read();
+        let Some(coverage) = all.get(&info.user) else {
+            return Err(EtcdError::PermissionDenied);
+        };
         let covered = match wanted {
             PermType::Read => coverage.read.permits(key, range_end),
             PermType::Write => coverage.write.permits(key, range_end),

@@ -104,7 +104,8 @@ impl AuthState {
         let get = |k: AuthKey| engine.get(Table::Auth, &k.encode()).map_err(crate::errors::from_engine);
         st.enabled = get(AuthKey::Enabled)?.is_some_and(|v| v.first() == Some(&1));
         if let Some(v) = get(AuthKey::Revision)? {
-            let bytes: [u8; 8] = v.as_slice().try_into().map_err(|_| corrupt("revision", &AuthKey::Revision.encode()))?;
+            let bytes: [u8; 8] =
+                v.as_slice().try_into().map_err(|_| corrupt("revision", &AuthKey::Revision.encode()))?;
             st.revision = u64::from_be_bytes(bytes);
         }
         scan_decoded(engine, "user", AUTH_USER_PREFIX, AUTH_USER_END, |u: User| {
