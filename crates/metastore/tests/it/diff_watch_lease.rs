@@ -353,7 +353,10 @@ fn watch_key_prefix_range_and_prev_kv() {
     let txn: &[&[&str]] = &[&["txn", "\nput t/a 1\nput t/b END\ndel t/none\n\n\n"]];
     let out = p.watch(&["--prefix", "t/", "-w", "json"], txn, "RU5E");
     assert_eq!(out.lines().count(), 1, "one response for the txn:\n{out}");
-    p.watch(&["--prefix", "t/", "--prev-kv"], &[&["txn", "\nput t/a 2\ndel t/b\nput t/c END\n\n\n"]], "END");
+    // The marker must come last only: t/b's previous value is "END", which
+    // the delete prints before the last put.
+    let out = p.watch(&["--prefix", "t/", "--prev-kv"], &[&["txn", "\nput t/a 2\ndel t/b\nput t/c FIN\n\n\n"]], "FIN");
+    assert!(out.ends_with("PUT\nt/c\nFIN\n"), "the whole txn's events:\n{out}");
 }
 
 #[test]
