@@ -20,8 +20,9 @@ fn status<T: std::fmt::Debug>(r: Result<T, etcd_client::Error>) -> (String, Stri
     }
 }
 
-/// Runs the steps; returns the /health body while the alarm was up.
-async fn scenario(s: &ServerProcess) -> String {
+/// Runs the steps against `server` (named in failures); returns the
+/// /health body while the alarm was up.
+async fn scenario(s: &ServerProcess, server: &str) -> String {
     let mut c = Client::connect([s.url()], None).await.expect("connect");
     let ep = s.endpoint();
     let value = "v".repeat(16 << 10);
@@ -51,7 +52,8 @@ async fn scenario(s: &ServerProcess) -> String {
     let read_only = etcd_client::Txn::new().and_then([TxnOp::get("big/00000", None)]);
     assert_eq!(status(c.txn(read_only).await).0, "success");
     let got = c.get("big/", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap();
-    assert_eq!(got.count(), written as i64);
+    // Every put answered OK is there, and the refused one is not.
+    assert_eq!(got.count(), written as i64, "{server}: keys after put #{written} was refused");
     // etcdctl 3.4's health check is a read, which works; the server's own
     // /health reports the alarm.
     let (ok, out, err) = etcdctl(&ep, &["endpoint", "health"]);
@@ -83,7 +85,7 @@ async fn scenario(s: &ServerProcess) -> String {
 
 #[tokio::test]
 async fn nospace_alarm_as_etcd() {
-    let ours = scenario(&metastore(&["--quota-backend-bytes", QUOTA])).await;
-    let etcd = scenario(&ServerProcess::etcd(&["--quota-backend-bytes", QUOTA])).await;
+    let ours = scenario(&metastore(&["--quota-backend-bytes", QUOTA]), "metastore").await;
+    let etcd = scenario(&ServerProcess::etcd(&["--quota-backend-bytes", QUOTA]), "etcd").await;
     assert_eq!(ours.trim(), etcd.trim(), "/health while the alarm is up");
 }
