@@ -279,7 +279,9 @@ insert_row() { psql_at "$1" "insert into e2e(note) values ('$2')" >/dev/null; }
 has_row() { [ "$(psql_at "$1" "select count(*) from e2e where note = '$2'")" = 1 ]; }
 # Writes a marker row on leader $1 and waits until replica $2 has it.
 row_replicates() {
-  local marker="$3-$RANDOM"
+  # Not "<step>-<n>": stays-up writes rows so named, and a marker equal to
+  # one of them counts 2 and never passes has_row.
+  local marker="$3-marker-$RANDOM"
   insert_row "$1" "$marker" || { REASON="insert on leader pg$1 failed"; return 1; }
   wait_for 30 has_row "$2" "$marker" || { REASON="row '$marker' written on pg$1 not on pg$2 within 30s"; return 1; }
 }
