@@ -103,10 +103,14 @@ pub struct Flags {
     #[arg(long, env = "METASTORE_ROCKSDB_WRITE_BUFFER_BYTES", default_value_t = 16 << 20)]
     pub rocksdb_write_buffer_bytes: u64,
     /// Bootstrap the new cluster (first start, --initial-cluster-state new) with
-    /// the contents of a file saved by `etcdctl snapshot save` from a MetaStore
-    /// member; ignored once the data dir holds a member.
+    /// the contents of a file saved by `etcdctl snapshot save` from etcd 3.4/3.5
+    /// or MetaStore; ignored once the data dir holds a member.
     #[arg(long, env = "METASTORE_RESTORE_SNAPSHOT")]
     pub restore_snapshot: Option<PathBuf>,
+    /// Restore a snapshot file that has no SHA-256 trailer (e.g. a copied
+    /// member/snap/db), as etcdutl snapshot restore --skip-hash-check.
+    #[arg(long, env = "METASTORE_SKIP_HASH_CHECK")]
+    pub skip_hash_check: bool,
     /// List of URLs to listen on for the metrics and health endpoints.
     #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]
     pub listen_metrics_urls: Option<String>,
@@ -597,6 +601,7 @@ impl Flags {
             peer_source_ip: None,
             auto_compaction: self.auto_compaction()?,
             restore_snapshot: self.restore_snapshot.clone(),
+            skip_hash_check: self.skip_hash_check,
             quota_bytes: match self.quota_backend_bytes {
                 q if q < 0 => None,
                 0 => Some(server::DEFAULT_QUOTA_BYTES),

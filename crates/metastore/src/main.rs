@@ -2,6 +2,7 @@
 
 mod flags;
 mod logging;
+mod snapshot_cmd;
 
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -14,6 +15,10 @@ use flags::{Flags, EXIT_USAGE};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "snapshot") {
+        std::process::exit(snapshot_cmd::run(&args[2..]));
+    }
     let flags = Flags::parse();
     if flags.version {
         println!("metastore Version: {}", env!("CARGO_PKG_VERSION"));
@@ -47,9 +52,9 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(serve(resolved)) {
+    if let Err((e, code)) = runtime.block_on(serve(resolved)) {
         eprintln!("metastore: {e}");
-        std::process::exit(1);
+        std::process::exit(code);
     }
 }
 
@@ -68,17 +73,40 @@ fn fail_stop_on_panic() {
     }));
 }
 
-async fn serve(r: flags::Resolved) -> Result<(), String> {
+/// Serves until a signal; an error comes with the exit code (2 for a
+/// snapshot to restore that is unusable, as `metastore snapshot restore`).
+async fn serve(r: flags::Resolved) -> Result<(), (String, i32)> {
+    serve_inner(r).await.map_err(|e| match e {
+        Served::Bind(msg) => (msg, 1),
+        Served::Server(e) => {
+            let code = if e.is_bad_snapshot() { EXIT_USAGE } else { 1 };
+            (e.to_string(), code)
+        }
+    })
+}
+
+enum Served {
+    Bind(String),
+    Server(server::ServerError),
+}
+
+async fn serve_inner(r: flags::Resolved) -> Result<(), Served> {
     // Peers first, as etcd does: a client port that accepts connections then
     // means every listener is bound, so a taken peer port never shows as a
     // server that answered a connect and then vanished.
     let mut peer = Vec::new();
     for (addr, https) in &r.peer_addrs {
-        peer.push((TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for peers: {e}"))?, *https));
+        peer.push((
+            TcpListener::bind(addr).await.map_err(|e| Served::Bind(format!("listen on {addr} for peers: {e}")))?,
+            *https,
+        ));
     }
     let mut client = Vec::new();
     for (addr, https) in &r.client_addrs {
-        client.push((TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for clients: {e}"))?, *https));
+        client.push((
+            TcpListener::bind(addr).await.map_err(|e| Served::Bind(format!("listen on {addr} for clients: {e}")))?,
+            *https,
+        ));
     }
     for (l, _) in &client {
         if let Ok(a) = l.local_addr() {
@@ -87,12 +115,12 @@ async fn serve(r: flags::Resolved) -> Result<(), String> {
     }
     let mut metrics = Vec::new();
     for (addr, https) in &r.metrics_addrs {
-        metrics
-            .push((TcpListener::bind(addr).await.map_err(|e| format!("listen on {addr} for metrics: {e}"))?, *https));
+        metrics.push((
+            TcpListener::bind(addr).await.map_err(|e| Served::Bind(format!("listen on {addr} for metrics: {e}")))?,
+            *https,
+        ));
     }
-    server::run(r.config, server::Listeners { client, peer, metrics }, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    server::run(r.config, server::Listeners { client, peer, metrics }, shutdown_signal()).await.map_err(Served::Server)
 }
 
 /// Resolves on SIGINT or SIGTERM.

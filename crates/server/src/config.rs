@@ -44,9 +44,13 @@ pub struct ServerConfig {
     pub auto_compaction: Option<crate::maintenance::auto_compaction::AutoCompaction>,
     /// `--storage` and its engine's settings.
     pub storage: StorageConfig,
-    /// `--restore-snapshot`: a backup (`crate::maintenance::backup`) to bootstrap a new
+    /// `--restore-snapshot`: a backup (`crate::maintenance::backup`: an
+    /// etcd snapshot or MetaStore's earlier format) to bootstrap a new
     /// cluster from on the first start.
     pub restore_snapshot: Option<PathBuf>,
+    /// `--skip-hash-check`: restore a snapshot without its SHA-256 trailer
+    /// (a copied `member/snap/db`), as etcdutl's flag.
+    pub skip_hash_check: bool,
     /// `--quota-backend-bytes`: the store size at which a write raises the
     /// NOSPACE alarm; None = no quota.
     pub quota_bytes: Option<u64>,

@@ -35,5 +35,6 @@ pub use config::{
     DEFAULT_BCRYPT_COST, DEFAULT_PROGRESS_NOTIFY_INTERVAL, DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
 };
 pub use maintenance::auto_compaction::AutoCompaction;
-pub use server::{run, Listeners, ServerError};
+pub use maintenance::etcd_import::{status as snapshot_status, ImportError as SnapshotError, Status as SnapshotStatus};
+pub use server::{restore_offline, run, Listeners, ServerError};
 pub use transport::tls::TlsFiles;

@@ -55,6 +55,16 @@ pub enum ServerError {
     Tls(#[from] crate::transport::tls::TlsError),
     #[error("{0}")]
     Corrupt(#[from] corrupt::CorruptError),
+    #[error("data dir {} already holds a member", .0.display())]
+    Exists(std::path::PathBuf),
+}
+
+impl ServerError {
+    /// True when the error is about a snapshot file to restore (bad file,
+    /// wrong hash): a usage error, not a failure of the member.
+    pub fn is_bad_snapshot(&self) -> bool {
+        matches!(self, ServerError::Node(NodeError::Backup(_)) | ServerError::Exists(_))
+    }
 }
 
 /// Already-bound sockets, so callers (and tests) choose ports, port 0
@@ -94,6 +104,22 @@ fn with_tls(
     listeners.into_iter().map(|(l, https)| Ok((l, tls_for(https, files, side)?))).collect()
 }
 
+/// `metastore snapshot restore`: bootstraps the data dir of `cfg` from
+/// `cfg.restore_snapshot` as a first start would, and stops (etcdutl's
+/// `snapshot restore`). A data dir that already holds a member is refused.
+pub async fn restore_offline(mut cfg: ServerConfig) -> Result<(), ServerError> {
+    if cfg.member_dir().join("wal").is_dir() {
+        return Err(ServerError::Exists(cfg.member_dir()));
+    }
+    let restore = node::bootstrap::check_restore(&cfg)?;
+    let engine = engine::open(&cfg)?;
+    crate::node::identity::resolve(&mut cfg).await?;
+    tokio::task::spawn_blocking(move || node::bootstrap::open(&cfg, engine, restore).map(drop))
+        .await
+        .map_err(|e| NodeError::Io(std::io::Error::other(e.to_string())))??;
+    Ok(())
+}
+
 /// What the serving tasks share: the stop signal, and whether this member
 /// is ready for clients.
 struct Serving {
@@ -109,6 +135,7 @@ pub async fn run(
     let client = with_tls(listeners.client, &cfg.client_tls, "client")?;
     let peer = with_tls(listeners.peer, &cfg.peer_tls, "peer")?;
     let metrics = with_tls(listeners.metrics, &cfg.client_tls, "metrics")?;
+    let restore = node::bootstrap::check_restore(&cfg)?;
     let engine = engine::open(&cfg)?;
     crate::node::identity::resolve(&mut cfg).await?;
     let cfg = Arc::new(cfg);
@@ -117,7 +144,7 @@ pub async fn run(
     let dialer = Dialer::new(&cfg)?;
     let peer_dialer = dialer.clone();
     let transport: node::TransportFactory = Box::new(move |node| Box::new(PeerTransport::new(rt, peer_dialer, &node)));
-    let node = tokio::task::spawn_blocking(move || node::start(&start_cfg, engine, transport))
+    let node = tokio::task::spawn_blocking(move || node::start(&start_cfg, engine, restore, transport))
         .await
         .map_err(|e| NodeError::Io(std::io::Error::other(e.to_string())))??;
     tracing::info!(

@@ -33,6 +33,11 @@ const TAG_TABLE: u8 = b'T';
 const TAG_ENTRY: u8 = b'E';
 const TAG_END: u8 = b'Z';
 
+/// True when `head` (a file's first 8 bytes) starts a dump of this format.
+pub fn is_dump_header(head: &[u8]) -> bool {
+    head == MAGIC
+}
+
 /// Streams a dump; call [`DumpWriter::begin_table`] then [`DumpWriter::entry`]
 /// for each pair in ascending key order, and [`DumpWriter::finish`] at the end.
 pub struct DumpWriter<W: Write> {

@@ -6,5 +6,8 @@
 pub mod auto_compaction;
 pub mod backup;
 pub mod corrupt;
+pub mod etcd_export;
+pub mod etcd_format;
+pub mod etcd_import;
 pub mod hashkv;
 pub mod lease_expiry;

@@ -20,6 +20,7 @@
 //! (durably) and removes it once the log holds the snapshot: an empty log
 //! with the marker is an unfinished bootstrap, which is wiped and redone.
 
+use crate::maintenance::backup::RestoreSource;
 use std::sync::Arc;
 
 use api::pb::metastorepb::MemberRecord;
@@ -46,10 +47,28 @@ pub struct Opened {
     pub last_snapshot: u64,
 }
 
+/// Opens and checks `cfg.restore_snapshot` whole when this data dir holds
+/// no member yet, before anything creates one: a bad file then leaves the
+/// data dir as it was.
+pub fn check_restore(cfg: &ServerConfig) -> Result<Option<RestoreSource>, NodeError> {
+    match &cfg.restore_snapshot {
+        Some(path) if !cfg.join_existing && !cfg.member_dir().join("wal").is_dir() => {
+            Ok(Some(crate::maintenance::backup::open_restore(path, cfg.skip_hash_check)?))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Marks a bootstrap in progress (see the module docs).
 const BOOTSTRAP_MARKER: &str = "bootstrapping";
 
-pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeError> {
+/// Opens the member's state; `checked` is `cfg.restore_snapshot` already
+/// opened and checked ([`check_restore`]), if it was.
+pub fn open(
+    cfg: &ServerConfig,
+    engine: Arc<dyn Engine>,
+    mut checked: Option<RestoreSource>,
+) -> Result<Opened, NodeError> {
     let opts = LogStoreOptions { catchup_entries: cfg.snapshot_catchup_entries, ..LogStoreOptions::default() };
     let (mut log, recovered) = LogStore::open_with(&cfg.member_dir(), opts)?;
     let mut last_snapshot = 0;
@@ -75,7 +94,10 @@ pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeE
     }
     // The backup file is checked whole before anything is written.
     let backup = match &cfg.restore_snapshot {
-        Some(path) if bootstrapping => Some((path, crate::maintenance::backup::open_backup(path)?)),
+        Some(path) if bootstrapping => match checked.take() {
+            Some(source) => Some((path, source)),
+            None => Some((path, crate::maintenance::backup::open_restore(path, cfg.skip_hash_check)?)),
+        },
         Some(path) => {
             tracing::info!(file = %path.display(), "the data dir holds a member: --restore-snapshot is ignored");
             None
@@ -85,9 +107,11 @@ pub fn open(cfg: &ServerConfig, engine: Arc<dyn Engine>) -> Result<Opened, NodeE
     if bootstrapping {
         raftlog::durable::write_file(&marker, b"")?;
     }
-    if let Some((path, mut dump)) = backup {
+    if let Some((path, source)) = backup {
         tracing::info!(file = %path.display(), "bootstrapping the new cluster from a snapshot");
-        engine.restore(&mut dump).map_err(|source| NodeError::Restore { what: path.display().to_string(), source })?;
+        source.restore_with(|dump| {
+            engine.restore(dump).map_err(|source| NodeError::Restore { what: path.display().to_string(), source })
+        })?;
         // Tests crash the process here and below.
         failpoint::hit("bootstrap::restored");
         // The old cluster's applied index means nothing to the new raft

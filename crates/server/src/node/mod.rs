@@ -14,7 +14,7 @@
 
 mod apply_thread;
 mod background;
-mod bootstrap;
+pub(crate) mod bootstrap;
 mod conf;
 pub mod engine;
 pub mod identity;
@@ -288,9 +288,10 @@ pub type TransportFactory = Box<dyn FnOnce(Arc<NodeHandle>) -> Box<dyn Transport
 pub fn start(
     cfg: &ServerConfig,
     engine: Arc<dyn Engine>,
+    restore: Option<crate::maintenance::backup::RestoreSource>,
     transport: TransportFactory,
 ) -> Result<Arc<NodeHandle>, NodeError> {
-    let opened = bootstrap::open(cfg, engine)?;
+    let opened = bootstrap::open(cfg, engine, restore)?;
     let (tx, rx) = mpsc::sync_channel(PROPOSAL_QUEUE);
     let stopping = Arc::new(AtomicBool::new(false));
     let applied = opened.mvcc.applied_index().index;

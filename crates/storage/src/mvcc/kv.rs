@@ -56,7 +56,7 @@ pub struct Event {
 }
 
 /// Encodes `kv` for storage.
-pub(crate) fn encode_kv(kv: &KeyValue) -> Vec<u8> {
+pub fn encode_kv(kv: &KeyValue) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + kv.key.len() + kv.value.len());
     out.push(FORMAT_VERSION);
     for n in [kv.create_revision, kv.mod_revision, kv.version, kv.lease] {
@@ -71,7 +71,7 @@ pub(crate) fn encode_kv(kv: &KeyValue) -> Vec<u8> {
 }
 
 /// Decodes a stored key-value.
-pub(crate) fn decode_kv(b: &[u8]) -> Result<KeyValue, MvccError> {
+pub fn decode_kv(b: &[u8]) -> Result<KeyValue, MvccError> {
     let h = decode_header(b)?;
     Ok(KeyValue {
         create_revision: h.create_revision,
