@@ -11,7 +11,7 @@
 #    on two cores);
 # 3. the KV, watch, lease, lock/election, auth (permissions and JWT too),
 #    gateway, cluster, crash,
-#    lifecycle, auto-compaction, backup and quota suites again over
+#    lifecycle, auto-compaction, backup, migration and quota suites again over
 #    RocksDB (METASTORE_STORAGE=rocksdb, inherited by every server the
 #    harness starts).
 # 4. Patroni end to end (scripts/patroni.sh: two PostgreSQL nodes on a 1-
@@ -30,7 +30,7 @@ METASTORE_IT_CLUSTER=3 cargo nextest run -p metastore "${features[@]}" --test it
   -E 'test(/^(kv|kv_errors|watch|lease|lock_election|auth|gateway)::/) - test(restart_keeps_leases_and_resets_their_ttl) - test(right_after_start)' \
   "$@"
 METASTORE_STORAGE=rocksdb cargo nextest run -p metastore "${features[@]}" --test it --no-fail-fast \
-  -E 'test(/^(kv|kv_errors|watch|lease|lock_election|auth|auth_perms|auth_jwt|gateway|cluster|crash|lifecycle|auto_compaction|backup|quota)::/)' \
+  -E 'test(/^(kv|kv_errors|watch|lease|lock_election|auth|auth_perms|auth_jwt|gateway|cluster|crash|lifecycle|auto_compaction|backup|migration|quota)::/)' \
   "$@"
 for members in 1 3; do
   scripts/patroni.sh --server metastore --members "$members" --binary "$CARGO_TARGET_DIR/debug/metastore"

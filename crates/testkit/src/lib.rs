@@ -225,6 +225,45 @@ impl ServerProcess {
         Self::start(Kind::Etcd, PathBuf::from("/usr/bin/etcd"), extra, Setup::plain())
     }
 
+    /// Starts Debian's etcd from a snapshot file, the way an operator
+    /// does: `etcdctl snapshot restore` into a new data dir, then etcd.
+    pub fn etcd_restored(snapshot: &Path, extra: &[&str]) -> ServerProcess {
+        let mut s = Self::prepare(Kind::Etcd, PathBuf::from("/usr/bin/etcd"), extra, Setup::plain());
+        let peer = format!("http://127.0.0.1:{}", s.peer_port);
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["snapshot", "restore"])
+            .arg(snapshot)
+            .arg("--data-dir")
+            .arg(s.data_dir())
+            .args(["--name", &s.name, "--initial-cluster", &s.initial_cluster, "--initial-advertise-peer-urls", &peer])
+            .output()
+            .expect("run etcdctl snapshot restore");
+        assert!(out.status.success(), "etcdctl snapshot restore: {}", String::from_utf8_lossy(&out.stderr));
+        s.spawn();
+        s
+    }
+
+    /// Starts one MetaStore member from a snapshot file restored offline
+    /// first (`metastore snapshot restore`, etcdutl's way).
+    pub fn metastore_restored(binary: &Path, snapshot: &Path, extra: &[&str]) -> ServerProcess {
+        let setup = Setup { members: 1, ..Setup::plain() };
+        let mut s = Self::prepare(Kind::MetaStore, binary.to_path_buf(), extra, setup);
+        let peer = format!("http://127.0.0.1:{}", s.peer_port);
+        let out = Command::new(binary)
+            .args(["snapshot", "restore"])
+            .arg(snapshot)
+            .arg("--data-dir")
+            .arg(s.data_dir())
+            .args(["--name", &s.name, "--initial-cluster", &s.initial_cluster, "--initial-advertise-peer-urls", &peer])
+            .args(extra)
+            .output()
+            .expect("run metastore snapshot restore");
+        assert!(out.status.success(), "metastore snapshot restore: {}", String::from_utf8_lossy(&out.stderr));
+        s.spawn();
+        s
+    }
+
     /// Starts MetaStore (`binary`) or, without one, Debian's etcd, as
     /// `setup` says.
     pub fn with_setup(binary: Option<&Path>, extra: &[&str], setup: Setup) -> ServerProcess {
@@ -497,7 +536,12 @@ pub fn metric(server: &ServerProcess, name: &str) -> i64 {
 /// The resident set size of the server process in KiB (`VmRSS` of
 /// `/proc/<pid>/status`), None when it does not run.
 pub fn rss_kib(server: &ServerProcess) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()?)).ok()?;
+    rss_kib_of(server.pid()?)
+}
+
+/// Resident set size of process `pid` in KiB (Linux), None once it is gone.
+pub fn rss_kib_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
 }
 

@@ -28,6 +28,7 @@ mod kv_errors;
 mod lease;
 mod lifecycle;
 mod lock_election;
+mod migration;
 mod quota;
 mod smoke;
 mod tls;
