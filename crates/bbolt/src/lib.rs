@@ -45,7 +45,7 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-pub use read::{BoltReader, BucketRef};
+pub use read::{BoltReader, BucketRef, Visit};
 pub use write::BoltWriter;
 
 /// bbolt's default page size on Linux (the OS page size).

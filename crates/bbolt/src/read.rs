@@ -19,6 +19,17 @@ const MAX_DEPTH: usize = 64;
 const MIN_PAGE_SIZE: u64 = 512;
 const MAX_PAGE_SIZE: u64 = 1 << 20;
 
+/// What a walk hands each pair to; its error stops the walk.
+pub type Visit<'a, E> = dyn FnMut(&[u8], &[u8]) -> Result<(), E> + 'a;
+
+/// One element of a page: its 16 bytes, its key, its value (empty in a
+/// branch).
+struct Element<'p> {
+    raw: &'p [u8],
+    key: &'p [u8],
+    value: &'p [u8],
+}
+
 /// Where a bucket's tree is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BucketRef {
@@ -106,11 +117,7 @@ impl BoltReader {
     }
 
     /// Hands every pair of `bucket` to `visit`, in key order.
-    pub fn for_each<E: From<BoltError>>(
-        &self,
-        bucket: &BucketRef,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), E>,
-    ) -> Result<(), E> {
+    pub fn for_each<E: From<BoltError>>(&self, bucket: &BucketRef, visit: &mut Visit<'_, E>) -> Result<(), E> {
         let mut last = None;
         match bucket {
             BucketRef::Page(root) => self.walk(*root, 0, false, &mut last, visit),
@@ -129,7 +136,7 @@ impl BoltReader {
         depth: usize,
         buckets: bool,
         last: &mut Option<Vec<u8>>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), E>,
+        visit: &mut Visit<'_, E>,
     ) -> Result<(), E> {
         if depth > MAX_DEPTH {
             return Err(BoltError::Corrupt(format!("a tree deeper than {MAX_DEPTH} levels")).into());
@@ -140,9 +147,9 @@ impl BoltReader {
             FLAG_BRANCH => {
                 let count = PageHeader::decode(&page).count as usize;
                 for i in 0..count {
-                    let (elem, key, _) = element(&page, i, false)?;
-                    let child = crate::u64_at(elem, 8);
-                    if key.is_empty() {
+                    let e = element(&page, i, false)?;
+                    let child = crate::u64_at(e.raw, 8);
+                    if e.key.is_empty() {
                         return Err(BoltError::Corrupt(format!("page {pgid}: a branch element without key")).into());
                     }
                     self.walk(child, depth + 1, buckets, last, visit)?;
@@ -180,12 +187,12 @@ fn visit_leaf<E: From<BoltError>>(
     page: &[u8],
     buckets: bool,
     last: &mut Option<Vec<u8>>,
-    visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), E>,
+    visit: &mut Visit<'_, E>,
 ) -> Result<(), E> {
     let count = PageHeader::decode(page).count as usize;
     for i in 0..count {
-        let (elem, key, value) = element(page, i, true)?;
-        let is_bucket = crate::u32_at(elem, 0) & BUCKET_LEAF_FLAG != 0;
+        let Element { raw, key, value } = element(page, i, true)?;
+        let is_bucket = crate::u32_at(raw, 0) & BUCKET_LEAF_FLAG != 0;
         if is_bucket != buckets {
             let what = if buckets { "a pair among the buckets" } else { "a nested bucket (etcd has none)" };
             return Err(BoltError::Corrupt(format!("{what}: {:?}", lossy(key))).into());
@@ -199,8 +206,8 @@ fn visit_leaf<E: From<BoltError>>(
     Ok(())
 }
 
-/// Element `i` of `page`: its 16 bytes, its key, and (leaf) its value.
-fn element(page: &[u8], i: usize, leaf: bool) -> Result<(&[u8], &[u8], &[u8]), BoltError> {
+/// Element `i` of `page`.
+fn element(page: &[u8], i: usize, leaf: bool) -> Result<Element<'_>, BoltError> {
     let at = PAGE_HEADER + ELEMENT * i;
     let elem = page.get(at..at + ELEMENT).ok_or_else(|| BoltError::Corrupt("element count past the page".into()))?;
     let (pos, ksize, vsize) = if leaf {
@@ -214,7 +221,7 @@ fn element(page: &[u8], i: usize, leaf: bool) -> Result<(&[u8], &[u8], &[u8]), B
     if end > page.len() {
         return Err(BoltError::Corrupt("an element's data past its page".into()));
     }
-    Ok((elem, &page[start..key_end], &page[key_end..end]))
+    Ok(Element { raw: elem, key: &page[start..key_end], value: &page[key_end..end] })
 }
 
 fn lossy(b: &[u8]) -> String {

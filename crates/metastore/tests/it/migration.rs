@@ -18,13 +18,19 @@ use crate::common::*;
 const BULK: usize = 100_000;
 const PUTS_PER_TXN: usize = 100;
 
+/// A key, its value, create and mod revisions, version and lease.
+type KeyState = (Vec<u8>, Vec<u8>, i64, i64, i64, i64);
+/// A past read: (value, key, mod revision, version) of each key, or the
+/// error's message.
+type PastRead = Result<Vec<(Vec<u8>, Vec<u8>, i64, i64)>, String>;
+
 /// What a migration must carry, as a client sees it.
 #[derive(Debug, PartialEq)]
 struct Seen {
     revision: i64,
-    kvs: Vec<(Vec<u8>, Vec<u8>, i64, i64, i64, i64)>,
+    kvs: Vec<KeyState>,
     /// Reads at past revisions: the key-values, or the error's message.
-    history: Vec<Result<Vec<(Vec<u8>, Vec<u8>, i64, i64)>, String>>,
+    history: Vec<PastRead>,
     /// `etcdctl lease list` and `lease timetolive --keys` without the
     /// remaining time.
     leases: Vec<String>,

@@ -202,8 +202,11 @@ fn table_of(bucket: &[u8]) -> Option<Table> {
     }
 }
 
+/// A key and value of a MetaStore table.
+type Pair = (Vec<u8>, Vec<u8>);
+
 /// One pair of etcd's `bucket` as MetaStore's (None: not carried over).
-fn convert(bucket: &[u8], key: &[u8], value: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+fn convert(bucket: &[u8], key: &[u8], value: &[u8]) -> Result<Option<Pair>, String> {
     match bucket {
         etcd::KEY => {
             if etcd::rev_main(key).is_none() {
