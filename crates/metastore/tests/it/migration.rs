@@ -362,3 +362,75 @@ async fn bad_snapshot_files_exit_2_and_write_nothing() {
         assert_eq!(out.status.code(), expect, "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// The key-values under `prefix`, paged.
+async fn under(c: &mut Client, prefix: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let end = format!("{}{}", &prefix[..prefix.len() - 1], (prefix.as_bytes()[prefix.len() - 1] + 1) as char);
+    let mut from = prefix.as_bytes().to_vec();
+    loop {
+        let opts = GetOptions::new().with_range(end.as_str()).with_limit(5000);
+        let page = c.get(from.clone(), Some(opts)).await.unwrap();
+        out.extend(page.kvs().iter().map(|kv| (kv.key().to_vec(), kv.value().to_vec())));
+        if !page.more() {
+            return out;
+        }
+        from = out.last().unwrap().0.clone();
+        from.push(0);
+    }
+}
+
+/// `etcdctl make-mirror` from `from` into `to` under `prefix`: the keys
+/// there before it starts and the puts and deletes of 8 writers while it
+/// runs all arrive, and the two key spaces end equal.
+async fn mirror(from: &ServerProcess, to: &ServerProcess, destination: &str, prefix: &str) {
+    let mut src = client(from).await;
+    for batch in 0..20 {
+        let ops: Vec<TxnOp> =
+            (0..100).map(|i| TxnOp::put(format!("{prefix}pre/{:04}", batch * 100 + i), "before", None)).collect();
+        src.txn(Txn::new().and_then(ops)).await.unwrap();
+    }
+    let mut mm = testkit::etcdctl_background(&from.endpoint(), &["make-mirror", "--prefix", prefix, destination]);
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let mut c = src.clone();
+            let prefix = prefix.to_string();
+            tokio::spawn(async move {
+                for i in 0..250 {
+                    c.put(format!("{prefix}w{w}/{i:03}"), format!("v{i}"), None).await.unwrap();
+                    if i % 5 == 0 {
+                        c.put(format!("{prefix}w{w}/{i:03}"), "overwritten", None).await.unwrap();
+                    }
+                    if i % 7 == 0 {
+                        c.delete(format!("{prefix}pre/{:04}", w * 250 + i), None).await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let want = under(&mut src, prefix).await;
+    let mut dst = client(to).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut got = under(&mut dst, prefix).await;
+    while got != want && std::time::Instant::now() < deadline {
+        assert!(!mm.exited(), "make-mirror stopped: {}", mm.stdout());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        got = under(&mut dst, prefix).await;
+    }
+    let out = mm.stop();
+    assert_eq!(got.len(), want.len(), "{prefix}: keys mirrored; make-mirror said {out:?}");
+    assert!(got == want, "{prefix}: the mirror's keys and values differ from the source's");
+    assert!(want.len() > 2000, "the writers added keys");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn make_mirror_both_ways_under_writes() {
+    let etcd = ServerProcess::etcd(&[]);
+    let m = metastore(&[]);
+    // Destinations as a URL and as host:port, as operators write them.
+    mirror(&etcd, &m, &m.url(), "/into-metastore/").await;
+    mirror(&m, &etcd, &etcd.endpoint(), "/into-etcd/").await;
+}
