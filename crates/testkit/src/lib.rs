@@ -429,6 +429,13 @@ impl ServerProcess {
         terminate_child(self.child.take()?, timeout)
     }
 
+    /// Stops the process with SIGTERM (a clean shutdown) and starts it
+    /// again on the same ports and data dir.
+    pub fn restart_gracefully(&mut self) {
+        self.terminate(Duration::from_secs(30));
+        self.spawn();
+    }
+
     /// Starts the process again on the same ports and data dir.
     pub fn restart(&mut self) {
         self.kill9();

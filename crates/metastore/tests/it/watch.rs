@@ -1414,3 +1414,32 @@ async fn fragments_are_sent_once_while_requests_interrupt_a_slow_reader() {
         assert!(created_ids.contains(&id), "no created response for watcher {id}");
     }
 }
+
+/// A member that shuts down cleanly ends its watch streams with etcd's
+/// Unavailable "server stopped", so etcd's clients reconnect and go on (a
+/// stream ended with OK made `etcdctl watch` print "watch was canceled
+/// (EOF)" and `etcdctl make-mirror` exit).
+#[tokio::test]
+async fn a_watch_goes_on_across_a_graceful_restart_of_its_member() {
+    let mut s = metastore(&[]);
+    let mut w = testkit::etcdctl_background(&s.endpoint(), &["watch", "wk"]);
+    let put = |s: &ServerProcess, v: &str| {
+        let (ok, out, err) = etcdctl(&s.endpoint(), &["put", "wk", v]);
+        assert!(ok, "{out}{err}");
+    };
+    // The watch is in place once an event arrives.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            put(&s, "before");
+            std::thread::sleep(Duration::from_millis(100));
+            w.stdout().contains("before")
+        }),
+        "{}",
+        w.stdout()
+    );
+    s.restart_gracefully();
+    put(&s, "after");
+    let arrived = wait_until(Duration::from_secs(20), || w.stdout().contains("after") || w.exited());
+    let out = w.stop();
+    assert!(arrived && out.stdout.contains("after"), "the watch ended: {out:?}");
+}

@@ -44,6 +44,9 @@ const INVALID_WATCH_ID: i64 = -1;
 
 type Out = mpsc::Sender<Result<WatchResponse, Status>>;
 
+/// How long a stopping member waits for room to tell a watch stream so.
+const STOPPED_SEND: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The client went away or stopped reading: the stream ends.
 struct Closed;
 
@@ -119,7 +122,13 @@ where
                 Ok(reached) => st.answer_progress(reached).await,
                 Err(e) => Err(e),
             },
-            changed = revision.changed(), if !behind => changed.map_err(|_| Closed),
+            changed = revision.changed(), if !behind => match changed {
+                Ok(()) => Ok(()),
+                Err(_) => {
+                    st.stopped().await;
+                    Err(Closed)
+                }
+            },
         };
         if step.is_err() {
             break;
@@ -128,6 +137,16 @@ where
 }
 
 impl StreamState {
+    /// The member stopped (its revision channel closed): the stream ends
+    /// with etcd's Unavailable "server stopped", on which etcd's clients
+    /// move the watch to another endpoint; a clean end would make them
+    /// give it up (clientv3 treats only Unavailable and Internal as
+    /// retryable, and `etcdctl make-mirror` then exits).
+    async fn stopped(&mut self) {
+        let stopped = Err(Status::from(api::EtcdError::Stopped));
+        let _ = tokio::time::timeout(STOPPED_SEND, self.out.send(stopped)).await;
+    }
+
     fn current(&self) -> i64 {
         self.ctx.node.mvcc.current_revision()
     }
