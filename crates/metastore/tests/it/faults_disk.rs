@@ -70,6 +70,41 @@ async fn full_disk(flags: &[&str], under: &[&str]) {
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "members differ after the disk was freed: {hashes:?}");
 }
 
+/// A snapshot download (`etcdctl snapshot save`) on a member whose
+/// snapshot directory is full fails with the disk's error, leaves no
+/// temporary file, and the member goes on serving.
+#[cfg(feature = "rocksdb")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_download_on_a_full_disk_fails_cleanly() {
+    if !nix_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let binary = Path::new(env!("CARGO_BIN_EXE_metastore"));
+    let mut c = tokio::task::block_in_place(|| Cluster::prepare(binary, 3, &["--storage", "rocksdb"]));
+    let snap = c.member(0).data_dir().join("member").join("snap");
+    std::fs::create_dir_all(&snap).expect("mkdir");
+    let _mount = Tmpfs::mount(&snap, "2m");
+    tokio::task::block_in_place(|| c.start_all());
+    // About 8 MiB of data: its snapshot does not fit in 2 MiB.
+    put_all(c.endpoints(), "big/", 128, &"x".repeat(64 << 10)).await;
+    let file = tempfile::tempdir().unwrap();
+    let path = file.path().join("s.db");
+    let endpoint = c.member(0).endpoint();
+    let (ok, out, err) = crate::common::etcdctl(&endpoint, &["snapshot", "save", path.to_str().unwrap()]);
+    assert!(!ok, "the download succeeded on a full disk: {out}");
+    assert!(err.contains("No space left on device"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&snap)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains("download"))
+        .collect();
+    assert!(left.is_empty(), "the download left {left:?}");
+    let rev = put_all(vec![c.member(0).client_url()], "after/", 5, "v").await;
+    assert!(rev > 0, "the member serves after the failed download");
+}
+
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")

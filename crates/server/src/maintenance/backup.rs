@@ -110,9 +110,12 @@ pub fn write_backup(mvcc: &MvccStore, path: PathBuf) -> Result<BackupFile, Backu
         });
         match (exported, produced) {
             (Ok(done), Ok(())) => Ok(done),
-            // The producer's error explains the export's.
-            (_, Err(e)) => Err(e),
-            (Err(e), Ok(())) => Err(e.into()),
+            // A dump cut short is the producer's failure (the pipe closed
+            // behind its error); a broken pipe is the export's (it stopped
+            // reading).
+            (Err(ExportError::Dump(_)), Err(e)) => Err(e),
+            (Err(e), _) => Err(e.into()),
+            (Ok(_), Err(e)) => Err(e),
         }
     });
     let (out, len) = exported?;
@@ -174,13 +177,26 @@ impl RestoreSource {
                     });
                     match (restored, produced) {
                         (Ok(()), Ok(())) => Ok(()),
-                        (_, Err(e)) => Err(e.into()),
+                        // The importer stopped writing because the restore
+                        // stopped reading: the restore's error is the cause.
+                        (Err(e), Err(p)) if is_broken_pipe(&p) => Err(e),
+                        (_, Err(p)) => Err(p.into()),
                         (Err(e), Ok(())) => Err(e),
                     }
                 })
             }
         }
     }
+}
+
+/// True when `e` is a write into a pipe whose reader went away.
+fn is_broken_pipe(e: &BackupError) -> bool {
+    let io = match e {
+        BackupError::Io { source, .. } => Some(source),
+        BackupError::Import(ImportError::Write { source: storage::EngineError::Io(source), .. }) => Some(source),
+        _ => None,
+    };
+    io.is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
 /// Opens the snapshot at `path` for a restore, whichever of the two
