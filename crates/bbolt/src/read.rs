@@ -2,10 +2,15 @@
 //! mmap), holding one page per tree level.
 //!
 //! Every offset and length read from the file is checked before use; a
-//! page outside the file, an element pointing outside its page, keys out
-//! of order (which also catches pages that point back up their own tree)
-//! or a tree deeper than [`MAX_DEPTH`] is a [`BoltError`], never a panic.
+//! page outside the file, a page larger than any bbolt writes, an element
+//! pointing outside its page, a page reached twice (bbolt's "multiple
+//! references": pages pointing back into a tree, or at another bucket's),
+//! keys out of order, or a tree deeper than [`MAX_DEPTH`] is a
+//! [`BoltError`], never a panic or a walk without end. A reader visits
+//! each page once: its buckets are listed once, and each bucket walked
+//! once.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -17,7 +22,14 @@ use crate::{
 /// Deeper trees than this are damage (bbolt's are a handful of levels).
 const MAX_DEPTH: usize = 64;
 const MIN_PAGE_SIZE: u64 = 512;
-const MAX_PAGE_SIZE: u64 = 1 << 20;
+/// Largest page size a reader accepts (and the writer writes).
+pub(crate) const MAX_PAGE_SIZE: u64 = 1 << 20;
+/// Page sizes to look for the second meta at when the first is damaged
+/// (bbolt's `getPageSizeFromSecondMeta` tries the same idea).
+const PROBED_PAGE_SIZES: [u64; 5] = [4096, 8192, 16384, 32768, 65536];
+/// The most bytes one page and its overflow can hold: one element of the
+/// largest key and value.
+const MAX_PAGE_BYTES: u64 = (PAGE_HEADER + ELEMENT + crate::MAX_KEY_SIZE + crate::MAX_VALUE_SIZE) as u64;
 
 /// What a walk hands each pair to; its error stops the walk.
 pub type Visit<'a, E> = dyn FnMut(&[u8], &[u8]) -> Result<(), E> + 'a;
@@ -47,6 +59,8 @@ pub struct BoltReader {
     data_len: u64,
     page_size: u64,
     meta: Meta,
+    /// One bit per page: read already.
+    visited: RefCell<Vec<u64>>,
 }
 
 impl BoltReader {
@@ -64,8 +78,13 @@ impl BoltReader {
             Meta::decode(&b[PAGE_HEADER..])
         };
         let first = read_meta(0);
-        let second_at = first.as_ref().map_or(crate::DEFAULT_PAGE_SIZE as u64, |m| u64::from(m.page_size));
-        let second = read_meta(second_at);
+        let second = match &first {
+            Ok(m) => read_meta(u64::from(m.page_size)),
+            Err(e) => PROBED_PAGE_SIZES
+                .iter()
+                .find_map(|&size| read_meta(size).ok().filter(|m| u64::from(m.page_size) == size))
+                .ok_or_else(|| e.clone()),
+        };
         let meta = match (first, second) {
             (Ok(a), Ok(b)) => {
                 if b.txid > a.txid {
@@ -87,7 +106,8 @@ impl BoltReader {
                 meta.pgid
             )));
         }
-        Ok(BoltReader { file, data_len, page_size, meta })
+        let visited = RefCell::new(vec![0u64; meta.pgid.div_ceil(64) as usize]);
+        Ok(BoltReader { file, data_len, page_size, meta, visited })
     }
 
     pub fn page_size(&self) -> usize {
@@ -165,6 +185,14 @@ impl BoltReader {
         if pgid < 2 || pgid >= self.meta.pgid {
             return Err(BoltError::Corrupt(format!("a reference to page {pgid} of {}", self.meta.pgid)));
         }
+        {
+            let mut visited = self.visited.borrow_mut();
+            let (word, bit) = ((pgid / 64) as usize, 1u64 << (pgid % 64));
+            if visited[word] & bit != 0 {
+                return Err(BoltError::Corrupt(format!("page {pgid} is referenced twice")));
+            }
+            visited[word] |= bit;
+        }
         let offset = pgid * self.page_size;
         let mut header = [0u8; PAGE_HEADER];
         self.file.read_exact_at(&mut header, offset)?;
@@ -173,6 +201,9 @@ impl BoltReader {
             return Err(BoltError::Corrupt(format!("page {pgid} says it is page {}", h.id)));
         }
         let pages = u64::from(h.overflow) + 1;
+        if pages * self.page_size > MAX_PAGE_BYTES.next_multiple_of(self.page_size) {
+            return Err(BoltError::Corrupt(format!("page {pgid} spans {pages} pages, more than any bbolt writes")));
+        }
         if pgid + pages > self.meta.pgid || offset + pages * self.page_size > self.data_len {
             return Err(BoltError::Corrupt(format!("page {pgid} overflows past the end ({} pages)", pages)));
         }

@@ -148,6 +148,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let (path, len) = write(&dir, &buckets, page_size);
+        check_pages(&std::fs::read(&path).unwrap(), page_size);
         prop_assert_eq!(read_all(&path, len).unwrap(), buckets);
     }
 
@@ -167,4 +168,110 @@ proptest! {
         std::fs::write(&path, &bytes).unwrap();
         let _ = read_all(&path, bytes.len() as u64);
     }
+}
+
+/// bbolt's `tx.Check` page accounting, on the raw bytes: from the meta,
+/// every page below its high-water mark is the meta pages, the freelist or
+/// part of exactly one tree (with its overflow), and every branch key is its
+/// child's first key.
+fn check_pages(bytes: &[u8], page_size: usize) {
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let meta = 16;
+    let (root, freelist, pgid) = (u64_at(meta + 16), u64_at(meta + 32), u64_at(meta + 40));
+    assert_eq!(bytes.len() as u64, pgid * page_size as u64, "the file is its pages");
+    let mut seen = vec![0u32; pgid as usize];
+    let mut mark = |id: u64| {
+        let off = id as usize * page_size;
+        let overflow = u32_at(off + 12) as u64;
+        for p in id..=id + overflow {
+            seen[p as usize] += 1;
+        }
+    };
+    mark(0);
+    mark(1);
+    mark(freelist);
+    // (page, is root bucket tree); returns the page's first key.
+    fn walk(
+        bytes: &[u8],
+        ps: usize,
+        id: u64,
+        buckets: bool,
+        mark: &mut dyn FnMut(u64),
+        roots: &mut Vec<u64>,
+    ) -> Vec<u8> {
+        let off = id as usize * ps;
+        let u16_at = |at: usize| u16::from_le_bytes(bytes[at..at + 2].try_into().unwrap());
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        assert_eq!(u64_at(off), id, "page id");
+        mark(id);
+        let (flags, count) = (u16_at(off + 8), u16_at(off + 10) as usize);
+        let mut first = None;
+        for i in 0..count {
+            let e = off + 16 + 16 * i;
+            if flags == crate::FLAG_BRANCH {
+                let key = &bytes[e + u32_at(e) as usize..][..u32_at(e + 4) as usize];
+                let child_first = walk(bytes, ps, u64_at(e + 8), buckets, mark, roots);
+                assert_eq!(child_first, key, "a branch key is its child's first key");
+                first.get_or_insert(key.to_vec());
+            } else {
+                assert_eq!(flags, crate::FLAG_LEAF);
+                let (pos, ks, vs) = (u32_at(e + 4) as usize, u32_at(e + 8) as usize, u32_at(e + 12) as usize);
+                let key = &bytes[e + pos..][..ks];
+                if buckets {
+                    roots.push(u64_at(e + pos + ks));
+                    assert_eq!(vs, 16);
+                }
+                first.get_or_insert(key.to_vec());
+            }
+        }
+        first.unwrap_or_default()
+    }
+    let mut roots = Vec::new();
+    walk(bytes, page_size, root, true, &mut mark, &mut roots);
+    for r in roots {
+        walk(bytes, page_size, r, false, &mut mark, &mut Vec::new());
+    }
+    for (id, n) in seen.iter().enumerate() {
+        assert_eq!(*n, 1, "page {id} is reached {n} times");
+    }
+}
+
+#[test]
+fn every_page_is_reached_once_and_branch_keys_are_first_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut buckets = Buckets::new();
+    buckets.insert(
+        b"key".to_vec(),
+        (0..20_000u32).map(|i| (i.to_be_bytes().to_vec(), vec![3; (i % 300) as usize])).collect(),
+    );
+    buckets.insert(
+        b"big".to_vec(),
+        [(b"a".to_vec(), vec![1; 50_000]), (b"b".to_vec(), vec![2; 9000])].into_iter().collect(),
+    );
+    buckets.insert(b"empty".to_vec(), BTreeMap::new());
+    let (path, _) = write(&dir, &buckets, DEFAULT_PAGE_SIZE);
+    check_pages(&std::fs::read(&path).unwrap(), DEFAULT_PAGE_SIZE);
+}
+
+/// A file whose branch pages all point at the same page (a walk of 255^n
+/// reads) is refused at the second visit.
+#[test]
+fn a_page_reached_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut buckets = Buckets::new();
+    buckets.insert(b"key".to_vec(), (0..3000u32).map(|i| (i.to_be_bytes().to_vec(), vec![3; 40])).collect());
+    let (path, len) = write(&dir, &buckets, DEFAULT_PAGE_SIZE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Find a branch page and point its second child at its first.
+    let ps = DEFAULT_PAGE_SIZE;
+    let branch = (2..bytes.len() / ps)
+        .find(|&p| u16::from_le_bytes([bytes[p * ps + 8], bytes[p * ps + 9]]) == crate::FLAG_BRANCH);
+    let off = branch.expect("a tree of 3000 pairs has a branch page") * ps;
+    let first_child: [u8; 8] = bytes[off + 16 + 8..off + 16 + 16].try_into().unwrap();
+    bytes[off + 32 + 8..off + 32 + 16].copy_from_slice(&first_child);
+    std::fs::write(&path, &bytes).unwrap();
+    let err = read_all(&path, len).unwrap_err().to_string();
+    assert!(err.contains("referenced twice"), "{err}");
 }

@@ -31,7 +31,7 @@ impl<W: Write + Seek> BoltWriter<W> {
     /// Starts a file at `out`'s current position 0 (pages 0 and 1 are left
     /// for the metas).
     pub fn new(mut out: W, page_size: usize) -> Result<Self, BoltError> {
-        if !page_size.is_power_of_two() || page_size < 1024 {
+        if !page_size.is_power_of_two() || page_size < 1024 || page_size as u64 > crate::read::MAX_PAGE_SIZE {
             return Err(BoltError::Invalid(format!("page size {page_size}")));
         }
         out.seek(SeekFrom::Start(0))?;

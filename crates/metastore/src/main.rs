@@ -79,7 +79,7 @@ async fn serve(r: flags::Resolved) -> Result<(), (String, i32)> {
     serve_inner(r).await.map_err(|e| match e {
         Served::Bind(msg) => (msg, 1),
         Served::Server(e) => {
-            let code = if e.is_bad_snapshot() { EXIT_USAGE } else { 1 };
+            let code = if e.is_usage_error() { EXIT_USAGE } else { 1 };
             (e.to_string(), code)
         }
     })

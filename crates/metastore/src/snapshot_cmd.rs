@@ -106,7 +106,7 @@ fn restore(args: &[OsString]) -> i32 {
         }
         Err(e) => {
             eprintln!("Error: {e}");
-            if e.is_bad_snapshot() {
+            if e.is_usage_error() {
                 EXIT_USAGE
             } else {
                 1

@@ -57,12 +57,15 @@ pub enum ServerError {
     Corrupt(#[from] corrupt::CorruptError),
     #[error("data dir {} already holds a member", .0.display())]
     Exists(std::path::PathBuf),
+    #[error("a snapshot restore starts a new cluster: --initial-cluster-state must be new")]
+    JoinRestore,
 }
 
 impl ServerError {
-    /// True when the error is about a snapshot file to restore (bad file,
-    /// wrong hash): a usage error, not a failure of the member.
-    pub fn is_bad_snapshot(&self) -> bool {
+    /// True for a usage error (exit code 2): a snapshot file to restore
+    /// that is unusable, a data dir an offline restore cannot take; not a
+    /// failure of the member.
+    pub fn is_usage_error(&self) -> bool {
         matches!(self, ServerError::Node(NodeError::Backup(_)) | ServerError::Exists(_))
     }
 }
@@ -111,13 +114,25 @@ pub async fn restore_offline(mut cfg: ServerConfig) -> Result<(), ServerError> {
     if cfg.member_dir().join("wal").is_dir() {
         return Err(ServerError::Exists(cfg.member_dir()));
     }
-    let restore = node::bootstrap::check_restore(&cfg)?;
+    if cfg.join_existing {
+        return Err(ServerError::JoinRestore);
+    }
+    let restore = check_restore(&cfg).await?;
     let engine = engine::open(&cfg)?;
     crate::node::identity::resolve(&mut cfg).await?;
     tokio::task::spawn_blocking(move || node::bootstrap::open(&cfg, engine, restore).map(drop))
         .await
         .map_err(|e| NodeError::Io(std::io::Error::other(e.to_string())))??;
     Ok(())
+}
+
+/// `node::bootstrap::check_restore` off the async workers (it reads the
+/// whole file twice).
+async fn check_restore(cfg: &ServerConfig) -> Result<Option<crate::maintenance::backup::RestoreSource>, ServerError> {
+    let cfg = cfg.clone();
+    Ok(tokio::task::spawn_blocking(move || node::bootstrap::check_restore(&cfg))
+        .await
+        .map_err(|e| NodeError::Io(std::io::Error::other(e.to_string())))??)
 }
 
 /// What the serving tasks share: the stop signal, and whether this member
@@ -135,7 +150,7 @@ pub async fn run(
     let client = with_tls(listeners.client, &cfg.client_tls, "client")?;
     let peer = with_tls(listeners.peer, &cfg.peer_tls, "peer")?;
     let metrics = with_tls(listeners.metrics, &cfg.client_tls, "metrics")?;
-    let restore = node::bootstrap::check_restore(&cfg)?;
+    let restore = check_restore(&cfg).await?;
     let engine = engine::open(&cfg)?;
     crate::node::identity::resolve(&mut cfg).await?;
     let cfg = Arc::new(cfg);

@@ -68,9 +68,11 @@ pub struct Status {
     pub total_size: u64,
 }
 
-/// A checked etcd snapshot file.
+/// A checked etcd snapshot file (the handle that was checked: a file
+/// swapped under the path afterwards is not read).
 pub struct EtcdSnapshot {
     path: PathBuf,
+    file: File,
     /// Bytes before the trailer.
     data_len: u64,
 }
@@ -105,7 +107,7 @@ impl EtcdSnapshot {
         } else {
             return Err(ImportError::NoHash { path: path.to_path_buf() });
         };
-        let snap = EtcdSnapshot { path: path.to_path_buf(), data_len };
+        let snap = EtcdSnapshot { path: path.to_path_buf(), file, data_len };
         snap.import(&mut io::sink())?;
         Ok(snap)
     }
@@ -159,7 +161,7 @@ impl EtcdSnapshot {
     }
 
     fn reader(&self) -> Result<BoltReader, ImportError> {
-        let file = File::open(&self.path).map_err(|source| ImportError::Io { path: self.path.clone(), source })?;
+        let file = self.file.try_clone().map_err(|source| ImportError::Io { path: self.path.clone(), source })?;
         BoltReader::open(file, self.data_len).map_err(|e| self.bolt(e))
     }
 
@@ -212,6 +214,11 @@ fn convert(bucket: &[u8], key: &[u8], value: &[u8]) -> Result<Option<Pair>, Stri
             if etcd::rev_main(key).is_none() {
                 return Err("not a revision".into());
             }
+            // etcdutl's `restore --bump-revision` marks the bumped revision
+            // with an empty value (its `scheduledCompactRev` says the same).
+            if value.is_empty() {
+                return Ok(None);
+            }
             let kv = mvccpb::KeyValue::decode(value).map_err(|e| format!("not an mvccpb.KeyValue: {e}"))?;
             if kv.key.is_empty() {
                 return Err("a key-value without key".into());
@@ -242,7 +249,9 @@ fn convert(bucket: &[u8], key: &[u8], value: &[u8]) -> Result<Option<Pair>, Stri
             _ => Ok(None),
         },
         etcd::AUTH => match key {
-            schema::AUTH_ENABLED | schema::AUTH_REVISION => Ok(Some((key.to_vec(), value.to_vec()))),
+            schema::AUTH_ENABLED if value.len() == 1 => Ok(Some((key.to_vec(), value.to_vec()))),
+            schema::AUTH_REVISION if value.len() == 8 => Ok(Some((key.to_vec(), value.to_vec()))),
+            schema::AUTH_ENABLED | schema::AUTH_REVISION => Err(format!("a value of {} bytes", value.len())),
             _ => Ok(None),
         },
         etcd::AUTH_USERS => {
@@ -261,9 +270,10 @@ fn convert(bucket: &[u8], key: &[u8], value: &[u8]) -> Result<Option<Pair>, Stri
 /// is neither counted nor checked, as etcd's).
 pub fn status(path: &Path) -> Result<Status, ImportError> {
     let io_err = |source| ImportError::Io { path: path.to_path_buf(), source };
-    let len = std::fs::metadata(path).map_err(io_err)?.len();
+    let file = File::open(path).map_err(io_err)?;
+    let len = file.metadata().map_err(io_err)?.len();
     let data_len = if has_digest(len) { len - DIGEST_LEN } else { len };
-    let snap = EtcdSnapshot { path: path.to_path_buf(), data_len };
+    let snap = EtcdSnapshot { path: path.to_path_buf(), file, data_len };
     let reader = snap.reader()?;
     let mut h = Crc32c::default();
     let mut total_key = 0;
