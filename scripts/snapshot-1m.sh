@@ -125,22 +125,5 @@ for label, f in [
     ("etcdctl snapshot restore, s", lambda r: str(r["etcd_restore_s"])),
 ]:
     print(f"{label:40}" + "".join(f"{f(r):>19}" for r in rows))
-
-python3 - "$RESULTS" <<'EOF'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-mib = lambda kb: f"{kb / 1024:.0f}"
-print(f"{'':40}" + "".join(f"{r['server']:>19}" for r in rows))
-for label, f in [
-    ("RSS before the save, MiB", lambda r: mib(r["rss_before_kb"])),
-    ("RSS rise during the save, MiB", lambda r: mib(r["rss_peak_kb"] - r["rss_before_kb"])),
-    ("snapshot save, s", lambda r: str(r["save_s"])),
-    ("file size, MiB", lambda r: f"{r['size'] / 2**20:.0f}"),
-    ("status: revision", lambda r: str(r["status"]["revision"])),
-    ("status: total keys", lambda r: str(r["status"]["totalKey"])),
-    ("metastore snapshot restore, s", lambda r: str(r["metastore_restore_s"])),
-    ("etcdctl snapshot restore, s", lambda r: str(r["etcd_restore_s"])),
-]:
-    print(f"{label:40}" + "".join(f"{f(r):>19}" for r in rows))
 EOF
 log "results: $RESULTS"
