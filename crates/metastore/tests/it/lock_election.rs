@@ -291,3 +291,30 @@ async fn dropped_observers_and_waiters_free_what_they_held() {
     let mut stream = c.election_client().observe("obs").await.unwrap();
     assert_eq!(within(stream.message()).await.unwrap().unwrap().kv().unwrap().value(), b"v1");
 }
+
+/// A member that shuts down cleanly ends an Observe stream with etcd's
+/// Unavailable "server stopped" (what a stopping etcd's clients see as
+/// the transport closes), not with a clean end of stream.
+#[tokio::test]
+async fn an_observe_stream_ends_unavailable_when_its_member_stops() {
+    let mut s = metastore(&[]);
+    let mut c = client(&s).await;
+    let lease = c.lease_grant(60, None).await.unwrap().id();
+    let mut el = c.election_client();
+    within(el.campaign("stop-el", "v", lease)).await.unwrap();
+    let mut observer = within(el.observe("stop-el")).await.unwrap();
+    assert!(within(observer.message()).await.unwrap().is_some(), "the leader is observed");
+    let stopping = tokio::task::spawn_blocking(move || {
+        s.terminate(Duration::from_secs(30));
+        s
+    });
+    let end = tokio::time::timeout(Duration::from_secs(20), observer.message()).await.expect("the stream ends");
+    match end {
+        Err(etcd_client::Error::GRpcStatus(st)) => {
+            assert_eq!(st.code(), tonic::Code::Unavailable, "{st:?}");
+            assert_eq!(st.message(), "etcdserver: server stopped");
+        }
+        other => panic!("the stream ended with {other:?}, not Unavailable"),
+    }
+    drop(stopping.await.unwrap());
+}

@@ -95,6 +95,9 @@ async fn campaign(local: Local, r: CampaignRequest) -> Result<CampaignResponse, 
 
 type Observer = mpsc::Sender<Result<LeaderResponse, Status>>;
 
+/// How long a stopping member waits for room to tell an observer so.
+const STOPPED_SEND: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Sends `kv` as the leader (or its new value) at `revision`; false once the
 /// observer is gone.
 async fn send(ctx: &Ctx, tx: &Observer, kv: KeyValue, revision: i64) -> bool {
@@ -162,7 +165,13 @@ impl<'a> History<'a> {
             }
             tokio::select! {
                 _ = self.tx.closed() => return Step::Closed,
-                changed = revision.changed() => if changed.is_err() { return Step::Closed },
+                changed = revision.changed() => if changed.is_err() {
+                    // The member stopped: etcd's clients see Unavailable,
+                    // as from a stopping etcd, not a clean end.
+                    let stopped = Err(Status::from(api::EtcdError::Stopped));
+                    let _ = tokio::time::timeout(STOPPED_SEND, self.tx.send(stopped)).await;
+                    return Step::Closed;
+                },
             }
         }
     }
