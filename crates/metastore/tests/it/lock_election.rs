@@ -294,7 +294,8 @@ async fn dropped_observers_and_waiters_free_what_they_held() {
 
 /// A member that shuts down cleanly ends an Observe stream with etcd's
 /// Unavailable "server stopped" (what a stopping etcd's clients see as
-/// the transport closes), not with a clean end of stream.
+/// the transport closes), not with a clean end of stream (which tells a
+/// client the election is over; it is what this test saw before).
 #[tokio::test]
 async fn an_observe_stream_ends_unavailable_when_its_member_stops() {
     let mut s = metastore(&[]);
@@ -310,10 +311,12 @@ async fn an_observe_stream_ends_unavailable_when_its_member_stops() {
     });
     let end = tokio::time::timeout(Duration::from_secs(20), observer.message()).await.expect("the stream ends");
     match end {
-        Err(etcd_client::Error::GRpcStatus(st)) => {
-            assert_eq!(st.code(), tonic::Code::Unavailable, "{st:?}");
+        Err(etcd_client::Error::GRpcStatus(st)) if st.code() == tonic::Code::Unavailable => {
             assert_eq!(st.message(), "etcdserver: server stopped");
         }
+        // The process may exit before the status reaches the client (a
+        // loaded machine): the connection breaks, also not a clean end.
+        Err(etcd_client::Error::GRpcStatus(st)) if st.message().contains("error reading a body") => {}
         other => panic!("the stream ended with {other:?}, not Unavailable"),
     }
     drop(stopping.await.unwrap());
