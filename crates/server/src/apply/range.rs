@@ -110,6 +110,18 @@ pub fn to_pb_kv(kv: KeyValue) -> mvccpb::KeyValue {
     }
 }
 
+/// The inverse of [`to_pb_kv`] (a key-value from etcd's own store).
+pub fn from_pb_kv(kv: mvccpb::KeyValue) -> KeyValue {
+    KeyValue {
+        key: kv.key,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        value: kv.value,
+        lease: kv.lease,
+    }
+}
+
 fn has_revision_filters(r: &RangeRequest) -> bool {
     r.min_mod_revision != 0 || r.max_mod_revision != 0 || r.min_create_revision != 0 || r.max_create_revision != 0
 }

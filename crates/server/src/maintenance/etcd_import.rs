@@ -223,15 +223,7 @@ fn convert(bucket: &[u8], key: &[u8], value: &[u8]) -> Result<Option<Pair>, Stri
             if kv.key.is_empty() {
                 return Err("a key-value without key".into());
             }
-            let kv = storage::KeyValue {
-                key: kv.key,
-                create_revision: kv.create_revision,
-                mod_revision: kv.mod_revision,
-                version: kv.version,
-                value: kv.value,
-                lease: kv.lease,
-            };
-            Ok(Some((key.to_vec(), storage::mvcc::kv::encode_kv(&kv))))
+            Ok(Some((key.to_vec(), storage::mvcc::kv::encode_kv(&crate::apply::range::from_pb_kv(kv)))))
         }
         etcd::LEASE => {
             let lease = LeasePb::decode(value).map_err(|e| format!("not a leasepb.Lease: {e}"))?;
