@@ -11,6 +11,8 @@
 #   openssl            test certificates for the TLS tests
 #   patroni postgresql the Patroni end-to-end test (PostgreSQL HA over the
 #   curl               JSON gateway; scripts/patroni.sh)
+#   prometheus         prometheus and promtool, for the monitoring test
+#                      (etcd's alert rules and dashboard queries, deploy/prometheus)
 #   rustfmt, clippy    rustup components, for scripts/check.sh
 #   cargo-nextest      the test runner
 set -euo pipefail
@@ -25,6 +27,7 @@ dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v patroni >/dev/null 2>&1 || need+=(patroni)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
