@@ -120,4 +120,4 @@ print(f"single writer on the leader: {j['ok']} puts, {j['errors_total']} errors,
       f"p50 {l['p50']:.3f} ms, p99.9 {l['p99_9']:.1f} ms, max {l['max']:.1f} ms")
 PY
 grep -hE "snapshot (saved|written again)|snapshot sent|became (leader|candidate|follower)|elected" "$WORK/m$LEADER.log" |
-  grep -v "with_data=false" | tail -n 8 | cut -c1-220
+  grep -v '"with_data":false' | tail -n 8 | cut -c1-220

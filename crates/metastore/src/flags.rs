@@ -157,6 +157,9 @@ pub struct Flags {
     /// Where logs go: 'default' (stderr), 'stderr', 'stdout', or file paths, comma-separated.
     #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
     pub log_outputs: String,
+    /// Configures log format. Only supports json, console. Default is 'json'.
+    #[arg(long, env = "ETCD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
     /// Serve the v2 API (not available: MetaStore serves the v3 API only).
     #[arg(long, env = "ETCD_ENABLE_V2", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = false)]
     pub enable_v2: bool,
@@ -228,6 +231,15 @@ pub enum Storage {
     Rocksdb,
 }
 
+/// `--log-format`: etcd's (zap's) JSON lines, or text for a terminal.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line: level, ts, caller, msg, then the fields.
+    Json,
+    /// Human-readable text.
+    Console,
+}
+
 /// `--logger`: etcd's choice of logging library; MetaStore has one.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Logger {
@@ -281,6 +293,7 @@ pub struct Resolved {
     /// `--listen-metrics-urls`: /metrics and /health only.
     pub metrics_addrs: Vec<(SocketAddr, bool)>,
     pub log_level: tracing::Level,
+    pub log_format: LogFormat,
 }
 
 fn split_urls(flag: &str, value: &str) -> Result<Vec<String>, FlagError> {
@@ -621,6 +634,7 @@ impl Flags {
             }),
             bcrypt_cost: server::bcrypt_cost_or_default(self.bcrypt_cost),
             auth_jwt,
+            metrics_extensive: self.metrics == Metrics::Extensive,
         };
         let peer_addrs = bind_addrs("listen-peer-urls", &peer_urls)?;
         let mut config = config;
@@ -688,6 +702,7 @@ impl Flags {
             metrics_addrs: bind_addrs("listen-metrics-urls", &metrics_urls)?,
             log_outputs: log_outputs(&self.log_outputs)?,
             log_level,
+            log_format: self.log_format,
         })
     }
 }

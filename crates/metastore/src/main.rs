@@ -39,7 +39,12 @@ fn main() {
             std::process::exit(EXIT_USAGE);
         }
     };
-    tracing_subscriber::fmt().with_max_level(resolved.log_level).with_ansi(sinks.ansi()).with_writer(sinks).init();
+    let ansi = sinks.ansi();
+    let log = tracing_subscriber::fmt().with_max_level(resolved.log_level).with_writer(sinks);
+    match resolved.log_format {
+        flags::LogFormat::Json => log.event_format(logging::ZapJson).init(),
+        flags::LogFormat::Console => log.with_ansi(ansi).init(),
+    }
     fail_stop_on_panic();
     if let Err(e) = failpoint::init_from_env() {
         eprintln!("metastore: METASTORE_FAILPOINTS: {e}");

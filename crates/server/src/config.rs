@@ -78,6 +78,8 @@ pub struct ServerConfig {
     /// `--auth-token jwt,...`: JWT tokens with these keys instead of
     /// simple ones.
     pub auth_jwt: Option<crate::apply::auth::jwt::JwtKeys>,
+    /// `--metrics extensive`: also `grpc_server_handling_seconds`.
+    pub metrics_extensive: bool,
     /// `--bcrypt-cost`, already in bcrypt's range.
     pub bcrypt_cost: u32,
 }

@@ -24,6 +24,7 @@ mod der;
 mod errors;
 pub mod ids;
 mod maintenance;
+mod metrics;
 mod node;
 mod server;
 mod transport;

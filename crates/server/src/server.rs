@@ -150,6 +150,7 @@ pub async fn run(
     let client = with_tls(listeners.client, &cfg.client_tls, "client")?;
     let peer = with_tls(listeners.peer, &cfg.peer_tls, "peer")?;
     let metrics = with_tls(listeners.metrics, &cfg.client_tls, "metrics")?;
+    crate::metrics::init(cfg.metrics_extensive);
     let restore = check_restore(&cfg).await?;
     let engine = engine::open(&cfg)?;
     crate::node::identity::resolve(&mut cfg).await?;
@@ -264,7 +265,9 @@ fn serve_clients(ctx: &Ctx, listeners: Vec<Bound>, serving: &Serving) -> Vec<Joi
         let grpc = grpc
             .into_axum_router()
             .layer(axum::middleware::from_fn_with_state(ctx.clone(), crate::api::call::grpc_layer))
-            .layer(axum::middleware::map_response(crate::api::http::etcd_grpc_errors));
+            .layer(axum::middleware::map_response(crate::api::http::etcd_grpc_errors))
+            // Outermost: it counts the codes clients see.
+            .layer(axum::middleware::from_fn(crate::metrics::grpc::layer));
         let app = grpc.merge(crate::api::http::router(ctx.clone())).merge(crate::api::gateway::router(ctx.clone()));
         let (stop, http2) = (serving.stop.clone(), ctx.cfg.http2);
         let mut early_stop = serving.stop.clone();

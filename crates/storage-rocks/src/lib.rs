@@ -215,6 +215,14 @@ impl Engine for RocksEngine {
         self.size_bytes()
     }
 
+    fn size_in_use_bytes(&self) -> u64 {
+        // RocksDB's estimate of the SST bytes still live (dead versions and
+        // tombstones excluded), plus the memtables; never above the size.
+        let live =
+            self.property_sum("rocksdb.estimate-live-data-size") + self.property_sum("rocksdb.cur-size-all-mem-tables");
+        live.min(self.size_bytes())
+    }
+
     fn kind(&self) -> &'static str {
         "rocksdb"
     }

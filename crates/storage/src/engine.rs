@@ -111,6 +111,13 @@ pub trait Engine: Send + Sync + 'static {
         self.size_bytes()
     }
 
+    /// Of [`Engine::size_bytes`], the bytes live data takes (etcd's
+    /// `db_size_in_use`); the rest is space a compaction or defragmentation
+    /// gives back. An engine that keeps nothing dead answers its size.
+    fn size_in_use_bytes(&self) -> u64 {
+        self.size_bytes()
+    }
+
     /// "memory" or "rocksdb".
     fn kind(&self) -> &'static str;
 

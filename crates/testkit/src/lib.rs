@@ -44,8 +44,29 @@ pub fn says_it_serves(log: &Path, from: u64, port: u16) -> bool {
     if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_string(&mut text).is_err() {
         return false;
     }
+    // Console (`address=...`) and JSON (`"address":"..."`) log formats.
     let field = format!("address=127.0.0.1:{port}");
-    text.lines().any(|l| l.contains("serving client requests") && l.split_whitespace().any(|w| w == field))
+    let json = format!(r#""address":"127.0.0.1:{port}""#);
+    text.lines().any(|l| {
+        l.contains("serving client requests") && (l.contains(&json) || l.split_whitespace().any(|w| w == field))
+    })
+}
+
+/// Writes into `dir` a wrapper of Debian's etcd that prints the line
+/// [`says_it_serves`] waits for (etcd's own readiness is then checked by
+/// connecting), so a [`cluster::Cluster`] can run etcd members; returns its
+/// path.
+pub fn etcd_member_binary(dir: &Path) -> PathBuf {
+    let path = dir.join("etcd");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\nprev=\nfor a in \"$@\"; do\n  if [ \"$prev\" = --listen-client-urls ]; then\n    \
+         echo \"etcd wrapper: serving client requests address=${a#http://}\"\n  fi\n  prev=$a\ndone\n\
+         exec /usr/bin/etcd \"$@\"\n",
+    )
+    .expect("write the etcd wrapper");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    path
 }
 
 /// Bytes in `path` now (0 if missing): where a restarted process's output
@@ -661,5 +682,11 @@ mod tests {
         text.push_str("metastore: listen on 127.0.0.1:4000 for clients: Address already in use (os error 98)\n");
         std::fs::write(&log, &text).unwrap();
         assert!(!says_it_serves(&log, restart, 4000));
+        // The JSON log format (the default).
+        text.push_str(r#"{"level":"info","msg":"serving client requests","address":"127.0.0.1:4001"}"#);
+        text.push('\n');
+        std::fs::write(&log, &text).unwrap();
+        assert!(says_it_serves(&log, restart, 4001));
+        assert!(!says_it_serves(&log, restart, 400));
     }
 }

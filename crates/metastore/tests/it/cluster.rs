@@ -216,10 +216,10 @@ async fn lagging_member_catches_up_through_a_snapshot() {
     let logs: Vec<String> = (0..3).map(|i| c.member(i).log_text()).collect();
     let mut background = 0;
     for line in logs.iter().flat_map(|l| l.lines()) {
-        let data_written = line.contains("snapshot saved") && line.contains("with_data=true")
+        let data_written = line.contains("snapshot saved") && line.contains(r#""with_data":true"#)
             || line.contains("snapshot written again with data");
         if data_written {
-            assert!(line.contains("background=true"), "a snapshot with data written on the raft thread: {line}");
+            assert!(line.contains(r#""background":true"#), "a snapshot with data written on the raft thread: {line}");
             background += 1;
         }
     }
@@ -743,15 +743,7 @@ async fn strict_reconfiguration_is_checked_when_sent_to_a_follower_as_in_etcd() 
     // address=..." log line; a wrapper says it for Debian's etcd, whose own
     // readiness testkit then checks by connecting.
     let dir = tempfile::tempdir().expect("temp dir");
-    let etcd = dir.path().join("etcd");
-    std::fs::write(
-        &etcd,
-        "#!/bin/sh\nprev=\nfor a in \"$@\"; do\n  if [ \"$prev\" = --listen-client-urls ]; then\n    \
-         echo \"etcd wrapper: serving client requests address=${a#http://}\"\n  fi\n  prev=$a\ndone\n\
-         exec /usr/bin/etcd \"$@\"\n",
-    )
-    .expect("write the etcd wrapper");
-    std::fs::set_permissions(&etcd, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let etcd = testkit::etcd_member_binary(dir.path());
     let want = reconfiguration_through_each_member(&etcd);
     let unhealthy = "Error: etcdserver: unhealthy cluster";
     for (step, ok, outcome) in &want[..6] {

@@ -95,7 +95,7 @@ async fn acknowledged_writes_survive_kill_9() {
         assert_eq!((resumed, restored), (ROUNDS, 0), "every restart resumes from RocksDB");
     } else {
         assert_eq!((resumed, restored), (0, ROUNDS), "every restart restores the snapshot");
-        let background = lines.iter().any(|l| l.contains("snapshot saved") && l.contains("background=true"));
+        let background = lines.iter().any(|l| l.contains("snapshot saved") && l.contains(r#""background":true"#));
         assert!(background, "the memory engine's periodic snapshots are written off the raft thread");
     }
 }

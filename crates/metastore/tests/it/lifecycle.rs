@@ -178,7 +178,7 @@ async fn rocksdb_periodic_snapshots_carry_no_data() {
         .map(|e| e.unwrap().metadata().unwrap().len())
         .collect();
     assert!(!snaps.is_empty() && snaps.iter().all(|&len| len < 2048), "snapshot file sizes {snaps:?}");
-    assert!(s.log_text().contains("with_data=false"), "{}", s.log_text());
+    assert!(s.log_text().contains(r#""with_data":false"#), "{}", s.log_text());
     s.restart();
     let resp = client(&s).await.get("k", Some(etcd_client::GetOptions::new().with_prefix())).await.unwrap();
     assert_eq!(resp.kvs().len(), 100);
@@ -239,7 +239,7 @@ async fn log_outputs_name_files_too() {
     let outputs = format!("{},stderr", file.display());
     let s = metastore(&["--log-outputs", &outputs, "--logger=zap"]);
     let text = || std::fs::read_to_string(&file).unwrap();
-    let line = format!("serving client requests address=127.0.0.1:{}", s.client_port);
+    let line = format!(r#""msg":"serving client requests","address":"127.0.0.1:{}""#, s.client_port);
     // The harness saw this line on stderr; the file had it first.
     assert!(text().contains(&line) && s.log_text().contains(&line), "{}", text());
     let later = wait_until(Duration::from_secs(10), || text().contains("metastore member started"));

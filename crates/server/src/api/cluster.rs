@@ -229,6 +229,7 @@ pub async fn promote_here(ctx: &Ctx, id: u64, deadline: Deadline) -> Result<Memb
     let member = ctx.node.members.get(id).ok_or(EtcdError::MemberNotFound)?;
     let cc = conf_change(ConfChangeType::AddNode, id);
     let members = members_of(ctx.node.propose_conf_change(cc, member, ConfCheck::Promote, deadline).await?)?;
+    crate::metrics::get().server.learner_promote_successes.inc();
     Ok(MemberPromoteResponse { header: ctx.header_without_revision(), members: members.iter().map(to_pb).collect() })
 }
 

@@ -10,7 +10,6 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
 
 use crate::api::Ctx;
 use crate::deadline::Deadline;
@@ -83,9 +82,14 @@ async fn health(State(ctx): State<Ctx>) -> impl IntoResponse {
         }
     };
     // etcd 3.4 answers with the verdict only and logs why.
+    let server = &crate::metrics::get().server;
     let (code, body) = match reason {
-        None => (StatusCode::OK, r#"{"health":"true"}"#),
+        None => {
+            server.health_success.inc();
+            (StatusCode::OK, r#"{"health":"true"}"#)
+        }
         Some(r) => {
+            server.health_failures.inc();
             tracing::warn!(reason = %r, "serving /health false");
             (StatusCode::SERVICE_UNAVAILABLE, r#"{"health":"false"}"#)
         }
@@ -93,72 +97,8 @@ async fn health(State(ctx): State<Ctx>) -> impl IntoResponse {
     (code, [(header::CONTENT_TYPE, "application/json")], body)
 }
 
-fn gauge(reg: &Registry, name: &str, help: &str, value: i64) {
-    if let Ok(g) = IntGauge::new(name, help) {
-        g.set(value);
-        let _ = reg.register(Box::new(g));
-    }
-}
-
-/// Gauges are read from live state at scrape time, so nothing on the write
-/// path pays for them.
-pub fn render_metrics(ctx: &Ctx) -> String {
-    let reg = Registry::new();
-    let node = &ctx.node;
-    let leader = node.state.leader();
-    gauge(
-        &reg,
-        "etcd_server_has_leader",
-        "Whether or not a leader exists. 1 is existence, 0 is not.",
-        (leader != 0) as i64,
-    );
-    gauge(
-        &reg,
-        "etcd_server_is_leader",
-        "Whether or not this member is a leader.",
-        (leader == ctx.cfg.member_id) as i64,
-    );
-    gauge(
-        &reg,
-        "etcd_server_proposals_committed_total",
-        "The total number of consensus proposals committed.",
-        node.state.commit_index() as i64,
-    );
-    gauge(
-        &reg,
-        "etcd_server_proposals_applied_total",
-        "The total number of consensus proposals applied.",
-        node.state.applied_index() as i64,
-    );
-    gauge(
-        &reg,
-        "etcd_server_proposals_pending",
-        "The current number of pending proposals to commit.",
-        node.waiters.len() as i64,
-    );
-    gauge(
-        &reg,
-        "etcd_mvcc_db_total_size_in_bytes",
-        "Total size of the underlying database physically allocated in bytes.",
-        node.mvcc.engine().size_bytes() as i64,
-    );
-    gauge(&reg, "etcd_debugging_mvcc_current_revision", "The current revision of store.", node.mvcc.current_revision());
-    gauge(
-        &reg,
-        "etcd_debugging_mvcc_compact_revision",
-        "The revision of the last compaction in store.",
-        node.mvcc.compact_revision(),
-    );
-    gauge(&reg, "etcd_debugging_mvcc_watcher_total", "Total number of watchers.", ctx.watch.watchers());
-    gauge(&reg, "etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", ctx.watch.streams());
-    gauge(&reg, "etcd_debugging_lease_total", "The number of leases.", node.lessor.len() as i64);
-    let mut buf = Vec::new();
-    let _ = TextEncoder::new().encode(&reg.gather(), &mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
 async fn metrics(State(ctx): State<Ctx>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render_metrics(&ctx))
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&ctx))
 }
 
 /// grpc-go (etcd) rejects an oversized request with ResourceExhausted

@@ -258,7 +258,9 @@ pub async fn time_to_live(
 /// lease granted through a follower that applied the grant first is known.
 pub async fn renew_here(ctx: &Ctx, id: i64, deadline: Deadline) -> Result<i64, EtcdError> {
     ctx.node.confirm_leadership(deadline).await?;
-    ctx.node.lessor.renew(id)
+    let ttl = ctx.node.lessor.renew(id)?;
+    crate::metrics::get().lease.renewed.inc();
+    Ok(ttl)
 }
 
 /// Renews on the leader: here when this member leads, else forwarded.

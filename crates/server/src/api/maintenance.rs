@@ -122,8 +122,10 @@ pub async fn hash_kv_here(ctx: &Ctx, revision: i64) -> Result<(HashKvResponse, i
         return Err(EtcdError::FutureRev);
     }
     let rev = if revision <= 0 { current } else { revision };
+    let start = std::time::Instant::now();
     let (hash, compact) =
         crate::maintenance::hashkv::run_scan(move || crate::maintenance::hashkv::hash_kv(&mvcc, rev)).await?;
+    crate::metrics::get().mvcc.hash_rev.observe(crate::metrics::since(start));
     let compact_revision = if compact <= 0 { -1 } else { compact };
     Ok((HashKvResponse { header: ctx.header(None), hash, compact_revision }, rev))
 }
@@ -168,7 +170,8 @@ impl Maintenance for MaintenanceService {
     async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         Call::of(&request)?;
         let node = &self.ctx.node;
-        let size = node.mvcc.engine().size_bytes() as i64;
+        let engine = node.mvcc.engine();
+        let (size, in_use) = (engine.size_bytes() as i64, engine.size_in_use_bytes() as i64);
         Ok(Response::new(StatusResponse {
             header: self.ctx.header(None),
             version: api::ETCD_VERSION.to_string(),
@@ -178,7 +181,7 @@ impl Maintenance for MaintenanceService {
             raft_term: node.state.term(),
             raft_applied_index: node.state.applied_index(),
             errors: node.alarms.list().iter().map(crate::apply::alarms::describe).collect(),
-            db_size_in_use: size,
+            db_size_in_use: in_use,
             is_learner: node.is_learner(),
         }))
     }
@@ -188,10 +191,13 @@ impl Maintenance for MaintenanceService {
     async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         Call::of(&request)?;
         let engine = self.ctx.node.mvcc.engine().clone();
-        tokio::task::spawn_blocking(move || engine.defragment())
-            .await
-            .map_err(crate::errors::from_join)?
-            .map_err(crate::errors::from_engine)?;
+        let disk = &crate::metrics::get().disk;
+        let start = std::time::Instant::now();
+        disk.defrag_inflight.set(1);
+        let done = tokio::task::spawn_blocking(move || engine.defragment()).await;
+        disk.defrag_inflight.set(0);
+        disk.backend_defrag.observe(crate::metrics::since(start));
+        done.map_err(crate::errors::from_join)?.map_err(crate::errors::from_engine)?;
         Ok(Response::new(DefragmentResponse { header: self.ctx.header(None) }))
     }
 
@@ -202,7 +208,9 @@ impl Maintenance for MaintenanceService {
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         Call::of(&request)?;
         let mvcc = self.ctx.node.mvcc.clone();
+        let start = std::time::Instant::now();
         let hash = crate::maintenance::hashkv::run_scan(move || hash_stored(&mvcc)).await?;
+        crate::metrics::get().mvcc.hash.observe(crate::metrics::since(start));
         Ok(Response::new(HashResponse { header: self.ctx.header(None), hash }))
     }
 
@@ -223,8 +231,10 @@ impl Maintenance for MaintenanceService {
         let mvcc = self.ctx.node.mvcc.clone();
         let name = format!("download-{:016x}.snap.tmp", rand_suffix());
         let path = self.ctx.node.snapshots.dir().join(name);
+        let start = std::time::Instant::now();
         let backup = tokio::task::spawn_blocking(move || crate::maintenance::backup::write_backup(&mvcc, path))
             .await
+            .inspect(|_| crate::metrics::get().disk.backend_snapshot.observe(crate::metrics::since(start)))
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::internal(e.to_string()))?;
         let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_READ_AHEAD);

@@ -218,6 +218,7 @@ impl Applier {
     }
 
     fn txn(&self, t: TxnRequest, applied: AppliedIndex) -> Result<TxnResponse, EtcdError> {
+        crate::metrics::get().mvcc.txn.inc();
         let mut tw = TxnWrite::new(&self.mvcc);
         let path = txn::compare_to_path(&tw, &t)?;
         txn::check_requests(&tw, &t, &path, &|id| self.lessor.exists(id))?;
@@ -233,7 +234,10 @@ impl Applier {
     /// deletion): the member that proposed it waits after apply answered
     /// (`compactor::wait_physical`), as etcd's server does.
     fn compact(&self, c: CompactionRequest, applied: AppliedIndex) -> Result<CompactionResponse, EtcdError> {
+        let start = std::time::Instant::now();
         self.mvcc.compact(c.revision, applied).map_err(from_mvcc)?;
+        // The pause writers see: the deletion runs later, off the apply.
+        crate::metrics::get().mvcc.compaction_pause.observe(start.elapsed().as_secs_f64() * 1000.0);
         let revision = self.mvcc.current_revision();
         Ok(CompactionResponse { header: header(revision) })
     }
@@ -266,6 +270,9 @@ impl Applier {
     fn lease_grant(&self, g: LeaseGrantRequest, applied: AppliedIndex) -> Result<LeaseGrantResponse, EtcdError> {
         let mut batch = WriteBatch::default();
         let ttl = self.lessor.grant(g.id, g.ttl, &mut batch)?;
+        let lease = &crate::metrics::get().lease;
+        lease.granted.inc();
+        lease.ttl.observe(ttl as f64);
         self.mvcc.set_applied_with(applied, batch).map_err(from_mvcc)?;
         Ok(LeaseGrantResponse { header: header(self.mvcc.current_revision()), id: g.id, ttl, error: String::new() })
     }
@@ -281,6 +288,7 @@ impl Applier {
         let mut batch = WriteBatch::default();
         self.lessor.remove(r.id, &mut batch);
         self.commit(tw, applied, batch)?;
+        crate::metrics::get().lease.revoked.inc();
         Ok(LeaseRevokeResponse { header: header(revision) })
     }
 

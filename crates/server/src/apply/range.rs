@@ -143,6 +143,7 @@ fn range_limit(r: &RangeRequest) -> i64 {
 }
 
 pub fn execute_range(view: &dyn ReadView, r: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+    crate::metrics::get().mvcc.range.inc();
     let range = KeyRange::from_etcd(&r.key, &r.range_end);
     let opts = RangeOptions { limit: range_limit(r), rev: r.revision, count_only: r.count_only };
     let rr = view.range(&range, opts).map_err(from_mvcc)?;

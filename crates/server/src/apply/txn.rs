@@ -211,6 +211,7 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 
 /// Writes a put that `check_put` accepted.
 pub fn put(tw: &mut TxnWrite<'_>, p: &PutRequest) -> Result<PutResponse, EtcdError> {
+    crate::metrics::get().mvcc.put.inc();
     let prev = if p.ignore_value || p.ignore_lease || p.prev_kv { prev_kv(tw, &p.key)? } else { None };
     let mut value: &[u8] = &p.value;
     let mut lease = p.lease;
@@ -230,6 +231,7 @@ pub fn put(tw: &mut TxnWrite<'_>, p: &PutRequest) -> Result<PutResponse, EtcdErr
 }
 
 pub fn delete_range(tw: &mut TxnWrite<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, EtcdError> {
+    crate::metrics::get().mvcc.delete.inc();
     let deleted = tw.txn.delete_range(&KeyRange::from_etcd(&d.key, &d.range_end)).map_err(from_mvcc)?;
     Ok(DeleteRangeResponse {
         header: header(tw.rev()),

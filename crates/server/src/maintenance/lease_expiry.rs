@@ -37,9 +37,11 @@ pub async fn revoke_expired_leases(node: Arc<NodeHandle>, timeout: std::time::Du
             tokio::spawn(async move {
                 let deadline = Deadline::new(timeout, None);
                 match node.propose(Internal::LeaseRevoke(LeaseRevokeRequest { id }), deadline).await {
-                    Ok(_) | Err(api::EtcdError::LeaseNotFound) => {
+                    Ok(_) => {
+                        crate::metrics::get().server.lease_expired.inc();
                         tracing::debug!(lease = id, "expired lease revoked")
                     }
+                    Err(api::EtcdError::LeaseNotFound) => tracing::debug!(lease = id, "expired lease already revoked"),
                     Err(e) => {
                         tracing::warn!(lease = id, error = %e, "revoking an expired lease failed; will retry")
                     }

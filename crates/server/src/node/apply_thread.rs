@@ -68,6 +68,10 @@ pub(super) struct Worker {
     pub(super) revision_tx: watch::Sender<i64>,
 }
 
+/// An entry that takes longer than this to apply counts as slow (etcd's
+/// `warnApplyDuration`).
+const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The apply thread; the raft thread waits for it with `drain(Task::Barrier)`.
 pub(super) type ApplyThread = QueueThread<Task>;
 
@@ -92,8 +96,20 @@ impl Worker {
     fn run(self, rx: Receiver<Task>) -> Result<(), NodeError> {
         while let Ok(task) = rx.recv() {
             match task {
-                Task::Entries(entries) => self.apply_entries(entries)?,
-                Task::Restore { meta, mut data } => self.restore(&meta, &mut data)?,
+                Task::Entries(entries) => {
+                    // etcd's backend commit is a bbolt commit; here the
+                    // engine takes a batch of entries as they apply.
+                    let start = std::time::Instant::now();
+                    self.apply_entries(entries)?;
+                    crate::metrics::get().disk.backend_commit.observe(crate::metrics::since(start));
+                }
+                Task::Restore { meta, mut data } => {
+                    let in_progress = &crate::metrics::get().server.snapshot_apply_in_progress;
+                    in_progress.set(1);
+                    let restored = self.restore(&meta, &mut data);
+                    in_progress.set(0);
+                    restored?
+                }
                 Task::Capture(reply) => {
                     let captured = self.capture();
                     let failed = captured.is_err();
@@ -121,7 +137,13 @@ impl Worker {
             }
             match e.get_entry_type() {
                 EntryType::EntryNormal if e.data.is_empty() => self.mark_applied(applied)?,
-                EntryType::EntryNormal => self.apply_normal(&e.data, applied)?,
+                EntryType::EntryNormal => {
+                    let start = std::time::Instant::now();
+                    self.apply_normal(&e.data, applied)?;
+                    if start.elapsed() >= SLOW_APPLY {
+                        crate::metrics::get().server.slow_apply.inc();
+                    }
+                }
                 // The raft thread applies conf changes; MetaStore proposes no v2.
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                     tracing::error!(index = e.index, "a conf change entry reached the apply thread; ignored");

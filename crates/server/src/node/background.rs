@@ -38,7 +38,10 @@ impl BackgroundSnapshot {
                 Some(d) => d(w).map_err(io::Error::other),
                 None => Err(io::Error::other("the snapshot dump was already written")),
             };
-            store.save(&meta, &mut write).map(drop).map_err(io::Error::other)
+            let start = Instant::now();
+            let saved = store.save(&meta, &mut write).map(drop).map_err(io::Error::other);
+            crate::metrics::get().disk.snap_save.observe(crate::metrics::since(start));
+            saved
         })?;
         Ok(BackgroundSnapshot { index, term, started: Instant::now(), thread })
     }

@@ -56,6 +56,9 @@ pub use runner::Transport;
 /// a burst of a few thousand concurrent clients; beyond it clients get
 /// "too many requests" rather than unbounded memory.
 const PROPOSAL_QUEUE: usize = 16 * 1024;
+/// A ReadIndex slower than this counts as slow (etcd retries its own
+/// after as long: `readIndexRetryTime`).
+const SLOW_READ_INDEX: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -183,6 +186,25 @@ impl NodeHandle {
     }
 
     async fn propose_inner(&self, req: Request, auth: Option<RequestAuth>, deadline: Deadline) -> ApplyResult {
+        let result = self.propose_once(req, auth, deadline).await;
+        // etcd's proposals_failed counts proposals that never got an
+        // answer (refused, timed out, cancelled, stopped), not requests
+        // that applied with an error.
+        if let Err(
+            EtcdError::TooManyRequests
+            | EtcdError::Stopped
+            | EtcdError::Timeout
+            | EtcdError::TimeoutDueToLeaderFail
+            | EtcdError::Canceled
+            | EtcdError::NoLeader,
+        ) = &result
+        {
+            crate::metrics::get().server.proposals_failed.inc();
+        }
+        result
+    }
+
+    async fn propose_once(&self, req: Request, auth: Option<RequestAuth>, deadline: Deadline) -> ApplyResult {
         let (id, rx, _guard) = self.waiters.register();
         let data = InternalRequest { id, auth, request: Some(req) }.encode_to_vec();
         if data.len() > self.max_request_bytes {
@@ -216,12 +238,23 @@ impl NodeHandle {
     /// Linearizable read barrier: returns once this member has applied
     /// everything committed before the call (raft ReadIndex).
     pub async fn read_barrier(&self, deadline: Deadline) -> Result<(), EtcdError> {
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(NodeMsg::ReadIndex(tx))?;
-        let index = deadline.run(rx).await?.map_err(|_| EtcdError::Stopped)??;
+        let start = std::time::Instant::now();
+        let index = self.read_index(deadline).await.inspect_err(|_| {
+            crate::metrics::get().server.read_indexes_failed.inc();
+        })?;
+        if start.elapsed() >= SLOW_READ_INDEX {
+            crate::metrics::get().server.slow_read_indexes.inc();
+        }
         let mut applied = self.state.subscribe_applied();
         deadline.run(applied.wait_for(|a| *a >= index)).await?.map_err(|_| EtcdError::Stopped)?;
         Ok(())
+    }
+
+    /// The commit index a quorum confirmed (raft ReadIndex).
+    async fn read_index(&self, deadline: Deadline) -> Result<u64, EtcdError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(NodeMsg::ReadIndex(tx))?;
+        deadline.run(rx).await?.map_err(|_| EtcdError::Stopped)?
     }
 
     /// etcd's `ensureLeadership` (etcd issue 15247): true leadership,

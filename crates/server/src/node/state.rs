@@ -62,7 +62,11 @@ impl SharedState {
         self.term.store(t, Ordering::Release)
     }
     pub(crate) fn set_leader(&self, l: u64) {
-        self.leader.store(l, Ordering::Release)
+        let before = self.leader.swap(l, Ordering::AcqRel);
+        // etcd counts a change to a known leader, the first one included.
+        if l != 0 && l != before {
+            crate::metrics::get().server.leader_changes.inc();
+        }
     }
     pub(crate) fn set_commit(&self, c: u64) {
         self.commit.fetch_max(c, Ordering::AcqRel);

@@ -94,23 +94,30 @@ fn run(writer: &WalWriter, rx: &Receiver<Task>, notify: &SyncSender<NodeMsg>) ->
         let mut must_sync = false;
         let mut last = None;
         let mut barriers = Vec::new();
+        let mut written = 0;
         for task in group {
             match task {
                 Task::Persist { number, entries, hard_state, sync } => {
                     writer.write(&entries, hard_state.as_ref(), false)?;
+                    written += entries.iter().map(|e| (e.data.len() + e.context.len()) as i64).sum::<i64>();
                     must_sync |= sync;
                     last = Some(number);
                 }
                 Task::Barrier(done) => barriers.push(done),
             }
         }
+        let disk = &crate::metrics::get().disk;
+        // Entry payloads: the records' framing is not counted.
+        disk.wal_write_bytes.add(written);
         // One fsync for the whole group.
         if must_sync {
+            let start = std::time::Instant::now();
             // Tests make the fsync fail (EIO) or stall here.
             if failpoint::hit("wal::sync") {
                 return Err(NodeError::Io(std::io::Error::other("failpoint wal::sync")));
             }
             writer.sync()?;
+            disk.wal_fsync.observe(crate::metrics::since(start));
         }
         if let Some(number) = last {
             // The raft thread takes its queue all the time: this waits only

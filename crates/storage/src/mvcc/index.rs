@@ -54,7 +54,6 @@ impl TreeIndex {
     }
 
     /// Number of keys held (including keys that only have history).
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.map.len()
     }

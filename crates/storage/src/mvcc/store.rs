@@ -176,6 +176,12 @@ impl MvccStore {
         &self.shared.engine
     }
 
+    /// Keys in the index, those whose history holds only a deletion
+    /// included (etcd's `keys_total`).
+    pub fn keys_total(&self) -> usize {
+        self.shared.index.read().len()
+    }
+
     /// The latest published revision.
     pub fn current_revision(&self) -> i64 {
         self.current_rev.load(Ordering::Acquire)

@@ -168,6 +168,7 @@ impl StreamState {
         while !self.pending.is_empty() {
             let permit = self.out.reserve().await.map_err(|_| Closed)?;
             if let Some(wr) = self.pending.pop_front() {
+                crate::metrics::get().mvcc.events.inc_by(wr.events.len() as u64);
                 permit.send(Ok(wr));
             }
         }

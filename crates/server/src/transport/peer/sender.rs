@@ -15,7 +15,8 @@ use std::io::Read;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use api::pb::metastorepb::RaftEnvelope;
+use api::pb::metastorepb::{ProbeRequest, RaftEnvelope};
+use prometheus::{IntCounter, IntGauge};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use raft::SnapshotStatus;
@@ -24,6 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::client::{connect, with_timeout, Dialer};
 use super::SNAPSHOT_CHUNK;
+use crate::metrics::{self, id_label};
 use crate::node::{NodeHandle, Report, Transport};
 
 /// Raft messages queued per peer; beyond this the peer counts as
@@ -46,6 +48,10 @@ const HOLD_AFTER_SNAPSHOT_SENT: Duration = Duration::from_secs(30);
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Snapshot chunks read from disk ahead of the call.
 const SNAPSHOT_READ_AHEAD: usize = 4;
+/// How often each peer's round trip is timed (etcd's prober: 4 s).
+const PROBE_INTERVAL: Duration = Duration::from_secs(4);
+/// A probe unanswered this long counts the peer as inactive.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 struct Lane {
     tx: mpsc::Sender<Message>,
@@ -56,12 +62,14 @@ struct Peer {
     urls: Vec<String>,
     control: Lane,
     data: Lane,
+    probe: tokio::task::JoinHandle<()>,
 }
 
 impl Peer {
     fn abort(&self) {
         self.control.task.abort();
         self.data.task.abort();
+        self.probe.abort();
     }
 }
 
@@ -75,11 +83,14 @@ pub struct PeerTransport {
     dialer: Dialer,
     node: Weak<NodeHandle>,
     peers: HashMap<u64, Peer>,
+    /// This member's ID, as the peer metrics' `Local` label.
+    local: String,
 }
 
 impl PeerTransport {
     pub fn new(rt: tokio::runtime::Handle, dialer: Dialer, node: &Arc<NodeHandle>) -> Self {
-        PeerTransport { rt, dialer, node: Arc::downgrade(node), peers: HashMap::new() }
+        let local = id_label(node.state.member_id);
+        PeerTransport { rt, dialer, node: Arc::downgrade(node), peers: HashMap::new(), local }
     }
 }
 
@@ -107,7 +118,13 @@ impl Transport for PeerTransport {
                 continue;
             };
             let lane = if is_data(&m) { &peer.data } else { &peer.control };
+            let heartbeat = m.get_msg_type() == MessageType::MsgHeartbeat;
             if lane.tx.try_send(m).is_err() {
+                let m = metrics::get();
+                m.net.peer_sent_failures.with_label_values(&[&id_label(to)]).inc();
+                if heartbeat {
+                    m.server.heartbeat_send_failures.inc();
+                }
                 report(&self.node, Report::Unreachable(to));
                 if snapshot {
                     report(&self.node, Report::Snapshot(to, SnapshotStatus::Failure));
@@ -135,7 +152,8 @@ impl Transport for PeerTransport {
                 Lane { tx, task }
             };
             let (control, data) = (lane(), lane());
-            self.peers.insert(id, Peer { urls, control, data });
+            let probe = self.rt.spawn(probe_loop(self.local.clone(), id, urls.clone(), self.dialer.clone()));
+            self.peers.insert(id, Peer { urls, control, data, probe });
         }
     }
 }
@@ -155,6 +173,9 @@ async fn peer_loop(
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut turn = 0usize;
+    let net = &metrics::get().net;
+    let sent = net.peer_sent_bytes.with_label_values(&[&id_label(id)]);
+    let failures = net.peer_sent_failures.with_label_values(&[&id_label(id)]);
     loop {
         let url = &urls[turn % urls.len()];
         turn += 1;
@@ -162,7 +183,7 @@ async fn peer_loop(
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(peer = %format!("{id:x}"), %url, error = %e, "peer unreachable");
-                if !pause(id, &mut rx, &node, &mut backoff).await {
+                if !pause(id, &mut rx, &node, &mut backoff, &failures).await {
                     return;
                 }
                 continue;
@@ -191,9 +212,14 @@ async fn peer_loop(
                         }
                         // A stream that takes no message for this long is
                         // stuck (peer gone silent): reconnect.
-                        match tokio::time::timeout(STREAM_SEND_TIMEOUT, stx.send(envelope(&m))).await {
-                            Ok(Ok(())) => {}
-                            _ => break,
+                        let env = envelope(&m);
+                        let bytes = env.message.len() as u64;
+                        match tokio::time::timeout(STREAM_SEND_TIMEOUT, stx.send(env)).await {
+                            Ok(Ok(())) => sent.inc_by(bytes),
+                            _ => {
+                                failures.inc();
+                                break;
+                            }
                         }
                     }
                 },
@@ -214,7 +240,7 @@ async fn peer_loop(
         if connected_at.elapsed() >= STABLE_CONNECTION {
             backoff = BACKOFF_MIN;
             report(&node, Report::Unreachable(id));
-        } else if !pause(id, &mut rx, &node, &mut backoff).await {
+        } else if !pause(id, &mut rx, &node, &mut backoff, &failures).await {
             return;
         }
     }
@@ -223,9 +249,16 @@ async fn peer_loop(
 /// After a failed attempt: tells raft, drops what queued meanwhile (stale;
 /// raft sends again), waits `backoff` and doubles it. False when the peer
 /// was removed (its queue closed).
-async fn pause(id: u64, rx: &mut mpsc::Receiver<Message>, node: &Weak<NodeHandle>, backoff: &mut Duration) -> bool {
+async fn pause(
+    id: u64,
+    rx: &mut mpsc::Receiver<Message>,
+    node: &Weak<NodeHandle>,
+    backoff: &mut Duration,
+    failures: &IntCounter,
+) -> bool {
     report(node, Report::Unreachable(id));
     while let Ok(m) = rx.try_recv() {
+        failures.inc();
         if m.get_msg_type() == MessageType::MsgSnapshot {
             report(node, Report::Snapshot(id, SnapshotStatus::Failure));
         }
@@ -282,11 +315,20 @@ async fn send_snapshot(
         }
     });
     let request = with_timeout(ReceiverStream::new(rx), SNAPSHOT_TIMEOUT);
+    let net = &metrics::get().net;
+    let peer = id_label(id);
+    let inflight = net.snapshot_send_inflights.with_label_values(&[&peer]);
+    let start = std::time::Instant::now();
+    inflight.inc();
     let call = client.snapshot(request).await;
     let read = reader.await.unwrap_or_else(|e| Err(e.into()));
+    inflight.dec();
     let status = match (call, read) {
         (Ok(_), Ok(bytes)) => {
             tracing::info!(peer = %format!("{id:x}"), bytes, "snapshot sent");
+            net.snapshot_send_success.with_label_values(&[&peer]).inc();
+            net.snapshot_send_duration.with_label_values(&[&peer]).observe(metrics::since(start));
+            net.peer_sent_bytes.with_label_values(&[&peer]).inc_by(bytes);
             // Dropped early if the runtime shuts down first.
             tokio::spawn(async move {
                 tokio::time::sleep(HOLD_AFTER_SNAPSHOT_SENT).await;
@@ -295,15 +337,90 @@ async fn send_snapshot(
             SnapshotStatus::Finish
         }
         (Err(e), _) => {
+            net.snapshot_send_failures.with_label_values(&[&peer]).inc();
             tracing::warn!(peer = %format!("{id:x}"), error = %e.message(), "sending snapshot failed");
             SnapshotStatus::Failure
         }
         (_, Err(e)) => {
+            net.snapshot_send_failures.with_label_values(&[&peer]).inc();
             tracing::warn!(peer = %format!("{id:x}"), error = %e, "reading snapshot failed");
             SnapshotStatus::Failure
         }
     };
     report(&node, Report::Snapshot(id, status));
+}
+
+/// Times a round trip to one peer every `PROBE_INTERVAL` (etcd's prober,
+/// `etcd_network_peer_round_trip_time_seconds`) and keeps the peer's
+/// `etcd_network_active_peers` gauge: active while probes get answers.
+/// Ends when the peer is removed (the task is aborted).
+async fn probe_loop(local: String, id: u64, urls: Vec<String>, dialer: Dialer) {
+    let remote = id_label(id);
+    let net = &metrics::get().net;
+    let rtt = net.peer_rtt.with_label_values(&[&remote]);
+    let mut active = Active { gauge: net.active_peers.with_label_values(&[&local, &remote]), up: false };
+    let mut client = None;
+    let mut turn = 0usize;
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if client.is_none() {
+            client = connect(&urls[turn % urls.len()], &dialer).await.ok();
+            turn += 1;
+        }
+        let answered = match &mut client {
+            Some(c) => {
+                let start = std::time::Instant::now();
+                let ok = match c.probe(with_timeout(ProbeRequest {}, PROBE_TIMEOUT)).await {
+                    Ok(_) => true,
+                    // A member of an older version answers Unimplemented:
+                    // a round trip all the same.
+                    Err(s) => s.code() == tonic::Code::Unimplemented,
+                };
+                if ok {
+                    rtt.observe(metrics::since(start));
+                }
+                ok
+            }
+            None => false,
+        };
+        if !answered {
+            client = None;
+        }
+        if active.set(answered) {
+            net.disconnected_peers.with_label_values(&[&local, &remote]).inc();
+        }
+    }
+}
+
+/// A peer's `etcd_network_active_peers` gauge; taken back when the peer's
+/// prober ends.
+struct Active {
+    gauge: IntGauge,
+    up: bool,
+}
+
+impl Active {
+    /// True when the peer just went from active to inactive.
+    fn set(&mut self, up: bool) -> bool {
+        if up == self.up {
+            return false;
+        }
+        self.up = up;
+        if up {
+            self.gauge.inc();
+        } else {
+            self.gauge.dec();
+        }
+        !up
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.set(false);
+    }
 }
 
 /// Up to `SNAPSHOT_CHUNK` bytes (fewer only at the end of the data).

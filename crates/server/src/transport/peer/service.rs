@@ -7,8 +7,11 @@ use api::pb::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, MemberAddRequest,
     MemberAddResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
 };
-use api::pb::metastorepb::{peer_server::Peer, MembersRequest, MembersResponse, RaftAck, RaftEnvelope};
+use api::pb::metastorepb::{
+    peer_server::Peer, MembersRequest, MembersResponse, ProbeRequest, ProbeResponse, RaftAck, RaftEnvelope,
+};
 use api::EtcdError;
+use prometheus::IntCounter;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::io::AsyncWriteExt;
@@ -16,6 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::Ctx;
 use crate::deadline::Deadline;
+use crate::metrics::id_label;
 use crate::node::NodeHandle;
 
 /// What a member hears when it talks to peers after being removed.
@@ -57,8 +61,30 @@ fn decode(bytes: &[u8]) -> Result<Message, Status> {
 impl Peer for PeerService {
     async fn raft(&self, request: Request<Streaming<RaftEnvelope>>) -> Result<Response<RaftAck>, Status> {
         let mut inbound = request.into_inner();
-        while let Some(env) = next(&mut inbound).await? {
+        let net = &crate::metrics::get().net;
+        // The sender's counter, resolved at its first message.
+        let mut from: Option<(u64, IntCounter)> = None;
+        loop {
+            let env = match next(&mut inbound).await {
+                Ok(Some(env)) => env,
+                Ok(None) => break,
+                Err(status) => {
+                    if let Some((id, _)) = &from {
+                        net.peer_received_failures.with_label_values(&[&id_label(*id)]).inc();
+                    }
+                    return Err(status);
+                }
+            };
             let msg = decode(&env.message)?;
+            let bytes = env.message.len() as u64;
+            match &from {
+                Some((id, counter)) if *id == msg.from => counter.inc_by(bytes),
+                _ => {
+                    let counter = net.peer_received_bytes.with_label_values(&[&id_label(msg.from)]);
+                    counter.inc_by(bytes);
+                    from = Some((msg.from, counter));
+                }
+            }
             if self.node().members.is_removed(msg.from) {
                 // etcd answers a removed member's traffic so it stops itself.
                 return Err(Status::failed_precondition(REMOVED));
@@ -76,46 +102,30 @@ impl Peer for PeerService {
         let Some(first) = next(&mut inbound).await? else {
             return Err(Status::invalid_argument("empty snapshot call"));
         };
-        let mut msg = decode(&first.message)?;
+        let msg = decode(&first.message)?;
         if msg.get_msg_type() != MessageType::MsgSnapshot {
             return Err(Status::invalid_argument("not a snapshot message"));
         }
-        // Chunks go to a staged file as they arrive; raft gets the metadata
-        // and the raft thread installs from the file.
-        let meta = msg.get_snapshot().get_metadata().clone();
-        let staged = &self.node().staged;
-        let path = staged.path_for(meta.index, meta.term);
-        let io = |e: std::io::Error| Status::internal(format!("staging snapshot data: {e}"));
-        let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
-        let received = async {
-            let mut bytes = first.snapshot_data.len() as u64;
-            file.write_all(&first.snapshot_data).await.map_err(io)?;
-            let mut more = first.more;
-            while more {
-                let Some(env) = next(&mut inbound).await? else {
-                    return Err(Status::invalid_argument("snapshot call ended early"));
-                };
-                file.write_all(&env.snapshot_data).await.map_err(io)?;
-                bytes += env.snapshot_data.len() as u64;
-                more = env.more;
+        let net = &crate::metrics::get().net;
+        let peer = id_label(msg.from);
+        let start = std::time::Instant::now();
+        let inflight = net.snapshot_receive_inflights.with_label_values(&[&peer]);
+        inflight.inc();
+        let result = self.receive_snapshot(msg, first, inbound).await;
+        inflight.dec();
+        match &result {
+            Ok(bytes) => {
+                net.snapshot_receive_success.with_label_values(&[&peer]).inc();
+                net.snapshot_receive_duration.with_label_values(&[&peer]).observe(crate::metrics::since(start));
+                net.peer_received_bytes.with_label_values(&[&peer]).inc_by(*bytes);
             }
-            file.flush().await.map_err(io)?;
-            Ok(bytes)
+            Err(_) => net.snapshot_receive_failures.with_label_values(&[&peer]).inc(),
         }
-        .await;
-        drop(file);
-        let bytes = match received {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&path).await;
-                return Err(e);
-            }
-        };
-        tracing::info!(from = %format!("{:x}", msg.from), bytes, "snapshot received");
-        staged.add(meta.index, meta.term, path);
-        msg.mut_snapshot().data = Default::default();
-        self.node().step(msg);
-        Ok(Response::new(RaftAck {}))
+        result.map(|_| Response::new(RaftAck {}))
+    }
+
+    async fn probe(&self, _request: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
+        Ok(Response::new(ProbeResponse {}))
     }
 
     async fn members(&self, _request: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
@@ -177,5 +187,52 @@ impl Peer for PeerService {
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         let deadline = Deadline::from_request(&request, self.ctx.request_timeout());
         Ok(Response::new(crate::api::cluster::remove_here(&self.ctx, request.into_inner(), deadline).await?))
+    }
+}
+
+impl PeerService {
+    /// Stages a snapshot's chunks in a file as they arrive, then hands the
+    /// message to raft (the raft thread installs from the file); the bytes
+    /// received.
+    async fn receive_snapshot(
+        &self,
+        mut msg: Message,
+        first: RaftEnvelope,
+        mut inbound: Streaming<RaftEnvelope>,
+    ) -> Result<u64, Status> {
+        let meta = msg.get_snapshot().get_metadata().clone();
+        let staged = &self.node().staged;
+        let path = staged.path_for(meta.index, meta.term);
+        let io = |e: std::io::Error| Status::internal(format!("staging snapshot data: {e}"));
+        let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+        let received = async {
+            let mut bytes = first.snapshot_data.len() as u64;
+            file.write_all(&first.snapshot_data).await.map_err(io)?;
+            let mut more = first.more;
+            while more {
+                let Some(env) = next(&mut inbound).await? else {
+                    return Err(Status::invalid_argument("snapshot call ended early"));
+                };
+                file.write_all(&env.snapshot_data).await.map_err(io)?;
+                bytes += env.snapshot_data.len() as u64;
+                more = env.more;
+            }
+            file.flush().await.map_err(io)?;
+            Ok(bytes)
+        }
+        .await;
+        drop(file);
+        let bytes = match received {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(e);
+            }
+        };
+        tracing::info!(from = %format!("{:x}", msg.from), bytes, "snapshot received");
+        staged.add(meta.index, meta.term, path);
+        msg.mut_snapshot().data = Default::default();
+        self.node().step(msg);
+        Ok(bytes)
     }
 }

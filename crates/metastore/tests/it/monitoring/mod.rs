@@ -1,0 +1,259 @@
+//! etcd's monitoring, unchanged, on MetaStore: the alerting rules and the
+//! Grafana dashboard of etcd's mixin (rendered in `deploy/prometheus/`),
+//! checked by promtool, queried through a real Prometheus scraping a
+//! MetaStore cluster beside an etcd cluster, and fired by real faults.
+
+mod prometheus;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use prometheus::{metric_names, Prometheus};
+use serde_json::Value;
+use testkit::cluster::Cluster;
+
+const FIRE_TIMEOUT: Duration = Duration::from_secs(40);
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus")
+}
+
+fn deploy_file(name: &str) -> String {
+    std::fs::read_to_string(deploy_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn promtool(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("promtool")
+        .args(args)
+        .current_dir(deploy_dir())
+        .output()
+        .expect("run promtool (scripts/setup.sh installs prometheus)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn promtool_accepts_the_rules_their_tests_and_the_sample_config() {
+    let (ok, out) = promtool(&["check", "rules", "etcd-alerts.yaml"]);
+    assert!(ok && out.contains("SUCCESS: 15 rules found"), "{out}");
+    // The mixin's own unit tests of its rules.
+    let (ok, out) = promtool(&["test", "rules", "etcd-alerts-test.yaml"]);
+    assert!(ok && out.contains("SUCCESS"), "{out}");
+    let (ok, out) = promtool(&["check", "config", "prometheus.yml"]);
+    assert!(ok, "{out}");
+    // A broken rule is refused: the checks above can fail.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        deploy_file("etcd-alerts.yaml").replace("etcd_server_has_leader{", "etcd_server_has_leader{{"),
+    )
+    .unwrap();
+    let (ok, _) = promtool(&["check", "rules", bad.to_str().unwrap()]);
+    assert!(!ok, "a broken rule file passed promtool");
+}
+
+/// Every expression in a JSON document (the dashboard's panels).
+fn exprs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr", Value::String(e)) => out.push(e.clone()),
+                    _ => exprs(v, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| exprs(v, out)),
+        _ => {}
+    }
+}
+
+/// The alert rules' expressions.
+fn alert_exprs(rules: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut name = String::new();
+    let mut lines = rules.lines().peekable();
+    while let Some(line) = lines.next() {
+        let t = line.trim_start();
+        if let Some(n) = t.strip_prefix("- alert: ") {
+            name = n.trim().to_string();
+        } else if let Some(e) = t.strip_prefix("expr: ") {
+            let mut expr = String::new();
+            if e.trim() == "|" {
+                let indent = lines.peek().map_or(0, |l| l.len() - l.trim_start().len());
+                while lines.peek().is_some_and(|l| l.len() - l.trim_start().len() >= indent && !l.trim().is_empty()) {
+                    expr.push_str(lines.next().unwrap_or_default().trim());
+                    expr.push('\n');
+                }
+            } else {
+                expr = e.trim().to_string();
+            }
+            out.push((name.clone(), expr));
+        }
+    }
+    out
+}
+
+fn cluster_targets(c: &Cluster) -> Vec<String> {
+    c.members().iter().map(|m| format!("127.0.0.1:{}", m.client_port())).collect()
+}
+
+/// Puts, gets, a watch and a lease keep-alive on every member, the way an
+/// application keeps a cluster busy, until `until`.
+async fn load(endpoints: Vec<String>, until: Instant) {
+    let mut tasks = Vec::new();
+    for (i, ep) in endpoints.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut c = etcd_client::Client::connect([ep], None).await.expect("connect");
+            let mut events =
+                c.watch("load/", Some(etcd_client::WatchOptions::new().with_prefix())).await.expect("watch");
+            let lease = c.lease_grant(30, None).await.expect("grant").id();
+            let (mut keeper, mut acks) = c.lease_keep_alive(lease).await.expect("keep alive");
+            let mut n = 0u64;
+            while Instant::now() < until {
+                c.put(format!("load/{i}/{}", n % 50), "v".repeat(100), None).await.expect("put");
+                c.get(format!("load/{i}/{}", n % 50), None).await.expect("get");
+                if n % 20 == 0 {
+                    keeper.keep_alive().await.expect("keep alive");
+                    let _ = acks.message().await;
+                }
+                // Read some of what the watch delivered.
+                let _ = tokio::time::timeout(Duration::from_millis(1), events.message()).await;
+                n += 1;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("load task");
+    }
+}
+
+/// The dashboard's and the alerts' queries find data on MetaStore wherever
+/// they find it on etcd (each cluster its own Prometheus job), and every
+/// dashboard panel has data on MetaStore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_dashboard_and_alert_query_finds_data_as_on_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--metrics", "extensive"];
+    let ms = Cluster::start(Path::new(env!("CARGO_BIN_EXE_metastore")), 3, &flags);
+    let etcd = Cluster::start(&testkit::etcd_member_binary(dir.path()), 3, &flags);
+    let jobs = [("etcd-metastore", cluster_targets(&ms)), ("etcd-real", cluster_targets(&etcd))];
+    let prom = Prometheus::start(&jobs, None);
+    let until = Instant::now() + Duration::from_secs(8);
+    tokio::join!(load(ms.endpoints(), until), load(etcd.endpoints(), until));
+    prom.wait_scrapes(8, Duration::from_secs(30));
+
+    let dashboard: Value = serde_json::from_str(&deploy_file("etcd-dashboard.json")).expect("dashboard JSON");
+    let mut panels = Vec::new();
+    exprs(&dashboard, &mut panels);
+    assert_eq!(panels.len(), 19, "{panels:?}");
+    let series = |expr: &str, job: &str| -> usize {
+        let q = expr.replace("$cluster", job).replace("$__rate_interval", "1m");
+        prom.query(&q).unwrap_or_else(|e| panic!("{q}: {e}")).len()
+    };
+    let mut missing = Vec::new();
+    for e in &panels {
+        let (ours, theirs) = (series(e, "etcd-metastore"), series(e, "etcd-real"));
+        if ours == 0 {
+            missing.push(format!("panel {e}: MetaStore none, etcd {theirs}"));
+        }
+    }
+    // Each metric the alerts select, by job.
+    let rules = deploy_file("etcd-alerts.yaml");
+    let alerts = alert_exprs(&rules);
+    assert_eq!(alerts.len(), 15, "{alerts:?}");
+    for (name, expr) in &alerts {
+        // Every rule evaluates (firing or not) on both.
+        prom.query(expr).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for metric in metric_names(expr) {
+            let count = |job: &str| series(&format!("{metric}{{job=\"{job}\"}}"), job);
+            let (ours, theirs) = (count("etcd-metastore"), count("etcd-real"));
+            if theirs > 0 && ours == 0 {
+                missing.push(format!("alert {name}: {metric}: MetaStore none, etcd {theirs}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}\n{}", missing.join("\n"), prom.log());
+    // Sanity: the dashboard's failed-RPC panel counts nothing on a healthy
+    // MetaStore, its RPC rate something.
+    let rate =
+        prom.query(r#"sum(rate(grpc_server_started_total{job="etcd-metastore",grpc_type="unary"}[1m]))"#).unwrap();
+    let v = rate[0]["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    assert!(v > 0.0, "RPC rate {rate:?}");
+}
+
+/// etcd's alerts, with their `for` durations cut to zero, fire on MetaStore
+/// under the faults they are written for, and none fires before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcds_alerts_fire_on_metastore_under_faults() {
+    const QUOTA: u64 = 4 << 20;
+    let quota = QUOTA.to_string();
+    let mut c = Cluster::start(Path::new(env!("CARGO_BIN_EXE_metastore")), 3, &["--quota-backend-bytes", &quota]);
+    let leader = c.wait_leader(Duration::from_secs(15)).expect("a leader");
+    let rules = cut_for_durations(&deploy_file("etcd-alerts.yaml"));
+    let prom = Prometheus::start(&[("etcd", cluster_targets(&c))], Some(&rules));
+    load(c.endpoints(), Instant::now() + Duration::from_secs(4)).await;
+    prom.wait_scrapes(4, Duration::from_secs(30));
+    // Healthy and busy: nothing fires.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(prom.firing(), Vec::<Value>::new(), "alerts on a healthy cluster");
+
+    // A follower's disk: every WAL fsync takes 700 ms.
+    let slow = (leader + 1) % 3;
+    let slow_target = format!("127.0.0.1:{}", c.member(slow).client_port());
+    c.member(slow).set_failpoint("wal::sync", "sleep(700)");
+    let mut client = etcd_client::Client::connect([c.member(leader).endpoint()], None).await.expect("connect");
+    let end = Instant::now() + FIRE_TIMEOUT;
+    let fired = loop {
+        client.put("slow", "disk", None).await.expect("put");
+        let f = prom.firing();
+        if let Some(a) =
+            f.iter().find(|a| a["alertname"] == "etcdHighFsyncDurations" && a["instance"] == slow_target.as_str())
+        {
+            break a.clone();
+        }
+        assert!(Instant::now() < end, "etcdHighFsyncDurations not firing; firing: {f:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(fired["severity"], "warning", "{fired}");
+    c.member(slow).set_failpoint("wal::sync", "off");
+
+    // The store nearly at its quota.
+    let value = "q".repeat(100 << 10);
+    for i in 0.. {
+        let size = client.status().await.expect("status").db_size() as u64;
+        if size * 100 > QUOTA * 96 {
+            break;
+        }
+        assert!(i < 100, "the store never neared its quota: {size}");
+        if let Err(e) = client.put(format!("fill/{i}"), value.as_str(), None).await {
+            assert!(e.to_string().contains("database space exceeded"), "{e}");
+            break;
+        }
+    }
+    prom.wait_firing("etcdDatabaseQuotaLowSpace", FIRE_TIMEOUT, |_| true).unwrap();
+
+    // Members stop: one, then a majority.
+    let (first, second) = ((leader + 1) % 3, (leader + 2) % 3);
+    c.member_mut(first).kill9();
+    prom.wait_firing("etcdMembersDown", FIRE_TIMEOUT, |_| true).unwrap();
+    c.member_mut(second).kill9();
+    prom.wait_firing("etcdInsufficientMembers", FIRE_TIMEOUT, |_| true).unwrap();
+    let survivor = format!("127.0.0.1:{}", c.member(leader).client_port());
+    prom.wait_firing("etcdNoLeader", FIRE_TIMEOUT, |a| a["instance"] == survivor.as_str()).unwrap();
+}
+
+/// The rules with every `for:` at zero, so an alert fires at its first
+/// evaluation that finds its condition.
+fn cut_for_durations(rules: &str) -> String {
+    let out: Vec<String> = rules
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 0s", &l[..l.len() - l.trim_start().len()]),
+            None => l.to_string(),
+        })
+        .collect();
+    assert!(out.iter().filter(|l| l.trim() == "for: 0s").count() >= 10);
+    out.join("\n")
+}
