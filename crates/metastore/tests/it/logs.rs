@@ -65,3 +65,44 @@ async fn console_format_is_text() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("json, console"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+/// TLS on both ports at debug level: neither key's material, nor the
+/// keys' file contents, reaches the log.
+#[test]
+fn tls_key_material_never_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = testkit::certs::generate(dir.path());
+    let s = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_string();
+    let flags = [
+        format!("--cert-file={}", s(&c.server_cert)),
+        format!("--key-file={}", s(&c.server_key)),
+        format!("--trusted-ca-file={}", s(&c.ca)),
+        "--client-cert-auth=true".to_string(),
+        format!("--peer-cert-file={}", s(&c.server_cert)),
+        format!("--peer-key-file={}", s(&c.server_key)),
+        format!("--peer-trusted-ca-file={}", s(&c.ca)),
+        "--peer-client-cert-auth=true".to_string(),
+        "--log-level=debug".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let setup = testkit::Setup { client_tls: true, peer_tls: true, members: 1 };
+    let srv = ServerProcess::with_setup(Some(std::path::Path::new(env!("CARGO_BIN_EXE_metastore"))), &flags, setup);
+    let tls = [
+        format!("--cacert={}", s(&c.ca)),
+        format!("--cert={}", s(&c.client_cert)),
+        format!("--key={}", s(&c.client_key)),
+    ];
+    let mut args: Vec<&str> = tls.iter().map(String::as_str).collect();
+    args.extend(["put", "k", "v"]);
+    let (ok, out, err) = etcdctl(&srv.url(), &args);
+    assert!(ok, "{out}{err}");
+    let log = srv.log_text();
+    assert!(log.contains(r#""level":"debug""#), "{log}");
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+    for key in [&c.server_key, &c.client_key] {
+        let pem = std::fs::read_to_string(key).unwrap();
+        for line in pem.lines().filter(|l| !l.starts_with("-----") && l.len() > 16) {
+            assert!(!log.contains(line), "key material in the log: {line}");
+        }
+    }
+}

@@ -211,7 +211,9 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 
 /// Writes a put that `check_put` accepted.
 pub fn put(tw: &mut TxnWrite<'_>, p: &PutRequest) -> Result<PutResponse, EtcdError> {
-    crate::metrics::get().mvcc.put.inc();
+    let mvcc = &crate::metrics::get().mvcc;
+    mvcc.put.inc();
+    mvcc.put_size.add((p.key.len() + p.value.len()) as i64);
     let prev = if p.ignore_value || p.ignore_lease || p.prev_kv { prev_kv(tw, &p.key)? } else { None };
     let mut value: &[u8] = &p.value;
     let mut lease = p.lease;

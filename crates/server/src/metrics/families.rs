@@ -306,6 +306,8 @@ pub struct Mvcc {
     pub range: IntCounter,
     pub txn: IntCounter,
     pub events: IntCounter,
+    /// A gauge in etcd.
+    pub put_size: IntGauge,
     pub hash: Histogram,
     pub hash_rev: Histogram,
     pub compaction_pause: Histogram,
@@ -319,6 +321,11 @@ impl Mvcc {
             range: counter(r, "etcd_mvcc_range_total", "Total number of ranges seen by this member."),
             txn: counter(r, "etcd_mvcc_txn_total", "Total number of txns seen by this member."),
             events: counter(r, "etcd_debugging_mvcc_events_total", "Total number of events sent by this member."),
+            put_size: gauge(
+                r,
+                "etcd_debugging_mvcc_total_put_size_in_bytes",
+                "The total size of put kv pairs seen by this member.",
+            ),
             hash: histogram(
                 r,
                 "etcd_mvcc_hash_duration_seconds",

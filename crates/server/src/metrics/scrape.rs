@@ -2,7 +2,7 @@
 //! the member's live state now, in Prometheus's text format.
 
 use prometheus::core::Collector;
-use prometheus::{Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Counter, Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::api::Ctx;
 
@@ -26,6 +26,14 @@ impl Page {
         if let Ok(g) = Gauge::new(name, help) {
             g.set(value);
             self.add(g);
+        }
+    }
+
+    /// A counter read elsewhere (the process's CPU time).
+    fn total(&self, name: &str, help: &str, value: f64) {
+        if let Ok(c) = Counter::new(name, help) {
+            c.inc_by(value);
+            self.add(c);
         }
     }
 
@@ -154,7 +162,7 @@ fn mvcc_gauges(page: &Page, ctx: &Ctx) {
 
 fn process_gauges(page: &Page) {
     let p = super::process::read();
-    page.float("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", p.cpu_seconds);
+    page.total("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", p.cpu_seconds);
     page.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", p.resident_bytes as i64);
     page.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", p.virtual_bytes as i64);
     page.float(
