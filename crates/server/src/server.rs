@@ -159,7 +159,9 @@ pub async fn run(
     let rt = tokio::runtime::Handle::current();
     let dialer = Dialer::new(&cfg)?;
     let peer_dialer = dialer.clone();
-    let transport: node::TransportFactory = Box::new(move |node| Box::new(PeerTransport::new(rt, peer_dialer, &node)));
+    let heartbeat = cfg.heartbeat;
+    let transport: node::TransportFactory =
+        Box::new(move |node| Box::new(PeerTransport::new(rt, peer_dialer, &node, heartbeat)));
     let node = tokio::task::spawn_blocking(move || node::start(&start_cfg, engine, restore, transport))
         .await
         .map_err(|e| NodeError::Io(std::io::Error::other(e.to_string())))??;

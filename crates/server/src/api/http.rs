@@ -98,7 +98,10 @@ async fn health(State(ctx): State<Ctx>) -> impl IntoResponse {
 }
 
 async fn metrics(State(ctx): State<Ctx>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&ctx))
+    // Reading /proc, the engine's properties and the key index's lock
+    // (held by a snapshot install) are blocking calls.
+    let page = tokio::task::spawn_blocking(move || crate::metrics::render(&ctx)).await.unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page)
 }
 
 /// grpc-go (etcd) rejects an oversized request with ResourceExhausted

@@ -191,13 +191,19 @@ impl Maintenance for MaintenanceService {
     async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         Call::of(&request)?;
         let engine = self.ctx.node.mvcc.engine().clone();
-        let disk = &crate::metrics::get().disk;
-        let start = std::time::Instant::now();
-        disk.defrag_inflight.set(1);
-        let done = tokio::task::spawn_blocking(move || engine.defragment()).await;
-        disk.defrag_inflight.set(0);
-        disk.backend_defrag.observe(crate::metrics::since(start));
-        done.map_err(crate::errors::from_join)?.map_err(crate::errors::from_engine)?;
+        // Measured on the blocking thread: a client that gives up does not
+        // stop the defragmentation.
+        tokio::task::spawn_blocking(move || {
+            let disk = &crate::metrics::get().disk;
+            let _inflight = crate::metrics::Inflight::new(disk.defrag_inflight.clone());
+            let start = std::time::Instant::now();
+            let done = engine.defragment();
+            disk.backend_defrag.observe(crate::metrics::since(start));
+            done
+        })
+        .await
+        .map_err(crate::errors::from_join)?
+        .map_err(crate::errors::from_engine)?;
         Ok(Response::new(DefragmentResponse { header: self.ctx.header(None) }))
     }
 

@@ -236,10 +236,6 @@ impl Lessor {
         ids.sort_unstable();
         ids.into_iter().map(|(_, id)| id).collect()
     }
-
-    pub fn len(&self) -> usize {
-        self.inner.lock().leases.len()
-    }
 }
 
 #[cfg(test)]

@@ -218,12 +218,18 @@ impl Applier {
     }
 
     fn txn(&self, t: TxnRequest, applied: AppliedIndex) -> Result<TxnResponse, EtcdError> {
-        crate::metrics::get().mvcc.txn.inc();
         let mut tw = TxnWrite::new(&self.mvcc);
         let path = txn::compare_to_path(&tw, &t)?;
         txn::check_requests(&tw, &t, &path, &|id| self.lessor.exists(id))?;
         let (resp, _) = txn::execute_txn(&mut tw, &t, &path)?;
         self.commit(tw, applied, WriteBatch::default())?;
+        // etcd reads each compare as a range, and counts a txn that did
+        // more than one operation in all.
+        let mvcc = &crate::metrics::get().mvcc;
+        mvcc.range.inc_by(t.compare.len() as u64);
+        if t.compare.len() + txn::operations(&resp) > 1 {
+            mvcc.txn.inc();
+        }
         Ok(resp)
     }
 
@@ -280,6 +286,7 @@ impl Applier {
     /// Deletes every attached key under one revision, then the lease.
     fn lease_revoke(&self, r: LeaseRevokeRequest, applied: AppliedIndex) -> Result<LeaseRevokeResponse, EtcdError> {
         let keys = self.lessor.keys_of(r.id).ok_or(EtcdError::LeaseNotFound)?;
+        crate::metrics::get().mvcc.delete.inc_by(keys.len() as u64);
         let mut tw = TxnWrite::new(&self.mvcc);
         for key in keys {
             tw.txn.delete_range(&KeyRange::Single(key)).map_err(from_mvcc)?;

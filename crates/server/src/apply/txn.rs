@@ -267,6 +267,19 @@ pub fn execute_txn(tw: &mut TxnWrite<'_>, t: &TxnRequest, path: &[bool]) -> Resu
     Ok((TxnResponse { header: header(tw.rev()), succeeded, responses }, used))
 }
 
+/// Ranges, puts and deletes a txn's response shows it ran, nested txns'
+/// included.
+pub fn operations(resp: &TxnResponse) -> usize {
+    resp.responses
+        .iter()
+        .map(|r| match &r.response {
+            Some(Response::ResponseTxn(nested)) => operations(nested),
+            Some(_) => 1,
+            None => 0,
+        })
+        .sum()
+}
+
 /// A read-only txn (only ranges) evaluated on a pinned view, outside raft.
 pub fn execute_readonly_txn(view: &dyn ReadView, t: &TxnRequest) -> Result<TxnResponse, EtcdError> {
     let path = compare_to_path(view, t)?;

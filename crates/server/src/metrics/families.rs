@@ -311,6 +311,9 @@ pub struct Mvcc {
     pub hash: Histogram,
     pub hash_rev: Histogram,
     pub compaction_pause: Histogram,
+    pub compaction_total: Histogram,
+    pub compaction_keys: IntCounter,
+    pub index_compaction_pause: Histogram,
 }
 
 impl Mvcc {
@@ -321,6 +324,23 @@ impl Mvcc {
             range: counter(r, "etcd_mvcc_range_total", "Total number of ranges seen by this member."),
             txn: counter(r, "etcd_mvcc_txn_total", "Total number of txns seen by this member."),
             events: counter(r, "etcd_debugging_mvcc_events_total", "Total number of events sent by this member."),
+            compaction_total: histogram(
+                r,
+                "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+                "Bucketed histogram of db compaction total duration.",
+                exp(100.0, 2.0, 14),
+            ),
+            compaction_keys: counter(
+                r,
+                "etcd_debugging_mvcc_db_compaction_keys_total",
+                "Total number of db keys compacted.",
+            ),
+            index_compaction_pause: histogram(
+                r,
+                "etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds",
+                "Bucketed histogram of index compaction pause duration.",
+                exp(0.5, 2.0, 14),
+            ),
             put_size: gauge(
                 r,
                 "etcd_debugging_mvcc_total_put_size_in_bytes",

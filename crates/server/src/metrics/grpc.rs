@@ -5,12 +5,15 @@
 //! Every method of etcd's services has its counters made at start, one
 //! `grpc_server_handled_total` series per gRPC code included, as
 //! go-grpc-prometheus pre-registers them: dashboards and alerts find their
-//! series at zero before any request. A call counts as started when it
-//! reaches the layer and as handled when its status is known: from the
-//! headers of a trailers-only answer, from the trailers at the end of the
-//! body, or `Canceled` when the client goes away first. Messages and their
-//! bytes are counted from the gRPC framing (a 5-byte prefix per message)
-//! as the bodies go through, not by decoding them.
+//! series at zero before any request. A call counts as handled when its
+//! status is known: from the headers of a trailers-only answer, from the
+//! trailers at the end of the body, or `Canceled` when the client goes
+//! away first (the layer's future or the body dropped). It counts as
+//! started when its handler answers (a stream: at once) or, for an answer
+//! that is only a status, together with it; a request refused for its
+//! size is not counted, as grpc-go refuses it before etcd's interceptors.
+//! Messages and their bytes are counted from the gRPC framing (a 5-byte
+//! prefix per message) as the bodies go through, not by decoding them.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -134,12 +137,49 @@ struct Method {
     handling: Option<Histogram>,
 }
 
-impl Method {
-    fn finish(&self, code: usize, start: Instant) {
-        self.handled[code.min(CODES.len() - 1)].inc();
-        if let Some(h) = &self.handling {
-            h.observe(super::since(start));
+/// One call's accounting: started once, handled once, `Canceled` if
+/// dropped before its status was known.
+struct Call {
+    method: &'static Method,
+    start: Instant,
+    started: bool,
+    done: bool,
+}
+
+impl Call {
+    fn new(method: &'static Method) -> Self {
+        Call { method, start: Instant::now(), started: false, done: false }
+    }
+
+    fn mark_started(&mut self) {
+        if !self.started {
+            self.started = true;
+            self.method.started.inc();
         }
+    }
+
+    fn finish(&mut self, code: usize) {
+        if self.done {
+            return;
+        }
+        self.mark_started();
+        self.done = true;
+        let code = if code < CODES.len() { code } else { UNKNOWN };
+        self.method.handled[code].inc();
+        if let Some(h) = &self.method.handling {
+            h.observe(super::since(self.start));
+        }
+    }
+
+    /// Not counted at all.
+    fn forget(&mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.finish(CANCELED);
     }
 }
 
@@ -152,12 +192,15 @@ struct ClientRequests {
 }
 
 impl ClientRequests {
-    fn inc(&self, kind: Kind, headers: &HeaderMap) {
-        let version = headers.get("client-api-version").map(|v| v.as_bytes());
-        let slot = match version {
+    /// The slot of a request's `client-api-version`.
+    fn slot(headers: &HeaderMap) -> usize {
+        match headers.get("client-api-version").map(|v| v.as_bytes()) {
             Some([b'3', b'.', minor]) if minor.is_ascii_digit() => (minor - b'0') as usize,
             _ => 10,
-        };
+        }
+    }
+
+    fn inc(&self, kind: Kind, slot: usize) {
         let (ty, t) = if kind == Kind::Unary { ("unary", 0) } else { ("stream", 1) };
         self.slots[t][slot]
             .get_or_init(|| {
@@ -244,17 +287,29 @@ pub async fn layer(req: Request, next: Next) -> Response {
     let Some(method) = table.methods.get(req.uri().path()) else {
         return next.run(req).await;
     };
-    let start = Instant::now();
-    method.started.inc();
-    table.requests.inc(method.kind, req.headers());
+    let mut call = Call::new(method);
+    let version = ClientRequests::slot(req.headers());
     let req = req.map(|b| Body::new(Counted::new(b, method, None)));
     let resp = next.run(req).await;
     if let Some(code) = code_of(resp.headers()) {
         // Trailers-only: the status came with the headers, no body follows.
-        method.finish(code, start);
+        if is_oversized(resp.headers()) {
+            call.forget();
+            return resp;
+        }
+        table.requests.inc(method.kind, version);
+        call.finish(code);
         return resp;
     }
-    resp.map(|b| Body::new(Counted::new(b, method, Some(start))))
+    table.requests.inc(method.kind, version);
+    call.mark_started();
+    resp.map(|b| Body::new(Counted::new(b, method, Some(call))))
+}
+
+/// The status `api::http::etcd_grpc_errors` gives a request over the size
+/// limit.
+fn is_oversized(headers: &HeaderMap) -> bool {
+    headers.get("grpc-message").is_some_and(|m| m.as_bytes().starts_with(b"grpc: received message larger than max"))
 }
 
 fn code_of(headers: &HeaderMap) -> Option<usize> {
@@ -300,24 +355,23 @@ impl Framing {
 }
 
 /// A request or response body, counted on its way through. A response
-/// body (`start` set) also reports the call's status once.
+/// body carries its call, and reports the status once (dropped first:
+/// `Canceled`).
 struct Counted {
     inner: Body,
     method: &'static Method,
     framing: Framing,
-    start: Option<Instant>,
-    finished: bool,
+    call: Option<Call>,
 }
 
 impl Counted {
-    fn new(inner: Body, method: &'static Method, start: Option<Instant>) -> Self {
-        Counted { inner, method, framing: Framing::default(), start, finished: false }
+    fn new(inner: Body, method: &'static Method, call: Option<Call>) -> Self {
+        Counted { inner, method, framing: Framing::default(), call }
     }
 
     fn finish(&mut self, code: usize) {
-        if let (Some(start), false) = (self.start, self.finished) {
-            self.finished = true;
-            self.method.finish(code, start);
+        if let Some(call) = &mut self.call {
+            call.finish(code);
         }
     }
 }
@@ -335,7 +389,7 @@ impl HttpBody for Counted {
                     let (messages, bytes) = this.framing.feed(data);
                     if messages > 0 {
                         let net = &super::get().net;
-                        if this.start.is_some() {
+                        if this.call.is_some() {
                             this.method.sent.inc_by(messages);
                             net.client_grpc_sent_bytes.inc_by(bytes);
                         } else {
@@ -362,13 +416,6 @@ impl HttpBody for Counted {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        // The client went away before the status was sent.
-        self.finish(CANCELED);
     }
 }
 
@@ -443,9 +490,9 @@ mod tests {
         assert!(families.iter().any(|f| f.get_name() == "grpc_server_handling_seconds"));
         let mut h = HeaderMap::new();
         h.insert("client-api-version", "3.4".parse().expect("header"));
-        t.requests.inc(Kind::Unary, &h);
+        t.requests.inc(Kind::Unary, ClientRequests::slot(&h));
         h.insert("client-api-version", "a very long made-up version".parse().expect("header"));
-        t.requests.inc(Kind::Bidi, &h);
+        t.requests.inc(Kind::Bidi, ClientRequests::slot(&h));
         let text = {
             let mut buf = Vec::new();
             prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &reg.gather(), &mut buf).expect("encode");

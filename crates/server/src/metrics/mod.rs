@@ -42,6 +42,33 @@ pub fn get() -> &'static Families {
 pub fn init(extensive: bool) {
     LazyLock::force(&FAMILIES);
     grpc::init(&REGISTRY, extensive);
+    storage::mvcc::on_compaction_finished(compaction_finished);
+}
+
+/// The compactor thread's report of a finished compaction.
+fn compaction_finished(stats: &storage::mvcc::CompactionStats) {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let m = &get().mvcc;
+    m.compaction_total.observe(ms(stats.duration));
+    m.compaction_keys.inc_by(stats.revisions_deleted);
+    m.index_compaction_pause.observe(ms(stats.index_pause));
+}
+
+/// A gauge held up while something is in flight, and down again when
+/// dropped, a cancelled future's included.
+pub struct Inflight(prometheus::IntGauge);
+
+impl Inflight {
+    pub fn new(gauge: prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Inflight(gauge)
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Seconds since `start`, for a histogram.

@@ -152,7 +152,6 @@ fn mvcc_gauges(page: &Page, ctx: &Ctx) {
     page.gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", node.mvcc.keys_total() as i64);
     page.gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", ctx.watch.watchers());
     page.gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", ctx.watch.streams());
-    page.gauge("etcd_debugging_lease_total", "The number of leases.", node.lessor.len() as i64);
     let m = &super::get().mvcc;
     page.counter_copy("etcd_debugging_mvcc_put_total", "Total number of puts seen by this member.", &m.put);
     page.counter_copy("etcd_debugging_mvcc_delete_total", "Total number of deletes seen by this member.", &m.delete);

@@ -112,6 +112,30 @@ pub(super) struct Pass {
     after: Option<Vec<u8>>,
     /// The grace period for `target` has passed.
     synced: bool,
+    /// For [`CompactionStats`].
+    started: Instant,
+    revisions_deleted: u64,
+    index_pause: Duration,
+}
+
+/// What one finished compaction did, for the server's metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct CompactionStats {
+    /// From its first batch to its last.
+    pub duration: Duration,
+    /// Revisions deleted from the engine.
+    pub revisions_deleted: u64,
+    /// Time writers waited while the key index was compacted, all batches.
+    pub index_pause: Duration,
+}
+
+static ON_FINISHED: std::sync::OnceLock<fn(&CompactionStats)> = std::sync::OnceLock::new();
+
+/// Registers the function told of every finished compaction (once per
+/// process; later calls are ignored). It runs on the compactor thread and
+/// must not block.
+pub fn on_compaction_finished(hook: fn(&CompactionStats)) {
+    let _ = ON_FINISHED.set(hook);
 }
 
 struct State {
@@ -273,7 +297,16 @@ impl Shared {
         };
         let pass = match job.take() {
             Some(p) if p.generation == generation => job.insert(p),
-            _ => job.insert(Pass { generation, start_target: target, target, after: None, synced: false }),
+            _ => job.insert(Pass {
+                generation,
+                start_target: target,
+                target,
+                after: None,
+                synced: false,
+                started: Instant::now(),
+                revisions_deleted: 0,
+                index_pause: Duration::ZERO,
+            }),
         };
         if target > pass.target {
             pass.target = target;
@@ -299,15 +332,23 @@ impl Shared {
         if !batch.is_empty() {
             self.engine.write(batch)?;
         }
+        pass.revisions_deleted += slice.drops.len() as u64;
         if !slice.keys.is_empty() {
+            let paused = Instant::now();
             let _writer = self.writer.lock();
             self.index.read().compact_keys(&slice.keys, pass.target);
+            pass.index_pause += paused.elapsed();
         }
         if !done {
             pass.after = slice.next;
             return Ok(Step::Batch);
         }
         let finished = pass.start_target;
+        let stats = CompactionStats {
+            duration: pass.started.elapsed(),
+            revisions_deleted: pass.revisions_deleted,
+            index_pause: pass.index_pause,
+        };
         *job = None;
         {
             let mut st = ctl.state.lock();
@@ -318,6 +359,9 @@ impl Shared {
         // Deleted data may now be reclaimed (RocksDB: its own compaction of
         // the range, in the background).
         self.engine.compacted(Table::Key, &Revision::new(finished + 1, 0).to_bytes());
+        if let Some(hook) = ON_FINISHED.get() {
+            hook(&stats);
+        }
         Ok(Step::Finished(finished))
     }
 }

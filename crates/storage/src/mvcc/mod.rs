@@ -57,7 +57,7 @@ mod tests_restore;
 #[cfg(test)]
 mod tests_store;
 
-pub use compactor::{CompactionConfig, DEFAULT_BATCH_REVISIONS};
+pub use compactor::{on_compaction_finished, CompactionConfig, CompactionStats, DEFAULT_BATCH_REVISIONS};
 pub use error::MvccError;
 pub use hash::HashScan;
 pub use kv::{Event, EventKind, KeyValue};

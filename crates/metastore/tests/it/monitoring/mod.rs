@@ -213,10 +213,8 @@ const NOT_SERVED: &[&str] = &[
     // Not yet.
     "etcd_debugging_mvcc_slow_watcher_total",
     "etcd_debugging_mvcc_pending_events_total",
-    "etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds",
-    "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
-    "etcd_debugging_mvcc_db_compaction_keys_total",
     "etcd_server_learner_promote_failures",
+    "etcd_network_server_stream_failures_total",
 ];
 
 /// `name type` of every family a member's /metrics declares.
@@ -327,4 +325,73 @@ fn cut_for_durations(rules: &str) -> String {
         .collect();
     assert!(out.iter().filter(|l| l.trim() == "for: 0s").count() >= 10);
     out.join("\n")
+}
+
+/// Counters move with what they count: puts, ranges, txns, deletes, a
+/// compaction's pass on the compactor thread, leases, health checks, and
+/// the gRPC methods' started/handled series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_follow_the_requests() {
+    let s = crate::common::metastore(&[]);
+    let mut c = crate::common::client(&s).await;
+    let m = |name: &str| testkit::metric(&s, name);
+    let before =
+        (m("etcd_mvcc_put_total"), m("etcd_mvcc_range_total"), m("etcd_mvcc_txn_total"), m("etcd_mvcc_delete_total"));
+    for i in 0..10 {
+        c.put("k", format!("v{i}"), None).await.unwrap();
+    }
+    c.get("k", None).await.unwrap();
+    c.delete("k", None).await.unwrap();
+    // As etcd, a txn counts when it did more than one thing, a compare
+    // being a range.
+    c.txn(etcd_client::Txn::new().and_then([etcd_client::TxnOp::put("t", "1", None)])).await.unwrap();
+    let version_is_1 = etcd_client::Compare::version("t", etcd_client::CompareOp::Equal, 1);
+    c.txn(etcd_client::Txn::new().when([version_is_1]).and_then([etcd_client::TxnOp::put("t", "2", None)]))
+        .await
+        .unwrap();
+    let rev = c.put("k", "last", None).await.unwrap().header().unwrap().revision();
+    // Ten puts, the two txns', the last.
+    assert_eq!(m("etcd_mvcc_put_total") - before.0, 13);
+    assert_eq!(m("etcd_debugging_mvcc_put_total"), m("etcd_mvcc_put_total"));
+    assert_eq!(m("etcd_mvcc_range_total") - before.1, 2);
+    assert_eq!(m("etcd_mvcc_txn_total") - before.2, 1);
+    assert_eq!(m("etcd_mvcc_delete_total") - before.3, 1);
+    c.compact(rev, Some(etcd_client::CompactionOptions::new().with_physical())).await.unwrap();
+    let compacted =
+        testkit::wait_until(Duration::from_secs(10), || m("etcd_debugging_mvcc_db_compaction_keys_total") >= 10);
+    assert!(compacted, "compaction keys {}", m("etcd_debugging_mvcc_db_compaction_keys_total"));
+    let lease = c.lease_grant(60, None).await.unwrap().id();
+    c.lease_revoke(lease).await.unwrap();
+    assert_eq!((m("etcd_debugging_lease_granted_total"), m("etcd_debugging_lease_revoked_total")), (1, 1));
+    let health = testkit::metrics::http_get(&s.endpoint(), "/health", Duration::from_secs(5)).unwrap();
+    assert_eq!(health.0, 200);
+    assert_eq!(m("etcd_server_health_success"), 1);
+    let text = testkit::metrics::http_get(&s.endpoint(), "/metrics", Duration::from_secs(5)).unwrap().1;
+    let put_ok = r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 11"#;
+    assert!(text.contains(put_ok), "{text}");
+    // A refused request is handled with its code.
+    assert!(c.get("k", Some(etcd_client::GetOptions::new().with_revision(1))).await.is_err());
+    let text = testkit::metrics::http_get(&s.endpoint(), "/metrics", Duration::from_secs(5)).unwrap().1;
+    let compacted = r#"grpc_server_handled_total{grpc_code="OutOfRange",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1"#;
+    assert!(text.contains(compacted), "{text}");
+    // A call whose client gives up while it waits is handled as Canceled.
+    let lease = c.lease_grant(60, None).await.unwrap().id();
+    c.lock("held", Some(etcd_client::LockOptions::new().with_lease(lease))).await.unwrap();
+    let waiter_lease = c.lease_grant(60, None).await.unwrap().id();
+    let url = s.url();
+    let waiter = tokio::spawn(async move {
+        let mut conn = etcd_client::Client::connect([url], None).await.unwrap();
+        conn.lock("held", Some(etcd_client::LockOptions::new().with_lease(waiter_lease))).await
+    });
+    let scrape = || testkit::metrics::http_get(&s.endpoint(), "/metrics", Duration::from_secs(5)).map(|r| r.1);
+    let received =
+        r#"grpc_server_msg_received_total{grpc_method="Lock",grpc_service="v3lockpb.Lock",grpc_type="unary"} 2"#;
+    let arrived = testkit::wait_until(Duration::from_secs(10), || scrape().is_ok_and(|t| t.contains(received)));
+    assert!(arrived, "the waiting Lock call never arrived");
+    waiter.abort();
+    let canceled = r#"grpc_server_handled_total{grpc_code="Canceled",grpc_method="Lock",grpc_service="v3lockpb.Lock",grpc_type="unary"} 1"#;
+    let seen = testkit::wait_until(Duration::from_secs(10), || scrape().is_ok_and(|t| t.contains(canceled)));
+    let text = scrape().unwrap();
+    let lock: Vec<&str> = text.lines().filter(|l| l.contains("Lock") && !l.ends_with(" 0")).collect();
+    assert!(seen, "no Canceled Lock call counted: {lock:#?}");
 }

@@ -85,12 +85,44 @@ pub struct PeerTransport {
     peers: HashMap<u64, Peer>,
     /// This member's ID, as the peer metrics' `Local` label.
     local: String,
+    /// A heartbeat to a peer later than this after the previous one (in
+    /// the same term) counts as a send failure: etcd's timeout detector,
+    /// twice `--heartbeat-interval`.
+    heartbeat_deadline: Duration,
+    /// Per peer, the term and time of the last heartbeat sent.
+    last_heartbeat: HashMap<u64, (u64, std::time::Instant)>,
 }
 
 impl PeerTransport {
-    pub fn new(rt: tokio::runtime::Handle, dialer: Dialer, node: &Arc<NodeHandle>) -> Self {
+    pub fn new(rt: tokio::runtime::Handle, dialer: Dialer, node: &Arc<NodeHandle>, heartbeat: Duration) -> Self {
         let local = id_label(node.state.member_id);
-        PeerTransport { rt, dialer, node: Arc::downgrade(node), peers: HashMap::new(), local }
+        PeerTransport {
+            rt,
+            dialer,
+            node: Arc::downgrade(node),
+            peers: HashMap::new(),
+            local,
+            heartbeat_deadline: heartbeat * 2,
+            last_heartbeat: HashMap::new(),
+        }
+    }
+
+    /// etcd's `heartbeat_send_failures_total`: the leader sent a heartbeat
+    /// too late (its raft loop was held up, likely by a slow disk).
+    fn check_heartbeat(&mut self, m: &Message) {
+        let now = std::time::Instant::now();
+        let late = matches!(
+            self.last_heartbeat.insert(m.to, (m.term, now)),
+            Some((term, at)) if term == m.term && now.duration_since(at) > self.heartbeat_deadline
+        );
+        if late {
+            metrics::get().server.heartbeat_send_failures.inc();
+            tracing::warn!(
+                to = %id_label(m.to),
+                deadline_ms = self.heartbeat_deadline.as_millis() as u64,
+                "leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk"
+            );
+        }
     }
 }
 
@@ -113,18 +145,16 @@ impl Transport for PeerTransport {
         for m in msgs {
             let to = m.to;
             let snapshot = m.get_msg_type() == MessageType::MsgSnapshot;
+            if m.get_msg_type() == MessageType::MsgHeartbeat {
+                self.check_heartbeat(&m);
+            }
             let Some(peer) = self.peers.get(&to) else {
                 tracing::debug!(to = %format!("{to:x}"), "raft message for an unknown peer dropped");
                 continue;
             };
             let lane = if is_data(&m) { &peer.data } else { &peer.control };
-            let heartbeat = m.get_msg_type() == MessageType::MsgHeartbeat;
             if lane.tx.try_send(m).is_err() {
-                let m = metrics::get();
-                m.net.peer_sent_failures.with_label_values(&[&id_label(to)]).inc();
-                if heartbeat {
-                    m.server.heartbeat_send_failures.inc();
-                }
+                metrics::get().net.peer_sent_failures.with_label_values(&[&id_label(to)]).inc();
                 report(&self.node, Report::Unreachable(to));
                 if snapshot {
                     report(&self.node, Report::Snapshot(to, SnapshotStatus::Failure));
@@ -317,12 +347,11 @@ async fn send_snapshot(
     let request = with_timeout(ReceiverStream::new(rx), SNAPSHOT_TIMEOUT);
     let net = &metrics::get().net;
     let peer = id_label(id);
-    let inflight = net.snapshot_send_inflights.with_label_values(&[&peer]);
+    let inflight = metrics::Inflight::new(net.snapshot_send_inflights.with_label_values(&[&peer]));
     let start = std::time::Instant::now();
-    inflight.inc();
     let call = client.snapshot(request).await;
     let read = reader.await.unwrap_or_else(|e| Err(e.into()));
-    inflight.dec();
+    drop(inflight);
     let status = match (call, read) {
         (Ok(_), Ok(bytes)) => {
             tracing::info!(peer = %format!("{id:x}"), bytes, "snapshot sent");

@@ -79,11 +79,14 @@ impl Peer for PeerService {
             let bytes = env.message.len() as u64;
             match &from {
                 Some((id, counter)) if *id == msg.from => counter.inc_by(bytes),
-                _ => {
+                // Only members get a series: a stranger on the peer port
+                // must not grow the label set.
+                _ if self.node().members.get(msg.from).is_some() => {
                     let counter = net.peer_received_bytes.with_label_values(&[&id_label(msg.from)]);
                     counter.inc_by(bytes);
                     from = Some((msg.from, counter));
                 }
+                _ => {}
             }
             if self.node().members.is_removed(msg.from) {
                 // etcd answers a removed member's traffic so it stops itself.
@@ -107,12 +110,12 @@ impl Peer for PeerService {
             return Err(Status::invalid_argument("not a snapshot message"));
         }
         let net = &crate::metrics::get().net;
-        let peer = id_label(msg.from);
+        // Only members get a series (see `raft`); a stranger's shows as "".
+        let peer = if self.node().members.get(msg.from).is_some() { id_label(msg.from) } else { String::new() };
         let start = std::time::Instant::now();
-        let inflight = net.snapshot_receive_inflights.with_label_values(&[&peer]);
-        inflight.inc();
+        let inflight = crate::metrics::Inflight::new(net.snapshot_receive_inflights.with_label_values(&[&peer]));
         let result = self.receive_snapshot(msg, first, inbound).await;
-        inflight.dec();
+        drop(inflight);
         match &result {
             Ok(bytes) => {
                 net.snapshot_receive_success.with_label_values(&[&peer]).inc();
