@@ -267,9 +267,7 @@ fn serve_clients(ctx: &Ctx, listeners: Vec<Bound>, serving: &Serving) -> Vec<Joi
         let grpc = grpc
             .into_axum_router()
             .layer(axum::middleware::from_fn_with_state(ctx.clone(), crate::api::call::grpc_layer))
-            .layer(axum::middleware::map_response(crate::api::http::etcd_grpc_errors))
-            // Outermost: it counts the codes clients see.
-            .layer(axum::middleware::from_fn(crate::metrics::grpc::layer));
+            .layer(axum::middleware::map_response(crate::api::http::etcd_grpc_errors));
         let app = grpc.merge(crate::api::http::router(ctx.clone())).merge(crate::api::gateway::router(ctx.clone()));
         let (stop, http2) = (serving.stop.clone(), ctx.cfg.http2);
         let mut early_stop = serving.stop.clone();

@@ -366,26 +366,30 @@ async fn check(
     Ok(Call { deadline, client_deadline, credential, sender })
 }
 
-/// The layer over the gRPC services: admits each request whose path has a
+/// The layer over the gRPC services: counts each call (`metrics::grpc`),
+/// admits each request whose path has a
 /// rule and hands its [`Call`] on in the request's extensions; answers a
 /// refused one with its gRPC status.
 pub async fn grpc_layer(
     axum::extract::State(ctx): axum::extract::State<Ctx>,
-    mut req: axum::extract::Request,
+    req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let Some(rule) = rule(req.uri().path()) else {
-        // Not ours to judge: tonic answers Unimplemented.
-        return next.run(req).await;
-    };
-    let cert = req.extensions().get::<ClientCert>().cloned();
-    match admit_as(&ctx, rule, req.headers(), cert.as_ref(), Via::Grpc).await {
-        Ok(call) => {
-            req.extensions_mut().insert(call);
-            next.run(req).await
+    crate::metrics::grpc::observe(req, |mut req| async move {
+        let Some(rule) = rule(req.uri().path()) else {
+            // Not ours to judge: tonic answers Unimplemented.
+            return next.run(req).await;
+        };
+        let cert = req.extensions().get::<ClientCert>().cloned();
+        match admit_as(&ctx, rule, req.headers(), cert.as_ref(), Via::Grpc).await {
+            Ok(call) => {
+                req.extensions_mut().insert(call);
+                next.run(req).await
+            }
+            Err(status) => status.into_http(),
         }
-        Err(status) => status.into_http(),
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

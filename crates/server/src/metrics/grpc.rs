@@ -1,5 +1,5 @@
 //! `grpc_server_*` (go-grpc-prometheus, as etcd registers it) and the
-//! client traffic counters, kept by a layer over the client port's gRPC
+//! client traffic counters, kept by the request layer over the client port's
 //! services.
 //!
 //! Every method of etcd's services has its counters made at start, one
@@ -16,6 +16,7 @@
 //! prefix per message) as the bodies go through, not by decoding them.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
@@ -24,7 +25,6 @@ use std::time::Instant;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
 use axum::http::HeaderMap;
-use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
@@ -279,18 +279,24 @@ fn build(reg: &Registry, extensive: bool) -> Table {
     Table { methods, requests }
 }
 
-/// The layer (axum middleware) over the gRPC services; see the module docs.
-pub async fn layer(req: Request, next: Next) -> Response {
+/// Runs `inner` on a gRPC request and counts the call; see the module
+/// docs. The request layer (`api::call::grpc_layer`) calls it first thing,
+/// so admission refusals count too, at no extra layer's cost.
+pub async fn observe<F, Fut>(req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let Some(table) = TABLE.get() else {
-        return next.run(req).await;
+        return inner(req).await;
     };
     let Some(method) = table.methods.get(req.uri().path()) else {
-        return next.run(req).await;
+        return inner(req).await;
     };
     let mut call = Call::new(method);
     let version = ClientRequests::slot(req.headers());
     let req = req.map(|b| Body::new(Counted::new(b, method, None)));
-    let resp = next.run(req).await;
+    let resp = inner(req).await;
     if let Some(code) = code_of(resp.headers()) {
         // Trailers-only: the status came with the headers, no body follows.
         if is_oversized(resp.headers()) {
@@ -306,10 +312,15 @@ pub async fn layer(req: Request, next: Next) -> Response {
     resp.map(|b| Body::new(Counted::new(b, method, Some(call))))
 }
 
-/// The status `api::http::etcd_grpc_errors` gives a request over the size
-/// limit.
+/// tonic's status for a request over the size limit (which
+/// `api::http::etcd_grpc_errors` rewrites into grpc-go's), or grpc-go's.
 fn is_oversized(headers: &HeaderMap) -> bool {
-    headers.get("grpc-message").is_some_and(|m| m.as_bytes().starts_with(b"grpc: received message larger than max"))
+    headers.get("grpc-message").is_some_and(|m| {
+        let m = m.as_bytes();
+        m.starts_with(b"Error, decoded message length too large")
+            || m.starts_with(b"Error,%20decoded%20message%20length%20too%20large")
+            || m.starts_with(b"grpc: received message larger than max")
+    })
 }
 
 fn code_of(headers: &HeaderMap) -> Option<usize> {

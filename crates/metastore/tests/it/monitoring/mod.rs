@@ -114,7 +114,7 @@ async fn load(endpoints: Vec<String>, until: Instant) {
             while Instant::now() < until {
                 c.put(format!("load/{i}/{}", n % 50), "v".repeat(100), None).await.expect("put");
                 c.get(format!("load/{i}/{}", n % 50), None).await.expect("get");
-                if n % 20 == 0 {
+                if n.is_multiple_of(20) {
                     keeper.keep_alive().await.expect("keep alive");
                     let _ = acks.message().await;
                 }
