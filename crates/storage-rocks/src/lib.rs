@@ -220,7 +220,8 @@ impl Engine for RocksEngine {
         // tombstones excluded), plus the memtables; never above the size.
         let live =
             self.property_sum("rocksdb.estimate-live-data-size") + self.property_sum("rocksdb.cur-size-all-mem-tables");
-        live.min(self.size_bytes())
+        // The hint reuses the reading a scrape or Status took just before.
+        live.min(self.size_bytes_hint())
     }
 
     fn kind(&self) -> &'static str {

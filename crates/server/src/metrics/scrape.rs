@@ -104,11 +104,12 @@ fn server_gauges(page: &Page, ctx: &Ctx) {
         "The current number of pending proposals to commit.",
         node.waiters.len() as i64,
     );
-    // etcd reports 0 when the quota is off (negative flag) too.
+    // etcd reports the flag's value, negative when the quota is off (the
+    // config keeps no value then: -1) and the default for 0.
     page.gauge(
         "etcd_server_quota_backend_bytes",
         "Current backend storage quota size in bytes.",
-        ctx.cfg.quota_bytes.unwrap_or(0) as i64,
+        ctx.cfg.quota_bytes.map_or(-1, |q| q as i64),
     );
     page.info(
         "etcd_server_id",

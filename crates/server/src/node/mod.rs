@@ -187,12 +187,12 @@ impl NodeHandle {
 
     async fn propose_inner(&self, req: Request, auth: Option<RequestAuth>, deadline: Deadline) -> ApplyResult {
         let result = self.propose_once(req, auth, deadline).await;
-        // etcd's proposals_failed counts proposals that never got an
-        // answer (refused, timed out, cancelled, stopped), not requests
-        // that applied with an error.
+        // etcd's proposals_failed counts proposals raft refused or that
+        // timed out or were cancelled while waiting, not requests that
+        // applied with an error nor those cut short by the member stopping
+        // (etcd's `processInternalRaftRequestOnce`).
         if let Err(
             EtcdError::TooManyRequests
-            | EtcdError::Stopped
             | EtcdError::Timeout
             | EtcdError::TimeoutDueToLeaderFail
             | EtcdError::Canceled

@@ -366,6 +366,8 @@ async fn counters_follow_the_requests() {
     let health = testkit::metrics::http_get(&s.endpoint(), "/health", Duration::from_secs(5)).unwrap();
     assert_eq!(health.0, 200);
     assert_eq!(m("etcd_server_health_success"), 1);
+    // etcd's default quota (2 GiB) for the default flag, 0.
+    assert_eq!(m("etcd_server_quota_backend_bytes"), 2 << 30);
     let text = testkit::metrics::http_get(&s.endpoint(), "/metrics", Duration::from_secs(5)).unwrap().1;
     let put_ok = r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 11"#;
     assert!(text.contains(put_ok), "{text}");
