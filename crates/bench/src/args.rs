@@ -79,6 +79,14 @@ pub struct KeyArgs {
     /// Key number = operation number modulo the key space (else uniform random).
     #[arg(long)]
     pub sequential_keys: bool,
+    /// Keys shaped like Kubernetes' (`/registry/<resource>/<namespace>/<name>`,
+    /// 40-80 B, a tenth under `/registry/pods/`) instead of --key-size digits.
+    #[arg(long)]
+    pub k8s_keys: bool,
+    /// With --sequential-keys, operation i writes key number
+    /// (offset + i) modulo the key space: loads in several runs.
+    #[arg(long, default_value_t = 0)]
+    pub key_offset: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -88,6 +96,13 @@ pub struct PutArgs {
     /// Value size in bytes.
     #[arg(long, default_value_t = 8)]
     pub val_size: usize,
+    /// Every Nth put (by operation number) carries a value of --large-val-size
+    /// bytes instead; 0 = none.
+    #[arg(long, default_value_t = 0)]
+    pub large_val_every: u64,
+    /// Size of those large values, in bytes.
+    #[arg(long, default_value_t = 100 * 1024)]
+    pub large_val_size: usize,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -128,6 +143,15 @@ pub struct RangeArgs {
     /// Maximum keys returned per range (0 = no limit).
     #[arg(long, default_value_t = 0)]
     pub limit: i64,
+    /// Random keys of the key space are shaped like Kubernetes' (as `put --k8s-keys`).
+    #[arg(long)]
+    pub k8s_keys: bool,
+    /// Ask only for the count.
+    #[arg(long)]
+    pub count_only: bool,
+    /// Ask for keys without values.
+    #[arg(long)]
+    pub keys_only: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -211,7 +235,7 @@ impl Cli {
             }
             Command::Range(a) => {
                 if a.key_space_size > 0 {
-                    check_key_space(a.key_size, a.key_space_size)?;
+                    check_key_space(if a.k8s_keys { 20 } else { a.key_size }, a.key_space_size)?;
                 } else if a.key.is_none() {
                     return Err("range: give a KEY or --key-space-size".into());
                 }
@@ -256,6 +280,9 @@ impl Cli {
 }
 
 fn check_keys(k: &KeyArgs) -> Result<(), String> {
+    if k.k8s_keys {
+        return check_key_space(20, k.key_space_size);
+    }
     check_key_space(k.key_size, k.key_space_size)
 }
 

@@ -5,6 +5,10 @@
 //! `--key-size`/`--key-space-size` touch the same keys, and keys are readable
 //! in etcdctl. Watch values start with the put's sequence number in
 //! `SEQ_DIGITS` decimal digits so a watcher can tell which put an event is.
+//!
+//! With `--k8s-keys` a key is shaped like Kubernetes' registry instead
+//! ([`k8s_key`]): `/registry/<resource>/<namespace>/<name>`, 40-80 bytes,
+//! one key in ten a pod, names scattered over the key order.
 
 /// Digits of the sequence number at the start of a watch-latency value.
 pub const SEQ_DIGITS: usize = 12;
@@ -24,19 +28,63 @@ pub fn format_key(n: u64, size: usize) -> Vec<u8> {
     format!("{n:0size$}").into_bytes()
 }
 
+/// Resources of [`k8s_key`], by key number modulo 10: pods are a tenth.
+const K8S_RESOURCES: [&str; 10] = [
+    "pods",
+    "configmaps",
+    "secrets",
+    "services/specs",
+    "events",
+    "serviceaccounts",
+    "leases",
+    "replicasets",
+    "endpointslices",
+    "deployments",
+];
+
+/// Key number `n` shaped like a Kubernetes registry key:
+/// `/registry/<resource>/ns-<0000-0999>/<resource-ish>-<16 hex>`. The hex
+/// part is a bijective mix of `n`, so keys are distinct and a sequential
+/// load inserts them in scattered key order, as a real cluster does.
+pub fn k8s_key(n: u64) -> Vec<u8> {
+    let resource = K8S_RESOURCES[(n % 10) as usize];
+    let name = resource.rsplit('/').next().unwrap_or(resource);
+    let ns = (n / 10) % 1000;
+    format!("/registry/{resource}/ns-{ns:04}/{name}-{:016x}", mix(n)).into_bytes()
+}
+
+/// splitmix64's finalizer: a bijection on u64.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Which key an operation writes or reads.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyGen {
     pub key_size: usize,
     pub key_space_size: u64,
     pub sequential: bool,
+    /// Keys shaped by [`k8s_key`] instead of zero-padded numbers.
+    pub k8s: bool,
+    /// Added to the operation number of sequential keys.
+    pub offset: u64,
 }
 
 impl KeyGen {
     /// The key for operation `i` (sequential) or a random one of the key space.
     pub fn key(&self, i: u64, rng: &mut Rng) -> Vec<u8> {
-        let n = if self.sequential { i % self.key_space_size } else { rng.below(self.key_space_size) };
-        format_key(n, self.key_size)
+        let n = if self.sequential {
+            self.offset.wrapping_add(i) % self.key_space_size
+        } else {
+            rng.below(self.key_space_size)
+        };
+        if self.k8s {
+            k8s_key(n)
+        } else {
+            format_key(n, self.key_size)
+        }
     }
 }
 
@@ -108,19 +156,35 @@ mod tests {
     }
 
     #[test]
+    fn k8s_keys_are_distinct_registry_paths_of_40_to_80_bytes() {
+        assert_eq!(k8s_key(0), b"/registry/pods/ns-0000/pods-0000000000000000");
+        assert!(k8s_key(13).starts_with(b"/registry/services/specs/ns-0001/specs-"));
+        let keys: std::collections::HashSet<Vec<u8>> = (0..100_000).map(k8s_key).collect();
+        assert_eq!(keys.len(), 100_000);
+        assert!(keys.iter().all(|k| (40..=80).contains(&k.len())), "lengths");
+        let pods = keys.iter().filter(|k| k.starts_with(b"/registry/pods/")).count();
+        assert_eq!(pods, 10_000);
+        // Sequential numbers land far apart in key order.
+        assert!(k8s_key(10)[28..] > k8s_key(20)[28..] || k8s_key(20)[28..] > k8s_key(30)[28..]);
+    }
+
+    #[test]
     fn sequential_keys_wrap_the_key_space() {
-        let g = KeyGen { key_size: 4, key_space_size: 3, sequential: true };
+        let g = KeyGen { key_size: 4, key_space_size: 3, sequential: true, k8s: false, offset: 0 };
         let mut rng = Rng::new(1);
         let keys: Vec<Vec<u8>> = (0..5).map(|i| g.key(i, &mut rng)).collect();
         assert_eq!(
             keys,
             vec![b"0000".to_vec(), b"0001".to_vec(), b"0002".to_vec(), b"0000".to_vec(), b"0001".to_vec()]
         );
+        let shifted = KeyGen { offset: 2, ..g };
+        assert_eq!(shifted.key(0, &mut rng), b"0002");
+        assert_eq!(shifted.key(1, &mut rng), b"0000");
     }
 
     #[test]
     fn random_keys_stay_in_the_key_space_and_spread() {
-        let g = KeyGen { key_size: 2, key_space_size: 10, sequential: false };
+        let g = KeyGen { key_size: 2, key_space_size: 10, sequential: false, k8s: false, offset: 0 };
         let mut rng = Rng::new(7);
         let mut seen = [0u32; 10];
         for i in 0..10_000 {

@@ -96,6 +96,11 @@ pub struct Flags {
     /// Storage engine.
     #[arg(long, env = "METASTORE_STORAGE", value_enum, default_value_t = Storage::Memory)]
     pub storage: Storage,
+    /// Where the key index (key -> revisions) lives: auto (stored in RocksDB with
+    /// --storage rocksdb, memory otherwise), memory (rebuilt on every start, about
+    /// 120 bytes per key) or stored (in the engine, in bounded memory).
+    #[arg(long, env = "METASTORE_KEY_INDEX", default_value = "auto", value_parser = parse_key_index)]
+    pub key_index: server::KeyIndexKind,
     /// RocksDB engine: block cache shared by all tables, in bytes.
     #[arg(long, env = "METASTORE_ROCKSDB_BLOCK_CACHE_BYTES", default_value_t = 64 << 20)]
     pub rocksdb_block_cache_bytes: u64,
@@ -309,6 +314,10 @@ fn split_urls(flag: &str, value: &str) -> Result<Vec<String>, FlagError> {
 
 /// Accepts `http://host:port` and `https://host:port`; unix sockets are
 /// not served yet.
+fn parse_key_index(value: &str) -> Result<server::KeyIndexKind, String> {
+    value.parse()
+}
+
 fn parse_url(flag: &str, url: &str) -> Result<(String, u16), FlagError> {
     let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
         if url.starts_with("unix") {
@@ -621,6 +630,7 @@ impl Flags {
                 q => Some(q as u64),
             },
             storage,
+            key_index: self.key_index,
             client_tls: None,
             peer_tls: None,
             watch_progress_notify_interval: server::DEFAULT_PROGRESS_NOTIFY_INTERVAL,

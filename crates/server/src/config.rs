@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub auto_compaction: Option<crate::maintenance::auto_compaction::AutoCompaction>,
     /// `--storage` and its engine's settings.
     pub storage: StorageConfig,
+    /// `--key-index`: where the MVCC key index lives (`auto`: stored in
+    /// RocksDB, in memory with the memory engine).
+    pub key_index: storage::KeyIndexKind,
     /// `--restore-snapshot`: a backup (`crate::maintenance::backup`: an
     /// etcd snapshot or MetaStore's earlier format) to bootstrap a new
     /// cluster from on the first start.

@@ -38,4 +38,5 @@ pub use config::{
 pub use maintenance::auto_compaction::AutoCompaction;
 pub use maintenance::etcd_import::{status as snapshot_status, ImportError as SnapshotError, Status as SnapshotStatus};
 pub use server::{restore_offline, run, Listeners, ServerError};
+pub use storage::KeyIndexKind;
 pub use transport::tls::TlsFiles;

@@ -107,19 +107,10 @@ impl RocksEngine {
             .sum()
     }
 
-    /// The last key of `table`, if any.
-    fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>, EngineError> {
-        let mut it = self.db.raw_iterator_cf(self.cf(table)?);
-        it.seek_to_last();
-        let last = it.key().map(<[u8]>::to_vec);
-        it.status().map_err(backend)?;
-        Ok(last)
-    }
-
     /// Writes the dump of the view `snap` (see [`Engine::dump`]).
     fn dump_from(&self, snap: &rocksdb::Snapshot<'_>, out: &mut dyn io::Write) -> Result<(), EngineError> {
         let mut w = DumpWriter::new(out)?;
-        for &table in Table::all() {
+        for &table in Table::dumped() {
             w.begin_table(table)?;
             let mut ro = ReadOptions::default();
             ro.set_snapshot(snap);
@@ -273,6 +264,20 @@ impl Engine for RocksEngine {
 
     fn persistent(&self) -> bool {
         true
+    }
+
+    fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>, EngineError> {
+        let mut it = self.db.raw_iterator_cf(self.cf(table)?);
+        it.seek_to_last();
+        let last = it.key().map(<[u8]>::to_vec);
+        it.status().map_err(backend)?;
+        Ok(last)
+    }
+
+    fn delete_range(&self, table: Table, start: &[u8], end: &[u8]) -> Result<(), EngineError> {
+        let mut wb = rocksdb::WriteBatch::default();
+        wb.delete_range_cf(self.cf(table)?, start, end);
+        self.write_raw(wb)
     }
 
     fn sync(&self) -> Result<(), EngineError> {

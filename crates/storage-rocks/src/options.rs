@@ -60,7 +60,7 @@ impl RocksOptions {
                 table.set_block_cache(&cache);
                 table.set_cache_index_and_filter_blocks(true);
                 table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-                if t == Table::Key {
+                if t == Table::Key || t == Table::Index {
                     table.set_bloom_filter(10.0, false);
                     o.set_write_buffer_size(self.write_buffer_bytes);
                     o.set_max_write_buffer_number(3);

@@ -104,7 +104,7 @@ impl<W: Write> DumpWriter<W> {
 /// The parsed contents of a dump, one sorted list of pairs per table.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DumpContents {
-    tables: [Vec<(Vec<u8>, Vec<u8>)>; 5],
+    tables: [Vec<(Vec<u8>, Vec<u8>)>; 6],
 }
 
 impl DumpContents {
@@ -184,7 +184,7 @@ pub fn read_dump_with(
     if &r.exact::<8>()? != MAGIC {
         return Err(corrupt("not a MetaStore dump (bad magic or version)"));
     }
-    let mut seen = [false; 5];
+    let mut seen = [false; 6];
     let mut current: Option<Table> = None;
     let mut last_key: Option<Vec<u8>> = None;
     let mut entries: u64 = 0;

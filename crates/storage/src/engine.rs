@@ -101,6 +101,30 @@ pub trait Engine: Send + Sync + 'static {
     /// Applies all ops atomically (all or none survive a crash).
     fn write(&self, batch: WriteBatch) -> Result<(), EngineError>;
 
+    /// The greatest key of `table`, if any. The default scans the table.
+    fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>, EngineError> {
+        let mut last = None;
+        self.scan(table, &[], None, &mut |k, _| {
+            last = Some(k.to_vec());
+            true
+        })?;
+        Ok(last)
+    }
+
+    /// Removes every key of `table` in [start, end) atomically. The default
+    /// gathers the keys into one batch; RocksDB writes one range tombstone.
+    fn delete_range(&self, table: Table, start: &[u8], end: &[u8]) -> Result<(), EngineError> {
+        let mut batch = WriteBatch::default();
+        self.scan(table, start, Some(end), &mut |k, _| {
+            batch.delete(table, k.to_vec());
+            true
+        })?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write(batch)
+    }
+
     /// Approximate bytes held (for Status db_size), read now.
     fn size_bytes(&self) -> u64;
 

@@ -37,7 +37,7 @@ type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The in-memory engine (the default).
 pub struct MemoryEngine {
-    tables: [TableMap; 5],
+    tables: [TableMap; 6],
     /// Sum of key and value lengths over all tables.
     bytes: AtomicU64,
     /// Serialises `write`, `dump` and `restore`.
@@ -198,10 +198,14 @@ impl Engine for MemoryEngine {
         "memory"
     }
 
+    fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>, EngineError> {
+        Ok(self.table(table).back().map(|e| e.key().clone()))
+    }
+
     fn dump(&self, out: &mut dyn io::Write) -> Result<(), EngineError> {
         let _guard = self.write_lock.lock();
         let mut w = DumpWriter::new(out)?;
-        for &table in Table::all() {
+        for &table in Table::dumped() {
             w.begin_table(table)?;
             for entry in self.table(table) {
                 w.entry(entry.key(), entry.value())?;
@@ -211,7 +215,7 @@ impl Engine for MemoryEngine {
     }
 
     fn deferred_dump(self: Arc<Self>, key_end: Vec<u8>) -> Result<Option<DeferredDump>, EngineError> {
-        // Every table but Key, copied now, in Table::all() order.
+        // Every dumped table but Key, copied now, in Table::dumped() order.
         let copied: Vec<Pairs> = {
             let _guard = self.write_lock.lock();
             let mut d = self.dumps.lock();
@@ -219,7 +223,7 @@ impl Engine for MemoryEngine {
             if key_end > d.key_end {
                 d.key_end = key_end.clone();
             }
-            Table::all()
+            Table::dumped()
                 .iter()
                 .filter(|&&t| t != Table::Key)
                 .map(|&t| self.table(t).iter().map(|e| (e.key().clone(), e.value().clone())).collect())
@@ -230,7 +234,7 @@ impl Engine for MemoryEngine {
             let engine = &guard.0;
             let mut w = DumpWriter::new(out)?;
             let mut copied = copied.into_iter();
-            for &table in Table::all() {
+            for &table in Table::dumped() {
                 w.begin_table(table)?;
                 if table == Table::Key {
                     let below: (Bound<&[u8]>, Bound<&[u8]>) = (Bound::Unbounded, Bound::Excluded(&key_end));

@@ -22,6 +22,9 @@
 //! | `auth`    | [`AuthKey::Revision`] `authRevision`                       | u64: the auth revision (absent: 1, as etcd's new store)    | auth (server) |
 //! | `auth`    | [`AuthKey::User`]: `u/`, user name                         | `authpb.User` (protobuf, `auth.proto`)                     | auth (server) |
 //! | `auth`    | [`AuthKey::Role`]: `r/`, role name                         | `authpb.Role` (protobuf, `auth.proto`)                     | auth (server) |
+//! | `index`   | slot byte `0` or `1`, then the key                          | the key's revision history (`mvcc::key_index`'s encoding)  | stored key index (`mvcc::stored_index`) |
+//! | `index`   | [`INDEX_SLOT`] `\xffslot`                                  | one byte: the slot that holds the complete index           | stored key index |
+//! | `index`   | [`INDEX_KEYS`] `\xffkeys`                                  | u64: keys in that slot                                     | stored key index |
 //!
 //! Every integer, in keys and values, is big-endian, so byte order is
 //! numeric order for the non-negative ones (revisions scan in order).
@@ -42,6 +45,9 @@
 //!   protobuf for a revision's key-value).
 //! - Decoders return `None` on a key of another shape, never panic: the
 //!   owner decides whether that is corruption.
+//! - `index` is derived from `key` (the stored key index, see
+//!   `mvcc::stored_index`): it is never dumped ([`Table::dumped`]), a restore
+//!   empties it, and a store rebuilds it when [`INDEX_SLOT`] is absent.
 
 /// The tables (column families / buckets) an engine holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -57,9 +63,12 @@ pub enum Table {
     Auth,
     /// Cluster membership, owned by the membership layer.
     Members,
+    /// The stored key index (key -> revision history), derived from
+    /// [`Table::Key`]; see the module docs.
+    Index,
 }
 
-const ALL_TABLES: [Table; 5] = [Table::Key, Table::Meta, Table::Lease, Table::Auth, Table::Members];
+const ALL_TABLES: [Table; 6] = [Table::Key, Table::Meta, Table::Lease, Table::Auth, Table::Members, Table::Index];
 
 impl Table {
     /// Stable name, used in dumps and as the RocksDB column family name.
@@ -70,17 +79,24 @@ impl Table {
             Table::Lease => "lease",
             Table::Auth => "auth",
             Table::Members => "members",
+            Table::Index => "index",
         }
     }
 
-    /// Every table, in a fixed order (the order dumps use).
+    /// Every table an engine holds, in a fixed order.
     pub fn all() -> &'static [Table] {
         &ALL_TABLES
     }
 
-    /// The table with the given [`Table::name`], if any.
+    /// The tables a dump holds, in the order dumps use: all but the
+    /// derived [`Table::Index`].
+    pub fn dumped() -> &'static [Table] {
+        &ALL_TABLES[..5]
+    }
+
+    /// The dumped table with the given [`Table::name`], if any.
     pub fn from_name(name: &str) -> Option<Table> {
-        ALL_TABLES.iter().copied().find(|t| t.name() == name)
+        Table::dumped().iter().copied().find(|t| t.name() == name)
     }
 
     /// Dense index in `0..Table::all().len()`, for array-backed engines.
@@ -91,6 +107,7 @@ impl Table {
             Table::Lease => 2,
             Table::Auth => 3,
             Table::Members => 4,
+            Table::Index => 5,
         }
     }
 }
@@ -114,6 +131,14 @@ pub const META_FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
 pub fn is_applied_index(table: Table, key: &[u8]) -> bool {
     table == Table::Meta && (key == META_CONSISTENT_INDEX || key == META_TERM)
 }
+
+// ---- stored key index ----
+
+/// Index key of the slot byte that holds the complete stored key index;
+/// sorts after every slot's keys.
+pub const INDEX_SLOT: &[u8] = b"\xffslot";
+/// Index key of the number of keys in that slot.
+pub const INDEX_KEYS: &[u8] = b"\xffkeys";
 
 // ---- alarms (in meta) ----
 
@@ -290,12 +315,14 @@ mod tests {
     #[test]
     fn table_names_round_trip_and_indexes_are_dense() {
         for (i, t) in Table::all().iter().enumerate() {
-            assert_eq!(Table::from_name(t.name()), Some(*t));
+            let dumped = *t != Table::Index;
+            assert_eq!(Table::from_name(t.name()), dumped.then_some(*t));
             assert_eq!(t.index(), i);
         }
         assert_eq!(Table::from_name("nope"), None);
         let names: Vec<_> = Table::all().iter().map(|t| t.name()).collect();
-        assert_eq!(names, ["key", "meta", "lease", "auth", "members"]);
+        assert_eq!(names, ["key", "meta", "lease", "auth", "members", "index"]);
+        assert_eq!(Table::dumped(), &Table::all()[..5]);
     }
 
     /// The bytes existing data dirs hold: these must never change.

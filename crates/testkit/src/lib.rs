@@ -457,6 +457,14 @@ impl ServerProcess {
         self.spawn();
     }
 
+    /// Stops the process with SIGTERM and starts it again on the same ports
+    /// and data dir with `extra` as its flags instead of the ones it had.
+    pub fn restart_with_flags(&mut self, extra: &[&str]) {
+        self.terminate(Duration::from_secs(30));
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.spawn();
+    }
+
     /// Starts the process again on the same ports and data dir.
     pub fn restart(&mut self) {
         self.kill9();

@@ -35,6 +35,8 @@ pub struct Put {
     pool: Arc<Pool>,
     keys: KeyGen,
     value: Vec<u8>,
+    /// Every this many puts, this value instead.
+    large: Option<(u64, Vec<u8>)>,
 }
 
 impl Put {
@@ -43,10 +45,15 @@ impl Put {
             key_size: a.keys.key_size,
             key_space_size: a.keys.key_space_size,
             sequential: a.keys.sequential_keys,
+            k8s: a.keys.k8s_keys,
+            offset: a.keys.key_offset,
         };
         let params = json!({"key_size": a.keys.key_size, "val_size": a.val_size,
-            "key_space_size": a.keys.key_space_size, "sequential_keys": a.keys.sequential_keys});
-        (Put { pool, keys, value: value(a.val_size, &mut Rng::seeded(0)) }, params)
+            "key_space_size": a.keys.key_space_size, "sequential_keys": a.keys.sequential_keys,
+            "k8s_keys": a.keys.k8s_keys, "large_val_every": a.large_val_every, "large_val_size": a.large_val_size});
+        let mut rng = Rng::seeded(0);
+        let large = (a.large_val_every > 0).then(|| (a.large_val_every, value(a.large_val_size, &mut rng)));
+        (Put { pool, keys, value: value(a.val_size, &mut rng), large }, params)
     }
 }
 
@@ -56,7 +63,11 @@ impl Workload for Put {
         Ok(client(&self.pool, worker))
     }
     async fn op(&self, c: &mut Client, i: u64, limit: Duration) -> Result<(), String> {
-        let req = PutRequest { key: self.keys.key(i, &mut c.rng), value: self.value.clone(), ..Default::default() };
+        let value = match &self.large {
+            Some((every, large)) if i % every == every - 1 => large.clone(),
+            _ => self.value.clone(),
+        };
+        let req = PutRequest { key: self.keys.key(i, &mut c.rng), value, ..Default::default() };
         c.kv.put(request(req, limit)).await.map(drop).map_err(|s| status_message(&s))
     }
 }
@@ -69,6 +80,8 @@ pub struct Range {
     end: Vec<u8>,
     serializable: bool,
     limit: i64,
+    count_only: bool,
+    keys_only: bool,
 }
 
 impl Range {
@@ -77,9 +90,12 @@ impl Range {
             key_size: a.key_size,
             key_space_size: a.key_space_size,
             sequential: false,
+            k8s: a.k8s_keys,
+            offset: 0,
         });
         let params = json!({"key": a.key, "end": a.end, "consistency": if a.consistency == Consistency::S { "s" } else { "l" },
-            "key_space_size": a.key_space_size, "key_size": a.key_size, "limit": a.limit});
+            "key_space_size": a.key_space_size, "key_size": a.key_size, "limit": a.limit, "k8s_keys": a.k8s_keys,
+            "count_only": a.count_only, "keys_only": a.keys_only});
         let r = Range {
             pool,
             keys,
@@ -87,6 +103,8 @@ impl Range {
             end: a.end.clone().unwrap_or_default().into_bytes(),
             serializable: a.consistency == Consistency::S,
             limit: a.limit,
+            count_only: a.count_only,
+            keys_only: a.keys_only,
         };
         (r, params)
     }
@@ -102,8 +120,15 @@ impl Workload for Range {
             Some(g) => (g.key(i, &mut c.rng), Vec::new()),
             None => (self.key.clone(), self.end.clone()),
         };
-        let req =
-            RangeRequest { key, range_end, serializable: self.serializable, limit: self.limit, ..Default::default() };
+        let req = RangeRequest {
+            key,
+            range_end,
+            serializable: self.serializable,
+            limit: self.limit,
+            count_only: self.count_only,
+            keys_only: self.keys_only,
+            ..Default::default()
+        };
         c.kv.range(request(req, limit)).await.map(drop).map_err(|s| status_message(&s))
     }
 }
@@ -121,6 +146,8 @@ impl TxnPut {
             key_size: a.keys.key_size,
             key_space_size: a.keys.key_space_size,
             sequential: a.keys.sequential_keys,
+            k8s: a.keys.k8s_keys,
+            offset: a.keys.key_offset,
         };
         let params = json!({"key_size": a.keys.key_size, "val_size": a.val_size, "txn_ops": a.txn_ops,
             "key_space_size": a.keys.key_space_size, "sequential_keys": a.keys.sequential_keys});

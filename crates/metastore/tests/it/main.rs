@@ -32,6 +32,7 @@ mod logs;
 mod migration;
 mod monitoring;
 mod quota;
+mod scale;
 mod smoke;
 mod tls;
 mod watch;

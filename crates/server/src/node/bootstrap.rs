@@ -26,7 +26,7 @@ use std::sync::Arc;
 use api::pb::metastorepb::MemberRecord;
 use raft::eraftpb::{ConfState, SnapshotMetadata};
 use raftlog::{LogStore, LogStoreOptions};
-use storage::{AppliedIndex, Engine, MvccStore, Table, WriteBatch};
+use storage::{AppliedIndex, CompactionConfig, Engine, MvccStore, Table, WriteBatch};
 
 use super::NodeError;
 use crate::apply::alarms::Alarms;
@@ -138,7 +138,15 @@ pub fn open(
             })?;
         }
     }
-    let mvcc = Arc::new(MvccStore::open(engine)?);
+    let mvcc = Arc::new(MvccStore::open_with_index(engine, CompactionConfig::default(), cfg.key_index)?);
+    let load = mvcc.index_load();
+    tracing::info!(
+        key_index = %mvcc.key_index_kind(),
+        keys = mvcc.keys_total(),
+        rebuilt = load.rebuilt,
+        took_ms = load.took.as_millis() as u64,
+        "key index ready"
+    );
     // Everything applied was committed; raft requires applied <= commit, and
     // the commit index on disk may lag (it is not fsynced on its own).
     log.mark_committed(mvcc.applied_index().index)?;

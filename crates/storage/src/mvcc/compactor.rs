@@ -9,11 +9,12 @@
 //! 2. plans a slice: the next keys, up to [`CompactionConfig::batch_revisions`]
 //!    revisions to drop (or ten times as many keys visited), without any lock
 //!    of the store (`TreeIndex::compact_slice` only reads);
-//! 3. deletes those revisions in one engine batch — the last batch of a pass
-//!    also records `finishedCompactRev` — holding no lock a reader or the
-//!    writer wants;
-//! 4. compacts those keys in the key index under the writer mutex (for
-//!    microseconds: nothing but memory), so it never races an append.
+//! 3. deletes those revisions in one engine batch, holding no lock a reader
+//!    or the writer wants;
+//! 4. compacts those keys in the key index under the writer mutex, so it
+//!    never races an append: microseconds of memory for the in-memory
+//!    index, one read per key and one engine batch for the stored one. The
+//!    last batch of a pass also records `finishedCompactRev`.
 //!
 //! Before the first batch at a new target the compactor waits for a reader
 //! grace period (`gate.rs`), so no reader that checked its revision against an
@@ -26,7 +27,8 @@
 //! - Revisions are deleted from the engine before the index forgets them;
 //!   readers at or above the published compact revision never need either,
 //!   so the order only matters for a failed write, which then changes
-//!   nothing and is retried.
+//!   nothing and is retried, and for a crash in between, after which the
+//!   pass resumes (its finish is recorded with the index).
 //! - A compaction applied while a pass runs raises the pass's target from its
 //!   cursor on; the pass then finishes at the target it *started* with (every
 //!   key was compacted at least that far) and a new pass follows. So each pass
@@ -320,23 +322,27 @@ impl Shared {
         }
         let batch_revs = ctl.config.batch_revisions;
         let max_keys = batch_revs.saturating_mul(KEYS_VISITED_PER_REVISION);
-        let slice = self.index.read().compact_slice(pass.after.as_deref(), pass.target, max_keys, batch_revs);
+        let slice = self.index.read().compact_slice(pass.after.as_deref(), pass.target, max_keys, batch_revs)?;
         let done = slice.next.is_none();
         let mut batch = WriteBatch::default();
         for d in &slice.drops {
             batch.delete(Table::Key, d.encode());
         }
-        if done {
-            meta::put_finished_compact(&mut batch, pass.start_target);
-        }
         if !batch.is_empty() {
             self.engine.write(batch)?;
         }
         pass.revisions_deleted += slice.drops.len() as u64;
-        if !slice.keys.is_empty() {
+        // The pass is recorded as finished with its last histories, so a
+        // crash before them resumes it (a stored index still names the
+        // revisions just deleted).
+        let mut tail = WriteBatch::default();
+        if done {
+            meta::put_finished_compact(&mut tail, pass.start_target);
+        }
+        if !slice.keys.is_empty() || !tail.is_empty() {
             let paused = Instant::now();
             let _writer = self.writer.lock();
-            self.index.read().compact_keys(&slice.keys, pass.target);
+            self.index.read().write_compaction(self.engine.as_ref(), tail, &slice.keys, pass.target)?;
             pass.index_pause += paused.elapsed();
         }
         if !done {

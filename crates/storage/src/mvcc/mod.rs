@@ -3,11 +3,13 @@
 //!
 //! Every change gets a revision `(main, sub)`; history is kept in
 //! [`Table::Key`](crate::Table::Key) (revision -> key-value) until
-//! compaction, and an in-memory key index maps each key to its revisions,
-//! grouped in generations (see `key_index.rs`).
+//! compaction, and a key index maps each key to its revisions, grouped in
+//! generations (see `key_index.rs`): in memory (`index.rs`) or stored in the
+//! engine (`stored_index.rs`), as `indexes.rs` chooses.
 //!
 //! Invariants of the whole module:
-//! - the engine is the source of truth; the index is rebuilt from it on open;
+//! - the engine is the source of truth; the index is rebuilt from it on open
+//!   unless the engine stores it;
 //! - one writer at a time (the raft apply loop); readers are concurrent and
 //!   see only whole, published txns (see `store.rs`);
 //! - compaction is applied in O(1) (the compact revision is published and
@@ -34,6 +36,7 @@ pub mod error;
 mod gate;
 pub mod hash;
 mod index;
+mod indexes;
 mod key_index;
 pub mod kv;
 pub mod meta;
@@ -42,6 +45,7 @@ mod rebuild;
 mod restore;
 pub mod revision;
 pub mod store;
+mod stored_index;
 pub mod txn;
 
 #[cfg(test)]
@@ -56,13 +60,16 @@ mod tests_model;
 mod tests_restore;
 #[cfg(test)]
 mod tests_store;
+#[cfg(test)]
+mod tests_stored_index;
 
 pub use compactor::{on_compaction_finished, CompactionConfig, CompactionStats, DEFAULT_BATCH_REVISIONS};
 pub use error::MvccError;
 pub use hash::HashScan;
+pub use indexes::KeyIndexKind;
 pub use kv::{Event, EventKind, KeyValue};
 pub use meta::AppliedIndex;
 pub use range::{KeyRange, RangeOptions, RangeResult};
 pub use revision::Revision;
-pub use store::MvccStore;
+pub use store::{IndexLoad, MvccStore};
 pub use txn::WriteTxn;

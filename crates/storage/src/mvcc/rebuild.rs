@@ -19,7 +19,7 @@ use crate::schema::Table;
 
 use super::error::MvccError;
 use super::key_index::KeyIndex;
-use super::kv::decode_header;
+use super::kv::{decode_header, KvHeader};
 use super::revision::{Revision, RevisionKey};
 
 /// The rebuilt index and the highest main revision found (0 if none).
@@ -63,14 +63,26 @@ pub(super) fn try_scan(
 /// Adds one stored revision (in ascending order) to the index being rebuilt.
 pub(super) fn add_revision(loaded: &mut Loaded, k: &[u8], v: &[u8]) -> Result<(), MvccError> {
     let rk = RevisionKey::decode(k)?;
-    let kv = decode_header(v)?;
+    let h = decode_header(v)?;
+    add_to(&mut loaded.keys, rk, &h)?;
+    loaded.max_main = loaded.max_main.max(rk.rev.main);
+    Ok(())
+}
+
+/// Adds the stored revision `rk` of the key-value `h` to `keys`, which
+/// holds the key's history so far if it has one.
+pub(super) fn add_to(
+    keys: &mut BTreeMap<Vec<u8>, KeyIndex>,
+    rk: RevisionKey,
+    h: &KvHeader<'_>,
+) -> Result<(), MvccError> {
     let rev = rk.rev;
-    match loaded.keys.get_mut(kv.key) {
+    match keys.get_mut(h.key) {
         Some(ki) => {
             if rev <= ki.modified() {
                 return Err(MvccError::Corrupt(format!(
                     "revision {rev} of key {:?} is not after {}",
-                    String::from_utf8_lossy(kv.key),
+                    String::from_utf8_lossy(h.key),
                     ki.modified()
                 )));
             }
@@ -78,7 +90,7 @@ pub(super) fn add_revision(loaded: &mut Loaded, k: &[u8], v: &[u8]) -> Result<()
                 if !ki.tombstone(rev) {
                     return Err(MvccError::Corrupt(format!(
                         "tombstone {rev} for key {:?} that does not exist",
-                        String::from_utf8_lossy(kv.key)
+                        String::from_utf8_lossy(h.key)
                     )));
                 }
             } else {
@@ -90,12 +102,11 @@ pub(super) fn add_revision(loaded: &mut Loaded, k: &[u8], v: &[u8]) -> Result<()
             if rk.tombstone {
                 ki.restore_tombstone(rev);
             } else {
-                ki.restore(Revision::new(kv.create_revision, 0), rev, kv.version);
+                ki.restore(Revision::new(h.create_revision, 0), rev, h.version);
             }
-            loaded.keys.insert(kv.key.to_vec(), ki);
+            keys.insert(h.key.to_vec(), ki);
         }
     }
-    loaded.max_main = loaded.max_main.max(rev.main);
     Ok(())
 }
 

@@ -41,11 +41,13 @@ use crate::schema::{self, Table};
 
 use super::error::MvccError;
 use super::index::TreeIndex;
+use super::indexes::Index;
 use super::kv::decode_header;
 use super::meta::{self, AppliedIndex};
 use super::rebuild::{add_revision, try_scan, Loaded};
 use super::revision::{Revision, RevisionKey};
 use super::store::{MvccStore, NEVER_COMPACTED};
+use super::stored_index::{StoredBuilder, StoredIndex};
 
 /// Stream and sweep writes go to the engine in batches of about this many
 /// bytes.
@@ -53,10 +55,25 @@ const BATCH_BYTES: usize = 4 << 20;
 /// The sweep deletes at most this many revisions per engine batch.
 const SWEEP_BATCH: usize = 10_000;
 
+/// The new key index being built from the dump, of the kind the store keeps.
+enum Building {
+    Memory(Loaded),
+    /// Into the slot the store's stored index does not use.
+    Stored(StoredBuilder),
+}
+
+impl Building {
+    fn add(&mut self, k: &[u8], v: &[u8]) -> Result<(), MvccError> {
+        match self {
+            Building::Memory(loaded) => add_revision(loaded, k, v),
+            Building::Stored(b) => b.add(k, v),
+        }
+    }
+}
+
 /// What the stream phase gathered.
-#[derive(Default)]
 struct Staged {
-    loaded: Loaded,
+    building: Option<Building>,
     /// Key entries at or below the old current revision that differ from ours.
     held_back: Vec<(Vec<u8>, Vec<u8>)>,
     /// Every other table's entries.
@@ -69,6 +86,16 @@ struct Staged {
 }
 
 impl Staged {
+    fn new(building: Building) -> Staged {
+        Staged {
+            building: Some(building),
+            held_back: Vec::new(),
+            others: Vec::new(),
+            applied: Vec::new(),
+            filled_in: Vec::new(),
+        }
+    }
+
     /// The dump's applied index entries, as Meta entries.
     fn applied_entries(&self) -> Vec<(Table, Vec<u8>, Vec<u8>)> {
         self.applied.iter().map(|(k, v)| (Table::Meta, k.clone(), v.clone())).collect()
@@ -96,16 +123,27 @@ impl MvccStore {
         let _job = self.shared.compaction.pause();
         let _writer = self.shared.writer.lock();
         let old_current = self.current_revision();
-        let mut staged = Staged::default();
+        let building = match &*self.index() {
+            Index::Memory(_) => Building::Memory(Loaded::default()),
+            Index::Stored(old) => Building::Stored(StoredBuilder::new(self.shared.engine.clone(), 1 - old.slot())?),
+        };
+        let mut staged = Staged::new(building);
         let streamed = self.stream(input, old_current, &mut staged);
         let swapped = streamed.and_then(|()| self.swap(&mut staged));
-        if let Err(e) = swapped {
-            // Best effort: on an engine that fails writes this fails too,
-            // and the leftovers are unreferenced revisions.
-            let _ = self.unstream(old_current, &staged.filled_in);
-            return Err(e);
-        }
+        let old_slot = match swapped {
+            Ok(old_slot) => old_slot,
+            Err(e) => {
+                // Best effort: on an engine that fails writes this fails too,
+                // and the leftovers are unreferenced revisions (and histories
+                // in the unused slot, which the next build empties).
+                let _ = self.unstream(old_current, &staged.filled_in);
+                return Err(e);
+            }
+        };
         self.sweep()?;
+        if let Some(slot) = old_slot {
+            StoredIndex::clear_slot(self.shared.engine.as_ref(), slot)?;
+        }
         let mut batch = WriteBatch::default();
         for (k, v) in staged.applied {
             batch.put(Table::Meta, k, v);
@@ -130,7 +168,8 @@ impl MvccStore {
                 staged.others.push((table, k, v));
                 return Ok(());
             }
-            let rk = match add_revision(&mut staged.loaded, &k, &v).and_then(|()| RevisionKey::decode(&k)) {
+            let building = staged.building.as_mut().expect("a build runs while the dump streams");
+            let rk = match building.add(&k, &v).and_then(|()| RevisionKey::decode(&k)) {
                 Ok(rk) => rk,
                 Err(e) => {
                     let msg = e.to_string();
@@ -165,13 +204,14 @@ impl MvccStore {
     }
 
     /// Phase 2: the new index and tables go in under the exclusive lock.
-    fn swap(&self, staged: &mut Staged) -> Result<(), MvccError> {
+    /// Returns the slot the old stored index used, for the caller to empty.
+    fn swap(&self, staged: &mut Staged) -> Result<Option<u8>, MvccError> {
         let engine = &*self.shared.engine;
         let mut batch = WriteBatch::default();
         for (k, v) in staged.held_back.drain(..) {
             batch.put(Table::Key, k, v);
         }
-        for &table in Table::all().iter().filter(|&&t| t != Table::Key) {
+        for &table in Table::dumped().iter().filter(|&&t| t != Table::Key) {
             try_scan(engine, table, None, &mut |k, _| {
                 batch.delete(table, k.to_vec());
                 Ok(())
@@ -187,18 +227,30 @@ impl MvccStore {
         for (table, k, v) in staged.others.drain(..) {
             batch.put(table, k, v);
         }
-        let loaded = mem::take(&mut staged.loaded);
-        let current = loaded.max_main.max(scheduled).max(1);
-        let index = TreeIndex::from_keys(loaded.keys);
+        let (index, max_main) = match staged.building.take().expect("the stream built an index") {
+            Building::Memory(loaded) => (Index::Memory(TreeIndex::from_keys(loaded.keys)), loaded.max_main),
+            Building::Stored(b) => {
+                // The histories are written before the swap; the swap batch
+                // makes their slot the one in use.
+                let built = b.finish()?;
+                built.mark(&mut batch);
+                (Index::Stored(built.index), built.max_main)
+            }
+        };
+        let current = max_main.max(scheduled).max(1);
 
         let mut guard = self.shared.index.write();
         engine.write(batch)?;
         let old = mem::replace(&mut *guard, index);
         self.publish_loaded(current, scheduled, finished, applied);
         drop(guard);
+        let old_slot = match &old {
+            Index::Stored(s) => Some(s.slot()),
+            Index::Memory(_) => None,
+        };
         // Freeing a big index takes a while: not under the lock.
         drop(old);
-        Ok(())
+        Ok(old_slot)
     }
 
     /// Phase 3: deletes every stored revision the new index does not hold.
@@ -213,7 +265,7 @@ impl MvccStore {
             let mut failure = None;
             engine.scan(Table::Key, &start, None, &mut |k, v| {
                 let held =
-                    RevisionKey::decode(k).and_then(|rk| decode_header(v).map(|h| index.contains(h.key, rk.rev)));
+                    RevisionKey::decode(k).and_then(|rk| decode_header(v).and_then(|h| index.contains(h.key, rk.rev)));
                 match held {
                     Ok(true) => {}
                     Ok(false) => stale.push(k.to_vec()),

@@ -27,8 +27,10 @@
 //! - **Lock order**: compaction job, writer, index. The compactor holds the
 //!   job lock for one batch and the writer only to compact the key index.
 //! - **The engine is the source of truth**: values are always read from
-//!   [`Table::Key`] by revision; the in-memory index only maps keys to
-//!   revisions and is rebuilt from the engine on open and reload.
+//!   [`Table::Key`] by revision; the key index only maps keys to revisions.
+//!   The in-memory one is rebuilt from the engine on open and reload; the
+//!   stored one (`stored_index.rs`) is written with the revisions and only
+//!   rebuilt when the engine holds none.
 //!
 //! Revision numbering follows etcd: an empty store is at revision 1, the first
 //! write txn that changes something is revision 2, and a txn that changes
@@ -47,11 +49,13 @@ use super::compactor::{CompactionConfig, CompactionCtl, CompactorThread};
 use super::error::MvccError;
 use super::gate::ReaderGate;
 use super::index::TreeIndex;
+use super::indexes::{Index, KeyIndexKind};
 use super::kv::{decode_kv, Event, EventKind, KeyValue};
 use super::meta::{self, AppliedIndex};
 use super::range::{KeyRange, RangeOptions, RangeResult};
 use super::rebuild::load_index;
 use super::revision::{Revision, RevisionKey};
+use super::stored_index::{StoredBuilder, StoredIndex};
 use super::txn::WriteTxn;
 
 /// Internal compact revision before any compaction (etcd's `-1`): a request
@@ -72,6 +76,18 @@ pub struct MvccStore {
     /// compaction scheduled, a snapshot installed (see [`Self::history_epoch`]).
     pub(super) epoch: AtomicU64,
     pub(super) compactor: CompactorThread,
+    /// How the key index was last made ready (open, reload).
+    index_load: Mutex<IndexLoad>,
+}
+
+/// How a store made its key index ready, for the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexLoad {
+    /// True when it read every stored revision (the in-memory index always
+    /// does; the stored one only when the engine held none).
+    pub rebuilt: bool,
+    /// Time it took.
+    pub took: std::time::Duration,
 }
 
 /// What the store shares with its background compactor.
@@ -79,7 +95,9 @@ pub(super) struct Shared {
     pub(super) engine: Arc<dyn Engine>,
     /// Held shared by readers for a whole read; exclusively only while a
     /// snapshot install or reload swaps in a new index.
-    pub(super) index: RwLock<TreeIndex>,
+    pub(super) index: RwLock<Index>,
+    /// The kind of `index` (never `Auto`).
+    pub(super) index_kind: KeyIndexKind,
     /// Held by the single writer (see the module docs).
     pub(super) writer: Mutex<()>,
     pub(super) gate: ReaderGate,
@@ -100,10 +118,22 @@ impl MvccStore {
     /// [`Self::open`] with compaction settings (batch size; tests may turn
     /// the background compactor off and step it by hand).
     pub fn open_with(engine: Arc<dyn Engine>, config: CompactionConfig) -> Result<MvccStore, MvccError> {
+        Self::open_with_index(engine, config, KeyIndexKind::Auto)
+    }
+
+    /// [`Self::open_with`] with the key index chosen: `Auto` stores it in a
+    /// persistent engine and keeps it in memory otherwise.
+    pub fn open_with_index(
+        engine: Arc<dyn Engine>,
+        config: CompactionConfig,
+        kind: KeyIndexKind,
+    ) -> Result<MvccStore, MvccError> {
+        let index_kind = kind.resolve(engine.as_ref());
         let store = MvccStore {
             shared: Arc::new(Shared {
                 engine,
-                index: RwLock::new(TreeIndex::new()),
+                index: RwLock::new(Index::Memory(TreeIndex::new())),
+                index_kind,
                 writer: Mutex::new(()),
                 gate: ReaderGate::default(),
                 compaction: CompactionCtl::new(config),
@@ -113,6 +143,7 @@ impl MvccStore {
             applied: Mutex::new(AppliedIndex::default()),
             epoch: AtomicU64::new(0),
             compactor: CompactorThread::default(),
+            index_load: Mutex::new(IndexLoad::default()),
         };
         let index = store.load()?;
         *store.shared.index.write() = index;
@@ -121,22 +152,61 @@ impl MvccStore {
     }
 
     /// Reads all in-memory state but the index from the engine and returns
-    /// the rebuilt index for the caller to install. Callers hold the job,
-    /// writer and exclusive index locks (or own the store exclusively).
-    pub(super) fn load(&self) -> Result<TreeIndex, MvccError> {
+    /// the index (opened, or rebuilt) for the caller to install. Callers
+    /// hold the job, writer and exclusive index locks (or own the store
+    /// exclusively).
+    pub(super) fn load(&self) -> Result<Index, MvccError> {
         let engine = &*self.shared.engine;
         let applied = meta::load_applied(engine)?;
         let finished = meta::load_finished_compact(engine)?.unwrap_or(NEVER_COMPACTED);
         let scheduled = meta::load_scheduled_compact(engine)?.unwrap_or(NEVER_COMPACTED).max(finished);
-        let loaded = load_index(engine)?;
+        let (index, max_main) = self.load_index()?;
         // As etcd: a compaction may have removed the latest revisions (trailing
         // deletes), and it may have done so before it finished.
-        let current = loaded.max_main.max(scheduled).max(1);
-        // In key order (a B-tree): each skip-list insert finds its place on
-        // a hot path, several times faster than random order at 1M keys.
-        let index = TreeIndex::from_keys(loaded.keys);
+        let current = max_main.max(scheduled).max(1);
         self.publish_loaded(current, scheduled, finished, applied);
         Ok(index)
+    }
+
+    /// The key index and the highest main revision stored.
+    fn load_index(&self) -> Result<(Index, i64), MvccError> {
+        let started = std::time::Instant::now();
+        let (index, max_main, rebuilt) = self.open_or_build_index()?;
+        *self.index_load.lock() = IndexLoad { rebuilt, took: started.elapsed() };
+        Ok((index, max_main))
+    }
+
+    /// How the key index was last made ready.
+    pub fn index_load(&self) -> IndexLoad {
+        *self.index_load.lock()
+    }
+
+    /// The stored index when the engine holds one, else a rebuilt one;
+    /// true when rebuilt.
+    fn open_or_build_index(&self) -> Result<(Index, i64, bool), MvccError> {
+        let engine = &self.shared.engine;
+        if self.shared.index_kind != KeyIndexKind::Stored {
+            StoredIndex::invalidate(engine.as_ref())?;
+            let loaded = load_index(engine.as_ref())?;
+            // In key order (a B-tree): each skip-list insert finds its place
+            // on a hot path, several times faster than random order at 1M keys.
+            return Ok((Index::Memory(TreeIndex::from_keys(loaded.keys)), loaded.max_main, true));
+        }
+        if let Some(stored) = StoredIndex::open(engine.clone())? {
+            let max_main = match engine.last_key(Table::Key)? {
+                Some(k) => RevisionKey::decode(&k)?.rev.main,
+                None => 0,
+            };
+            return Ok((Index::Stored(stored), max_main, false));
+        }
+        StoredIndex::clear_slot(engine.as_ref(), 1)?;
+        let built = StoredBuilder::rebuild(engine.clone(), 0)?;
+        Ok((Index::Stored(built.index), built.max_main, true))
+    }
+
+    /// The kind of key index this store keeps (`Memory` or `Stored`).
+    pub fn key_index_kind(&self) -> KeyIndexKind {
+        self.shared.index_kind
     }
 
     /// Publishes freshly loaded revisions and resets the compactor to them.
@@ -215,7 +285,7 @@ impl MvccStore {
         let cur = self.current_rev.load(Ordering::Acquire);
         let rev = self.resolve_rev(rev, cur)?;
         let compact = self.compact_rev.load(Ordering::Acquire);
-        Ok((index.hash_keep(rev, compact), compact))
+        Ok((index.hash_keep(rev, compact)?, compact))
     }
 
     /// The raft position of the last entry applied to this store.
@@ -236,7 +306,7 @@ impl MvccStore {
 
     /// The index, for the writer and the compactor (readers take it in
     /// their read path, see the module docs).
-    pub(super) fn index(&self) -> RwLockReadGuard<'_, TreeIndex> {
+    pub(super) fn index(&self) -> RwLockReadGuard<'_, Index> {
         self.shared.index.read()
     }
 
@@ -256,7 +326,7 @@ impl MvccStore {
     /// A range read as of a reader whose current revision is `cur`.
     pub(super) fn range_at(
         &self,
-        index: &TreeIndex,
+        index: &Index,
         range: &KeyRange,
         opts: RangeOptions,
         cur: i64,
@@ -271,7 +341,7 @@ impl MvccStore {
                 revs.push(at.modified);
             }
             true
-        });
+        })?;
         let kvs = revs.into_iter().map(|r| self.read_kv(r)).collect::<Result<Vec<_>, _>>()?;
         Ok(RangeResult { kvs, count, rev: cur })
     }
@@ -352,11 +422,11 @@ impl MvccStore {
             // one whether or not the compactor got to this key yet: only
             // each key's last change there, without the version it replaced.
             let at_compact = rk.rev.main == compact;
-            if at_compact && index.superseded_at(&stored.key, rk.rev) {
+            if at_compact && index.superseded_at(&stored.key, rk.rev)? {
                 continue;
             }
             let prev = if prev_kv && !at_compact {
-                match index.prev_in_generation(&stored.key, rk.rev) {
+                match index.prev_in_generation(&stored.key, rk.rev)? {
                     Some(p) => self.try_read_kv(p)?,
                     None => None,
                 }

@@ -3,6 +3,7 @@
 //! scans, the entries they visit and the ops written.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
 
 use crate::engine::{BatchOp, Engine, EngineError, WriteBatch};
 use crate::memory::MemoryEngine;
@@ -16,6 +17,8 @@ pub(super) struct FaultyEngine {
     /// Fails only batches that delete history (`Table::Key`): compaction's
     /// deletions, a restore's sweep of the old state.
     pub(super) fail_key_deletes: AtomicBool,
+    /// Fails only batches that write the stored key index.
+    pub(super) fail_index_writes: AtomicBool,
     pub(super) scans: AtomicUsize,
     pub(super) scanned: AtomicUsize,
     pub(super) written_ops: AtomicUsize,
@@ -57,7 +60,13 @@ impl Engine for FaultyEngine {
 
     fn write(&self, batch: WriteBatch) -> Result<(), EngineError> {
         let key_deletes = batch.ops.iter().any(|op| matches!(op, BatchOp::Delete { table: Table::Key, .. }));
-        if self.fail_write.load(SeqCst) || (key_deletes && self.fail_key_deletes.load(SeqCst)) {
+        let index_writes = batch.ops.iter().any(|op| match op {
+            BatchOp::Put { table, .. } | BatchOp::Delete { table, .. } => *table == Table::Index,
+        });
+        if self.fail_write.load(SeqCst)
+            || (key_deletes && self.fail_key_deletes.load(SeqCst))
+            || (index_writes && self.fail_index_writes.load(SeqCst))
+        {
             return Err(Self::injected());
         }
         self.written_ops.fetch_add(batch.len(), SeqCst);
@@ -68,8 +77,63 @@ impl Engine for FaultyEngine {
         self.inner.size_bytes()
     }
 
+    fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>, EngineError> {
+        self.inner.last_key(table)
+    }
+
     fn kind(&self) -> &'static str {
         "faulty"
+    }
+
+    fn dump(&self, out: &mut dyn std::io::Write) -> Result<(), EngineError> {
+        self.inner.dump(out)
+    }
+
+    fn restore(&self, input: &mut dyn std::io::Read) -> Result<(), EngineError> {
+        self.inner.restore(input)
+    }
+}
+
+/// An engine that counts the [`Table::Key`] entries scanned through it.
+pub(super) struct KeyScanCounter {
+    pub(super) inner: Arc<MemoryEngine>,
+    pub(super) scanned: Arc<AtomicUsize>,
+}
+
+impl Engine for KeyScanCounter {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        self.inner.get(table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), EngineError> {
+        self.inner.scan(table, start, end, &mut |k, v| {
+            if table == Table::Key {
+                self.scanned.fetch_add(1, SeqCst);
+            }
+            visit(k, v)
+        })
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), EngineError> {
+        self.inner.write(batch)
+    }
+
+    fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>, EngineError> {
+        self.inner.last_key(table)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.inner.size_bytes()
+    }
+
+    fn kind(&self) -> &'static str {
+        "counting"
     }
 
     fn dump(&self, out: &mut dyn std::io::Write) -> Result<(), EngineError> {

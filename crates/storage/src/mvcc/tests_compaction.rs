@@ -15,21 +15,21 @@ use super::test_engine::FaultyEngine;
 use super::tests_model::normalized_index;
 use super::*;
 
-fn applied(index: u64) -> AppliedIndex {
+pub(super) fn applied(index: u64) -> AppliedIndex {
     AppliedIndex { index, term: 1 }
 }
 
-fn manual(batch_revisions: usize) -> CompactionConfig {
+pub(super) fn manual(batch_revisions: usize) -> CompactionConfig {
     CompactionConfig { batch_revisions, background: false, ..CompactionConfig::default() }
 }
 
-fn all() -> KeyRange {
+pub(super) fn all() -> KeyRange {
     KeyRange::FromKey(Vec::new())
 }
 
 /// `txns` txns over `keys` keys: mostly puts, every 7th deletes a key, some
 /// txns change one key twice; revision n+1 is txn n.
-fn fill(s: &MvccStore, keys: usize, txns: usize) {
+pub(super) fn fill(s: &MvccStore, keys: usize, txns: usize) {
     for n in 0..txns {
         let mut t = s.write_txn();
         let k = format!("k{:04}", (n * 7919) % keys);
@@ -45,7 +45,7 @@ fn fill(s: &MvccStore, keys: usize, txns: usize) {
 }
 
 /// Every revision's full range at and above `from`.
-fn ranges(s: &MvccStore, from: i64) -> Vec<String> {
+pub(super) fn ranges(s: &MvccStore, from: i64) -> Vec<String> {
     (from..=s.current_revision())
         .map(|rev| format!("{rev}: {:?}", s.range(&all(), RangeOptions { rev, ..Default::default() }).unwrap().kvs))
         .collect()
@@ -54,7 +54,7 @@ fn ranges(s: &MvccStore, from: i64) -> Vec<String> {
 /// Everything readable at and above `from`: [`ranges`], and the event replay
 /// from `from` with and without prev_kv (which changes when a compaction at
 /// `from` is applied: the replay then answers as compacted).
-fn answers(s: &MvccStore, from: i64) -> Vec<String> {
+pub(super) fn answers(s: &MvccStore, from: i64) -> Vec<String> {
     let mut out = ranges(s, from);
     out.push(format!("{:?}", s.events_between(from, i64::MAX, true).unwrap()));
     out.push(format!("{:?}", s.events_between(from, i64::MAX, false).unwrap()));
@@ -63,7 +63,7 @@ fn answers(s: &MvccStore, from: i64) -> Vec<String> {
 
 /// Asserts equal answers, showing only the first difference.
 #[track_caller]
-fn same(got: &[String], want: &[String], what: &str) {
+pub(super) fn same(got: &[String], want: &[String], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: number of answers");
     if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
         panic!("{what}: answer {i} differs:\n got: {}\nwant: {}", got[i], want[i]);

@@ -4,7 +4,8 @@
 //! change at main revision `B+1`; the n-th change gets sub revision n.
 //! Changes are buffered in the txn: readers of the store see nothing until
 //! [`WriteTxn::commit`], which writes all changes plus the applied index in one
-//! engine batch, appends them to the key index, and only then publishes `B+1`
+//! engine batch (with the key index's histories when it is stored), appends
+//! them to the key index, and only then publishes `B+1`
 //! as the current revision. Dropping a txn without committing discards it.
 //!
 //! Reads inside the txn see its own earlier writes: once it has a change, its
@@ -35,6 +36,7 @@ use super::meta::{self, AppliedIndex};
 use super::range::{KeyRange, RangeOptions, RangeResult};
 use super::revision::{Revision, RevisionKey};
 use super::store::{limit_of, MvccStore};
+use super::stored_index::IndexChange;
 
 /// A key visible in the txn's current view.
 enum Hit {
@@ -82,12 +84,12 @@ impl<'a> WriteTxn<'a> {
     }
 
     /// Every key of `range` in the txn's current view, ascending.
-    fn view(&self, range: &KeyRange) -> Vec<(Vec<u8>, Hit)> {
+    fn view(&self, range: &KeyRange) -> Result<Vec<(Vec<u8>, Hit)>, MvccError> {
         let mut base = Vec::new();
         self.store.index().visit(range, self.begin, |k, at| {
             base.push((k.to_vec(), at.modified));
             true
-        });
+        })?;
         let mut out = Vec::with_capacity(base.len());
         let mut pending = self.pending_in(range).peekable();
         let emit = |out: &mut Vec<(Vec<u8>, Hit)>, k: &Vec<u8>, st: &Option<KeyValue>| {
@@ -107,7 +109,7 @@ impl<'a> WriteTxn<'a> {
         for (pk, st) in pending {
             emit(&mut out, pk, st);
         }
-        out
+        Ok(out)
     }
 
     fn resolve(&self, hit: Hit) -> Result<KeyValue, MvccError> {
@@ -127,7 +129,7 @@ impl<'a> WriteTxn<'a> {
             // at `rev` (which holds no revision > begin yet) is the view.
             return self.store.range_at(&self.store.index(), range, opts, cur);
         }
-        let hits = self.view(range);
+        let hits = self.view(range)?;
         let count = hits.len() as i64;
         let kvs = hits.into_iter().take(limit_of(opts)).map(|(_, h)| self.resolve(h)).collect::<Result<Vec<_>, _>>()?;
         Ok(RangeResult { kvs, count, rev: cur })
@@ -138,7 +140,7 @@ impl<'a> WriteTxn<'a> {
         if let Some(state) = self.pending.get(key) {
             return Ok(state.clone());
         }
-        let at = self.store.index().get(key, self.begin);
+        let at = self.store.index().get(key, self.begin)?;
         match at {
             Some(at) => self.store.read_kv(at.modified).map(Some),
             None => Ok(None),
@@ -175,7 +177,7 @@ impl<'a> WriteTxn<'a> {
     /// Deletes every live key in range; returns the deleted kvs (their last
     /// values). Deleting nothing adds no change.
     pub fn delete_range(&mut self, range: &KeyRange) -> Result<Vec<KeyValue>, MvccError> {
-        let deleted = self.view(range).into_iter().map(|(_, h)| self.resolve(h)).collect::<Result<Vec<_>, _>>()?;
+        let deleted = self.view(range)?.into_iter().map(|(_, h)| self.resolve(h)).collect::<Result<Vec<_>, _>>()?;
         let main = self.begin + 1;
         for kv in &deleted {
             self.pending.insert(kv.key.clone(), None);
@@ -219,20 +221,17 @@ impl<'a> WriteTxn<'a> {
             batch.put(Table::Key, RevisionKey::new(revision(sub), tombstone).encode(), value);
         }
         meta::put_applied(&mut batch, applied);
-        store.shared.engine.write(batch)?;
-
-        let index = store.index();
-        for (sub, ev) in changes.iter().enumerate() {
-            match ev.kind {
-                EventKind::Put => index.put(&ev.kv.key, revision(sub)),
-                EventKind::Delete => assert!(
-                    index.tombstone(&ev.kv.key, revision(sub)),
-                    "mvcc invariant broken: txn deleted key {:?} that the index says is absent",
-                    String::from_utf8_lossy(&ev.kv.key)
-                ),
-            }
-        }
-        drop(index);
+        let index_changes: Vec<IndexChange<'_>> = changes
+            .iter()
+            .enumerate()
+            .map(|(sub, ev)| IndexChange {
+                key: &ev.kv.key,
+                rev: revision(sub),
+                tombstone: ev.kind == EventKind::Delete,
+            })
+            .collect();
+        store.index().write_changes(store.shared.engine.as_ref(), batch, &index_changes)?;
+        drop(index_changes);
         if !changes.is_empty() {
             store.current_rev.store(main, Ordering::Release);
         }

@@ -1,0 +1,433 @@
+//! [`StoredIndex`]: the key index kept in the engine ([`Table::Index`]), so
+//! that a store's memory does not grow with its number of keys and a restart
+//! does not rebuild the index by reading every revision.
+//!
+//! The in-memory [`TreeIndex`](super::index::TreeIndex) costs about 120
+//! bytes per key (1.2 GiB at 10 M keys) and is rebuilt from [`Table::Key`]
+//! on every open. The stored index holds the same [`KeyIndex`] per key,
+//! encoded ([`KeyIndex::encode`]), under `slot byte ++ key`; what it keeps in
+//! memory is the engine's own bounded caches (RocksDB's block cache and
+//! memtables) and a key count.
+//!
+//! Layout (see `schema`): two slots, `0` and `1`. [`INDEX_SLOT`] names the
+//! one that holds the complete index, [`INDEX_KEYS`] its number of keys. A
+//! snapshot install builds the new index in the other slot while readers go
+//! on reading the old one, and the swap batch flips [`INDEX_SLOT`]; the old
+//! slot is deleted afterwards with one range delete.
+//!
+//! Invariants:
+//! - Every engine batch that writes revisions to [`Table::Key`] also writes
+//!   the histories they change (txn commit: [`StoredIndex::stage_changes`]),
+//!   so after a crash the index matches the revisions it points at.
+//! - Compaction deletes revisions before it rewrites the histories that
+//!   name them (`compactor.rs`): a history may name a revision that is gone
+//!   only below the compact revision, where no read looks, and the pass
+//!   that left it so resumes on restart (its `finishedCompactRev` is written
+//!   with the last histories).
+//! - [`INDEX_SLOT`] is present only while its slot matches [`Table::Key`]: it
+//!   is written last by a build, a restore empties the table, and a store
+//!   opened with the in-memory index (which does not maintain this one)
+//!   removes it first. Without it the store rebuilds the index on open.
+//! - Only the writer (holding `MvccStore`'s writer mutex) writes histories;
+//!   readers read at an explicit revision and ignore later revisions, so a
+//!   history written for a txn not yet published changes no answer.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::engine::{Engine, WriteBatch};
+use crate::schema::{Table, INDEX_KEYS, INDEX_SLOT};
+
+use super::error::MvccError;
+use super::index::CompactSlice;
+use super::key_index::{KeyAt, KeyIndex};
+use super::kv::decode_header;
+use super::range::KeyRange;
+use super::rebuild::{add_to, try_scan};
+use super::revision::{Revision, RevisionKey};
+
+/// A build keeps at most this many histories in memory before writing them
+/// to the engine (about 150 bytes each): the bound on its memory.
+const BUILD_OVERLAY_KEYS: usize = 100_000;
+
+/// One change of a committing txn, in sub-revision order.
+pub struct IndexChange<'a> {
+    pub key: &'a [u8],
+    pub rev: Revision,
+    pub tombstone: bool,
+}
+
+/// The stored key index of one slot. See the module docs.
+pub struct StoredIndex {
+    engine: Arc<dyn Engine>,
+    slot: u8,
+    /// Keys in the slot (etcd's `keys_total`), kept by the writer and the
+    /// compactor under the writer mutex and stored as [`INDEX_KEYS`].
+    keys: AtomicU64,
+}
+
+fn slot_key(slot: u8, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(slot);
+    k.extend_from_slice(key);
+    k
+}
+
+fn read_u64(engine: &dyn Engine, key: &[u8]) -> Result<Option<u64>, MvccError> {
+    match engine.get(Table::Index, key)? {
+        None => Ok(None),
+        Some(v) => {
+            let bytes: [u8; 8] = v.as_slice().try_into().map_err(|_| corrupt_entry(key))?;
+            Ok(Some(u64::from_be_bytes(bytes)))
+        }
+    }
+}
+
+fn corrupt_entry(key: &[u8]) -> MvccError {
+    MvccError::Corrupt(format!("stored key index entry {:?} is malformed", String::from_utf8_lossy(key)))
+}
+
+impl StoredIndex {
+    /// The complete index the engine holds, None when it holds none (a new
+    /// data dir, one written by the in-memory index, or a restore).
+    pub fn open(engine: Arc<dyn Engine>) -> Result<Option<StoredIndex>, MvccError> {
+        let slot = match engine.get(Table::Index, INDEX_SLOT)?.as_deref() {
+            None => return Ok(None),
+            Some([s @ (0 | 1)]) => *s,
+            Some(_) => return Err(corrupt_entry(INDEX_SLOT)),
+        };
+        let keys = read_u64(engine.as_ref(), INDEX_KEYS)?.ok_or_else(|| corrupt_entry(INDEX_KEYS))?;
+        Ok(Some(StoredIndex { engine, slot, keys: AtomicU64::new(keys) }))
+    }
+
+    /// Forgets any stored index (before the in-memory index takes over, which
+    /// does not keep this one up to date).
+    pub fn invalidate(engine: &dyn Engine) -> Result<(), MvccError> {
+        if engine.get(Table::Index, INDEX_SLOT)?.is_some() {
+            let mut b = WriteBatch::default();
+            b.delete(Table::Index, INDEX_SLOT.to_vec());
+            engine.write(b)?;
+        }
+        Ok(())
+    }
+
+    /// The slot this index reads.
+    pub fn slot(&self) -> u8 {
+        self.slot
+    }
+
+    /// Number of keys held (including keys that only have history).
+    pub fn len(&self) -> usize {
+        self.keys.load(Ordering::Acquire) as usize
+    }
+
+    fn entry(&self, key: &[u8]) -> Result<Option<KeyIndex>, MvccError> {
+        match self.engine.get(Table::Index, &slot_key(self.slot, key))? {
+            Some(v) => Ok(Some(KeyIndex::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The key's version at `at_rev`, None if it did not exist then.
+    pub fn get(&self, key: &[u8], at_rev: i64) -> Result<Option<KeyAt>, MvccError> {
+        Ok(self.entry(key)?.and_then(|ki| ki.get(at_rev)))
+    }
+
+    /// Visits every stored history of the slot from `start` (inclusive) to
+    /// `end` (exclusive; None: the slot's end) in key order, until `visit`
+    /// returns false.
+    fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], KeyIndex) -> Result<bool, MvccError>,
+    ) -> Result<(), MvccError> {
+        let from = slot_key(self.slot, start);
+        let to = match end {
+            Some(e) => slot_key(self.slot, e),
+            None => vec![self.slot + 1],
+        };
+        let mut failure = None;
+        self.engine.scan(Table::Index, &from, Some(&to), &mut |k, v| match KeyIndex::decode(v)
+            .and_then(|ki| visit(&k[1..], ki))
+        {
+            Ok(go_on) => go_on,
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        })?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Calls `visit` for each key in `range` that exists at `at_rev`, in
+    /// ascending key order, until `visit` returns false.
+    pub fn visit(
+        &self,
+        range: &KeyRange,
+        at_rev: i64,
+        mut visit: impl FnMut(&[u8], KeyAt) -> bool,
+    ) -> Result<(), MvccError> {
+        if let KeyRange::Single(k) = range {
+            if let Some(at) = self.get(k, at_rev)? {
+                visit(k, at);
+            }
+            return Ok(());
+        }
+        let (start, end) = match range {
+            KeyRange::Range { start, end } if start < end => (start, Some(end.as_slice())),
+            KeyRange::FromKey(start) => (start, None),
+            _ => return Ok(()),
+        };
+        self.scan(start, end, &mut |k, ki| Ok(ki.get(at_rev).is_none_or(|at| visit(k, at))))
+    }
+
+    /// See [`KeyIndex::prev_in_generation`].
+    pub fn prev_in_generation(&self, key: &[u8], rev: Revision) -> Result<Option<Revision>, MvccError> {
+        Ok(self.entry(key)?.and_then(|ki| ki.prev_in_generation(rev)))
+    }
+
+    /// See `TreeIndex::superseded_at`.
+    pub fn superseded_at(&self, key: &[u8], rev: Revision) -> Result<bool, MvccError> {
+        Ok(self.entry(key)?.is_some_and(|ki| ki.modified_after_within(rev)))
+    }
+
+    /// True when `key`'s history holds `rev`.
+    pub fn contains(&self, key: &[u8], rev: Revision) -> Result<bool, MvccError> {
+        Ok(self.entry(key)?.is_some_and(|ki| ki.contains(rev)))
+    }
+
+    /// See `TreeIndex::hash_keep`.
+    pub fn hash_keep(&self, rev: i64, compact: i64) -> Result<HashSet<Revision>, MvccError> {
+        let mut keep = HashSet::new();
+        self.scan(&[], None, &mut |_, ki| {
+            if let Some(at) = ki.get(rev).filter(|at| at.modified.main <= compact) {
+                keep.insert(at.modified);
+            }
+            Ok(true)
+        })?;
+        Ok(keep)
+    }
+
+    /// See `TreeIndex::compact_slice`.
+    pub fn compact_slice(
+        &self,
+        after: Option<&[u8]>,
+        at_rev: i64,
+        max_keys: usize,
+        max_revs: usize,
+    ) -> Result<CompactSlice, MvccError> {
+        let mut slice = CompactSlice::default();
+        let start = after.map_or_else(Vec::new, |k| [k, &[0]].concat());
+        let mut visited = 0;
+        let mut last = None;
+        self.scan(&start, None, &mut |k, ki| {
+            let drops = ki.compact_drops(at_rev);
+            if !drops.is_empty() {
+                slice.keys.push(k.to_vec());
+                slice.drops.extend(drops);
+            }
+            visited += 1;
+            if visited >= max_keys || slice.drops.len() >= max_revs {
+                last = Some(k.to_vec());
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        slice.next = last;
+        Ok(slice)
+    }
+
+    /// Writer only: adds to `batch` the histories `changes` give (and the
+    /// new key count). Returns the key count to [`Self::set_len`] once the
+    /// batch is written.
+    pub fn stage_changes(&self, changes: &[IndexChange<'_>], batch: &mut WriteBatch) -> Result<u64, MvccError> {
+        let mut touched: BTreeMap<&[u8], KeyIndex> = BTreeMap::new();
+        let mut keys = self.keys.load(Ordering::Acquire);
+        for c in changes {
+            if !touched.contains_key(c.key) {
+                let ki = match self.entry(c.key)? {
+                    Some(ki) => ki,
+                    None => {
+                        keys += 1;
+                        KeyIndex::new()
+                    }
+                };
+                touched.insert(c.key, ki);
+            }
+            let ki = touched.get_mut(c.key).expect("inserted above");
+            if c.tombstone {
+                assert!(
+                    ki.tombstone(c.rev),
+                    "mvcc invariant broken: txn deleted key {:?} that the index says is absent",
+                    String::from_utf8_lossy(c.key)
+                );
+            } else {
+                ki.put(c.rev);
+            }
+        }
+        let mut value = Vec::new();
+        for (key, ki) in touched {
+            value.clear();
+            ki.encode(&mut value);
+            batch.put(Table::Index, slot_key(self.slot, key), value.clone());
+        }
+        if keys != self.keys.load(Ordering::Acquire) {
+            batch.put(Table::Index, INDEX_KEYS.to_vec(), keys.to_be_bytes().to_vec());
+        }
+        Ok(keys)
+    }
+
+    /// Writer only: adds to `batch` the histories of `keys` compacted at
+    /// `at_rev` (removing those left empty) and the new key count; returns
+    /// that count.
+    pub fn stage_compaction(&self, keys: &[Vec<u8>], at_rev: i64, batch: &mut WriteBatch) -> Result<u64, MvccError> {
+        let mut count = self.keys.load(Ordering::Acquire);
+        let mut value = Vec::new();
+        for key in keys {
+            let Some(mut ki) = self.entry(key)? else {
+                continue;
+            };
+            ki.compact(at_rev);
+            if ki.is_empty() {
+                batch.delete(Table::Index, slot_key(self.slot, key));
+                count -= 1;
+            } else {
+                value.clear();
+                ki.encode(&mut value);
+                batch.put(Table::Index, slot_key(self.slot, key), value.clone());
+            }
+        }
+        if count != self.keys.load(Ordering::Acquire) {
+            batch.put(Table::Index, INDEX_KEYS.to_vec(), count.to_be_bytes().to_vec());
+        }
+        Ok(count)
+    }
+
+    /// Publishes the key count of a batch written (see `stage_*`).
+    pub fn set_len(&self, keys: u64) {
+        self.keys.store(keys, Ordering::Release);
+    }
+
+    /// Removes every entry of `slot` (the one not in use).
+    pub fn clear_slot(engine: &dyn Engine, slot: u8) -> Result<(), MvccError> {
+        engine.delete_range(Table::Index, &[slot], &[slot + 1])?;
+        Ok(())
+    }
+
+    /// A copy of every key's history, in key order (tests).
+    #[cfg(test)]
+    pub fn snapshot(&self) -> Result<Vec<(Vec<u8>, KeyIndex)>, MvccError> {
+        let mut out = Vec::new();
+        self.scan(&[], None, &mut |k, ki| {
+            out.push((k.to_vec(), ki));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+}
+
+/// Builds a stored index into a slot from revisions given in ascending
+/// order (open without a stored index, snapshot install), in bounded
+/// memory: at most [`BUILD_OVERLAY_KEYS`] histories are held before they
+/// are written to the slot, and a key met again after that is read back.
+pub struct StoredBuilder {
+    engine: Arc<dyn Engine>,
+    slot: u8,
+    overlay: BTreeMap<Vec<u8>, KeyIndex>,
+    /// [`BUILD_OVERLAY_KEYS`]; smaller in tests.
+    overlay_limit: usize,
+    keys: u64,
+    /// The highest main revision added (0 if none).
+    pub max_main: i64,
+}
+
+impl StoredBuilder {
+    /// Starts a build into `slot`, emptying it first.
+    pub fn new(engine: Arc<dyn Engine>, slot: u8) -> Result<StoredBuilder, MvccError> {
+        StoredIndex::clear_slot(engine.as_ref(), slot)?;
+        Ok(StoredBuilder {
+            engine,
+            slot,
+            overlay: BTreeMap::new(),
+            overlay_limit: BUILD_OVERLAY_KEYS,
+            keys: 0,
+            max_main: 0,
+        })
+    }
+
+    /// Adds one stored revision (`Table::Key`'s key and value); see
+    /// `rebuild::add_to` for what is corruption.
+    pub fn add(&mut self, k: &[u8], v: &[u8]) -> Result<(), MvccError> {
+        let rk = RevisionKey::decode(k)?;
+        let h = decode_header(v)?;
+        if !self.overlay.contains_key(h.key) {
+            match self.engine.get(Table::Index, &slot_key(self.slot, h.key))? {
+                Some(stored) => {
+                    self.overlay.insert(h.key.to_vec(), KeyIndex::decode(&stored)?);
+                }
+                None => self.keys += 1,
+            }
+        }
+        add_to(&mut self.overlay, rk, &h)?;
+        self.max_main = self.max_main.max(rk.rev.main);
+        if self.overlay.len() >= self.overlay_limit {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), MvccError> {
+        let mut batch = WriteBatch::default();
+        for (key, ki) in std::mem::take(&mut self.overlay) {
+            let mut value = Vec::new();
+            ki.encode(&mut value);
+            batch.put(Table::Index, slot_key(self.slot, &key), value);
+        }
+        if !batch.is_empty() {
+            self.engine.write(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is left. The slot is complete, but not yet the one in
+    /// use: add [`StoredBuilt::mark`]'s ops to a batch to make it so.
+    pub fn finish(mut self) -> Result<StoredBuilt, MvccError> {
+        self.flush()?;
+        let index = StoredIndex { engine: self.engine, slot: self.slot, keys: AtomicU64::new(self.keys) };
+        Ok(StoredBuilt { index, max_main: self.max_main })
+    }
+
+    /// Builds into `slot` from the whole of [`Table::Key`] and marks it in
+    /// use (open without a stored index).
+    pub fn rebuild(engine: Arc<dyn Engine>, slot: u8) -> Result<StoredBuilt, MvccError> {
+        Self::rebuild_with(engine, slot, BUILD_OVERLAY_KEYS)
+    }
+
+    /// [`Self::rebuild`] holding at most `overlay_limit` histories at once.
+    pub fn rebuild_with(engine: Arc<dyn Engine>, slot: u8, overlay_limit: usize) -> Result<StoredBuilt, MvccError> {
+        let mut b = StoredBuilder::new(engine.clone(), slot)?;
+        b.overlay_limit = overlay_limit.max(1);
+        try_scan(engine.as_ref(), Table::Key, None, &mut |k, v| b.add(k, v))?;
+        let built = b.finish()?;
+        let mut batch = WriteBatch::default();
+        built.mark(&mut batch);
+        engine.write(batch)?;
+        Ok(built)
+    }
+}
+
+/// A finished build.
+pub struct StoredBuilt {
+    pub index: StoredIndex,
+    pub max_main: i64,
+}
+
+impl StoredBuilt {
+    /// The ops that make the built slot the one in use.
+    pub fn mark(&self, batch: &mut WriteBatch) {
+        batch.put(Table::Index, INDEX_KEYS.to_vec(), (self.index.len() as u64).to_be_bytes().to_vec());
+        batch.put(Table::Index, INDEX_SLOT.to_vec(), vec![self.index.slot]);
+    }
+}

@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""MetaStore (RocksDB engine) and etcd at scale, side by side (issue 17).
+
+Run through scripts/scale.sh, which builds the release binaries and passes
+them in. For each server, one member on loopback free ports with a fresh
+data dir, these phases (--phases picks some):
+
+  load     --keys Kubernetes-shaped keys (metastore-bench put --k8s-keys:
+           /registry/<resource>/<namespace>/<name>, 40-80 B), 256 B values,
+           every 10,000th value 100 KiB; in chunks, with throughput, RSS and
+           db size after each. etcd runs with --quota-backend-bytes 8 GiB
+           and is recorded as far as it gets (a chunk with errors ends it).
+  lists    paginated list (--limit 500, 1,000 clients) of /registry/pods/
+           (a tenth of the keys); one unpaginated range of about 1 % of the
+           keys (pods of 100 namespaces) with the RSS it adds; count_only
+           and keys_only (--limit 1000) over every key, with time and RSS.
+  restart  SIGTERM, then the time until a linearizable read answers and
+           the RSS after; the same after kill -9.
+  online   put p99 at 100 clients: a baseline window, a window during a
+           compaction of the whole history, a window during defrag; the
+           raft term before and after each (a change = an election).
+  join     a second member added (member add, then started empty): the
+           time until it has the leader's revision, both members' peak RSS.
+
+Results: one JSON object per server in OUT/results.json, and a table on
+stdout. Servers are stopped by PID. Needs etcdctl and, for etcd, /usr/bin/etcd.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+GIB = 1 << 30
+PHASES = ["load", "lists", "restart", "online", "join"]
+
+
+def log(msg):
+    print(time.strftime("%H:%M:%S"), msg, file=sys.stderr, flush=True)
+
+
+def free_ports(n):
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.check_output([sys.executable, os.path.join(here, "free-ports.py"), str(n)], text=True)
+    return [int(p) for p in out.split()]
+
+
+def proc_kb(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def reset_peak(pid):
+    """Resets VmHWM to the current RSS (Linux clear_refs 5)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def du_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+class Member:
+    """One server process of a cluster."""
+
+    def __init__(self, server, name, data_dir, client_port, peer_port, log_path):
+        self.server, self.name, self.data_dir = server, name, data_dir
+        self.client_port, self.peer_port = client_port, peer_port
+        self.endpoint = f"127.0.0.1:{client_port}"
+        self.peer_url = f"http://127.0.0.1:{peer_port}"
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self, cluster, state="new"):
+        s = self.server
+        args = [
+            s.binary, "--name", self.name, "--data-dir", self.data_dir,
+            "--listen-client-urls", f"http://{self.endpoint}", "--advertise-client-urls", f"http://{self.endpoint}",
+            "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", cluster, "--initial-cluster-state", state, "--initial-cluster-token", "scale",
+            "--quota-backend-bytes", str(s.quota), "--log-level", "warn",
+        ]
+        args += s.extra
+        self.proc = subprocess.Popen(args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT)
+        return time.time()
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=120):
+        if not self.alive():
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Server:
+    def __init__(self, kind, binary, quota, extra):
+        self.kind, self.binary, self.quota, self.extra = kind, binary, quota, extra
+
+
+def etcdctl(endpoints, *args, timeout="60s", check=True, capture=True, stdout=None):
+    cmd = ["etcdctl", "--endpoints", endpoints, "--dial-timeout", "2s", "--command-timeout", timeout, *args]
+    env = dict(os.environ, ETCDCTL_API="3")
+    if stdout is not None:
+        return subprocess.run(cmd, env=env, check=check, stdout=stdout, stderr=subprocess.PIPE)
+    return subprocess.run(cmd, env=env, check=check, capture_output=capture, text=True)
+
+
+def wait_ready(member, deadline_s=900):
+    """Waits until a linearizable read answers; returns the seconds it took."""
+    t0 = time.time()
+    while time.time() - t0 < deadline_s:
+        if not member.alive():
+            raise RuntimeError(f"{member.name} exited; see {member.log_path}")
+        r = etcdctl(member.endpoint, "get", "--consistency=l", "scale-probe", timeout="5s", check=False)
+        if r.returncode == 0:
+            return time.time() - t0
+        time.sleep(0.05)
+    raise RuntimeError(f"{member.name} not ready after {deadline_s} s")
+
+
+def status(endpoint):
+    r = etcdctl(endpoint, "endpoint", "status", "-w", "json", timeout="30s")
+    return json.loads(r.stdout)[0]["Status"]
+
+
+def bench(args, bench_bin, endpoint, *workload, conns=100, clients=1000, total=None, duration=None):
+    cmd = [bench_bin, "--json", "--timeout", "3600s", "--request-timeout", "60s", "--endpoints", endpoint,
+           "--conns", str(conns), "--clients", str(clients)]
+    if total is not None:
+        cmd += ["--total", str(total)]
+    if duration is not None:
+        cmd += ["--duration", f"{duration}s"]
+    cmd += list(workload)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def load(res, m, opts):
+    chunk = max(1, min(1_000_000, opts.keys // 10))
+    res["load"] = chunks = []
+    done = 0
+    while done < opts.keys:
+        n = min(chunk, opts.keys - done)
+        r = bench(opts, opts.bench, m.endpoint, "put", "--k8s-keys", "--sequential-keys",
+                  "--key-space-size", str(opts.keys), "--key-offset", str(done), "--val-size", "256",
+                  "--large-val-every", "10000", "--large-val-size", str(100 * 1024), total=n)
+        st = status(m.endpoint)
+        row = {"keys": done + n, "ops_per_s": round(r["ops_per_s"]), "errors": r["errors_total"],
+               "p99_ms": r["latency_ms"]["p99"], "rss_mib": proc_kb(m.pid, "VmRSS") // 1024,
+               "hwm_mib": proc_kb(m.pid, "VmHWM") // 1024, "db_mib": st["dbSize"] >> 20,
+               "disk_mib": du_bytes(m.data_dir) >> 20}
+        chunks.append(row)
+        log(f"{m.server.kind}: {row}")
+        if r["errors_total"] > 0:
+            res["load_stopped"] = {"at_keys": done, "errors": r.get("errors", {})}
+            log(f"{m.server.kind}: load stopped with errors {r.get('errors')}")
+            break
+        done += n
+    res["keys_loaded"] = done
+    res["peak_rss_mib_after_load"] = proc_kb(m.pid, "VmHWM") // 1024
+    res["rss_mib_after_load"] = proc_kb(m.pid, "VmRSS") // 1024
+
+
+def range_rss(m, label, *args, out=None):
+    """Runs one etcdctl read; returns time, response bytes and RSS growth."""
+    reset_peak(m.pid)
+    time.sleep(0.2)
+    before = proc_kb(m.pid, "VmRSS")
+    t0 = time.time()
+    with open(out or os.devnull, "wb") as f:
+        r = etcdctl(m.endpoint, *args, timeout="600s", check=False, stdout=f)
+    took = time.time() - t0
+    peak = proc_kb(m.pid, "VmHWM")
+    size = os.path.getsize(out) if out else None
+    row = {"ok": r.returncode == 0, "s": round(took, 2), "rss_before_mib": before // 1024,
+           "rss_growth_mib": max(0, peak - before) // 1024, "response_mib": None if size is None else round(size / 2**20, 1)}
+    if r.returncode != 0:
+        row["error"] = r.stderr.decode(errors="replace").strip()[-300:]
+    log(f"{m.server.kind}: {label}: {row}")
+    return row
+
+
+def lists(res, m, opts, work):
+    out = res["lists"] = {}
+    r = bench(opts, opts.bench, m.endpoint, "range", "/registry/pods/", "/registry/pods0", "--limit", "500",
+              duration=opts.window)
+    out["paginated_pods_limit500"] = {"ops_per_s": round(r["ops_per_s"], 1), "p99_ms": r["latency_ms"]["p99"],
+                                     "errors": r["errors_total"]}
+    log(f"{m.server.kind}: paginated list: {out['paginated_pods_limit500']}")
+    resp = os.path.join(work, "range.pb")
+    out["unpaginated_1pct"] = range_rss(m, "unpaginated range", "get", "/registry/pods/ns-0000/",
+                                        "/registry/pods/ns-0100/", "-w", "protobuf", out=resp)
+    os.unlink(resp)
+    out["count_only_all"] = range_rss(m, "count_only", "get", "", "--from-key", "--count-only", "-w", "json")
+    out["keys_only_all_limit1000"] = range_rss(m, "keys_only", "get", "", "--from-key", "--keys-only",
+                                               "--limit", "1000")
+
+
+def restart(res, m, cluster):
+    out = res["restart"] = {}
+    for how, sig in [("sigterm", signal.SIGTERM), ("kill9", signal.SIGKILL)]:
+        m.stop(sig)
+        m.start(cluster)
+        ready = wait_ready(m)
+        time.sleep(1)
+        out[how] = {"ready_s": round(ready, 2), "rss_mib": proc_kb(m.pid, "VmRSS") // 1024,
+                    "hwm_mib": proc_kb(m.pid, "VmHWM") // 1024}
+        log(f"{m.server.kind}: restart after {how}: {out[how]}")
+
+
+def put_window(opts, m, seconds):
+    # Updates of existing keys, as a cluster's steady state.
+    return bench(opts, opts.bench, m.endpoint, "put", "--k8s-keys", "--key-space-size", str(max(1, m.keys)),
+                 "--val-size", "256", conns=10, clients=100, duration=seconds)
+
+
+def online(res, m, opts):
+    out = res["online"] = {}
+    term0 = status(m.endpoint)["raftTerm"]
+    base = put_window(opts, m, opts.window)
+    out["baseline_p99_ms"] = base["latency_ms"]["p99"]
+    out["baseline_ops_per_s"] = round(base["ops_per_s"])
+    rev = status(m.endpoint)["header"]["revision"]
+    for what in ["compact", "defrag"]:
+        proc = subprocess.Popen(
+            [opts.bench, "--json", "--timeout", "3600s", "--request-timeout", "60s", "--endpoints", m.endpoint,
+             "--conns", "10", "--clients", "100", "--duration", f"{opts.window}s", "put", "--k8s-keys",
+             "--key-space-size", str(max(1, m.keys)), "--val-size", "256"],
+            stdout=subprocess.PIPE, text=True)
+        time.sleep(2)
+        t0 = time.time()
+        if what == "compact":
+            r = etcdctl(m.endpoint, "compact", str(rev), "--physical", timeout="3600s", check=False)
+        else:
+            r = etcdctl(m.endpoint, "defrag", timeout="3600s", check=False)
+        took = time.time() - t0
+        during = json.loads(proc.communicate()[0].strip().splitlines()[-1])
+        out[what] = {"rpc_s": round(took, 2), "ok": r.returncode == 0, "p99_ms": during["latency_ms"]["p99"],
+                     "max_ms": during["latency_ms"]["max"], "ops_per_s": round(during["ops_per_s"]),
+                     "errors": during["errors_total"]}
+        if r.returncode != 0:
+            out[what]["error"] = r.stderr.strip()[-300:]
+        log(f"{m.server.kind}: during {what}: {out[what]}")
+    out["elections"] = status(m.endpoint)["raftTerm"] != term0
+    out["db_mib_after"] = status(m.endpoint)["dbSize"] >> 20
+
+
+def join(res, m, server, work, cluster):
+    out = res["join"] = {}
+    cport, pport = free_ports(2)
+    new = Member(server, "m2", os.path.join(work, "m2"), cport, pport, os.path.join(work, "m2.log"))
+    etcdctl(m.endpoint, "member", "add", "m2", f"--peer-urls={new.peer_url}", timeout="60s")
+    reset_peak(m.pid)
+    t0 = new.start(f"{cluster},m2={new.peer_url}", state="existing")
+    target = status(m.endpoint)["header"]["revision"]
+    try:
+        while time.time() - t0 < 3600:
+            if not new.alive():
+                raise RuntimeError(f"m2 exited; see {new.log_path}")
+            r = etcdctl(new.endpoint, "endpoint", "status", "-w", "json", timeout="5s", check=False)
+            if r.returncode == 0 and json.loads(r.stdout)[0]["Status"]["header"]["revision"] >= target:
+                break
+            time.sleep(0.5)
+        out.update({"caught_up_s": round(time.time() - t0, 1), "joiner_hwm_mib": proc_kb(new.pid, "VmHWM") // 1024,
+                    "leader_hwm_mib": proc_kb(m.pid, "VmHWM") // 1024,
+                    "joiner_disk_mib": du_bytes(new.data_dir) >> 20})
+        log(f"{server.kind}: join: {out}")
+    finally:
+        new.stop()
+
+
+def run_server(server, opts, work):
+    res = {"server": server.kind, "keys": opts.keys}
+    cport, pport = free_ports(2)
+    m = Member(server, "m1", os.path.join(work, f"{server.kind}-m1"), cport, pport,
+               os.path.join(work, f"{server.kind}-m1.log"))
+    m.keys = opts.keys
+    cluster = f"m1={m.peer_url}"
+    m.start(cluster)
+    try:
+        wait_ready(m, 60)
+        phases = opts.phases
+        if "load" in phases:
+            load(res, m, opts)
+            m.keys = res["keys_loaded"] or opts.keys
+        if "lists" in phases:
+            lists(res, m, opts, work)
+        if "restart" in phases:
+            restart(res, m, cluster)
+        if "online" in phases:
+            online(res, m, opts)
+        if "join" in phases:
+            join(res, m, server, work, cluster)
+        res["disk_mib"] = du_bytes(m.data_dir) >> 20
+    except Exception as e:  # record how far it got, then go on with the next server
+        res["failed"] = str(e)
+        log(f"{server.kind}: failed: {e}")
+    finally:
+        m.stop()
+    return res
+
+
+def table(results):
+    def get(r, *path):
+        for p in path:
+            if not isinstance(r, dict) or p not in r:
+                return "-"
+            r = r[p]
+        return r
+
+    rows = [
+        ("keys loaded", lambda r: get(r, "keys_loaded")),
+        ("load: first chunk puts/s", lambda r: get(r, "load", 0, "ops_per_s") if r.get("load") else "-"),
+        ("load: last chunk puts/s", lambda r: r["load"][-1]["ops_per_s"] if r.get("load") else "-"),
+        ("peak RSS after load, MiB", lambda r: get(r, "peak_rss_mib_after_load")),
+        ("db size after load, MiB", lambda r: r["load"][-1]["db_mib"] if r.get("load") else "-"),
+        ("paginated list ops/s", lambda r: get(r, "lists", "paginated_pods_limit500", "ops_per_s")),
+        ("paginated list p99 ms", lambda r: get(r, "lists", "paginated_pods_limit500", "p99_ms")),
+        ("1% range: response MiB", lambda r: get(r, "lists", "unpaginated_1pct", "response_mib")),
+        ("1% range: RSS growth MiB", lambda r: get(r, "lists", "unpaginated_1pct", "rss_growth_mib")),
+        ("count_only all: s", lambda r: get(r, "lists", "count_only_all", "s")),
+        ("count_only all: RSS growth MiB", lambda r: get(r, "lists", "count_only_all", "rss_growth_mib")),
+        ("keys_only all (limit): s", lambda r: get(r, "lists", "keys_only_all_limit1000", "s")),
+        ("restart (SIGTERM) to read, s", lambda r: get(r, "restart", "sigterm", "ready_s")),
+        ("RSS after restart, MiB", lambda r: get(r, "restart", "sigterm", "rss_mib")),
+        ("restart (kill -9) to read, s", lambda r: get(r, "restart", "kill9", "ready_s")),
+        ("put p99 baseline ms", lambda r: get(r, "online", "baseline_p99_ms")),
+        ("put p99 during compaction ms", lambda r: get(r, "online", "compact", "p99_ms")),
+        ("compaction RPC s", lambda r: get(r, "online", "compact", "rpc_s")),
+        ("put p99 during defrag ms", lambda r: get(r, "online", "defrag", "p99_ms")),
+        ("put max during defrag ms", lambda r: get(r, "online", "defrag", "max_ms")),
+        ("defrag s", lambda r: get(r, "online", "defrag", "rpc_s")),
+        ("elections", lambda r: get(r, "online", "elections")),
+        ("join: caught up, s", lambda r: get(r, "join", "caught_up_s")),
+        ("join: joiner peak RSS MiB", lambda r: get(r, "join", "joiner_hwm_mib")),
+        ("join: leader peak RSS MiB", lambda r: get(r, "join", "leader_hwm_mib")),
+    ]
+    print(f"{'':34}" + "".join(f"{r['server']:>14}" for r in results))
+    for label, f in rows:
+        print(f"{label:34}" + "".join(f"{str(f(r)):>14}" for r in results))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--keys", type=int, default=10_000_000)
+    p.add_argument("--servers", default="metastore,etcd", help="comma-separated: metastore, etcd")
+    p.add_argument("--phases", default=",".join(PHASES))
+    p.add_argument("--window", type=int, default=30, help="seconds per measured window")
+    p.add_argument("--metastore", required=True, help="the metastore binary")
+    p.add_argument("--bench", required=True, help="the metastore-bench binary")
+    p.add_argument("--etcd", default="/usr/bin/etcd")
+    p.add_argument("--key-index", default="auto", help="MetaStore's --key-index")
+    p.add_argument("--out", default=None, help="directory for results and logs (default: a new temp dir)")
+    opts = p.parse_args()
+    opts.phases = [x for x in opts.phases.split(",") if x]
+    for ph in opts.phases:
+        if ph not in PHASES:
+            p.error(f"unknown phase {ph}")
+    out = opts.out or tempfile.mkdtemp(prefix="scale.")
+    os.makedirs(out, exist_ok=True)
+    results = []
+    for kind in [s for s in opts.servers.split(",") if s]:
+        work = os.path.join(out, kind)
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        if kind == "metastore":
+            server = Server(kind, opts.metastore, 64 * GIB, ["--storage", "rocksdb", "--key-index", opts.key_index])
+        elif kind == "etcd":
+            server = Server(kind, opts.etcd, 8 * GIB, ["--logger", "zap", "--log-outputs", "stderr"])
+        else:
+            p.error(f"unknown server {kind}")
+        log(f"== {kind}: {opts.keys} keys, phases {','.join(opts.phases)}")
+        results.append(run_server(server, opts, work))
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        for d in os.listdir(work):
+            path = os.path.join(work, d)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+    table(results)
+    log(f"results: {os.path.join(out, 'results.json')}")
+
+
+if __name__ == "__main__":
+    main()
