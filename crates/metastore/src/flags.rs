@@ -98,7 +98,7 @@ pub struct Flags {
     pub storage: Storage,
     /// Where the key index (key -> revisions) lives: auto (stored in RocksDB with
     /// --storage rocksdb, memory otherwise), memory (rebuilt on every start, about
-    /// 120 bytes per key) or stored (in the engine, in bounded memory).
+    /// 120 bytes per key) or stored (in RocksDB, in bounded memory; needs --storage rocksdb).
     #[arg(long, env = "METASTORE_KEY_INDEX", default_value = "auto", value_parser = parse_key_index)]
     pub key_index: server::KeyIndexKind,
     /// RocksDB engine: block cache shared by all tables, in bytes.
@@ -547,6 +547,11 @@ impl Flags {
                 storage.kind()
             ));
         }
+        if self.key_index == server::KeyIndexKind::Stored && storage == StorageConfig::Memory {
+            // The memory engine's scans may miss a key overwritten while
+            // they pass it; stored histories are overwritten all the time.
+            return err("--key-index stored needs --storage rocksdb");
+        }
         if self.heartbeat_interval == 0 || self.election_timeout == 0 {
             return err("--heartbeat-interval and --election-timeout must be positive");
         }
@@ -871,6 +876,16 @@ mod tests {
             assert!(e.0.contains(want), "{flag}: {e}");
             assert_eq!(e.1, 1, "etcd exits 1 when it cannot make the token provider: {flag}");
         }
+    }
+
+    #[test]
+    fn key_index_flag() {
+        assert_eq!(flags(&[]).resolve().unwrap().config.key_index, server::KeyIndexKind::Auto);
+        let r = flags(&["--key-index", "memory"]).resolve().unwrap();
+        assert_eq!(r.config.key_index, server::KeyIndexKind::Memory);
+        let e = flags(&["--key-index", "stored"]).resolve().err().expect("refused").to_string();
+        assert!(e.contains("--key-index stored needs --storage rocksdb"), "{e}");
+        assert!(Flags::try_parse_from(["metastore", "--key-index", "disk"]).is_err());
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub enum KeyIndexKind {
     Auto,
     /// In memory, rebuilt from the engine on open (about 120 bytes per key).
     Memory,
-    /// In the engine, with the engine's bounded caches.
+    /// In the engine, with the engine's bounded caches. The engine's scans
+    /// must see each key as of one moment (RocksDB's iterators do; the
+    /// memory engine's may miss a key overwritten while they pass it).
     Stored,
 }
 
@@ -177,9 +179,9 @@ impl Index {
                 }
             }
             Index::Stored(i) => {
-                let keys = i.stage_changes(changes, &mut batch)?;
+                let staged = i.stage_changes(changes, &mut batch)?;
                 engine.write(batch)?;
-                i.set_len(keys);
+                i.applied(staged);
             }
         }
         Ok(())
@@ -203,11 +205,11 @@ impl Index {
                 i.compact_keys(keys, at_rev);
             }
             Index::Stored(i) => {
-                let count = i.stage_compaction(keys, at_rev, &mut batch)?;
+                let staged = i.stage_compaction(keys, at_rev, &mut batch)?;
                 if !batch.is_empty() {
                     engine.write(batch)?;
                 }
-                i.set_len(count);
+                i.applied(staged);
             }
         }
         Ok(())

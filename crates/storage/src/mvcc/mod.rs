@@ -35,6 +35,7 @@ mod compactor;
 pub mod error;
 mod gate;
 pub mod hash;
+mod history_cache;
 mod index;
 mod indexes;
 mod key_index;

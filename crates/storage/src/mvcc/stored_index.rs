@@ -7,7 +7,8 @@
 //! on every open. The stored index holds the same [`KeyIndex`] per key,
 //! encoded ([`KeyIndex::encode`]), under `slot byte ++ key`; what it keeps in
 //! memory is the engine's own bounded caches (RocksDB's block cache and
-//! memtables) and a key count.
+//! memtables), a bounded cache of decoded histories for the keys read and
+//! written one at a time ([`HistoryCache`]), and a key count.
 //!
 //! Layout (see `schema`): two slots, `0` and `1`. [`INDEX_SLOT`] names the
 //! one that holds the complete index, [`INDEX_KEYS`] its number of keys. A
@@ -40,6 +41,7 @@ use crate::engine::{Engine, WriteBatch};
 use crate::schema::{Table, INDEX_KEYS, INDEX_SLOT};
 
 use super::error::MvccError;
+use super::history_cache::{HistoryCache, CAPACITY};
 use super::index::CompactSlice;
 use super::key_index::{KeyAt, KeyIndex};
 use super::kv::decode_header;
@@ -65,6 +67,16 @@ pub struct StoredIndex {
     /// Keys in the slot (etcd's `keys_total`), kept by the writer and the
     /// compactor under the writer mutex and stored as [`INDEX_KEYS`].
     keys: AtomicU64,
+    /// Histories of keys read or written one at a time (scans bypass it).
+    cache: HistoryCache,
+}
+
+/// What a writer staged in a batch, applied by [`StoredIndex::applied`]
+/// once the batch is written.
+pub struct Staged {
+    keys: u64,
+    /// New histories; None: the key's history was removed.
+    histories: Vec<(Vec<u8>, Option<KeyIndex>)>,
 }
 
 fn slot_key(slot: u8, key: &[u8]) -> Vec<u8> {
@@ -98,7 +110,7 @@ impl StoredIndex {
             Some(_) => return Err(corrupt_entry(INDEX_SLOT)),
         };
         let keys = read_u64(engine.as_ref(), INDEX_KEYS)?.ok_or_else(|| corrupt_entry(INDEX_KEYS))?;
-        Ok(Some(StoredIndex { engine, slot, keys: AtomicU64::new(keys) }))
+        Ok(Some(StoredIndex::new(engine, slot, keys)))
     }
 
     /// Forgets any stored index (before the in-memory index takes over, which
@@ -112,6 +124,10 @@ impl StoredIndex {
         Ok(())
     }
 
+    fn new(engine: Arc<dyn Engine>, slot: u8, keys: u64) -> StoredIndex {
+        StoredIndex { engine, slot, keys: AtomicU64::new(keys), cache: HistoryCache::new(CAPACITY) }
+    }
+
     /// The slot this index reads.
     pub fn slot(&self) -> u8 {
         self.slot
@@ -122,10 +138,24 @@ impl StoredIndex {
         self.keys.load(Ordering::Acquire) as usize
     }
 
+    /// The history of `key`: cached, or read from the engine and cached.
+    /// A key without one is cached as an empty history (a put of a new key
+    /// asks twice: for its previous version, then to append).
     fn entry(&self, key: &[u8]) -> Result<Option<KeyIndex>, MvccError> {
+        if let Some(ki) = self.cache.get(key) {
+            return Ok((!ki.is_empty()).then_some(ki));
+        }
+        let ticket = self.cache.ticket(key);
         match self.engine.get(Table::Index, &slot_key(self.slot, key))? {
-            Some(v) => Ok(Some(KeyIndex::decode(&v)?)),
-            None => Ok(None),
+            Some(v) => {
+                let ki = KeyIndex::decode(&v)?;
+                self.cache.fill(ticket, key, &ki);
+                Ok(Some(ki))
+            }
+            None => {
+                self.cache.fill(ticket, key, &KeyIndex::new());
+                Ok(None)
+            }
         }
     }
 
@@ -240,9 +270,8 @@ impl StoredIndex {
     }
 
     /// Writer only: adds to `batch` the histories `changes` give (and the
-    /// new key count). Returns the key count to [`Self::set_len`] once the
-    /// batch is written.
-    pub fn stage_changes(&self, changes: &[IndexChange<'_>], batch: &mut WriteBatch) -> Result<u64, MvccError> {
+    /// new key count), for [`Self::applied`] once the batch is written.
+    pub fn stage_changes(&self, changes: &[IndexChange<'_>], batch: &mut WriteBatch) -> Result<Staged, MvccError> {
         let mut touched: BTreeMap<&[u8], KeyIndex> = BTreeMap::new();
         let mut keys = self.keys.load(Ordering::Acquire);
         for c in changes {
@@ -268,23 +297,26 @@ impl StoredIndex {
             }
         }
         let mut value = Vec::new();
+        let mut histories = Vec::with_capacity(touched.len());
         for (key, ki) in touched {
             value.clear();
             ki.encode(&mut value);
             batch.put(Table::Index, slot_key(self.slot, key), value.clone());
+            histories.push((key.to_vec(), Some(ki)));
         }
         if keys != self.keys.load(Ordering::Acquire) {
             batch.put(Table::Index, INDEX_KEYS.to_vec(), keys.to_be_bytes().to_vec());
         }
-        Ok(keys)
+        Ok(Staged { keys, histories })
     }
 
     /// Writer only: adds to `batch` the histories of `keys` compacted at
-    /// `at_rev` (removing those left empty) and the new key count; returns
-    /// that count.
-    pub fn stage_compaction(&self, keys: &[Vec<u8>], at_rev: i64, batch: &mut WriteBatch) -> Result<u64, MvccError> {
+    /// `at_rev` (removing those left empty) and the new key count, for
+    /// [`Self::applied`] once the batch is written.
+    pub fn stage_compaction(&self, keys: &[Vec<u8>], at_rev: i64, batch: &mut WriteBatch) -> Result<Staged, MvccError> {
         let mut count = self.keys.load(Ordering::Acquire);
         let mut value = Vec::new();
+        let mut histories = Vec::with_capacity(keys.len());
         for key in keys {
             let Some(mut ki) = self.entry(key)? else {
                 continue;
@@ -293,21 +325,30 @@ impl StoredIndex {
             if ki.is_empty() {
                 batch.delete(Table::Index, slot_key(self.slot, key));
                 count -= 1;
+                histories.push((key.clone(), None));
             } else {
                 value.clear();
                 ki.encode(&mut value);
                 batch.put(Table::Index, slot_key(self.slot, key), value.clone());
+                histories.push((key.clone(), Some(ki)));
             }
         }
         if count != self.keys.load(Ordering::Acquire) {
             batch.put(Table::Index, INDEX_KEYS.to_vec(), count.to_be_bytes().to_vec());
         }
-        Ok(count)
+        Ok(Staged { keys: count, histories })
     }
 
-    /// Publishes the key count of a batch written (see `stage_*`).
-    pub fn set_len(&self, keys: u64) {
-        self.keys.store(keys, Ordering::Release);
+    /// Writer only: what `staged` wrote is in the engine; the key count and
+    /// the cache follow.
+    pub fn applied(&self, staged: Staged) {
+        for (key, history) in &staged.histories {
+            match history {
+                Some(ki) => self.cache.put(key, ki),
+                None => self.cache.remove(key),
+            }
+        }
+        self.keys.store(staged.keys, Ordering::Release);
     }
 
     /// Removes every entry of `slot` (the one not in use).
@@ -395,7 +436,7 @@ impl StoredBuilder {
     /// use: add [`StoredBuilt::mark`]'s ops to a batch to make it so.
     pub fn finish(mut self) -> Result<StoredBuilt, MvccError> {
         self.flush()?;
-        let index = StoredIndex { engine: self.engine, slot: self.slot, keys: AtomicU64::new(self.keys) };
+        let index = StoredIndex::new(self.engine, self.slot, self.keys);
         Ok(StoredBuilt { index, max_main: self.max_main })
     }
 

@@ -169,9 +169,12 @@ fn a_corrupt_history_is_an_error_not_a_panic() {
     let engine = Arc::new(MemoryEngine::new());
     let s = open(engine.clone(), KeyIndexKind::Stored);
     fill(&s, 5, 10);
+    drop(s);
     let mut b = WriteBatch::default();
     b.put(Table::Index, [&[0u8][..], b"k0001"].concat(), vec![1, 7, 7]);
     engine.write(b).unwrap();
+    // Opened afresh: nothing cached from before the damage.
+    let s = open(engine.clone(), KeyIndexKind::Stored);
     let one = KeyRange::Single(b"k0001".to_vec());
     assert!(matches!(s.range(&one, RangeOptions::default()), Err(MvccError::Corrupt(_))));
     assert!(matches!(s.range(&all(), RangeOptions::default()), Err(MvccError::Corrupt(_))));
