@@ -16,8 +16,8 @@
 //!    and replaces the other tables, the new index goes in, the revisions
 //!    are published.
 //! 3. **Sweep** (readers go on, on the new state): our revisions the new
-//!    index does not hold are deleted in bounded batches; then the dump's
-//!    applied index is written.
+//!    index does not hold (only at or below `R` can there be any) are
+//!    deleted in bounded batches; then the dump's applied index is written.
 //!
 //! Invariants:
 //! - A reader sees the old state or the new one, never a mix: before the
@@ -140,7 +140,7 @@ impl MvccStore {
                 return Err(e);
             }
         };
-        self.sweep()?;
+        self.sweep(old_current)?;
         if let Some(slot) = old_slot {
             StoredIndex::clear_slot(self.shared.engine.as_ref(), slot)?;
         }
@@ -254,8 +254,12 @@ impl MvccStore {
     }
 
     /// Phase 3: deletes every stored revision the new index does not hold.
-    fn sweep(&self) -> Result<(), MvccError> {
+    /// Only revisions at or below `old_current` can be such: every one above
+    /// it came from the dump, whose every revision the new index holds (so
+    /// a member that had nothing sweeps nothing).
+    fn sweep(&self, old_current: i64) -> Result<(), MvccError> {
         let engine = &*self.shared.engine;
+        let end = Revision::new(old_current + 1, 0).to_bytes();
         let mut after: Option<Vec<u8>> = None;
         loop {
             let mut stale = Vec::new();
@@ -263,7 +267,7 @@ impl MvccStore {
             let start = after.as_deref().map_or_else(Vec::new, |k| [k, &[0]].concat());
             let index = self.index();
             let mut failure = None;
-            engine.scan(Table::Key, &start, None, &mut |k, v| {
+            engine.scan(Table::Key, &start, Some(&end), &mut |k, v| {
                 let held =
                     RevisionKey::decode(k).and_then(|rk| decode_header(v).and_then(|h| index.contains(h.key, rk.rev)));
                 match held {

@@ -53,6 +53,9 @@ use super::revision::{Revision, RevisionKey};
 /// to the engine (about 150 bytes each): the bound on its memory.
 const BUILD_OVERLAY_KEYS: usize = 100_000;
 
+/// A visitor of stored histories that may stop (false) or fail.
+type HistoryVisit<'a> = dyn FnMut(&[u8], KeyIndex) -> Result<bool, MvccError> + 'a;
+
 /// One change of a committing txn, in sub-revision order.
 pub struct IndexChange<'a> {
     pub key: &'a [u8],
@@ -167,12 +170,7 @@ impl StoredIndex {
     /// Visits every stored history of the slot from `start` (inclusive) to
     /// `end` (exclusive; None: the slot's end) in key order, until `visit`
     /// returns false.
-    fn scan(
-        &self,
-        start: &[u8],
-        end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], KeyIndex) -> Result<bool, MvccError>,
-    ) -> Result<(), MvccError> {
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, visit: &mut HistoryVisit<'_>) -> Result<(), MvccError> {
         let from = slot_key(self.slot, start);
         let to = match end {
             Some(e) => slot_key(self.slot, e),
