@@ -10,7 +10,13 @@
 //!   and then 11 MiB less RSS (docs/benchmarks.md).
 //! - **Compression**: none for L0/L1 (hot, rewritten soon), LZ4 below, ZSTD
 //!   for the bottom level, where most bytes of a large store sit.
-//! - **Bloom filters** (10 bits/key) on `key`: point reads by revision.
+//! - **Bloom filters** (10 bits/key) on `key` (point reads by revision) and
+//!   `index` (a put of a new key asks for a history that is not there).
+//!   Their filters and indexes are partitioned, with only the top level
+//!   pinned: a whole file's filter is megabytes at millions of keys, and
+//!   with whole filters the 64 MiB cache thrashed past 1M keys (every miss
+//!   read and checksummed one: puts fell from 15k to 3k per second; the
+//!   profile was XXH3 and `pread`).
 //! - **WAL**: on, point-in-time recovery (a prefix of batches after a
 //!   crash), not fsynced per write: durability of acknowledged writes comes
 //!   from the raft WAL, and the node fsyncs RocksDB's WAL before it
@@ -18,7 +24,9 @@
 //! - **Background jobs**: two, matching a small machine; RocksDB's own info
 //!   log is kept to three 16 MiB files.
 
-use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Options};
+use rocksdb::{
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Options,
+};
 use storage::Table;
 
 /// User-facing knobs; everything else is fixed in [`RocksOptions::build`].
@@ -62,6 +70,10 @@ impl RocksOptions {
                 table.set_pin_l0_filter_and_index_blocks_in_cache(true);
                 if t == Table::Key || t == Table::Index {
                     table.set_bloom_filter(10.0, false);
+                    table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+                    table.set_partition_filters(true);
+                    table.set_metadata_block_size(4096);
+                    table.set_pin_top_level_index_and_filter(true);
                     o.set_write_buffer_size(self.write_buffer_bytes);
                     o.set_max_write_buffer_number(3);
                 } else {

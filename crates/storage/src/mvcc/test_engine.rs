@@ -94,69 +94,26 @@ impl Engine for FaultyEngine {
     }
 }
 
-/// An engine that counts the [`Table::Key`] entries scanned through it.
-pub(super) struct KeyScanCounter {
-    pub(super) inner: Arc<MemoryEngine>,
-    pub(super) scanned: Arc<AtomicUsize>,
-}
-
-impl Engine for KeyScanCounter {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
-        self.inner.get(table, key)
-    }
-
-    fn scan(
-        &self,
-        table: Table,
-        start: &[u8],
-        end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), EngineError> {
-        self.inner.scan(table, start, end, &mut |k, v| {
-            if table == Table::Key {
-                self.scanned.fetch_add(1, SeqCst);
-            }
-            visit(k, v)
-        })
-    }
-
-    fn write(&self, batch: WriteBatch) -> Result<(), EngineError> {
-        self.inner.write(batch)
-    }
-
-    fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>, EngineError> {
-        self.inner.last_key(table)
-    }
-
-    fn size_bytes(&self) -> u64 {
-        self.inner.size_bytes()
-    }
-
-    fn kind(&self) -> &'static str {
-        "counting"
-    }
-
-    fn dump(&self, out: &mut dyn std::io::Write) -> Result<(), EngineError> {
-        self.inner.dump(out)
-    }
-
-    fn restore(&self, input: &mut dyn std::io::Read) -> Result<(), EngineError> {
-        self.inner.restore(input)
-    }
-}
-
-/// A memory engine whose scans hold a read lock that writes wait for: a scan
-/// sees each key as of one moment, as RocksDB's iterators do. The memory
+/// A memory engine whose scans see each key as of one moment, as RocksDB's
+/// iterators do (a scan holds a read lock that writes wait for; the memory
 /// engine's own scans can miss a key overwritten while they pass it, which
-/// the stored key index (overwriting histories) must not meet: it is only
-/// used over RocksDB.
+/// the stored key index, overwriting histories, must not meet), and which
+/// counts the [`Table::Key`] entries scanned.
 #[derive(Default)]
-pub(super) struct LockedEngine {
-    inner: MemoryEngine,
+pub(super) struct ConsistentEngine {
+    pub(super) inner: Arc<MemoryEngine>,
+    pub(super) key_scans: Arc<AtomicUsize>,
     lock: parking_lot::RwLock<()>,
 }
 
-impl Engine for LockedEngine {
+impl ConsistentEngine {
+    /// Over `inner`'s contents, counting into `key_scans`.
+    pub(super) fn over(inner: Arc<MemoryEngine>, key_scans: Arc<AtomicUsize>) -> ConsistentEngine {
+        ConsistentEngine { inner, key_scans, lock: parking_lot::RwLock::new(()) }
+    }
+}
+
+impl Engine for ConsistentEngine {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
         let _read = self.lock.read();
         self.inner.get(table, key)
@@ -170,7 +127,12 @@ impl Engine for LockedEngine {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), EngineError> {
         let _read = self.lock.read();
-        self.inner.scan(table, start, end, visit)
+        self.inner.scan(table, start, end, &mut |k, v| {
+            if table == Table::Key {
+                self.key_scans.fetch_add(1, SeqCst);
+            }
+            visit(k, v)
+        })
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), EngineError> {
@@ -187,7 +149,7 @@ impl Engine for LockedEngine {
     }
 
     fn kind(&self) -> &'static str {
-        "locked"
+        "consistent"
     }
 
     fn dump(&self, out: &mut dyn std::io::Write) -> Result<(), EngineError> {

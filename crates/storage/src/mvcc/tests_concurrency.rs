@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::engine::Engine;
 use crate::memory::MemoryEngine;
 
-use super::test_engine::LockedEngine;
+use super::test_engine::ConsistentEngine;
 
 use super::*;
 
@@ -65,7 +65,7 @@ fn race(kind: KeyIndexKind) {
     // Tiny batches without pauses: the compactor deletes while readers read.
     let config = CompactionConfig { batch_revisions: 3, batch_pause: Duration::ZERO, background: true };
     let engine: Arc<dyn Engine> = match kind {
-        KeyIndexKind::Stored => Arc::new(LockedEngine::default()),
+        KeyIndexKind::Stored => Arc::new(ConsistentEngine::default()),
         _ => Arc::new(MemoryEngine::new()),
     };
     let store = Arc::new(MvccStore::open_with_index(engine, config, kind).unwrap());

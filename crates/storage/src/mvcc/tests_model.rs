@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use crate::engine::Engine;
 use crate::memory::MemoryEngine;
 
-use super::test_engine::KeyScanCounter;
+use super::test_engine::ConsistentEngine;
 use super::*;
 
 const KEYS: &[&[u8]] = &[b"a", b"ab", b"b", b"c", b"cc", b"d"];
@@ -312,7 +312,7 @@ fn restart(store: &MvccStore) -> MvccStore {
     if kind == KeyIndexKind::Stored {
         drop(reopened);
         let scanned = Arc::new(AtomicUsize::new(0));
-        let counting = Arc::new(KeyScanCounter { inner: engine.clone(), scanned: scanned.clone() });
+        let counting = Arc::new(ConsistentEngine::over(engine.clone(), scanned.clone()));
         drop(MvccStore::open_with_index(counting, config(2), kind).unwrap());
         assert_eq!(scanned.load(SeqCst), 0, "a stored index opens without reading the revisions");
     }
