@@ -89,6 +89,12 @@ fn slot_key(slot: u8, key: &[u8]) -> Vec<u8> {
     k
 }
 
+fn encoded(ki: &KeyIndex) -> Vec<u8> {
+    let mut value = Vec::new();
+    ki.encode(&mut value);
+    value
+}
+
 fn read_u64(engine: &dyn Engine, key: &[u8]) -> Result<Option<u64>, MvccError> {
     match engine.get(Table::Index, key)? {
         None => Ok(None),
@@ -294,12 +300,9 @@ impl StoredIndex {
                 ki.put(c.rev);
             }
         }
-        let mut value = Vec::new();
         let mut histories = Vec::with_capacity(touched.len());
         for (key, ki) in touched {
-            value.clear();
-            ki.encode(&mut value);
-            batch.put(Table::Index, slot_key(self.slot, key), value.clone());
+            batch.put(Table::Index, slot_key(self.slot, key), encoded(&ki));
             histories.push((key.to_vec(), Some(ki)));
         }
         if keys != self.keys.load(Ordering::Acquire) {
@@ -313,7 +316,6 @@ impl StoredIndex {
     /// [`Self::applied`] once the batch is written.
     pub fn stage_compaction(&self, keys: &[Vec<u8>], at_rev: i64, batch: &mut WriteBatch) -> Result<Staged, MvccError> {
         let mut count = self.keys.load(Ordering::Acquire);
-        let mut value = Vec::new();
         let mut histories = Vec::with_capacity(keys.len());
         for key in keys {
             let Some(mut ki) = self.entry(key)? else {
@@ -322,12 +324,12 @@ impl StoredIndex {
             ki.compact(at_rev);
             if ki.is_empty() {
                 batch.delete(Table::Index, slot_key(self.slot, key));
-                count -= 1;
+                // A count that disagrees with the histories (damaged on
+                // disk) must not wrap around.
+                count = count.saturating_sub(1);
                 histories.push((key.clone(), None));
             } else {
-                value.clear();
-                ki.encode(&mut value);
-                batch.put(Table::Index, slot_key(self.slot, key), value.clone());
+                batch.put(Table::Index, slot_key(self.slot, key), encoded(&ki));
                 histories.push((key.clone(), Some(ki)));
             }
         }
@@ -420,9 +422,7 @@ impl StoredBuilder {
     fn flush(&mut self) -> Result<(), MvccError> {
         let mut batch = WriteBatch::default();
         for (key, ki) in std::mem::take(&mut self.overlay) {
-            let mut value = Vec::new();
-            ki.encode(&mut value);
-            batch.put(Table::Index, slot_key(self.slot, &key), value);
+            batch.put(Table::Index, slot_key(self.slot, &key), encoded(&ki));
         }
         if !batch.is_empty() {
             self.engine.write(batch)?;

@@ -231,7 +231,6 @@ impl<'a> WriteTxn<'a> {
             })
             .collect();
         store.index().write_changes(store.shared.engine.as_ref(), batch, &index_changes)?;
-        drop(index_changes);
         if !changes.is_empty() {
             store.current_rev.store(main, Ordering::Release);
         }
