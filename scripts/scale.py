@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 GIB = 1 << 30
@@ -124,6 +125,26 @@ class Member:
             self.proc.wait()
 
 
+class RssGuard:
+    """Kills a member whose RSS passes a cap, so one server's runaway memory
+    (etcd building a large list's response many times over) ends that
+    server's run instead of the machine's. Records when it fired."""
+
+    def __init__(self, member, cap_mib):
+        self.member, self.cap_kb, self.fired = member, cap_mib * 1024, None
+        self.phase = "start"
+        self.stopped = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self):
+        while not self.stopped.wait(0.2):
+            m = self.member
+            if m.alive() and proc_kb(m.pid, "VmRSS") > self.cap_kb and self.fired is None:
+                self.fired = {"phase": self.phase, "rss_mib": proc_kb(m.pid, "VmRSS") // 1024}
+                log(f"{m.server.kind}: RSS cap passed in {self.phase}: {self.fired}; killing it")
+                m.proc.kill()
+
+
 class Server:
     def __init__(self, kind, binary, quota, extra, log_level):
         self.kind, self.binary, self.quota, self.extra = kind, binary, quota, extra
@@ -164,8 +185,13 @@ def bench(args, bench_bin, endpoint, *workload, conns=100, clients=1000, total=N
     if duration is not None:
         cmd += ["--duration", f"{duration}s"]
     cmd += list(workload)
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    # The bench exits 1 when every request failed (a server answering no
+    # page of a list in time); its report is still the measurement.
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    lines = r.stdout.strip().splitlines()
+    if r.returncode not in (0, 1) or not lines:
+        raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()[-300:]}")
+    return json.loads(lines[-1])
 
 
 def load(res, m, opts):
@@ -213,13 +239,42 @@ def range_rss(m, label, *args, out=None):
     return row
 
 
+def settle(m, idle_cpu=0.2, limit_s=600):
+    """Waits until the server's CPU use falls below idle_cpu cores."""
+    hz = os.sysconf("SC_CLK_TCK")
+
+    def ticks():
+        with open(f"/proc/{m.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    t0 = time.time()
+    while m.alive() and time.time() - t0 < limit_s:
+        a = ticks()
+        time.sleep(1)
+        if m.alive() and (ticks() - a) / hz < idle_cpu:
+            return round(time.time() - t0, 1)
+    return round(time.time() - t0, 1)
+
+
 def lists(res, m, opts, work):
     out = res["lists"] = {}
+    reset_peak(m.pid)
     r = bench(opts, opts.bench, m.endpoint, "range", "/registry/pods/", "/registry/pods0", "--limit", "500",
               duration=opts.window)
     out["paginated_pods_limit500"] = {"ops_per_s": round(r["ops_per_s"], 1), "p99_ms": r["latency_ms"]["p99"],
-                                     "errors": r["errors_total"]}
+                                     "errors": r["errors_total"], "server_alive": m.alive()}
+    if m.alive():
+        out["paginated_pods_limit500"]["peak_rss_mib"] = proc_kb(m.pid, "VmHWM") // 1024
     log(f"{m.server.kind}: paginated list: {out['paginated_pods_limit500']}")
+    if not m.alive():
+        # Killed by the RSS guard: start it again for the rest.
+        m.start(m.cluster)
+        out["restart_after_kill_s"] = round(wait_ready(m), 2)
+    else:
+        # Let the server finish requests the clients gave up on, so they
+        # do not count against the next measurement.
+        settle(m)
     resp = os.path.join(work, "range.pb")
     out["unpaginated_1pct"] = range_rss(m, "unpaginated range", "get", "/registry/pods/ns-0000/",
                                         "/registry/pods/ns-0100/", "-w", "protobuf", out=resp)
@@ -310,27 +365,35 @@ def run_server(server, opts, work):
     m = Member(server, "m1", os.path.join(work, f"{server.kind}-m1"), cport, pport,
                os.path.join(work, f"{server.kind}-m1.log"))
     m.keys = opts.keys
-    cluster = f"m1={m.peer_url}"
+    cluster = m.cluster = f"m1={m.peer_url}"
     m.start(cluster)
+    guard = RssGuard(m, opts.rss_cap_gib * 1024)
     try:
         wait_ready(m, 60)
         phases = opts.phases
         if "load" in phases:
+            guard.phase = "load"
             load(res, m, opts)
             m.keys = res["keys_loaded"] or opts.keys
         if "lists" in phases:
+            guard.phase = "lists"
             lists(res, m, opts, work)
         if "restart" in phases:
+            guard.phase = "restart"
             restart(res, m, cluster)
         if "online" in phases:
+            guard.phase = "online"
             online(res, m, opts)
         if "join" in phases:
+            guard.phase = "join"
             join(res, m, server, work, cluster)
         res["disk_mib"] = du_bytes(m.data_dir) >> 20
     except Exception as e:  # record how far it got, then go on with the next server
         res["failed"] = str(e)
         log(f"{server.kind}: failed: {e}")
     finally:
+        guard.stopped.set()
+        res["rss_cap_fired"] = guard.fired
         m.stop()
     return res
 
@@ -351,6 +414,9 @@ def table(results):
         ("db size after load, MiB", lambda r: r["load"][-1]["db_mib"] if r.get("load") else "-"),
         ("paginated list ops/s", lambda r: get(r, "lists", "paginated_pods_limit500", "ops_per_s")),
         ("paginated list p99 ms", lambda r: get(r, "lists", "paginated_pods_limit500", "p99_ms")),
+        ("paginated list errors", lambda r: get(r, "lists", "paginated_pods_limit500", "errors")),
+        ("paginated list peak RSS MiB", lambda r: get(r, "lists", "paginated_pods_limit500", "peak_rss_mib")),
+        ("RSS cap fired in", lambda r: (r.get("rss_cap_fired") or {}).get("phase", "-")),
         ("1% range: response MiB", lambda r: get(r, "lists", "unpaginated_1pct", "response_mib")),
         ("1% range: RSS growth MiB", lambda r: get(r, "lists", "unpaginated_1pct", "rss_growth_mib")),
         ("count_only all: s", lambda r: get(r, "lists", "count_only_all", "s")),
@@ -386,6 +452,8 @@ def main():
     p.add_argument("--etcd", default="/usr/bin/etcd")
     p.add_argument("--key-index", default="auto", help="MetaStore's --key-index")
     p.add_argument("--log-level", default="warn", help="the servers' --log-level (logs stay in the output dir)")
+    p.add_argument("--rss-cap-gib", type=int, default=16,
+                   help="a server whose RSS passes this is killed (recorded), then started again")
     p.add_argument("--out", default=None, help="directory for results and logs (default: a new temp dir)")
     opts = p.parse_args()
     opts.phases = [x for x in opts.phases.split(",") if x]

@@ -40,7 +40,7 @@ pub mod store;
 pub mod wal;
 
 pub use raft_storage::RaftStorage;
-pub use snapfile::{SendHold, SnapshotError, SnapshotStore};
+pub use snapfile::{Incoming, SendHold, SnapshotError, SnapshotStore, Unverified};
 pub use store::{LogStore, LogStoreError, LogStoreOptions, Recovered, WalWriter};
 pub use wal::{Wal, WalContents, WalError, WalOptions};
 

@@ -238,14 +238,18 @@ impl SnapshotStore {
     /// a warning and the next older one is tried.
     pub fn load_latest(&self) -> Result<Option<LoadedSnapshot>, SnapshotError> {
         for (_, _, path) in self.list()?.into_iter().rev() {
-            match verify(&path) {
-                Ok(Ok(v)) => return open_data(&path, v).map(Some),
-                Ok(Err(reason)) => {
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                // Pruned between listing and opening: try the next one.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&path)(e)),
+            };
+            match (Unverified { file, path }).verify() {
+                Ok(loaded) => return Ok(Some(loaded)),
+                Err(SnapshotError::Corrupt { path, reason }) => {
                     warn!(file = %path.display(), %reason, "skipping corrupt snapshot file");
                 }
-                // Pruned between listing and opening: try the next one.
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&path)(e)),
+                Err(e) => return Err(e),
             }
         }
         Ok(None)
@@ -293,10 +297,20 @@ impl SnapshotStore {
     /// [`SnapshotError::Corrupt`] if it fails its checks or was set aside as
     /// `.broken` by [`SnapshotStore::load_to_send`].
     pub fn load(&self, index: u64, term: u64) -> Result<Option<LoadedSnapshot>, SnapshotError> {
+        match self.open_unverified(index, term)? {
+            Some(file) => file.verify().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The file of exactly `(index, term)`, opened but not yet checked:
+    /// cheap enough for the raft thread whatever the file's size, and, being
+    /// open, safe from pruning until [`Unverified::verify`] has read it (on
+    /// another thread). `None` and `Corrupt` as [`SnapshotStore::load`].
+    pub fn open_unverified(&self, index: u64, term: u64) -> Result<Option<Unverified>, SnapshotError> {
         let path = self.dir.join(file_name(index, term));
-        match verify(&path) {
-            Ok(Ok(v)) => open_data(&path, v).map(Some),
-            Ok(Err(reason)) => Err(SnapshotError::Corrupt { path, reason }),
+        match File::open(&path) {
+            Ok(file) => Ok(Some(Unverified { file, path })),
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 let broken = self.dir.join(format!("{}{BROKEN_SUFFIX}", file_name(index, term)));
                 if broken.exists() {
@@ -307,6 +321,47 @@ impl SnapshotStore {
             }
             Err(e) => Err(io_err(&path)(e)),
         }
+    }
+
+    /// Makes `staged`, a complete and fsynced file in this directory built
+    /// with [`Incoming`], the snapshot file of `meta`: renamed, not copied,
+    /// so installing a leader's snapshot costs the same whatever its size.
+    /// Its header must name `meta` and its trailer the data length the
+    /// header implies (a truncated file fails); the CRC is checked when the
+    /// file is read ([`Unverified::verify`]). Prunes as
+    /// [`SnapshotStore::save`] does; returns the new path.
+    pub fn adopt(&self, meta: &SnapshotMetadata, staged: &Path) -> Result<PathBuf, SnapshotError> {
+        let corrupt = |reason: String| SnapshotError::Corrupt { path: staged.to_path_buf(), reason };
+        let mut file = File::open(staged).map_err(io_err(staged))?;
+        let len = file.metadata().map_err(io_err(staged))?.len();
+        let header =
+            read_header(&mut file, len, &mut crc32fast::Hasher::new()).map_err(io_err(staged))?.map_err(corrupt)?;
+        let named = SnapshotMetadata::parse_from_bytes(&header.meta_bytes)
+            .map_err(|e| corrupt(format!("undecodable metadata: {e}")))?;
+        if named != *meta {
+            return Err(corrupt(format!(
+                "metadata (index {}, term {}) is not the snapshot's (index {}, term {})",
+                named.index, named.term, meta.index, meta.term
+            )));
+        }
+        let mut len_field = [0u8; 8];
+        file.seek(SeekFrom::Start(len - TRAILER_LEN))
+            .and_then(|_| file.read_exact(&mut len_field))
+            .map_err(io_err(staged))?;
+        if u64::from_le_bytes(len_field) != header.data_len {
+            return Err(corrupt(format!(
+                "trailer says {} data bytes, file holds {}",
+                u64::from_le_bytes(len_field),
+                header.data_len
+            )));
+        }
+        drop(file);
+        let path = self.dir.join(file_name(meta.index, meta.term));
+        fsutil::rename(staged, &path).map_err(io_err(staged))?;
+        sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        debug!(file = %path.display(), "adopted staged snapshot");
+        self.prune(&path)?;
+        Ok(path)
     }
 
     /// `(index, term, path)` of every snapshot file, oldest first.
@@ -413,12 +468,7 @@ fn write_file(
     meta_bytes: &[u8],
     write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), SnapshotError> {
-    let meta_len = u32::try_from(meta_bytes.len()).ok().filter(|l| *l <= MAX_META_BYTES).ok_or_else(|| {
-        SnapshotError::Corrupt {
-            path: tmp.to_path_buf(),
-            reason: format!("metadata of {} bytes is too large", meta_bytes.len()),
-        }
-    })?;
+    let prefix = prefix(meta_bytes).map_err(|reason| SnapshotError::Corrupt { path: tmp.to_path_buf(), reason })?;
     let file = OpenOptions::new().write(true).create(true).truncate(true).open(tmp).map_err(io_err(tmp))?;
     let mut w = CrcWriter {
         inner: BufWriter::with_capacity(IO_BUFFER_BYTES, file),
@@ -426,10 +476,7 @@ fn write_file(
         written: 0,
     };
     let mut write_all = |w: &mut CrcWriter<BufWriter<File>>| -> io::Result<()> {
-        w.write_all(&MAGIC)?;
-        w.write_all(&VERSION.to_le_bytes())?;
-        w.write_all(&meta_len.to_le_bytes())?;
-        w.write_all(meta_bytes)?;
+        w.write_all(&prefix)?;
         let header_len = w.written;
         write_data(w)?;
         let data_len = w.written - header_len;
@@ -441,6 +488,91 @@ fn write_file(
     write_all(&mut w).map_err(io_err(tmp))?;
     let file = w.inner.into_inner().map_err(|e| io_err(tmp)(e.into_error()))?;
     fsutil::sync_file(&file, tmp).map_err(io_err(tmp))
+}
+
+/// A file's bytes before its data: magic, version, metadata length and
+/// metadata.
+fn prefix(meta_bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let meta_len = u32::try_from(meta_bytes.len())
+        .ok()
+        .filter(|l| *l <= MAX_META_BYTES)
+        .ok_or_else(|| format!("metadata of {} bytes is too large", meta_bytes.len()))?;
+    let mut out = Vec::with_capacity(PREFIX_LEN as usize + meta_bytes.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&meta_len.to_le_bytes());
+    out.extend_from_slice(meta_bytes);
+    Ok(out)
+}
+
+/// A snapshot file written by a caller as its data arrives in pieces (a
+/// leader's chunks, received by an async task): write the bytes
+/// [`Incoming::start`] returns, then each piece (after handing it to
+/// [`Incoming::data`]), then [`Incoming::trailer`]; fsync the file and give
+/// it to [`SnapshotStore::adopt`].
+pub struct Incoming {
+    hasher: crc32fast::Hasher,
+    data_len: u64,
+}
+
+impl Incoming {
+    /// The builder and the bytes the file starts with.
+    pub fn start(meta: &SnapshotMetadata) -> Result<(Incoming, Vec<u8>), SnapshotError> {
+        let meta_bytes = meta.write_to_bytes().map_err(SnapshotError::Encode)?;
+        let prefix = prefix(&meta_bytes).map_err(|reason| SnapshotError::Corrupt {
+            path: PathBuf::from(file_name(meta.index, meta.term)),
+            reason,
+        })?;
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&prefix);
+        Ok((Incoming { hasher, data_len: 0 }, prefix))
+    }
+
+    /// Counts a piece of data written to the file.
+    pub fn data(&mut self, piece: &[u8]) {
+        self.hasher.update(piece);
+        self.data_len += piece.len() as u64;
+    }
+
+    /// The bytes that end the file: the data length and the CRC.
+    pub fn trailer(mut self) -> [u8; TRAILER_LEN as usize] {
+        let len = self.data_len.to_le_bytes();
+        self.hasher.update(&len);
+        let mut out = [0u8; TRAILER_LEN as usize];
+        out[..8].copy_from_slice(&len);
+        out[8..].copy_from_slice(&self.hasher.finalize().to_le_bytes());
+        out
+    }
+}
+
+/// An open snapshot file not yet checked (see
+/// [`SnapshotStore::open_unverified`]).
+#[derive(Debug)]
+pub struct Unverified {
+    file: File,
+    path: PathBuf,
+}
+
+impl Unverified {
+    /// Checks the file end to end (CRC, lengths, metadata against its name)
+    /// and returns its metadata and a reader over its data.
+    pub fn verify(self) -> Result<LoadedSnapshot, SnapshotError> {
+        let Unverified { mut file, path } = self;
+        match verify_file(&file, &path) {
+            Ok(Ok(v)) => {
+                file.seek(SeekFrom::Start(v.data_offset)).map_err(io_err(&path))?;
+                let reader = BufReader::with_capacity(IO_BUFFER_BYTES, file).take(v.data_len);
+                Ok((v.meta, Box::new(reader)))
+            }
+            Ok(Err(reason)) => Err(SnapshotError::Corrupt { path, reason }),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 fn read_u32(r: &mut impl Read) -> io::Result<u32> {
@@ -496,8 +628,7 @@ fn decode_meta(path: &Path, meta_bytes: &[u8]) -> Result<SnapshotMetadata, Strin
 
 /// Checks a file end to end. The outer `Err` is an I/O failure; the inner
 /// `Err` says why the file is corrupt.
-fn verify(path: &Path) -> io::Result<Result<Verified, String>> {
-    let file = File::open(path)?;
+fn verify_file(file: &File, path: &Path) -> io::Result<Result<Verified, String>> {
     let len = file.metadata()?.len();
     let mut r = BufReader::with_capacity(IO_BUFFER_BYTES, file);
     let mut hasher = crc32fast::Hasher::new();
@@ -538,12 +669,4 @@ fn peek(path: &Path) -> io::Result<Result<(SnapshotMetadata, u64), String>> {
         Err(reason) => return Ok(Err(reason)),
     };
     Ok(decode_meta(path, &header.meta_bytes).map(|meta| (meta, header.data_len)))
-}
-
-/// Opens a verified file and returns a buffered reader over its data only.
-fn open_data(path: &Path, v: Verified) -> Result<LoadedSnapshot, SnapshotError> {
-    let mut file = File::open(path).map_err(io_err(path))?;
-    file.seek(SeekFrom::Start(v.data_offset)).map_err(io_err(path))?;
-    let reader = BufReader::with_capacity(IO_BUFFER_BYTES, file).take(v.data_len);
-    Ok((v.meta, Box::new(reader)))
 }

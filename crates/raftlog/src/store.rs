@@ -72,7 +72,6 @@ mod power_loss;
 mod tests;
 
 use std::fmt;
-use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -408,15 +407,18 @@ impl LogStore {
     /// Persists a snapshot received from the leader (`ready.snapshot()`):
     /// snapshot file, then WAL marker, then `MemStorage::apply_snapshot`.
     pub fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), LogStoreError> {
-        self.install(snap.get_metadata(), &mut |w: &mut dyn Write| w.write_all(snap.get_data()))
+        let meta = snap.get_metadata();
+        self.install(meta, &mut |snaps| snaps.save(meta, &mut |w: &mut dyn Write| w.write_all(snap.get_data())))
     }
 
-    /// [`LogStore::install_snapshot`] for a snapshot whose data a transport
-    /// staged in the file `data` (streamed, never in memory whole). The
+    /// [`LogStore::install_snapshot`] for a snapshot a transport received
+    /// into `staged`: a complete, fsynced snapshot file (built with
+    /// [`crate::Incoming`]) in the snapshot directory, which becomes the
+    /// snapshot file by a rename ([`SnapshotStore::adopt`]). The raft thread
+    /// calls this: its cost does not grow with the snapshot. On an error the
     /// staged file is left for the caller to remove.
-    pub fn install_snapshot_file(&mut self, meta: &SnapshotMetadata, data: &Path) -> Result<(), LogStoreError> {
-        let mut file = fs::File::open(data).map_err(|source| LogStoreError::Io { path: data.to_path_buf(), source })?;
-        self.install(meta, &mut |w: &mut dyn Write| io::copy(&mut file, w).map(|_| ()))
+    pub fn install_staged(&mut self, meta: &SnapshotMetadata, staged: &Path) -> Result<(), LogStoreError> {
+        self.install(meta, &mut |snaps| snaps.adopt(meta, staged))
     }
 
     /// [`LogStore::install_snapshot`] with the data written by `write_data`
@@ -427,7 +429,7 @@ impl LogStore {
         meta: &SnapshotMetadata,
         write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> Result<(), LogStoreError> {
-        self.install(meta, write_data)
+        self.install(meta, &mut |snaps| snaps.save(meta, write_data))
     }
 
     /// The snapshot files (shared; for streaming a snapshot's data out).
@@ -435,10 +437,11 @@ impl LogStore {
         self.snaps.clone()
     }
 
+    /// Installs the snapshot file `write_file` puts in place.
     fn install(
         &mut self,
         meta: &SnapshotMetadata,
-        write_data: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+        write_file: &mut dyn FnMut(&SnapshotStore) -> Result<PathBuf, SnapshotError>,
     ) -> Result<(), LogStoreError> {
         let first_index = self.first_index();
         let (si, st) = self.snapshot;
@@ -452,7 +455,7 @@ impl LogStore {
         if newer {
             self.snaps.protect(meta.index, meta.term);
         }
-        if let Err(e) = self.snaps.save(meta, write_data) {
+        if let Err(e) = write_file(&self.snaps) {
             if newer {
                 self.snaps.unprotect(meta.index, meta.term);
             }

@@ -172,6 +172,51 @@ async fn isolated_member_never_acks_writes_or_serves_linearizable_reads() {
     assert!(r.is_some_and(|r| r.count() as usize >= majority_writes), "linearizable reads work again after heal");
 }
 
+/// A member added to a one-member cluster makes two voters: the leader
+/// keeps its quorum only while the new member answers heartbeats and
+/// appends. Restoring a large snapshot takes long (here the restore stalls
+/// 8 s on the new member's apply thread); its raft thread must go on
+/// answering meanwhile, or check-quorum steps the leader down and writes
+/// fail until the restore ends (as happened with 10 M keys).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_member_restoring_a_snapshot_keeps_the_leader_and_writes_going() {
+    let mut c = cluster(1, &["--snapshot-count", "50", "--experimental-snapshot-catchup-entries", "10"]);
+    let ep = c.member(0).client_url();
+    let mut client = connect(vec![ep.clone()]).await;
+    for i in 0..200 {
+        client.put(format!("join/{i:03}"), vec![b'v'; 1000], None).await.expect("put");
+    }
+    let new = blocking(|| c.prepare_member("joiner"));
+    c.member_mut(new.index).set_start_failpoints("snapshot::restore=1*sleep(8000)");
+    let (ok, out, err) = etcdctl(&ep, &["member", "add", "joiner", &format!("--peer-urls={}", new.peer_url)]);
+    assert!(ok, "member add: {out}{err}");
+    let initial = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .map(|s| s.trim_end_matches('"').to_string())
+        .expect("ETCD_INITIAL_CLUSTER in member add output");
+    let term = client.status().await.expect("status").raft_term();
+    blocking(|| c.start_member(new.index, "existing", &initial));
+    let paused = wait_until_async(Duration::from_secs(20), || {
+        c.member(new.index).log_text().contains("snapshot recorded; the apply thread restores it")
+    })
+    .await;
+    assert!(paused, "the new member never installed a snapshot:\n{}", c.logs());
+    // Six election timeouts with the restore stopped: the leader stays,
+    // and a write (which needs the new member's vote of the two) commits.
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let put = timed(client.put(format!("during/{i}"), "v", None)).await;
+        assert!(put.is_some(), "a put failed while the new member restored:\n{}", c.logs());
+    }
+    assert_eq!(client.status().await.expect("status").raft_term(), term, "an election:\n{}", c.logs());
+    let log = c.member(new.index).log_text();
+    assert!(!log.contains("state restored from the leader's snapshot"), "the restore was not stalled:\n{log}");
+    let joiner = c.member(new.index).client_url();
+    assert!(wait_keys(joiner.clone(), "join/", 200, Duration::from_secs(20)).await, "{}", c.logs());
+    assert!(wait_keys(joiner, "during/", 6, Duration::from_secs(20)).await, "{}", c.logs());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lagging_member_catches_up_through_a_snapshot() {
     // A small snapshot count and few entries kept for slow followers (etcd's

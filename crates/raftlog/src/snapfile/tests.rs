@@ -204,3 +204,74 @@ fn lookups_read_headers_and_a_file_corrupt_when_sent_is_set_aside() {
     fs::write(&header_damaged, &bytes).unwrap();
     assert_eq!(store.latest_with_data_meta().unwrap(), None, "only a data-less file is left");
 }
+
+/// A file built piece by piece with `Incoming`, as the peer service stages
+/// a leader's snapshot.
+fn incoming(dir: &std::path::Path, m: &SnapshotMetadata, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(format!("{}.0.incoming.tmp", file_name(m.index, m.term)));
+    let (mut b, mut out) = super::Incoming::start(m).unwrap();
+    for piece in bytes.chunks(65_537) {
+        b.data(piece);
+        out.extend_from_slice(piece);
+    }
+    out.extend_from_slice(&b.trailer());
+    fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn adopted_incoming_file_is_the_saved_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    let bytes = data(2_500_000, 9);
+    let staged = incoming(dir.path(), &meta(50, 3), &bytes);
+    let path = store.adopt(&meta(50, 3), &staged).unwrap();
+    assert!(!staged.exists());
+    let adopted = fs::read(&path).unwrap();
+    save(&store, &meta(50, 3), &bytes);
+    assert_eq!(adopted, fs::read(&path).unwrap(), "byte for byte what save writes");
+    let (m, r) = store.open_unverified(50, 3).unwrap().unwrap().verify().unwrap();
+    assert_eq!((m.index, m.term), (50, 3));
+    assert_eq!(read_all(r), bytes);
+}
+
+#[test]
+fn adopt_checks_header_and_length_and_verify_checks_the_crc() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    let staged = incoming(dir.path(), &meta(60, 3), &data(10_000, 1));
+    let err = store.adopt(&meta(61, 3), &staged).unwrap_err();
+    assert!(matches!(err, SnapshotError::Corrupt { .. }), "{err}");
+    let mut bytes = fs::read(&staged).unwrap();
+    bytes.pop();
+    fs::write(&staged, &bytes).unwrap();
+    let err = store.adopt(&meta(60, 3), &staged).unwrap_err();
+    assert!(matches!(err, SnapshotError::Corrupt { .. }), "{err}");
+    assert!(store.list().unwrap().is_empty(), "nothing adopted");
+
+    // A flipped data byte passes adoption (no full read) but not verify.
+    let staged = incoming(dir.path(), &meta(60, 3), &data(10_000, 1));
+    let mut bytes = fs::read(&staged).unwrap();
+    bytes[500] ^= 0x40;
+    fs::write(&staged, &bytes).unwrap();
+    store.adopt(&meta(60, 3), &staged).unwrap();
+    let Err(err) = store.open_unverified(60, 3).unwrap().unwrap().verify() else {
+        panic!("a flipped byte verified");
+    };
+    assert!(err.to_string().contains("crc mismatch"), "{err}");
+}
+
+#[test]
+fn an_unverified_file_outlives_pruning() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    save(&store, &meta(10, 1), b"state@10");
+    let open = store.open_unverified(10, 1).unwrap().unwrap();
+    for i in 2..=(KEEP_SNAPSHOTS as u64 + 2) {
+        save(&store, &meta(i * 10, 1), b"newer");
+    }
+    assert!(!open.path().exists(), "pruned from the directory");
+    let (_, r) = open.verify().unwrap();
+    assert_eq!(read_all(r), b"state@10", "still readable through the open file");
+    assert!(store.open_unverified(10, 1).unwrap().is_none());
+}

@@ -268,22 +268,50 @@ fn install_snapshot_replaces_the_log() {
     assert_eq!(a.4, vec![3, 3, 3]);
 }
 
+/// Writes `data` as a transport stages a snapshot: a complete file in the
+/// snapshot directory, built with `Incoming`.
+fn stage(dir: &Path, meta: &raft::eraftpb::SnapshotMetadata, data: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(format!("staged-{}.tmp", meta.index));
+    let (mut incoming, prefix) = crate::Incoming::start(meta).unwrap();
+    let mut bytes = prefix;
+    for piece in data.chunks(1 << 20) {
+        incoming.data(piece);
+        bytes.extend_from_slice(piece);
+    }
+    bytes.extend_from_slice(&incoming.trailer());
+    fs::write(&path, bytes).unwrap();
+    path
+}
+
 #[test]
 fn install_snapshot_from_a_staged_file() {
     let dir = tempfile::tempdir().unwrap();
-    let staged = dir.path().join("staged");
-    fs::write(&staged, vec![7u8; 3 << 20]).unwrap();
+    let m = dir.path().join("m");
     {
-        let (mut store, _) = LogStore::open_with(dir.path().join("m").as_path(), opts(0)).unwrap();
+        let (mut store, _) = LogStore::open_with(m.as_path(), opts(0)).unwrap();
         store.bootstrap(&voters(&[1, 2])).unwrap();
+        let snaps = store.snapshot_store();
         let meta = leader_snapshot(30, 4, voters(&[1, 2]), b"").take_metadata();
-        store.install_snapshot_file(&meta, &staged).unwrap();
+        let staged = stage(snaps.dir(), &meta, &vec![7u8; 3 << 20]);
+        store.install_staged(&meta, &staged).unwrap();
         assert_eq!((store.first_index(), store.last_index()), (31, 30));
-        assert!(staged.exists(), "the staged file is the caller's to remove");
-        let missing = leader_snapshot(40, 4, voters(&[1, 2]), b"").take_metadata();
-        assert!(store.install_snapshot_file(&missing, &dir.path().join("nope")).is_err());
+        assert!(!staged.exists(), "the staged file became the snapshot file");
+        assert_eq!(data_of(snaps.load(30, 4).unwrap()), vec![7u8; 3 << 20]);
+
+        // A staged file must be the snapshot raft installs, and whole.
+        let next = leader_snapshot(40, 4, voters(&[1, 2]), b"").take_metadata();
+        let other = leader_snapshot(41, 4, voters(&[1, 2]), b"").take_metadata();
+        let wrong = stage(snaps.dir(), &other, b"state@41");
+        assert!(store.install_staged(&next, &wrong).is_err(), "metadata of another snapshot");
+        let cut = stage(snaps.dir(), &next, b"state@40");
+        let len = fs::metadata(&cut).unwrap().len();
+        fs::OpenOptions::new().write(true).open(&cut).unwrap().set_len(len - 3).unwrap();
+        assert!(store.install_staged(&next, &cut).is_err(), "truncated");
+        assert!(store.install_staged(&next, &dir.path().join("nope")).is_err(), "missing");
+        assert!(cut.exists() && wrong.exists(), "a refused file is left for the caller");
+        assert_eq!(store.first_index(), 31, "nothing was installed");
     }
-    let (_, rec) = LogStore::open_with(dir.path().join("m").as_path(), opts(0)).unwrap();
+    let (_, rec) = LogStore::open_with(m.as_path(), opts(0)).unwrap();
     assert_eq!(data_of(rec.snapshot), vec![7u8; 3 << 20]);
 }
 

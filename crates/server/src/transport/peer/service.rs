@@ -207,20 +207,29 @@ impl PeerService {
         let staged = &self.node().staged;
         let path = staged.path_for(meta.index, meta.term);
         let io = |e: std::io::Error| Status::internal(format!("staging snapshot data: {e}"));
+        // Staged as a complete snapshot file (header, data, CRC trailer,
+        // fsynced), so installing it is a rename on the raft thread rather
+        // than a copy that would hold heartbeats back.
+        let (mut incoming, prefix) =
+            raftlog::Incoming::start(&meta).map_err(|e| Status::internal(format!("staging snapshot data: {e}")))?;
         let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
         let received = async {
+            file.write_all(&prefix).await.map_err(io)?;
             let mut bytes = first.snapshot_data.len() as u64;
+            incoming.data(&first.snapshot_data);
             file.write_all(&first.snapshot_data).await.map_err(io)?;
             let mut more = first.more;
             while more {
                 let Some(env) = next(&mut inbound).await? else {
                     return Err(Status::invalid_argument("snapshot call ended early"));
                 };
+                incoming.data(&env.snapshot_data);
                 file.write_all(&env.snapshot_data).await.map_err(io)?;
                 bytes += env.snapshot_data.len() as u64;
                 more = env.more;
             }
-            file.flush().await.map_err(io)?;
+            file.write_all(&incoming.trailer()).await.map_err(io)?;
+            file.sync_all().await.map_err(io)?;
             Ok(bytes)
         }
         .await;
