@@ -15,6 +15,9 @@ data dir, these phases (--phases picks some):
            keys (pods of 100 namespaces) with the RSS it adds; count_only
            (a limit of 1: etcdctl 3.4 has no --count-only) and keys_only
            (--limit 1000) over every key, with time and RSS.
+  range    only the unpaginated range of lists (--range-namespaces sets
+           its size: with --keys 1000000 --range-namespaces 1000 it holds
+           every pod, 100,000 keys, ~30 MiB).
   restart  SIGTERM, then the time until a linearizable read answers and
            the RSS after; the same after kill -9.
   online   put p99 at 100 clients: a baseline window, a window during a
@@ -22,6 +25,11 @@ data dir, these phases (--phases picks some):
            raft term before and after each (a change = an election).
   join     a second member added (member add, then started empty): the
            time until it has the leader's revision, both members' peak RSS.
+
+A server whose RSS passes --rss-cap-gib (16) is killed, which the results
+record, and started again for the phases left. After the paginated list
+the script waits for the server's CPU to settle: requests the clients gave
+up on may still be running.
 
 Results: one JSON object per server in OUT/results.json, and a table on
 stdout. Servers are stopped by PID. Needs etcdctl and, for etcd, /usr/bin/etcd.
@@ -38,7 +46,7 @@ import threading
 import time
 
 GIB = 1 << 30
-PHASES = ["load", "lists", "restart", "online", "join"]
+PHASES = ["load", "lists", "range", "restart", "online", "join"]
 
 
 def log(msg):
@@ -250,11 +258,25 @@ def settle(m, idle_cpu=0.2, limit_s=600):
 
     t0 = time.time()
     while m.alive() and time.time() - t0 < limit_s:
-        a = ticks()
-        time.sleep(1)
-        if m.alive() and (ticks() - a) / hz < idle_cpu:
-            return round(time.time() - t0, 1)
+        try:
+            a = ticks()
+            time.sleep(1)
+            if (ticks() - a) / hz < idle_cpu:
+                break
+        except OSError:  # it exited meanwhile
+            break
     return round(time.time() - t0, 1)
+
+
+def one_range(res, m, opts, work):
+    """One unpaginated range: the pods of the first --range-namespaces
+    namespaces (of 1,000; 100 is 1 % of the keys), written to a file."""
+    out = res.setdefault("lists", {})
+    resp = os.path.join(work, "range.pb")
+    end = "/registry/pods0" if opts.range_namespaces >= 1000 else f"/registry/pods/ns-{opts.range_namespaces:04}/"
+    out["unpaginated_1pct"] = range_rss(m, "unpaginated range", "get", "/registry/pods/ns-0000/", end,
+                                        "-w", "protobuf", out=resp)
+    os.unlink(resp)
 
 
 def lists(res, m, opts, work):
@@ -267,18 +289,16 @@ def lists(res, m, opts, work):
     if m.alive():
         out["paginated_pods_limit500"]["peak_rss_mib"] = proc_kb(m.pid, "VmHWM") // 1024
     log(f"{m.server.kind}: paginated list: {out['paginated_pods_limit500']}")
+    # Let the server finish requests the clients gave up on, so they do
+    # not count against the next measurement.
+    settle(m)
     if not m.alive():
-        # Killed by the RSS guard: start it again for the rest.
+        # Killed by the RSS guard (during the list or after it): start it
+        # again for the rest.
+        out["paginated_pods_limit500"]["killed_at_rss_cap"] = True
         m.start(m.cluster)
         out["restart_after_kill_s"] = round(wait_ready(m), 2)
-    else:
-        # Let the server finish requests the clients gave up on, so they
-        # do not count against the next measurement.
-        settle(m)
-    resp = os.path.join(work, "range.pb")
-    out["unpaginated_1pct"] = range_rss(m, "unpaginated range", "get", "/registry/pods/ns-0000/",
-                                        "/registry/pods/ns-0100/", "-w", "protobuf", out=resp)
-    os.unlink(resp)
+    one_range(res, m, opts, work)
     # etcdctl 3.4 has no --count-only; a limit of 1 makes the server count
     # every key just the same (the response's count) and send one.
     out["count_only_all"] = range_rss(m, "count (limit 1)", "get", "", "--from-key", "--limit", "1", "-w", "json")
@@ -378,6 +398,9 @@ def run_server(server, opts, work):
         if "lists" in phases:
             guard.phase = "lists"
             lists(res, m, opts, work)
+        if "range" in phases and "lists" not in phases:
+            guard.phase = "range"
+            one_range(res, m, opts, work)
         if "restart" in phases:
             guard.phase = "restart"
             restart(res, m, cluster)
@@ -452,6 +475,8 @@ def main():
     p.add_argument("--etcd", default="/usr/bin/etcd")
     p.add_argument("--key-index", default="auto", help="MetaStore's --key-index")
     p.add_argument("--log-level", default="warn", help="the servers' --log-level (logs stay in the output dir)")
+    p.add_argument("--range-namespaces", type=int, default=100,
+                   help="the unpaginated range covers the pods of this many namespaces of 1,000")
     p.add_argument("--rss-cap-gib", type=int, default=16,
                    help="a server whose RSS passes this is killed (recorded), then started again")
     p.add_argument("--out", default=None, help="directory for results and logs (default: a new temp dir)")
