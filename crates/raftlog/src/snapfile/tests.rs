@@ -206,8 +206,8 @@ fn lookups_read_headers_and_a_file_corrupt_when_sent_is_set_aside() {
 }
 
 /// A file built piece by piece with `Incoming`, as the peer service stages
-/// a leader's snapshot.
-fn incoming(dir: &std::path::Path, m: &SnapshotMetadata, bytes: &[u8]) -> std::path::PathBuf {
+/// a leader's snapshot, in `dir`.
+pub(crate) fn incoming(dir: &std::path::Path, m: &SnapshotMetadata, bytes: &[u8]) -> std::path::PathBuf {
     let path = dir.join(format!("{}.0.incoming.tmp", file_name(m.index, m.term)));
     let (mut b, mut out) = super::Incoming::start(m).unwrap();
     for piece in bytes.chunks(65_537) {

@@ -268,21 +268,6 @@ fn install_snapshot_replaces_the_log() {
     assert_eq!(a.4, vec![3, 3, 3]);
 }
 
-/// Writes `data` as a transport stages a snapshot: a complete file in the
-/// snapshot directory, built with `Incoming`.
-fn stage(dir: &Path, meta: &raft::eraftpb::SnapshotMetadata, data: &[u8]) -> std::path::PathBuf {
-    let path = dir.join(format!("staged-{}.tmp", meta.index));
-    let (mut incoming, prefix) = crate::Incoming::start(meta).unwrap();
-    let mut bytes = prefix;
-    for piece in data.chunks(1 << 20) {
-        incoming.data(piece);
-        bytes.extend_from_slice(piece);
-    }
-    bytes.extend_from_slice(&incoming.trailer());
-    fs::write(&path, bytes).unwrap();
-    path
-}
-
 #[test]
 fn install_snapshot_from_a_staged_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -292,7 +277,7 @@ fn install_snapshot_from_a_staged_file() {
         store.bootstrap(&voters(&[1, 2])).unwrap();
         let snaps = store.snapshot_store();
         let meta = leader_snapshot(30, 4, voters(&[1, 2]), b"").take_metadata();
-        let staged = stage(snaps.dir(), &meta, &vec![7u8; 3 << 20]);
+        let staged = crate::snapfile::tests::incoming(snaps.dir(), &meta, &vec![7u8; 3 << 20]);
         store.install_staged(&meta, &staged).unwrap();
         assert_eq!((store.first_index(), store.last_index()), (31, 30));
         assert!(!staged.exists(), "the staged file became the snapshot file");
@@ -301,9 +286,9 @@ fn install_snapshot_from_a_staged_file() {
         // A staged file must be the snapshot raft installs, and whole.
         let next = leader_snapshot(40, 4, voters(&[1, 2]), b"").take_metadata();
         let other = leader_snapshot(41, 4, voters(&[1, 2]), b"").take_metadata();
-        let wrong = stage(snaps.dir(), &other, b"state@41");
+        let wrong = crate::snapfile::tests::incoming(snaps.dir(), &other, b"state@41");
         assert!(store.install_staged(&next, &wrong).is_err(), "metadata of another snapshot");
-        let cut = stage(snaps.dir(), &next, b"state@40");
+        let cut = crate::snapfile::tests::incoming(snaps.dir(), &next, b"state@40");
         let len = fs::metadata(&cut).unwrap().len();
         fs::OpenOptions::new().write(true).open(&cut).unwrap().set_len(len - 3).unwrap();
         assert!(store.install_staged(&next, &cut).is_err(), "truncated");

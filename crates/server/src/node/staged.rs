@@ -1,6 +1,8 @@
 //! Snapshot data received from a leader, staged in files until the raft
 //! thread installs it: the peer service writes each chunk to disk as it
-//! arrives, so a snapshot is never held in memory whole.
+//! arrives, so a snapshot is never held in memory whole. A staged file is
+//! a complete, fsynced snapshot file (`raftlog::Incoming`), so installing
+//! it is a rename (`LogStore::install_staged`).
 //!
 //! Invariants: staged files live in the snapshot directory with a `.tmp`
 //! suffix, so a restart removes leftovers (`SnapshotStore::open`); at most
