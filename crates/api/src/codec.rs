@@ -32,8 +32,17 @@ impl<T, U> Default for GrpcCodec<T, U> {
     }
 }
 
-fn settings() -> BufferSettings {
+/// The buffer settings of every codec here (and of hand-written ones).
+pub fn buffer_settings() -> BufferSettings {
     BufferSettings::new(BUFFER_BYTES, YIELD_THRESHOLD)
+}
+
+/// The decoder [`GrpcCodec`] uses, for codecs written by hand.
+pub type Decoder<U> = tonic_prost::ProstDecoder<U>;
+
+/// A [`Decoder`] with [`buffer_settings`].
+pub fn decoder<U>() -> Decoder<U> {
+    tonic_prost::ProstDecoder::new(buffer_settings())
 }
 
 impl<T, U> Codec for GrpcCodec<T, U>
@@ -47,11 +56,11 @@ where
     type Decoder = <ProstCodec<T, U> as Codec>::Decoder;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ExactEncoder { inner: ProstEncoder::new(settings()) }
+        ExactEncoder { inner: ProstEncoder::new(buffer_settings()) }
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<T, U>::raw_decoder(settings())
+        ProstCodec::<T, U>::raw_decoder(buffer_settings())
     }
 }
 

@@ -264,8 +264,10 @@ fn serve_clients(ctx: &Ctx, listeners: Vec<Bound>, serving: &Serving) -> Vec<Joi
                 .add_service(
                     ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(max_recv),
                 );
+        let range = crate::api::kv::RangeRoute::new(Arc::new(KvService::new(ctx.clone())), max_recv);
         let grpc = grpc
             .into_axum_router()
+            .route_service(crate::api::kv::RANGE_PATH, range)
             .layer(axum::middleware::from_fn_with_state(ctx.clone(), crate::api::call::grpc_layer))
             .layer(axum::middleware::map_response(crate::api::http::etcd_grpc_errors));
         let app = grpc.merge(crate::api::http::router(ctx.clone())).merge(crate::api::gateway::router(ctx.clone()));

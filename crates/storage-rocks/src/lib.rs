@@ -152,6 +152,22 @@ impl Engine for RocksEngine {
         Ok(v.map(|v| v.to_vec()))
     }
 
+    fn get_each(
+        &self,
+        table: Table,
+        keys: &[Vec<u8>],
+        bulk: bool,
+        found: &mut dyn FnMut(usize, Option<&[u8]>),
+    ) -> Result<(), EngineError> {
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(!bulk);
+        let values = self.db.batched_multi_get_cf_opt(self.cf(table)?, keys.iter(), true, &ro);
+        for (i, v) in values.into_iter().enumerate() {
+            found(i, v.map_err(backend)?.as_deref());
+        }
+        Ok(())
+    }
+
     fn scan(
         &self,
         table: Table,

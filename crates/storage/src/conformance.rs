@@ -50,6 +50,31 @@ pub fn put_get_delete(e: &dyn Engine) {
     assert_eq!(e.get(Table::Members, b"x").unwrap(), None, "a delete after a put in one batch wins");
 }
 
+/// `get_each` answers each key once, in the order given, absent keys with
+/// `None`, cached or not, from memtables and from flushed data alike.
+pub fn get_each_in_order(e: &dyn Engine) {
+    let mut b = WriteBatch::default();
+    for i in (0..600u32).step_by(2) {
+        b.put(Table::Key, i.to_be_bytes().to_vec(), format!("v{i}").into_bytes());
+    }
+    e.write(b).expect("write");
+    let keys: Vec<Vec<u8>> = (0..600u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    for bulk in [false, true] {
+        let mut seen = Vec::new();
+        e.get_each(Table::Key, &keys, bulk, &mut |i, v| seen.push((i, v.map(<[u8]>::to_vec)))).expect("get_each");
+        let want: Vec<_> = (0..600usize).map(|i| (i, (i % 2 == 0).then(|| format!("v{i}").into_bytes()))).collect();
+        assert_eq!(seen, want, "bulk {bulk}");
+    }
+    let mut calls = 0;
+    e.get_each(Table::Meta, &keys[..3], false, &mut |_, v| {
+        assert_eq!(v, None, "tables are apart");
+        calls += 1;
+    })
+    .expect("get_each");
+    assert_eq!(calls, 3);
+    e.get_each(Table::Key, &[], true, &mut |_, _| panic!("no keys, no calls")).expect("get_each");
+}
+
 /// Half-open bounds, empty and inverted ranges, early stop, byte order.
 pub fn scan_bounds_and_early_stop(e: &dyn Engine) {
     let mut b = WriteBatch::default();
@@ -135,6 +160,7 @@ pub fn restore_rejects_garbage(e: &dyn Engine) {
 pub fn run_all(make: &mut dyn FnMut() -> Box<dyn Engine>) {
     put_get_delete(&*make());
     scan_bounds_and_early_stop(&*make());
+    get_each_in_order(&*make());
     dump_restore_round_trip(&*make(), &*make());
     dump_restore_round_trip(&*make(), &crate::MemoryEngine::new());
     dump_restore_round_trip(&crate::MemoryEngine::new(), &*make());

@@ -88,6 +88,27 @@ pub trait Engine: Send + Sync + 'static {
     /// The value stored under `key`, if any.
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
 
+    /// Looks up every key of `keys`, which must be in ascending order, and
+    /// calls `found(i, value)` once for each `keys[i]`, in that order (`None`:
+    /// not stored). For the many point reads of one large range: RocksDB
+    /// reads them batched, each block once. `bulk`: one large request's
+    /// reads, which should not displace the block cache's working set (a
+    /// 100 k-key LIST would otherwise fill the cache with values nobody
+    /// reads again, and grow the process by the cache's free part). The
+    /// default calls [`Engine::get`] per key.
+    fn get_each(
+        &self,
+        table: Table,
+        keys: &[Vec<u8>],
+        _bulk: bool,
+        found: &mut dyn FnMut(usize, Option<&[u8]>),
+    ) -> Result<(), EngineError> {
+        for (i, k) in keys.iter().enumerate() {
+            found(i, self.get(table, k)?.as_deref());
+        }
+        Ok(())
+    }
+
     /// Visits keys in [start, end) (end None = to the end of the table) in
     /// ascending order until visit returns false.
     fn scan(

@@ -16,7 +16,7 @@ pub mod thread_priority;
 pub use engine::{BatchOp, DeferredDump, Engine, EngineError, WriteBatch};
 pub use memory::MemoryEngine;
 pub use mvcc::{
-    AppliedIndex, CompactionConfig, Event, EventKind, KeyIndexKind, KeyRange, KeyValue, MvccError, MvccStore,
-    RangeOptions, RangeResult, Revision, WriteTxn,
+    AppliedIndex, CompactionConfig, Event, EventKind, KeyIndexKind, KeyRange, KeyValue, KvSink, MvccError, MvccStore,
+    RangeOptions, RangeResult, RangeTotals, Revision, WriteTxn,
 };
 pub use schema::Table;

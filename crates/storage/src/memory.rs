@@ -125,6 +125,21 @@ impl Engine for MemoryEngine {
         Ok(self.table(table).get(key).map(|e| e.value().clone()))
     }
 
+    /// Borrows each value instead of cloning it, as [`Engine::get`] must.
+    fn get_each(
+        &self,
+        table: Table,
+        keys: &[Vec<u8>],
+        _bulk: bool,
+        found: &mut dyn FnMut(usize, Option<&[u8]>),
+    ) -> Result<(), EngineError> {
+        let t = self.table(table);
+        for (i, k) in keys.iter().enumerate() {
+            found(i, t.get(k.as_slice()).as_ref().map(|e| e.value().as_slice()));
+        }
+        Ok(())
+    }
+
     fn scan(
         &self,
         table: Table,

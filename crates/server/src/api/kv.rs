@@ -7,16 +7,24 @@
 //! `doSerialize`); Compact needs the root role, checked here as etcd's
 //! kvServer does. With auth off each check is one atomic load.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
 use api::pb::etcdserverpb::{
     kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use api::pb::metastorepb::internal_request::Request as Internal;
-use api::validate;
+use api::{validate, EtcdError};
+use axum::http;
 use tonic::{Request, Response, Status};
 
 use super::auth_token::still_current;
 use super::call::Call;
+use super::range_reply::{self, RangeCodec, RangeReply};
 use super::Ctx;
 use crate::apply::auth::check;
 use crate::apply::range::{execute_range, PinnedView};
@@ -46,13 +54,15 @@ impl KvService {
     }
 }
 
-fn unexpected(what: &'static str) -> Status {
-    crate::errors::unexpected_response(what).into()
-}
-
-#[tonic::async_trait]
-impl Kv for KvService {
-    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+impl KvService {
+    /// Range's checks around the read `read` makes: the request's limits,
+    /// the read barrier, the permission, and the auth store not having moved
+    /// during the read.
+    async fn range_with<T: WithHeader>(
+        &self,
+        request: Request<RangeRequest>,
+        read: impl FnOnce(&PinnedView<'_>, &RangeRequest) -> Result<T, EtcdError>,
+    ) -> Result<T, Status> {
         let call = Call::of(&request)?;
         let r = request.into_inner();
         validate::check_range(&r)?;
@@ -61,10 +71,90 @@ impl Kv for KvService {
         }
         let info = call.sender(&self.ctx).await?;
         check::check_range(&self.ctx.node.auth, &info, &r.key, &r.range_end)?;
-        let mut resp = execute_range(&PinnedView::new(&self.ctx.node.mvcc), &r)?;
+        let mut reply = read(&PinnedView::new(&self.ctx.node.mvcc), &r)?;
         still_current(&self.ctx, &info)?;
-        resp.header = self.ctx.header(resp.header);
-        Ok(Response::new(resp))
+        reply.fill_header(&self.ctx);
+        Ok(reply)
+    }
+}
+
+/// A reply whose header the API completes after the read.
+trait WithHeader {
+    fn fill_header(&mut self, ctx: &Ctx);
+}
+
+impl WithHeader for RangeResponse {
+    fn fill_header(&mut self, ctx: &Ctx) {
+        self.header = ctx.header(self.header.take());
+    }
+}
+
+impl WithHeader for RangeReply {
+    fn fill_header(&mut self, ctx: &Ctx) {
+        let header = self.header_mut();
+        *header = ctx.header(header.take());
+    }
+}
+
+/// The gRPC path of etcd's Range.
+pub const RANGE_PATH: &str = "/etcdserverpb.KV/Range";
+
+/// Serves [`RANGE_PATH`] ahead of the generated KV service, with
+/// [`RangeCodec`]: a large range is encoded as it is read (see
+/// `range_reply`). Same checks, same answer, as [`Kv::range`].
+#[derive(Clone)]
+pub struct RangeRoute {
+    kv: Arc<KvService>,
+    max_recv: usize,
+}
+
+impl RangeRoute {
+    pub fn new(kv: Arc<KvService>, max_recv: usize) -> Self {
+        RangeRoute { kv, max_recv }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl tower::Service<http::Request<axum::body::Body>> for RangeRoute {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<axum::body::Body>) -> Self::Future {
+        let method = RangeMethod(self.kv.clone());
+        let mut grpc = tonic::server::Grpc::new(RangeCodec).apply_max_message_size_config(Some(self.max_recv), None);
+        Box::pin(async move { Ok(grpc.unary(method, req).await) })
+    }
+}
+
+struct RangeMethod(Arc<KvService>);
+
+impl tonic::server::UnaryService<RangeRequest> for RangeMethod {
+    type Response = RangeReply;
+    type Future = BoxFuture<Result<Response<RangeReply>, Status>>;
+
+    fn call(&mut self, request: Request<RangeRequest>) -> Self::Future {
+        let kv = self.0.clone();
+        Box::pin(async move { kv.range_with(request, range_reply::execute).await.map(Response::new) })
+    }
+}
+
+fn unexpected(what: &'static str) -> Status {
+    crate::errors::unexpected_response(what).into()
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    /// Reached by the in-process client (`local`); gRPC clients get
+    /// [`RangeRoute`].
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let built = self.range_with(request, |view, r| execute_range(view, r)).await?;
+        Ok(Response::new(built))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {

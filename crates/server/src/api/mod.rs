@@ -18,6 +18,8 @@ pub mod lease;
 pub mod local;
 pub mod lock;
 pub mod maintenance;
+mod mapped;
+pub mod range_reply;
 pub mod watch;
 
 use std::sync::Arc;

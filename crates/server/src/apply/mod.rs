@@ -23,7 +23,7 @@ pub mod range;
 pub mod txn;
 
 #[cfg(test)]
-mod test_harness;
+pub(crate) mod test_harness;
 #[cfg(test)]
 mod tests_apply;
 #[cfg(test)]

@@ -13,7 +13,7 @@ use api::pb::etcdserverpb::{
 };
 use api::pb::mvccpb;
 use api::EtcdError;
-use storage::{KeyRange, KeyValue, MvccError, MvccStore, RangeOptions, RangeResult, WriteTxn};
+use storage::{KeyRange, KeyValue, KvSink, MvccError, MvccStore, RangeOptions, RangeResult, RangeTotals, WriteTxn};
 
 use crate::errors::from_mvcc;
 
@@ -51,16 +51,29 @@ impl<'a> PinnedView<'a> {
     }
 }
 
-impl ReadView for PinnedView<'_> {
-    fn range(&self, r: &KeyRange, mut o: RangeOptions) -> Result<RangeResult, MvccError> {
+impl PinnedView<'_> {
+    /// [`ReadView::range`], handing the key-values to `sink` as they are read.
+    pub fn range_into(
+        &self,
+        r: &KeyRange,
+        mut o: RangeOptions,
+        sink: &mut dyn KvSink,
+    ) -> Result<RangeTotals, MvccError> {
         if o.rev <= 0 {
             o.rev = self.rev;
         } else if o.rev > self.rev {
             return Err(MvccError::FutureRevision);
         }
-        let mut res = self.store.range(r, o)?;
-        res.rev = self.rev;
-        Ok(res)
+        let totals = self.store.range_into(r, o, sink)?;
+        Ok(RangeTotals { rev: self.rev, ..totals })
+    }
+}
+
+impl ReadView for PinnedView<'_> {
+    fn range(&self, r: &KeyRange, o: RangeOptions) -> Result<RangeResult, MvccError> {
+        let mut kvs = Vec::new();
+        let totals = self.range_into(r, o, &mut kvs)?;
+        Ok(RangeResult { kvs, count: totals.count, rev: totals.rev })
     }
     fn rev(&self) -> i64 {
         self.rev
@@ -122,7 +135,7 @@ pub fn from_pb_kv(kv: mvccpb::KeyValue) -> KeyValue {
     }
 }
 
-fn has_revision_filters(r: &RangeRequest) -> bool {
+pub(crate) fn has_revision_filters(r: &RangeRequest) -> bool {
     r.min_mod_revision != 0 || r.max_mod_revision != 0 || r.min_create_revision != 0 || r.max_create_revision != 0
 }
 
@@ -131,7 +144,7 @@ fn has_revision_filters(r: &RangeRequest) -> bool {
 /// at `i64::MAX` the extra key saturates (etcd's Go addition wraps to a
 /// negative limit, i.e. "everything": the same answer), never overflows,
 /// since a panic here would be one in every member's apply inside a Txn.
-fn range_limit(r: &RangeRequest) -> i64 {
+pub(crate) fn range_limit(r: &RangeRequest) -> i64 {
     if r.sort_order != SortOrder::None as i32 || has_revision_filters(r) {
         return 0;
     }

@@ -70,7 +70,7 @@ pub use hash::HashScan;
 pub use indexes::KeyIndexKind;
 pub use kv::{Event, EventKind, KeyValue};
 pub use meta::AppliedIndex;
-pub use range::{KeyRange, RangeOptions, RangeResult};
+pub use range::{KeyRange, KvSink, RangeOptions, RangeResult, RangeTotals};
 pub use revision::Revision;
 pub use store::{IndexLoad, MvccStore};
 pub use txn::WriteTxn;

@@ -1,4 +1,5 @@
-//! Read requests and results: [`KeyRange`], [`RangeOptions`], [`RangeResult`].
+//! Read requests and results: [`KeyRange`], [`RangeOptions`], [`RangeResult`],
+//! and [`KvSink`] for reads handed over as they are read.
 //!
 //! `KeyRange` follows etcd's `(key, range_end)` convention (see
 //! [`KeyRange::from_etcd`]): e.g. `("a", "")` is the single key `a`,
@@ -7,6 +8,7 @@
 
 use std::ops::Bound;
 
+use super::error::MvccError;
 use super::kv::KeyValue;
 
 /// Borrowed range bounds over byte keys, as ordered maps take them.
@@ -77,6 +79,33 @@ pub struct RangeResult {
     /// `more` = `count > kvs.len()`).
     pub count: i64,
     /// The store's current revision (NOT the requested one), as etcd.
+    pub rev: i64,
+}
+
+/// Receives a read's key-values one at a time, in ascending key order
+/// ([`crate::MvccStore::range_into`]), so a large answer can be turned into
+/// its reply as it is read instead of being held whole first.
+pub trait KvSink {
+    /// Called once, before the first key-value: how many follow.
+    fn start(&mut self, values: usize);
+    /// The next key-value. An error stops the read and is returned by it.
+    fn kv(&mut self, kv: KeyValue) -> Result<(), MvccError>;
+}
+
+impl KvSink for Vec<KeyValue> {
+    fn start(&mut self, values: usize) {
+        self.reserve_exact(values);
+    }
+    fn kv(&mut self, kv: KeyValue) -> Result<(), MvccError> {
+        self.push(kv);
+        Ok(())
+    }
+}
+
+/// What a read answers besides its key-values (see [`RangeResult`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RangeTotals {
+    pub count: i64,
     pub rev: i64,
 }
 

@@ -52,7 +52,7 @@ use super::index::TreeIndex;
 use super::indexes::{Index, KeyIndexKind};
 use super::kv::{decode_kv, Event, EventKind, KeyValue};
 use super::meta::{self, AppliedIndex};
-use super::range::{KeyRange, RangeOptions, RangeResult};
+use super::range::{KeyRange, KvSink, RangeOptions, RangeResult, RangeTotals};
 use super::rebuild::load_index;
 use super::revision::{Revision, RevisionKey};
 use super::stored_index::{StoredBuilder, StoredIndex};
@@ -298,10 +298,23 @@ impl MvccStore {
     /// rev > 0 requested) => Compacted. Keys in ascending order; limit applied
     /// (count still counts all).
     pub fn range(&self, range: &KeyRange, opts: RangeOptions) -> Result<RangeResult, MvccError> {
+        let mut kvs = Vec::new();
+        let totals = self.range_into(range, opts, &mut kvs)?;
+        Ok(RangeResult { kvs, count: totals.count, rev: totals.rev })
+    }
+
+    /// [`Self::range`], handing the key-values to `sink` as they are read:
+    /// at most one batch of them is held here at a time.
+    pub fn range_into(
+        &self,
+        range: &KeyRange,
+        opts: RangeOptions,
+        sink: &mut dyn KvSink,
+    ) -> Result<RangeTotals, MvccError> {
         let index = self.shared.index.read();
         let _reader = self.shared.gate.enter();
         let cur = self.current_rev.load(Ordering::Acquire);
-        self.range_at(&index, range, opts, cur)
+        self.range_at(&index, range, opts, cur, sink)
     }
 
     /// The index, for the writer and the compactor (readers take it in
@@ -330,7 +343,8 @@ impl MvccStore {
         range: &KeyRange,
         opts: RangeOptions,
         cur: i64,
-    ) -> Result<RangeResult, MvccError> {
+        sink: &mut dyn KvSink,
+    ) -> Result<RangeTotals, MvccError> {
         let rev = self.resolve_rev(opts.rev, cur)?;
         let limit = limit_of(opts);
         let mut revs = Vec::new();
@@ -342,14 +356,51 @@ impl MvccStore {
             }
             true
         })?;
-        let kvs = revs.into_iter().map(|r| self.read_kv(r)).collect::<Result<Vec<_>, _>>()?;
-        Ok(RangeResult { kvs, count, rev: cur })
+        sink.start(revs.len());
+        self.read_kvs(&revs, sink)?;
+        Ok(RangeTotals { count, rev: cur })
+    }
+
+    /// Hands `sink` the stored values of live revisions the index points at,
+    /// in the order given. Read in batches ([`Engine::get_each`]), each in
+    /// revision order, the table's: one by one each read would look its
+    /// block up again. More than [`BULK_READ_VALUES`] values are a bulk read,
+    /// kept out of the block cache.
+    fn read_kvs(&self, revs: &[Revision], sink: &mut dyn KvSink) -> Result<(), MvccError> {
+        let bulk = revs.len() > BULK_READ_VALUES;
+        let mut order: Vec<usize> = Vec::with_capacity(READ_BATCH.min(revs.len()));
+        let mut keys: Vec<Vec<u8>> = Vec::with_capacity(order.capacity());
+        let mut read: Vec<Option<KeyValue>> = Vec::with_capacity(order.capacity());
+        for batch in revs.chunks(READ_BATCH) {
+            order.clear();
+            order.extend(0..batch.len());
+            order.sort_unstable_by_key(|&i| batch[i]);
+            keys.clear();
+            keys.extend(order.iter().map(|&i| batch[i].to_bytes().to_vec()));
+            read.clear();
+            read.resize_with(batch.len(), || None);
+            let mut failed = None;
+            self.shared.engine.get_each(Table::Key, &keys, bulk, &mut |j, v| {
+                let i = order[j];
+                match v.map(decode_kv) {
+                    Some(Ok(kv)) => read[i] = Some(kv),
+                    Some(Err(e)) => failed = Some(e),
+                    None => failed = Some(missing(batch[i])),
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            for (kv, &rev) in read.drain(..).zip(batch) {
+                sink.kv(kv.ok_or_else(|| missing(rev))?)?;
+            }
+        }
+        Ok(())
     }
 
     /// The stored value of a live (non-tombstone) revision the index points at.
     pub(super) fn read_kv(&self, rev: Revision) -> Result<KeyValue, MvccError> {
-        self.try_read_kv(rev)?
-            .ok_or_else(|| MvccError::Corrupt(format!("revision {rev} is in the key index but not in the engine")))
+        self.try_read_kv(rev)?.ok_or_else(|| missing(rev))
     }
 
     /// Like [`Self::read_kv`] but None when the revision is gone (compacted).
@@ -478,6 +529,16 @@ impl MvccStore {
     pub(crate) fn index_snapshot(&self) -> Vec<(Vec<u8>, super::key_index::KeyIndex)> {
         self.shared.index.read().snapshot()
     }
+}
+
+/// Values read per [`Engine::get_each`] call in [`MvccStore::read_kvs`].
+const READ_BATCH: usize = 256;
+/// A range that reads more values than this keeps them out of the block cache.
+const BULK_READ_VALUES: usize = 1000;
+
+/// The error of a revision the index names but the engine does not hold.
+fn missing(rev: Revision) -> MvccError {
+    MvccError::Corrupt(format!("revision {rev} is in the key index but not in the engine"))
 }
 
 /// The kv limit of a read as a count (`usize::MAX` for none).

@@ -127,7 +127,9 @@ impl<'a> WriteTxn<'a> {
         if rev <= self.begin || self.pending_in(range).next().is_none() {
             // Nothing of this txn is visible in the answer: the store's index
             // at `rev` (which holds no revision > begin yet) is the view.
-            return self.store.range_at(&self.store.index(), range, opts, cur);
+            let mut kvs = Vec::new();
+            let totals = self.store.range_at(&self.store.index(), range, opts, cur, &mut kvs)?;
+            return Ok(RangeResult { kvs, count: totals.count, rev: totals.rev });
         }
         let hits = self.view(range)?;
         let count = hits.len() as i64;
