@@ -367,6 +367,10 @@ impl MvccStore {
     /// block up again. More than [`BULK_READ_VALUES`] values are a bulk read,
     /// kept out of the block cache.
     fn read_kvs(&self, revs: &[Revision], sink: &mut dyn KvSink) -> Result<(), MvccError> {
+        if let [rev] = revs {
+            // A single key's read, the most common: no batch to set up.
+            return sink.kv(self.read_kv(*rev)?);
+        }
         let bulk = revs.len() > BULK_READ_VALUES;
         let mut order: Vec<usize> = Vec::with_capacity(READ_BATCH.min(revs.len()));
         let mut keys: Vec<Vec<u8>> = Vec::with_capacity(order.capacity());
