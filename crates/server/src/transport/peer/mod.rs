@@ -10,6 +10,29 @@ pub mod leader;
 pub mod sender;
 pub mod service;
 
+use tokio::runtime::{Handle, RuntimeFlavor};
+
+/// Raft messages at least this large are encoded and decoded as blocking
+/// work ([`heavy`]).
+const HEAVY_BYTES: usize = 1 << 20;
+
+/// Runs `f`, the encoding or decoding of a raft message of `bytes` bytes.
+/// A large one (an append of a 130 MiB entry takes a good part of a second
+/// on this machine) would hold its async worker, and every task queued
+/// behind it there, heartbeats included: a follower then answered the
+/// leader late enough for check-quorum to step it down. Past
+/// [`HEAVY_BYTES`] the runtime is told the worker blocks, and moves those
+/// tasks to another thread. Small messages, and runtimes that cannot
+/// (current-thread, in tests), run it in place.
+fn heavy<T>(bytes: usize, f: impl FnOnce() -> T) -> T {
+    let multi = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if bytes >= HEAVY_BYTES && multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 /// Snapshot data travels in pieces of this size.
 pub const SNAPSHOT_CHUNK: usize = 1024 * 1024;
 /// Largest message a peer accepts at the least (raft batches appends to

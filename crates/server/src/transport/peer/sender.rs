@@ -242,7 +242,7 @@ async fn peer_loop(
                         }
                         // A stream that takes no message for this long is
                         // stuck (peer gone silent): reconnect.
-                        let env = envelope(&m);
+                        let env = super::heavy(m.compute_size() as usize, || envelope(&m));
                         let bytes = env.message.len() as u64;
                         match tokio::time::timeout(STREAM_SEND_TIMEOUT, stx.send(env)).await {
                             Ok(Ok(())) => sent.inc_by(bytes),

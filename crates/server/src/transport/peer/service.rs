@@ -75,7 +75,7 @@ impl Peer for PeerService {
                     return Err(status);
                 }
             };
-            let msg = decode(&env.message)?;
+            let msg = super::heavy(env.message.len(), || decode(&env.message))?;
             let bytes = env.message.len() as u64;
             match &from {
                 Some((id, counter)) if *id == msg.from => counter.inc_by(bytes),
