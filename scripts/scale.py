@@ -18,8 +18,10 @@ data dir, these phases (--phases picks some):
   range    only the unpaginated range of lists (--range-namespaces sets
            its size: with --keys 1000000 --range-namespaces 1000 it holds
            every pod, 100,000 keys, ~30 MiB).
-  restart  SIGTERM, then the time until a linearizable read answers and
-           the RSS after; the same after kill -9.
+  restart  first 100 event keys on a lease (as Kubernetes' events), so
+           leases must be recovered too; then SIGTERM, the time until a
+           linearizable read answers and the RSS after; the same after
+           kill -9. After each, the lease must still hold its 100 keys.
   online   put p99 at 100 clients: a baseline window, a window during a
            compaction of the whole history, a window during defrag; the
            raft term before and after each (a change = an election).
@@ -306,16 +308,33 @@ def lists(res, m, opts, work):
                                                "--limit", "1000")
 
 
+LEASED_KEYS = 100
+
+
+def leased_keys(m, lease):
+    """The keys `etcdctl lease timetolive --keys` lists for `lease`."""
+    r = etcdctl(m.endpoint, "lease", "timetolive", lease, "--keys", "-w", "json", timeout="30s")
+    return len(json.loads(r.stdout).get("keys") or [])
+
+
 def restart(res, m, cluster):
     out = res["restart"] = {}
+    # A restart recovers leases and the keys attached to them; Kubernetes
+    # keeps its events on leases, so the data set gets some.
+    lease = etcdctl(m.endpoint, "lease", "grant", "86400").stdout.split()[1]
+    for i in range(LEASED_KEYS):
+        etcdctl(m.endpoint, "put", f"/registry/events/ns-0000/scale-{i:04}", "x" * 256, "--lease", lease)
+    out["leased_keys"] = LEASED_KEYS
     for how, sig in [("sigterm", signal.SIGTERM), ("kill9", signal.SIGKILL)]:
         m.stop(sig)
         m.start(cluster)
         ready = wait_ready(m)
         time.sleep(1)
         out[how] = {"ready_s": round(ready, 2), "rss_mib": proc_kb(m.pid, "VmRSS") // 1024,
-                    "hwm_mib": proc_kb(m.pid, "VmHWM") // 1024}
+                    "hwm_mib": proc_kb(m.pid, "VmHWM") // 1024, "lease_keys_after": leased_keys(m, lease)}
         log(f"{m.server.kind}: restart after {how}: {out[how]}")
+        if out[how]["lease_keys_after"] != LEASED_KEYS:
+            raise RuntimeError(f"lease {lease} lost keys across the restart: {out[how]}")
 
 
 def put_window(opts, m, seconds):

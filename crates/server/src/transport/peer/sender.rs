@@ -188,6 +188,13 @@ impl Transport for PeerTransport {
     }
 }
 
+/// The bulk of a raft message: its entries' data (snapshots travel apart).
+/// Enough to choose blocking work, without `compute_size`'s walk of every
+/// field, which the encoding itself repeats.
+fn entry_bytes(m: &Message) -> usize {
+    m.get_entries().iter().map(|e| e.get_data().len()).sum()
+}
+
 fn envelope(m: &Message) -> RaftEnvelope {
     RaftEnvelope { message: m.write_to_bytes().unwrap_or_default(), snapshot_data: Vec::new(), more: false }
 }
@@ -240,10 +247,10 @@ async fn peer_loop(
                             Some(failpoint::Action::Sleep(d)) => tokio::time::sleep(d).await,
                             _ => {}
                         }
+                        let env = super::heavy(entry_bytes(&m), || envelope(&m));
+                        let bytes = env.message.len() as u64;
                         // A stream that takes no message for this long is
                         // stuck (peer gone silent): reconnect.
-                        let env = super::heavy(m.compute_size() as usize, || envelope(&m));
-                        let bytes = env.message.len() as u64;
                         match tokio::time::timeout(STREAM_SEND_TIMEOUT, stx.send(env)).await {
                             Ok(Ok(())) => sent.inc_by(bytes),
                             _ => {
