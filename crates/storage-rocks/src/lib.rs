@@ -130,7 +130,37 @@ impl RocksEngine {
     fn write_raw(&self, batch: rocksdb::WriteBatch) -> Result<(), EngineError> {
         self.db.write_opt(batch, &WriteOptions::default()).map_err(backend)
     }
+
+    /// [`Engine::scan`] with the given read options.
+    fn scan_with(
+        &self,
+        mut ro: ReadOptions,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), EngineError> {
+        if let Some(end) = end {
+            if end <= start {
+                return Ok(());
+            }
+            ro.set_iterate_upper_bound(end.to_vec());
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(table)?, ro);
+        it.seek(start);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !visit(k, v) {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status().map_err(backend)
+    }
 }
+
+/// Read-ahead of a bulk scan ([`Engine::scan_bulk`]): large sequential
+/// reads instead of RocksDB's own read-ahead, which starts at 8 KiB.
+const BULK_READAHEAD: usize = 4 << 20;
 
 fn cf_of(db: &DB, table: Table) -> Result<&ColumnFamily, EngineError> {
     db.cf_handle(table.name()).ok_or_else(|| EngineError::Corrupt(format!("column family {} is missing", table.name())))
@@ -175,22 +205,20 @@ impl Engine for RocksEngine {
         end: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), EngineError> {
+        self.scan_with(ReadOptions::default(), table, start, end, visit)
+    }
+
+    fn scan_bulk(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), EngineError> {
         let mut ro = ReadOptions::default();
-        if let Some(end) = end {
-            if end <= start {
-                return Ok(());
-            }
-            ro.set_iterate_upper_bound(end.to_vec());
-        }
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(table)?, ro);
-        it.seek(start);
-        while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            if !visit(k, v) {
-                return Ok(());
-            }
-            it.next();
-        }
-        it.status().map_err(backend)
+        ro.fill_cache(false);
+        ro.set_readahead_size(BULK_READAHEAD);
+        self.scan_with(ro, table, start, end, visit)
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), EngineError> {

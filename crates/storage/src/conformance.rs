@@ -17,9 +17,24 @@ pub fn all_pairs(e: &dyn Engine, table: Table) -> Vec<(Vec<u8>, Vec<u8>)> {
     v
 }
 
-fn keys(e: &dyn Engine, t: Table, start: &[u8], end: Option<&[u8]>) -> Vec<Vec<u8>> {
+/// A scan, plain or bulk: both must answer alike.
+fn scan(
+    e: &dyn Engine,
+    bulk: bool,
+    t: Table,
+    start: &[u8],
+    end: Option<&[u8]>,
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) -> Result<(), EngineError> {
+    match bulk {
+        false => e.scan(t, start, end, visit),
+        true => e.scan_bulk(t, start, end, visit),
+    }
+}
+
+fn keys(e: &dyn Engine, bulk: bool, t: Table, start: &[u8], end: Option<&[u8]>) -> Vec<Vec<u8>> {
     let mut keys = Vec::new();
-    e.scan(t, start, end, &mut |k, _| {
+    scan(e, bulk, t, start, end, &mut |k, _| {
         keys.push(k.to_vec());
         true
     })
@@ -75,26 +90,30 @@ pub fn get_each_in_order(e: &dyn Engine) {
     e.get_each(Table::Key, &[], true, &mut |_, _| panic!("no keys, no calls")).expect("get_each");
 }
 
-/// Half-open bounds, empty and inverted ranges, early stop, byte order.
+/// Half-open bounds, empty and inverted ranges, early stop, byte order;
+/// the same from [`Engine::scan`] and [`Engine::scan_bulk`].
 pub fn scan_bounds_and_early_stop(e: &dyn Engine) {
     let mut b = WriteBatch::default();
     for k in [&b"a"[..], b"b", b"c", b"d", b"\xff", b"b\x00"] {
-        b.put(Table::Auth, k.to_vec(), vec![]);
+        b.put(Table::Auth, k.to_vec(), k.repeat(3));
     }
     e.write(b).expect("write");
-    assert_eq!(keys(e, Table::Auth, b"b", Some(b"d")), [&b"b"[..], b"b\x00", b"c"]);
-    assert_eq!(keys(e, Table::Auth, b"b", None).len(), 5);
-    assert_eq!(keys(e, Table::Auth, b"", None).last().map(|k| k.as_slice()), Some(&b"\xff"[..]));
-    assert!(keys(e, Table::Auth, b"d", Some(b"b")).is_empty());
-    assert!(keys(e, Table::Auth, b"b", Some(b"b")).is_empty());
-    assert!(keys(e, Table::Key, b"", None).is_empty());
-    let mut n = 0;
-    e.scan(Table::Auth, b"", None, &mut |_, _| {
-        n += 1;
-        n < 2
-    })
-    .expect("scan");
-    assert_eq!(n, 2);
+    for bulk in [false, true] {
+        assert_eq!(keys(e, bulk, Table::Auth, b"b", Some(b"d")), [&b"b"[..], b"b\x00", b"c"], "bulk {bulk}");
+        assert_eq!(keys(e, bulk, Table::Auth, b"b", None).len(), 5, "bulk {bulk}");
+        let last = keys(e, bulk, Table::Auth, b"", None).pop();
+        assert_eq!(last.as_deref(), Some(&b"\xff"[..]), "bulk {bulk}");
+        assert!(keys(e, bulk, Table::Auth, b"d", Some(b"b")).is_empty(), "bulk {bulk}");
+        assert!(keys(e, bulk, Table::Auth, b"b", Some(b"b")).is_empty(), "bulk {bulk}");
+        assert!(keys(e, bulk, Table::Key, b"", None).is_empty(), "bulk {bulk}");
+        let mut seen = Vec::new();
+        scan(e, bulk, Table::Auth, b"", None, &mut |k, v| {
+            seen.push((k.to_vec(), v.to_vec()));
+            seen.len() < 2
+        })
+        .expect("scan");
+        assert_eq!(seen, [(b"a".to_vec(), b"aaa".to_vec()), (b"b".to_vec(), b"bbb".to_vec())], "bulk {bulk}");
+    }
 }
 
 fn fill(e: &dyn Engine) {

@@ -42,7 +42,9 @@ pub fn load_index(engine: &dyn Engine) -> Result<Loaded, MvccError> {
 pub(super) type TryVisit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), MvccError> + 'a;
 
 /// Scans `table` from its first key up to `end` (exclusive; None = all),
-/// stopping at the first error `visit` returns and handing it back.
+/// stopping at the first error `visit` returns and handing it back. Every
+/// caller reads the table once through, so this is a bulk scan
+/// ([`Engine::scan_bulk`]).
 pub(super) fn try_scan(
     engine: &dyn Engine,
     table: Table,
@@ -50,7 +52,7 @@ pub(super) fn try_scan(
     visit: &mut TryVisit<'_>,
 ) -> Result<(), MvccError> {
     let mut failure = None;
-    engine.scan(table, &[], end, &mut |k, v| match visit(k, v) {
+    engine.scan_bulk(table, &[], end, &mut |k, v| match visit(k, v) {
         Ok(()) => true,
         Err(e) => {
             failure = Some(e);
