@@ -25,6 +25,8 @@
 //! | `index`   | slot byte `0` or `1`, then the key                          | the key's revision history (`mvcc::key_index`'s encoding)  | stored key index (`mvcc::stored_index`) |
 //! | `index`   | [`INDEX_SLOT`] `\xffslot`                                  | one byte: the slot that holds the complete index           | stored key index |
 //! | `index`   | [`INDEX_KEYS`] `\xffkeys`                                  | u64: keys in that slot                                     | stored key index |
+//! | `index`   | byte `2` or `3` (2 + the slot), lease ID i64, then the key | empty: the key exists and has that lease (`mvcc::lease_rows`) | stored key index |
+//! | `index`   | [`INDEX_LEASES`] `\xffleases`                              | one byte: the slot whose lease rows are complete           | stored key index |
 //!
 //! Every integer, in keys and values, is big-endian, so byte order is
 //! numeric order for the non-negative ones (revisions scan in order).
@@ -47,7 +49,8 @@
 //!   owner decides whether that is corruption.
 //! - `index` is derived from `key` (the stored key index, see
 //!   `mvcc::stored_index`): it is never dumped ([`Table::dumped`]), a restore
-//!   empties it, and a store rebuilds it when [`INDEX_SLOT`] is absent.
+//!   empties it, and a store rebuilds it when [`INDEX_SLOT`] is absent (its
+//!   lease rows when [`INDEX_LEASES`] does not name the slot in use).
 
 /// The tables (column families / buckets) an engine holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -139,6 +142,9 @@ pub fn is_applied_index(table: Table, key: &[u8]) -> bool {
 pub const INDEX_SLOT: &[u8] = b"\xffslot";
 /// Index key of the number of keys in that slot.
 pub const INDEX_KEYS: &[u8] = b"\xffkeys";
+/// Index key of the slot whose lease rows are complete (absent in data
+/// dirs written before lease rows existed).
+pub const INDEX_LEASES: &[u8] = b"\xffleases";
 
 // ---- alarms (in meta) ----
 

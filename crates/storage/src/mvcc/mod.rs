@@ -40,6 +40,7 @@ mod index;
 mod indexes;
 mod key_index;
 pub mod kv;
+mod lease_rows;
 pub mod meta;
 pub mod range;
 mod rebuild;

@@ -36,7 +36,7 @@
 //! write txn that changes something is revision 2, and a txn that changes
 //! nothing does not advance the revision.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -51,6 +51,7 @@ use super::gate::ReaderGate;
 use super::index::TreeIndex;
 use super::indexes::{Index, KeyIndexKind};
 use super::kv::{decode_kv, Event, EventKind, KeyValue};
+use super::lease_rows::{LeasedKeys, LiveLeases};
 use super::meta::{self, AppliedIndex};
 use super::range::{KeyRange, KvSink, RangeOptions, RangeResult, RangeTotals};
 use super::rebuild::load_index;
@@ -218,28 +219,15 @@ impl MvccStore {
         self.shared.compaction.reset(scheduled, finished);
     }
 
-    /// Every existing key attached to a lease, by lease: one pass over the
-    /// stored history reading only key headers (no values, no per-key reads),
-    /// so recovering leases stays cheap with millions of keys. Call it with no
-    /// writer running (open, snapshot install).
-    pub fn leased_keys(&self) -> Result<HashMap<i64, Vec<Vec<u8>>>, MvccError> {
-        // Revisions come in ascending order, so the last one seen per key
-        // decides whether it exists now and under which lease.
-        let mut current: HashMap<Vec<u8>, i64> = HashMap::new();
-        super::rebuild::try_scan(self.shared.engine.as_ref(), Table::Key, None, &mut |k, v| {
-            let (rk, h) = (RevisionKey::decode(k)?, super::kv::decode_header(v)?);
-            if rk.tombstone || h.lease == 0 {
-                current.remove(h.key);
-            } else {
-                current.insert(h.key.to_vec(), h.lease);
-            }
-            Ok(())
-        })?;
-        let mut by_lease: HashMap<i64, Vec<Vec<u8>>> = HashMap::new();
-        for (key, lease) in current {
-            by_lease.entry(lease).or_default().push(key);
+    /// Every existing key attached to a lease, by lease. The stored index
+    /// keeps them as lease rows (one read per leased key); with the
+    /// in-memory index it is one pass over the stored history reading only
+    /// key headers. Call it with no writer running (open, snapshot install).
+    pub fn leased_keys(&self) -> Result<LeasedKeys, MvccError> {
+        if let Index::Stored(stored) = &*self.index() {
+            return stored.leased_keys();
         }
-        Ok(by_lease)
+        Ok(LiveLeases::scan(self.shared.engine.as_ref())?.by_lease())
     }
 
     pub fn engine(&self) -> &Arc<dyn Engine> {

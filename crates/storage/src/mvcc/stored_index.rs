@@ -38,13 +38,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::engine::{Engine, WriteBatch};
-use crate::schema::{Table, INDEX_KEYS, INDEX_SLOT};
+use crate::schema::{Table, INDEX_KEYS, INDEX_LEASES, INDEX_SLOT};
 
 use super::error::MvccError;
 use super::history_cache::{HistoryCache, CAPACITY};
 use super::index::CompactSlice;
 use super::key_index::{KeyAt, KeyIndex};
 use super::kv::decode_header;
+use super::lease_rows::{self, LeasedKeys, LiveLeases};
 use super::range::KeyRange;
 use super::rebuild::{add_to, try_scan};
 use super::revision::{Revision, RevisionKey};
@@ -61,6 +62,10 @@ pub struct IndexChange<'a> {
     pub key: &'a [u8],
     pub rev: Revision,
     pub tombstone: bool,
+    /// The key's lease after the change (0: none, or deleted).
+    pub lease: i64,
+    /// The key's lease before it (0: none, or it did not exist).
+    pub prev_lease: i64,
 }
 
 /// The stored key index of one slot. See the module docs.
@@ -111,7 +116,9 @@ fn corrupt_entry(key: &[u8]) -> MvccError {
 
 impl StoredIndex {
     /// The complete index the engine holds, None when it holds none (a new
-    /// data dir, one written by the in-memory index, or a restore).
+    /// data dir, one written by the in-memory index, or a restore). An index
+    /// stored before lease rows existed is given them first (one pass over
+    /// the revisions, once).
     pub fn open(engine: Arc<dyn Engine>) -> Result<Option<StoredIndex>, MvccError> {
         let slot = match engine.get(Table::Index, INDEX_SLOT)?.as_deref() {
             None => return Ok(None),
@@ -119,6 +126,9 @@ impl StoredIndex {
             Some(_) => return Err(corrupt_entry(INDEX_SLOT)),
         };
         let keys = read_u64(engine.as_ref(), INDEX_KEYS)?.ok_or_else(|| corrupt_entry(INDEX_KEYS))?;
+        if !lease_rows::complete(engine.as_ref(), slot)? {
+            lease_rows::backfill(engine.as_ref(), slot)?;
+        }
         Ok(Some(StoredIndex::new(engine, slot, keys)))
     }
 
@@ -128,6 +138,7 @@ impl StoredIndex {
         if engine.get(Table::Index, INDEX_SLOT)?.is_some() {
             let mut b = WriteBatch::default();
             b.delete(Table::Index, INDEX_SLOT.to_vec());
+            b.delete(Table::Index, INDEX_LEASES.to_vec());
             engine.write(b)?;
         }
         Ok(())
@@ -215,6 +226,11 @@ impl StoredIndex {
             _ => return Ok(()),
         };
         self.scan(start, end, &mut |k, ki| Ok(ki.get(at_rev).is_none_or(|at| visit(k, at))))
+    }
+
+    /// Every existing key attached to a lease, by lease (the lease rows).
+    pub fn leased_keys(&self) -> Result<LeasedKeys, MvccError> {
+        lease_rows::read(self.engine.as_ref(), self.slot)
     }
 
     /// See [`KeyIndex::prev_in_generation`].
@@ -308,6 +324,7 @@ impl StoredIndex {
         if keys != self.keys.load(Ordering::Acquire) {
             batch.put(Table::Index, INDEX_KEYS.to_vec(), keys.to_be_bytes().to_vec());
         }
+        lease_rows::stage(self.slot, changes, batch);
         Ok(Staged { keys, histories })
     }
 
@@ -351,10 +368,11 @@ impl StoredIndex {
         self.keys.store(staged.keys, Ordering::Release);
     }
 
-    /// Removes every entry of `slot` (the one not in use).
+    /// Removes every entry of `slot` (the one not in use), its lease rows
+    /// included.
     pub fn clear_slot(engine: &dyn Engine, slot: u8) -> Result<(), MvccError> {
         engine.delete_range(Table::Index, &[slot], &[slot + 1])?;
-        Ok(())
+        lease_rows::clear(engine, slot)
     }
 
     /// A copy of every key's history, in key order (tests).
@@ -380,6 +398,8 @@ pub struct StoredBuilder {
     /// [`BUILD_OVERLAY_KEYS`]; smaller in tests.
     overlay_limit: usize,
     keys: u64,
+    /// The slot's lease rows, written by [`Self::finish`].
+    leases: LiveLeases,
     /// The highest main revision added (0 if none).
     pub max_main: i64,
 }
@@ -394,6 +414,7 @@ impl StoredBuilder {
             overlay: BTreeMap::new(),
             overlay_limit: BUILD_OVERLAY_KEYS,
             keys: 0,
+            leases: LiveLeases::default(),
             max_main: 0,
         })
     }
@@ -412,6 +433,7 @@ impl StoredBuilder {
             }
         }
         add_to(&mut self.overlay, rk, &h)?;
+        self.leases.add(&rk, &h);
         self.max_main = self.max_main.max(rk.rev.main);
         if self.overlay.len() >= self.overlay_limit {
             self.flush()?;
@@ -434,6 +456,7 @@ impl StoredBuilder {
     /// use: add [`StoredBuilt::mark`]'s ops to a batch to make it so.
     pub fn finish(mut self) -> Result<StoredBuilt, MvccError> {
         self.flush()?;
+        self.leases.write_rows(self.engine.as_ref(), self.slot)?;
         let index = StoredIndex::new(self.engine, self.slot, self.keys);
         Ok(StoredBuilt { index, max_main: self.max_main })
     }
@@ -468,5 +491,6 @@ impl StoredBuilt {
     pub fn mark(&self, batch: &mut WriteBatch) {
         batch.put(Table::Index, INDEX_KEYS.to_vec(), (self.index.len() as u64).to_be_bytes().to_vec());
         batch.put(Table::Index, INDEX_SLOT.to_vec(), vec![self.index.slot]);
+        lease_rows::mark(self.index.slot, batch);
     }
 }

@@ -228,6 +228,25 @@ pub(super) fn normalized_index(s: &MvccStore) -> Vec<(Vec<u8>, Revision, Vec<Nor
         .collect()
 }
 
+/// Keys by lease, sorted, as [`MvccStore::leased_keys`] gives them.
+pub(super) fn sorted_leases(by_lease: std::collections::HashMap<i64, Vec<Vec<u8>>>) -> Vec<(i64, Vec<Vec<u8>>)> {
+    let mut out: Vec<_> = by_lease.into_iter().collect();
+    for (_, keys) in &mut out {
+        keys.sort();
+    }
+    out.sort();
+    out
+}
+
+/// The keys each lease holds in a model snapshot.
+fn model_leases(snap: &Snapshot) -> Vec<(i64, Vec<Vec<u8>>)> {
+    let mut by_lease: BTreeMap<i64, Vec<Vec<u8>>> = BTreeMap::new();
+    for kv in snap.values().filter(|kv| kv.lease != 0) {
+        by_lease.entry(kv.lease).or_default().push(kv.key.clone());
+    }
+    by_lease.into_iter().collect()
+}
+
 fn next_applied(m: &Model) -> AppliedIndex {
     AppliedIndex { index: m.applied + 1, term: 1 }
 }
@@ -313,8 +332,10 @@ fn restart(store: &MvccStore) -> MvccStore {
         drop(reopened);
         let scanned = Arc::new(AtomicUsize::new(0));
         let counting = Arc::new(ConsistentEngine::over(engine.clone(), scanned.clone()));
-        drop(MvccStore::open_with_index(counting, config(2), kind).unwrap());
-        assert_eq!(scanned.load(SeqCst), 0, "a stored index opens without reading the revisions");
+        let opened = MvccStore::open_with_index(counting, config(2), kind).unwrap();
+        let leases = opened.leased_keys().unwrap();
+        assert_eq!(scanned.load(SeqCst), 0, "a stored index opens and finds leases without reading the revisions");
+        assert_eq!(sorted_leases(leases), sorted_leases(store.leased_keys().unwrap()));
     }
     let reopened = MvccStore::open_with_index(engine, config(2), kind).unwrap();
     assert_eq!(reopened.current_revision(), store.current_revision());
@@ -388,6 +409,7 @@ fn run_with(ops: &[Op], kind: KeyIndexKind) {
         assert_eq!(store.current_revision(), m.cur());
         assert_eq!(store.compact_revision(), m.compact.max(0));
         assert_eq!(store.applied_index().index, m.applied);
+        assert_eq!(sorted_leases(store.leased_keys().unwrap()), model_leases(&m.snaps[m.cur() as usize]), "leases");
     }
     // Whatever happened, a final restart reproduces every readable revision.
     let reopened = restart(&store);

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use crate::engine::{Engine, WriteBatch};
 use crate::memory::MemoryEngine;
-use crate::schema::{Table, INDEX_SLOT};
+use crate::schema::{Table, INDEX_LEASES, INDEX_SLOT};
 
 use super::stored_index::StoredBuilder;
+use super::test_engine::ConsistentEngine;
 use super::test_engine::FaultyEngine;
 use super::tests_compaction::{all, answers, applied, fill, manual, same};
-use super::tests_model::normalized_index;
+use super::tests_model::{normalized_index, sorted_leases};
 use super::*;
 
 fn open(engine: Arc<dyn Engine>, kind: KeyIndexKind) -> MvccStore {
@@ -29,6 +30,12 @@ fn reference_of(engine: &dyn Engine) -> MvccStore {
     open(copy, KeyIndexKind::Memory)
 }
 
+fn leases(s: &MvccStore) -> Vec<(i64, Vec<Vec<u8>>)> {
+    sorted_leases(s.leased_keys().unwrap())
+}
+
+/// Entries whose first byte is `slot`: a slot's histories for 0 and 1, its
+/// lease rows for 2 + the slot.
 fn entries_in_slot(engine: &dyn Engine, slot: u8) -> usize {
     let mut n = 0;
     engine
@@ -54,17 +61,21 @@ fn a_failed_index_write_changes_nothing() {
     let s = open(engine.clone(), KeyIndexKind::Stored);
     fill(&s, 20, 60);
     let before = answers(&s, 1);
+    let leased = leases(&s);
+    assert!(!leased.is_empty());
     engine.fail_index_writes.store(true, SeqCst);
     let mut t = s.write_txn();
-    t.put(b"k0001", b"lost", 0);
-    t.put(b"new", b"lost", 0);
+    t.put(b"k0001", b"lost", 9);
+    t.put(b"new", b"lost", 9);
     assert!(t.commit(applied(1000)).is_err());
     engine.fail_index_writes.store(false, SeqCst);
     same(&answers(&s, 1), &before, "after a failed commit");
+    assert_eq!(leases(&s), leased);
     // The same holds for a store opened afresh over what the engine holds.
     drop(s);
     let reopened = open(engine.clone(), KeyIndexKind::Stored);
     same(&answers(&reopened, 1), &before, "reopened");
+    assert_eq!(leases(&reopened), leased);
     assert_eq!(normalized_index(&reopened), normalized_index(&reference_of(engine.as_ref())));
     assert_eq!(reopened.keys_total(), 20);
 }
@@ -127,12 +138,13 @@ fn switching_kinds_rebuilds_what_the_other_kind_did_not_keep() {
     assert_eq!(engine.get(Table::Index, INDEX_SLOT).unwrap(), None, "the stored index is marked stale");
     let mut t = m.write_txn();
     t.delete_range(&all()).unwrap();
-    t.put(b"only", b"1", 0);
+    t.put(b"only", b"1", 4);
     t.commit(applied(100)).unwrap();
     let want = answers(&m, 1);
     drop(m);
     let s = open(engine.clone(), KeyIndexKind::Stored);
     same(&answers(&s, 1), &want, "stored after memory");
+    assert_eq!(leases(&s), vec![(4, vec![b"only".to_vec()])], "lease rows rebuilt, none left from before");
     assert_eq!(s.keys_total(), 11);
 }
 
@@ -144,24 +156,68 @@ fn a_snapshot_install_builds_in_the_other_slot() {
     let mut dump = Vec::new();
     leader.engine().dump(&mut dump).unwrap();
     let want = answers(&leader, 40);
+    let leased = leases(&leader);
+    assert!(!leased.is_empty());
 
     let engine = Arc::new(MemoryEngine::new());
     let member = open(engine.clone(), KeyIndexKind::Stored);
     fill(&member, 7, 20);
+    let mut t = member.write_txn();
+    t.put(b"member-only", b"x", 5);
+    t.commit(applied(21)).unwrap();
     assert_eq!(engine.get(Table::Index, INDEX_SLOT).unwrap(), Some(vec![0]));
     member.restore_snapshot(&mut &dump[..]).unwrap();
     assert_eq!(engine.get(Table::Index, INDEX_SLOT).unwrap(), Some(vec![1]));
+    assert_eq!(engine.get(Table::Index, INDEX_LEASES).unwrap(), Some(vec![1]));
     assert_eq!(entries_in_slot(engine.as_ref(), 0), 0, "the old slot is emptied");
+    assert_eq!(entries_in_slot(engine.as_ref(), 2), 0, "and its lease rows");
     same(&answers(&member, 40), &want, "installed");
     assert_eq!(member.keys_total(), leader.keys_total());
+    assert_eq!(leases(&member), leased, "installed");
     drop(member);
     let reopened = open(engine.clone(), KeyIndexKind::Stored);
     same(&answers(&reopened, 40), &want, "reopened");
+    assert_eq!(leases(&reopened), leased, "reopened");
     // And back into slot 0 on the next install.
     reopened.restore_snapshot(&mut &dump[..]).unwrap();
     assert_eq!(engine.get(Table::Index, INDEX_SLOT).unwrap(), Some(vec![0]));
+    assert_eq!(engine.get(Table::Index, INDEX_LEASES).unwrap(), Some(vec![0]));
     assert_eq!(entries_in_slot(engine.as_ref(), 1), 0);
+    assert_eq!(entries_in_slot(engine.as_ref(), 3), 0);
     same(&answers(&reopened, 40), &want, "installed again");
+    assert_eq!(leases(&reopened), leased, "installed again");
+}
+
+/// A data dir written before lease rows existed has a stored index and no
+/// [`INDEX_LEASES`]: its first open gives it the rows, later ones read them.
+#[test]
+fn a_stored_index_without_lease_rows_gets_them_once() {
+    let engine = Arc::new(MemoryEngine::new());
+    let s = open(engine.clone(), KeyIndexKind::Stored);
+    fill(&s, 30, 90);
+    let want = leases(&s);
+    assert!(!want.is_empty());
+    assert_eq!(want, leases(&reference_of(engine.as_ref())));
+    drop(s);
+    let mut b = WriteBatch::default();
+    b.delete(Table::Index, INDEX_LEASES.to_vec());
+    engine.write(b).unwrap();
+    engine.delete_range(Table::Index, &[2], &[3]).unwrap();
+    // A stale row the backfill must not keep.
+    let mut b = WriteBatch::default();
+    b.put(Table::Index, [&[2u8][..], &7i64.to_be_bytes(), b"gone"].concat(), Vec::new());
+    engine.write(b).unwrap();
+
+    let scanned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let s = open(Arc::new(ConsistentEngine::over(engine.clone(), scanned.clone())), KeyIndexKind::Stored);
+    assert!(scanned.load(SeqCst) > 0, "the first open reads the revisions");
+    assert_eq!(leases(&s), want);
+    assert_eq!(engine.get(Table::Index, INDEX_LEASES).unwrap(), Some(vec![0]));
+    drop(s);
+    scanned.store(0, SeqCst);
+    let s = open(Arc::new(ConsistentEngine::over(engine.clone(), scanned.clone())), KeyIndexKind::Stored);
+    assert_eq!(leases(&s), want);
+    assert_eq!(scanned.load(SeqCst), 0, "later opens read only the rows");
 }
 
 #[test]

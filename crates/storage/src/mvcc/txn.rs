@@ -230,6 +230,8 @@ impl<'a> WriteTxn<'a> {
                 key: &ev.kv.key,
                 rev: revision(sub),
                 tombstone: ev.kind == EventKind::Delete,
+                lease: ev.kv.lease,
+                prev_lease: ev.prev_kv.as_ref().map_or(0, |p| p.lease),
             })
             .collect();
         store.index().write_changes(store.shared.engine.as_ref(), batch, &index_changes)?;
