@@ -11,7 +11,8 @@ data dir, these phases (--phases picks some):
            db size after each. etcd runs with --quota-backend-bytes 8 GiB
            and is recorded as far as it gets (a chunk with errors ends it).
   lists    paginated list (--limit 500, 1,000 clients) of /registry/pods/
-           (a tenth of the keys); one unpaginated range of about 1 % of the
+           (a tenth of the keys): first pages only, then whole lists paged
+           as Kubernetes does; one unpaginated range of about 1 % of the
            keys (pods of 100 namespaces) with the RSS it adds; count_only
            (a limit of 1: etcdctl 3.4 has no --count-only) and keys_only
            (--limit 1000) over every key, with time and RSS.
@@ -281,25 +282,34 @@ def one_range(res, m, opts, work):
     os.unlink(resp)
 
 
-def lists(res, m, opts, work):
-    out = res["lists"] = {}
+def list_pods(out, m, opts, name, what, *extra):
+    """One 1,000-client run of range --limit 500 over every pod, as out[name]."""
     reset_peak(m.pid)
     r = bench(opts, opts.bench, m.endpoint, "range", "/registry/pods/", "/registry/pods0", "--limit", "500",
-              duration=opts.window)
-    out["paginated_pods_limit500"] = {"ops_per_s": round(r["ops_per_s"], 1), "p99_ms": r["latency_ms"]["p99"],
-                                     "errors": r["errors_total"], "server_alive": m.alive()}
+              *extra, duration=opts.window)
+    out[name] = {"ops_per_s": round(r["ops_per_s"], 1), "p99_ms": r["latency_ms"]["p99"],
+                 "errors": r["errors_total"], "server_alive": m.alive()}
     if m.alive():
-        out["paginated_pods_limit500"]["peak_rss_mib"] = proc_kb(m.pid, "VmHWM") // 1024
-    log(f"{m.server.kind}: paginated list: {out['paginated_pods_limit500']}")
+        out[name]["peak_rss_mib"] = proc_kb(m.pid, "VmHWM") // 1024
+    log(f"{m.server.kind}: {what}: {out[name]}")
     # Let the server finish requests the clients gave up on, so they do
     # not count against the next measurement.
     settle(m)
     if not m.alive():
         # Killed by the RSS guard (during the list or after it): start it
         # again for the rest.
-        out["paginated_pods_limit500"]["killed_at_rss_cap"] = True
+        out[name]["killed_at_rss_cap"] = True
         m.start(m.cluster)
         out["restart_after_kill_s"] = round(wait_ready(m), 2)
+
+
+def lists(res, m, opts, work):
+    out = res["lists"] = {}
+    # Every request the first page of a list, at the current revision.
+    list_pods(out, m, opts, "paginated_pods_limit500", "paginated list (first pages)")
+    # Whole lists, as Kubernetes pages: each next page from just past the
+    # last key, at the first page's revision.
+    list_pods(out, m, opts, "paged_pods_limit500", "paginated list (whole lists)", "--paginate")
     one_range(res, m, opts, work)
     # etcdctl 3.4 has no --count-only; a limit of 1 makes the server count
     # every key just the same (the response's count) and send one.
@@ -458,6 +468,10 @@ def table(results):
         ("paginated list p99 ms", lambda r: get(r, "lists", "paginated_pods_limit500", "p99_ms")),
         ("paginated list errors", lambda r: get(r, "lists", "paginated_pods_limit500", "errors")),
         ("paginated list peak RSS MiB", lambda r: get(r, "lists", "paginated_pods_limit500", "peak_rss_mib")),
+        ("whole lists (continue) pages/s", lambda r: get(r, "lists", "paged_pods_limit500", "ops_per_s")),
+        ("whole lists p99 ms", lambda r: get(r, "lists", "paged_pods_limit500", "p99_ms")),
+        ("whole lists errors", lambda r: get(r, "lists", "paged_pods_limit500", "errors")),
+        ("whole lists peak RSS MiB", lambda r: get(r, "lists", "paged_pods_limit500", "peak_rss_mib")),
         ("RSS cap fired in", lambda r: (r.get("rss_cap_fired") or {}).get("phase", "-")),
         ("1% range: response MiB", lambda r: get(r, "lists", "unpaginated_1pct", "response_mib")),
         ("1% range: RSS growth MiB", lambda r: get(r, "lists", "unpaginated_1pct", "rss_growth_mib")),

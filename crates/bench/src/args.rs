@@ -152,6 +152,12 @@ pub struct RangeArgs {
     /// Ask for keys without values.
     #[arg(long)]
     pub keys_only: bool,
+    /// Page through KEY..END as Kubernetes lists: each operation reads the
+    /// next page (--limit keys) at the revision of its list's first page,
+    /// from just past the last key of the page before; after the last page
+    /// the worker starts a new list at the current revision.
+    #[arg(long)]
+    pub paginate: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -241,6 +247,11 @@ impl Cli {
                 }
                 if a.limit < 0 {
                     return Err("--limit must not be negative".into());
+                }
+                if a.paginate && (a.limit == 0 || a.key_space_size > 0 || a.count_only) {
+                    return Err(
+                        "--paginate pages KEY..END with a --limit (not --key-space-size, not --count-only)".into()
+                    );
                 }
             }
             Command::WatchLatency(a) => {
@@ -416,6 +427,9 @@ mod tests {
         assert!(parse(&["range"]).is_err(), "a key or a key space is required");
         assert!(parse(&["range", "--key-space-size", "1000"]).is_ok());
         assert!(parse(&["range", "a", "--consistency", "x"]).is_err());
+        assert!(parse(&["range", "a", "b", "--limit", "5", "--paginate"]).is_ok());
+        assert!(parse(&["range", "a", "b", "--paginate"]).is_err(), "pages need a limit");
+        assert!(parse(&["range", "--key-space-size", "10", "--limit", "5", "--paginate"]).is_err());
     }
 
     #[test]

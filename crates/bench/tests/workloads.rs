@@ -59,6 +59,10 @@ fn every_workload_runs_clean_against_metastore() {
         assert_clean(&r, "range", 300);
     }
 
+    // Whole lists of the 500 keys, 7 a page, as Kubernetes pages them.
+    let args = ["--clients", "4", "--total", "200", "range", "0", "1", "--limit", "7", "--paginate"];
+    assert_clean(&run(&server, &args), "range", 200);
+
     // Sequential keys: random ones may repeat within a txn, which etcd
     // rejects (and the bench counts as an error, as etcd's tool does).
     let txn = ["txn-put", "--txn-ops", "3", "--sequential-keys", "--key-space-size", "50"];

@@ -15,14 +15,17 @@ use crate::keys::{value, KeyGen, Rng};
 use crate::runner::Workload;
 use crate::stats::status_message;
 
-/// A worker: its client (on connection `worker % conns`) and its key chooser.
+/// A worker: its client (on connection `worker % conns`), its key chooser
+/// and, when paging, where its list goes on.
 pub struct Client {
     kv: KvClient<Conn>,
     rng: Rng,
+    /// The next page's start and the list's revision (`range --paginate`).
+    page: Option<(Vec<u8>, i64)>,
 }
 
 fn client(pool: &Pool, worker: usize) -> Client {
-    Client { kv: pool.conn(worker).kv(), rng: Rng::seeded(worker as u64) }
+    Client { kv: pool.conn(worker).kv(), rng: Rng::seeded(worker as u64), page: None }
 }
 
 fn request<T>(msg: T, limit: Duration) -> tonic::Request<T> {
@@ -82,6 +85,7 @@ pub struct Range {
     limit: i64,
     count_only: bool,
     keys_only: bool,
+    paginate: bool,
 }
 
 impl Range {
@@ -95,7 +99,7 @@ impl Range {
         });
         let params = json!({"key": a.key, "end": a.end, "consistency": if a.consistency == Consistency::S { "s" } else { "l" },
             "key_space_size": a.key_space_size, "key_size": a.key_size, "limit": a.limit, "k8s_keys": a.k8s_keys,
-            "count_only": a.count_only, "keys_only": a.keys_only});
+            "count_only": a.count_only, "keys_only": a.keys_only, "paginate": a.paginate});
         let r = Range {
             pool,
             keys,
@@ -105,6 +109,7 @@ impl Range {
             limit: a.limit,
             count_only: a.count_only,
             keys_only: a.keys_only,
+            paginate: a.paginate,
         };
         (r, params)
     }
@@ -116,9 +121,10 @@ impl Workload for Range {
         Ok(client(&self.pool, worker))
     }
     async fn op(&self, c: &mut Client, i: u64, limit: Duration) -> Result<(), String> {
-        let (key, range_end) = match &self.keys {
-            Some(g) => (g.key(i, &mut c.rng), Vec::new()),
-            None => (self.key.clone(), self.end.clone()),
+        let (key, range_end, revision) = match (&self.keys, c.page.take()) {
+            (Some(g), _) => (g.key(i, &mut c.rng), Vec::new(), 0),
+            (None, Some((start, rev))) => (start, self.end.clone(), rev),
+            (None, None) => (self.key.clone(), self.end.clone(), 0),
         };
         let req = RangeRequest {
             key,
@@ -127,9 +133,22 @@ impl Workload for Range {
             limit: self.limit,
             count_only: self.count_only,
             keys_only: self.keys_only,
+            revision,
             ..Default::default()
         };
-        c.kv.range(request(req, limit)).await.map(drop).map_err(|s| status_message(&s))
+        let resp = c.kv.range(request(req, limit)).await.map_err(|s| status_message(&s))?.into_inner();
+        if self.paginate {
+            // Kubernetes' continue: the last key plus a zero byte, at the
+            // first page's revision; a failed page starts the list over.
+            c.page = match (resp.more, resp.kvs.last()) {
+                (true, Some(last)) => {
+                    let rev = if revision > 0 { revision } else { resp.header.map_or(0, |h| h.revision) };
+                    Some(([&last.key[..], &[0]].concat(), rev))
+                }
+                _ => None,
+            };
+        }
+        Ok(())
     }
 }
 

@@ -32,6 +32,7 @@
 
 mod compact;
 mod compactor;
+mod count_marks;
 pub mod error;
 mod gate;
 pub mod hash;
@@ -56,6 +57,8 @@ mod test_engine;
 mod tests_compaction;
 #[cfg(test)]
 mod tests_concurrency;
+#[cfg(test)]
+mod tests_count_marks;
 #[cfg(test)]
 mod tests_model;
 #[cfg(test)]

@@ -46,6 +46,7 @@ use crate::engine::{DeferredDump, Engine, WriteBatch};
 use crate::schema::Table;
 
 use super::compactor::{CompactionConfig, CompactionCtl, CompactorThread};
+use super::count_marks::{CountMarks, Scope};
 use super::error::MvccError;
 use super::gate::ReaderGate;
 use super::index::TreeIndex;
@@ -79,6 +80,8 @@ pub struct MvccStore {
     pub(super) compactor: CompactorThread,
     /// How the key index was last made ready (open, reload).
     index_load: Mutex<IndexLoad>,
+    /// What large ranges' counts learned (`count_marks.rs`).
+    pub(super) counts: CountMarks,
 }
 
 /// How a store made its key index ready, for the log.
@@ -145,6 +148,7 @@ impl MvccStore {
             epoch: AtomicU64::new(0),
             compactor: CompactorThread::default(),
             index_load: Mutex::new(IndexLoad::default()),
+            counts: CountMarks::default(),
         };
         let index = store.load()?;
         *store.shared.index.write() = index;
@@ -216,6 +220,7 @@ impl MvccStore {
         self.current_rev.store(current, Ordering::SeqCst);
         *self.applied.lock() = applied;
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.counts.clear();
         self.shared.compaction.reset(scheduled, finished);
     }
 
@@ -336,14 +341,21 @@ impl MvccStore {
         let rev = self.resolve_rev(opts.rev, cur)?;
         let limit = limit_of(opts);
         let mut revs = Vec::new();
-        let mut count = 0i64;
-        index.visit(range, rev, |_, at| {
-            count += 1;
+        // Marks only at a published revision (see `count_marks.rs`).
+        let published = rev <= self.current_rev.load(Ordering::Acquire);
+        let scope = published.then(|| Scope::of(range, rev, self.epoch.load(Ordering::SeqCst))).flatten();
+        let mut walk = self.counts.walk(scope);
+        index.visit(range, rev, |k, at| {
+            if !walk.count(k) {
+                return false;
+            }
             if revs.len() < limit {
                 revs.push(at.modified);
             }
+            walk.counted(k, revs.len() >= limit);
             true
         })?;
+        let count = walk.finish();
         sink.start(revs.len());
         self.read_kvs(&revs, sink)?;
         Ok(RangeTotals { count, rev: cur })
