@@ -38,6 +38,7 @@ Results: one JSON object per server in OUT/results.json, and a table on
 stdout. Servers are stopped by PID. Needs etcdctl and, for etcd, /usr/bin/etcd.
 """
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -321,10 +322,19 @@ def lists(res, m, opts, work):
 LEASED_KEYS = 100
 
 
+def leased_key(i):
+    return f"/registry/events/ns-0000/scale-{i:04}"
+
+
 def leased_keys(m, lease):
-    """The keys `etcdctl lease timetolive --keys` lists for `lease`."""
+    """How many of the leased keys `etcdctl lease timetolive --keys` lists
+    for `lease` (base64 in its JSON); any other key it lists is an error."""
     r = etcdctl(m.endpoint, "lease", "timetolive", lease, "--keys", "-w", "json", timeout="30s")
-    return len(json.loads(r.stdout).get("keys") or [])
+    got = {base64.b64decode(k).decode() for k in json.loads(r.stdout).get("keys") or []}
+    want = {leased_key(i) for i in range(LEASED_KEYS)}
+    if got - want:
+        raise RuntimeError(f"lease {lease} holds keys it was never given: {sorted(got - want)[:5]}")
+    return len(got & want)
 
 
 def restart(res, m, cluster):
@@ -333,7 +343,7 @@ def restart(res, m, cluster):
     # keeps its events on leases, so the data set gets some.
     lease = etcdctl(m.endpoint, "lease", "grant", "86400").stdout.split()[1]
     for i in range(LEASED_KEYS):
-        etcdctl(m.endpoint, "put", f"/registry/events/ns-0000/scale-{i:04}", "x" * 256, "--lease", lease)
+        etcdctl(m.endpoint, "put", leased_key(i), "x" * 256, "--lease", lease)
     out["leased_keys"] = LEASED_KEYS
     for how, sig in [("sigterm", signal.SIGTERM), ("kill9", signal.SIGKILL)]:
         m.stop(sig)

@@ -48,19 +48,27 @@ async fn load(c: &Client) {
 }
 
 /// Walks `[start, end)` in pages of `limit` as Kubernetes' LIST does (each
-/// page starts after the last key of the one before) and checks that every
-/// page's count is the number of keys left; returns the keys seen.
+/// page starts after the last key of the one before, at the revision of
+/// the first page) and checks that every page's count is exactly the
+/// number of keys left; returns the keys seen.
 async fn paginate(c: &mut Client, start: &str, end: &str, limit: i64) -> Vec<String> {
     let mut keys = Vec::new();
     let mut from = start.as_bytes().to_vec();
+    let mut at: Option<(i64, i64)> = None; // the list's revision, keys left
     loop {
-        let r = c.get(from.clone(), Some(GetOptions::new().with_range(end).with_limit(limit))).await.expect("page");
+        let mut opts = GetOptions::new().with_range(end).with_limit(limit);
+        if let Some((rev, _)) = at {
+            opts = opts.with_revision(rev);
+        }
+        let r = c.get(from.clone(), Some(opts)).await.expect("page");
         let page: Vec<String> = r.kvs().iter().map(|kv| kv.key_str().expect("utf-8 key").to_string()).collect();
         assert!(page.len() as i64 <= limit, "a page holds at most the limit");
-        assert!(r.count() >= page.len() as i64, "count {} below the page's {}", r.count(), page.len());
+        let (rev, left) = at.unwrap_or((r.header().expect("header").revision(), r.count()));
+        assert_eq!(r.count(), left, "page {} of the list: count is the keys left", keys.len() as i64 / limit + 1);
         let more = r.more();
         assert_eq!(more, r.count() > page.len() as i64, "more is set exactly when keys remain");
         let Some(last) = page.last().cloned() else { break };
+        at = Some((rev, left - page.len() as i64));
         keys.extend(page);
         if !more {
             break;
