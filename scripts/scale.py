@@ -26,8 +26,12 @@ data dir, these phases (--phases picks some):
   online   put p99 at 100 clients: a baseline window, a window during a
            compaction of the whole history, a window during defrag; the
            raft term before and after each (a change = an election).
-  join     a second member added (member add, then started empty): the
-           time until it has the leader's revision, both members' peak RSS.
+  join     one more member added (member add, then started empty): the
+           time until it has m1's revision, its peak RSS and m1's.
+
+With --members 3 every server runs as a 3-member cluster on loopback:
+clients and measurements go to m1 (leader or follower, as the election
+went), the restart phase restarts m1 alone, and join adds a fourth member.
 
 A server whose RSS passes --rss-cap-gib (16) is killed, which the results
 record, and started again for the phases left. After the paginated list
@@ -394,18 +398,18 @@ def online(res, m, opts):
     out["db_mib_after"] = status(m.endpoint)["dbSize"] >> 20
 
 
-def join(res, m, server, work, cluster):
+def join(res, m, server, work, cluster, name):
     out = res["join"] = {}
     cport, pport = free_ports(2)
-    new = Member(server, "m2", os.path.join(work, "m2"), cport, pport, os.path.join(work, "m2.log"))
-    etcdctl(m.endpoint, "member", "add", "m2", f"--peer-urls={new.peer_url}", timeout="60s")
+    new = Member(server, name, os.path.join(work, name), cport, pport, os.path.join(work, f"{name}.log"))
+    etcdctl(m.endpoint, "member", "add", name, f"--peer-urls={new.peer_url}", timeout="60s")
     reset_peak(m.pid)
-    t0 = new.start(f"{cluster},m2={new.peer_url}", state="existing")
+    t0 = new.start(f"{cluster},{name}={new.peer_url}", state="existing")
     target = status(m.endpoint)["header"]["revision"]
     try:
         while time.time() - t0 < 3600:
             if not new.alive():
-                raise RuntimeError(f"m2 exited; see {new.log_path}")
+                raise RuntimeError(f"{name} exited; see {new.log_path}")
             r = etcdctl(new.endpoint, "endpoint", "status", "-w", "json", timeout="5s", check=False)
             if r.returncode == 0 and json.loads(r.stdout)[0]["Status"]["header"]["revision"] >= target:
                 break
@@ -419,17 +423,25 @@ def join(res, m, server, work, cluster):
 
 
 def run_server(server, opts, work):
-    res = {"server": server.kind, "keys": opts.keys}
-    cport, pport = free_ports(2)
-    m = Member(server, "m1", os.path.join(work, f"{server.kind}-m1"), cport, pport,
-               os.path.join(work, f"{server.kind}-m1.log"))
+    res = {"server": server.kind, "keys": opts.keys, "members": opts.members}
+    ports = free_ports(2 * opts.members)
+    members = [Member(server, f"m{i + 1}", os.path.join(work, f"{server.kind}-m{i + 1}"), ports[2 * i],
+                      ports[2 * i + 1], os.path.join(work, f"{server.kind}-m{i + 1}.log"))
+               for i in range(opts.members)]
+    # Clients and measurements go to m1; the others are its peers.
+    m, peers = members[0], members[1:]
     m.keys = opts.keys
-    cluster = m.cluster = f"m1={m.peer_url}"
-    m.start(cluster)
+    cluster = ",".join(f"{x.name}={x.peer_url}" for x in members)
+    for x in members:
+        x.cluster = cluster
+        x.start(cluster)
     guard = RssGuard(m, opts.rss_cap_gib * 1024)
+    peer_guards = [RssGuard(x, opts.rss_cap_gib * 1024) for x in peers]
     try:
         wait_ready(m, 60)
         phases = opts.phases
+        for g in peer_guards:
+            g.phase = "peer"
         if "load" in phases:
             guard.phase = "load"
             load(res, m, opts)
@@ -448,15 +460,19 @@ def run_server(server, opts, work):
             online(res, m, opts)
         if "join" in phases:
             guard.phase = "join"
-            join(res, m, server, work, cluster)
+            join(res, m, server, work, cluster, f"m{opts.members + 1}")
         res["disk_mib"] = du_bytes(m.data_dir) >> 20
+        if peers:
+            res["peers_hwm_mib"] = [proc_kb(x.pid, "VmHWM") // 1024 for x in peers]
     except Exception as e:  # record how far it got, then go on with the next server
         res["failed"] = str(e)
         log(f"{server.kind}: failed: {e}")
     finally:
-        guard.stopped.set()
-        res["rss_cap_fired"] = guard.fired
-        m.stop()
+        for g in [guard, *peer_guards]:
+            g.stopped.set()
+        res["rss_cap_fired"] = guard.fired or next((g.fired for g in peer_guards if g.fired), None)
+        for x in members:
+            x.stop()
     return res
 
 
@@ -501,6 +517,7 @@ def table(results):
         ("join: caught up, s", lambda r: get(r, "join", "caught_up_s")),
         ("join: joiner peak RSS MiB", lambda r: get(r, "join", "joiner_hwm_mib")),
         ("join: leader peak RSS MiB", lambda r: get(r, "join", "leader_hwm_mib")),
+        ("other members' peak RSS MiB", lambda r: "/".join(map(str, r.get("peers_hwm_mib") or [])) or "-"),
     ]
     print(f"{'':34}" + "".join(f"{r['server']:>14}" for r in results))
     for label, f in rows:
@@ -513,6 +530,8 @@ def main():
     p.add_argument("--servers", default="metastore,etcd", help="comma-separated: metastore, etcd")
     p.add_argument("--phases", default=",".join(PHASES))
     p.add_argument("--window", type=int, default=30, help="seconds per measured window")
+    p.add_argument("--members", type=int, default=1, choices=[1, 3],
+                   help="cluster size; clients and measurements go to m1, the others are its peers")
     p.add_argument("--metastore", required=True, help="the metastore binary")
     p.add_argument("--bench", required=True, help="the metastore-bench binary")
     p.add_argument("--etcd", default="/usr/bin/etcd")
@@ -542,7 +561,7 @@ def main():
             server = Server(kind, opts.etcd, 8 * GIB, ["--logger", "zap", "--log-outputs", "stderr"], opts.log_level)
         else:
             p.error(f"unknown server {kind}")
-        log(f"== {kind}: {opts.keys} keys, phases {','.join(opts.phases)}")
+        log(f"== {kind}: {opts.keys} keys, {opts.members} member(s), phases {','.join(opts.phases)}")
         results.append(run_server(server, opts, work))
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(results, f, indent=1)
