@@ -22,7 +22,8 @@
 //!   commit that revision), and per history epoch (a snapshot install
 //!   changes what this member holds at a revision; the store also clears
 //!   them then).
-//! - Bounded: at most [`MAX_MARKS`] marks in all; the scope (end, revision)
+//! - Bounded: at most [`MAX_MARKS`] marks and [`MAX_MARK_BYTES`] of their
+//!   keys in all (a key may be as large as a request); the scope (end, revision)
 //!   used least recently goes first.
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +39,14 @@ pub(super) const MARK_EVERY: i64 = 1024;
 
 /// Marks kept in all (about 150 bytes each with a Kubernetes-sized key).
 const MAX_MARKS: usize = 1 << 15;
+
+/// Bytes of marks kept in all, counted as [`mark_bytes`].
+const MAX_MARK_BYTES: usize = 16 << 20;
+
+/// What a mark costs: its key and about what a B-tree entry adds.
+fn mark_bytes(key: &[u8]) -> usize {
+    key.len() + 64
+}
 
 /// What a mark counts to: a range's end (None: no end), at a revision, in
 /// a history epoch.
@@ -65,6 +74,7 @@ impl Scope {
 struct Marks {
     /// Mark key -> keys in [mark key, end) at the scope's revision.
     at: BTreeMap<Vec<u8>, i64>,
+    bytes: usize,
     used: u64,
 }
 
@@ -72,6 +82,7 @@ struct Marks {
 struct Inner {
     scopes: HashMap<Scope, Marks>,
     total: usize,
+    bytes: usize,
     clock: u64,
 }
 
@@ -110,11 +121,17 @@ impl CountMarks {
         if new.is_empty() {
             return;
         }
-        if new.len() > MAX_MARKS {
-            let step = new.len().div_ceil(MAX_MARKS);
+        let sum = |new: &[(Vec<u8>, i64)]| new.iter().map(|(k, _)| mark_bytes(k)).sum::<usize>();
+        let mut new_bytes = sum(&new);
+        if new.len() > MAX_MARKS || new_bytes > MAX_MARK_BYTES {
+            let step = new.len().div_ceil(MAX_MARKS).max(new_bytes.div_ceil(MAX_MARK_BYTES)).max(2);
             new = new.into_iter().step_by(step).collect();
+            new_bytes = sum(&new);
+            if new_bytes > MAX_MARK_BYTES {
+                return;
+            }
         }
-        while inner.total + new.len() > MAX_MARKS {
+        while inner.total + new.len() > MAX_MARKS || inner.bytes + new_bytes > MAX_MARK_BYTES {
             let victim = inner
                 .scopes
                 .iter()
@@ -122,9 +139,13 @@ impl CountMarks {
                 .min_by_key(|(_, m)| m.used)
                 .map_or_else(|| scope.clone(), |(s, _)| s.clone());
             match inner.scopes.remove(&victim) {
-                Some(m) => inner.total -= m.at.len(),
+                Some(m) => {
+                    inner.total -= m.at.len();
+                    inner.bytes -= m.bytes;
+                }
                 None => {
                     inner.total = 0;
+                    inner.bytes = 0;
                     break;
                 }
             }
@@ -132,8 +153,10 @@ impl CountMarks {
         inner.clock += 1;
         let now = inner.clock;
         inner.total += new.len();
-        let marks = inner.scopes.entry(scope).or_insert_with(|| Marks { at: BTreeMap::new(), used: now });
+        inner.bytes += new_bytes;
+        let marks = inner.scopes.entry(scope).or_insert_with(|| Marks { at: BTreeMap::new(), bytes: 0, used: now });
         marks.used = now;
+        marks.bytes += new_bytes;
         marks.at.extend(new);
     }
 
@@ -142,12 +165,19 @@ impl CountMarks {
         let mut inner = self.inner.lock();
         inner.scopes.clear();
         inner.total = 0;
+        inner.bytes = 0;
     }
 
     /// Marks kept in all.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.inner.lock().total
+    }
+
+    /// Bytes of marks kept in all.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.inner.lock().bytes
     }
 
     /// Spacing of marks (tests make it small to reach marks with few keys).
@@ -292,5 +322,24 @@ mod tests {
         assert_eq!(count(&m, &scope(1), 10, per, 1).1, per - 10, "forgotten");
         m.clear();
         assert_eq!(m.len(), 0);
+    }
+
+    /// Keys as large as a request: the bytes bound, not the count.
+    #[test]
+    fn large_keys_are_bounded_by_bytes() {
+        let m = CountMarks::default();
+        m.set_every(1);
+        let big = |i: usize| [format!("k{i:06}").as_bytes(), &[b'x'; 100_000][..]].concat();
+        let scope = |rev| Scope::of(&KeyRange::FromKey(Vec::new()), rev, 0).unwrap();
+        for rev in 0..4 {
+            let mut walk = m.walk(Some(scope(rev)));
+            for i in 0..200 {
+                assert!(walk.count(&big(i)));
+                walk.counted(&big(i), false);
+            }
+            assert_eq!(walk.finish(), 200);
+            assert!(m.bytes() <= MAX_MARK_BYTES, "{} bytes", m.bytes());
+            assert!(m.len() > 0 && m.len() <= MAX_MARK_BYTES / 100_000);
+        }
     }
 }
