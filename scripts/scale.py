@@ -541,6 +541,8 @@ def main():
                    help="the unpaginated range covers the pods of this many namespaces of 1,000")
     p.add_argument("--rss-cap-gib", type=int, default=16,
                    help="a server whose RSS passes this is killed (recorded), then started again")
+    p.add_argument("--keep-data", action="store_true",
+                   help="leave the members' data dirs in the output dir (to rerun a phase on a loaded copy)")
     p.add_argument("--out", default=None, help="directory for results and logs (default: a new temp dir)")
     opts = p.parse_args()
     opts.phases = [x for x in opts.phases.split(",") if x]
@@ -565,7 +567,7 @@ def main():
         results.append(run_server(server, opts, work))
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(results, f, indent=1)
-        for d in os.listdir(work):
+        for d in [] if opts.keep_data else os.listdir(work):
             path = os.path.join(work, d)
             if os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)

@@ -29,12 +29,10 @@ mod options;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
-use parking_lot::Mutex;
 use rocksdb::{ColumnFamily, IteratorMode, ReadOptions, WriteOptions, DB};
 use storage::dump::{read_dump_with, DumpWriter};
 use storage::schema::is_applied_index;
@@ -49,9 +47,6 @@ const RESTORE_BATCH_BYTES: usize = 4 << 20;
 pub struct RocksEngine {
     db: Arc<DB>,
     path: PathBuf,
-    /// One background space reclamation at a time (see [`Engine::compacted`]).
-    reclaiming: Arc<AtomicBool>,
-    reclaimer: Mutex<Option<JoinHandle<()>>>,
     /// [`Engine::size_bytes_hint`] is asked before every write that adds
     /// data (the space quota) and RocksDB's size properties cost a lock per
     /// table: the last reading and when it was taken (ms since `opened`, 0
@@ -81,8 +76,6 @@ impl RocksEngine {
         Ok(RocksEngine {
             db: Arc::new(db),
             path: path.to_path_buf(),
-            reclaiming: Arc::new(AtomicBool::new(false)),
-            reclaimer: Mutex::new(None),
             size: AtomicU64::new(0),
             size_read_at: AtomicU64::new(0),
             opened: Instant::now(),
@@ -164,16 +157,6 @@ const BULK_READAHEAD: usize = 4 << 20;
 
 fn cf_of(db: &DB, table: Table) -> Result<&ColumnFamily, EngineError> {
     db.cf_handle(table.name()).ok_or_else(|| EngineError::Corrupt(format!("column family {} is missing", table.name())))
-}
-
-impl Drop for RocksEngine {
-    fn drop(&mut self) {
-        // The database closes when the last Arc goes: wait for the reclaimer
-        // so that a reopen right after never finds the lock still held.
-        if let Some(h) = self.reclaimer.lock().take() {
-            let _ = h.join();
-        }
-    }
 }
 
 impl Engine for RocksEngine {
@@ -335,28 +318,6 @@ impl Engine for RocksEngine {
         // The space came back: the next size is read afresh.
         self.size_read_at.store(0, Ordering::Release);
         Ok(())
-    }
-
-    fn compacted(&self, table: Table, end: &[u8]) {
-        if self.reclaiming.swap(true, Ordering::AcqRel) {
-            // One already runs; the next MVCC compaction covers this range too.
-            return;
-        }
-        let mut slot = self.reclaimer.lock();
-        if let Some(h) = slot.take() {
-            let _ = h.join();
-        }
-        let (db, flag, end) = (self.db.clone(), self.reclaiming.clone(), end.to_vec());
-        let spawned = std::thread::Builder::new().name("rocksdb-reclaim".into()).spawn(move || {
-            if let Ok(cf) = cf_of(&db, table) {
-                db.compact_range_cf(cf, None::<&[u8]>, Some(end.as_slice()));
-            }
-            flag.store(false, Ordering::Release);
-        });
-        match spawned {
-            Ok(h) => *slot = Some(h),
-            Err(_) => self.reclaiming.store(false, Ordering::Release),
-        }
     }
 }
 

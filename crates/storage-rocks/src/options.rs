@@ -23,9 +23,19 @@
 //!   truncates the raft log (see the crate docs).
 //! - **Background jobs**: two, matching a small machine; RocksDB's own info
 //!   log is kept to three 16 MiB files.
+//! - **Compactions run at the lowest CPU priority** (nice 19, RocksDB's
+//!   low-priority pool; flushes keep the normal one). They use idle CPU and
+//!   yield it to the threads that serve requests. An MVCC compaction
+//!   deletes old revisions scattered over the whole history, so RocksDB
+//!   then rewrites all of it. At the normal priority, three members doing
+//!   that at once on two cores tripled put p99; at nice 19 the rewrite
+//!   waits instead (docs/benchmarks.md, Scale). A compaction starved for
+//!   long lets level-0 files pile up until RocksDB slows writes down, which
+//!   frees the CPU it needs: the backlog is bounded either way.
 
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Options,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Env,
+    Options,
 };
 use storage::Table;
 
@@ -55,6 +65,12 @@ impl RocksOptions {
         db.create_missing_column_families(true);
         db.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
         db.set_max_background_jobs(2);
+        // Best effort: without a handle on the environment, compactions keep
+        // the normal priority.
+        if let Ok(mut env) = Env::new() {
+            env.lower_thread_pool_cpu_priority();
+            db.set_env(&env);
+        }
         db.set_db_write_buffer_size(self.write_buffer_bytes * 2);
         db.set_max_total_wal_size(4 * self.write_buffer_bytes as u64);
         db.set_bytes_per_sync(1 << 20);

@@ -221,11 +221,6 @@ pub trait Engine: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Hint after MVCC compaction deleted most keys of `table` below `end`:
-    /// an engine that keeps deleted data until its own compaction (RocksDB
-    /// tombstones) may reclaim that space now, in the background.
-    fn compacted(&self, _table: Table, _end: &[u8]) {}
-
     /// etcd's defragment: rewrites the engine's files so space held by
     /// deleted data is returned (RocksDB: a full compaction of every table).
     /// Blocks until done; nothing to do for an engine without files.

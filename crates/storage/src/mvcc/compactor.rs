@@ -23,6 +23,14 @@
 //! The thread runs at nice +10, below the apply thread: when cores are short
 //! the deletion waits, not the puts.
 //!
+//! Space: a pass only deletes. An engine with tombstones (RocksDB) drops
+//! the deleted revisions in its own background compactions, and `defrag`
+//! rewrites everything at once, as etcd gives space back. A manual
+//! compaction of the compacted range after each pass used to run besides:
+//! it rewrote the whole history a second time, right after the compaction
+//! the deletes had already set off, and on three members sharing two cores
+//! it doubled the pass's cost to puts (docs/benchmarks.md, Scale).
+//!
 //! Invariants:
 //! - Revisions are deleted from the engine before the index forgets them;
 //!   readers at or above the published compact revision never need either,
@@ -51,7 +59,6 @@ use crate::schema::Table;
 
 use super::error::MvccError;
 use super::meta;
-use super::revision::Revision;
 use super::store::{Shared, NEVER_COMPACTED};
 
 /// etcd's `--experimental-compaction-batch-limit` default: revisions deleted
@@ -340,9 +347,10 @@ impl Shared {
             meta::put_finished_compact(&mut tail, pass.start_target);
         }
         if !slice.keys.is_empty() || !tail.is_empty() {
-            let paused = Instant::now();
+            // Writers wait from here: time to acquire the mutex is not theirs.
             let _writer = self.writer.lock();
-            self.index.read().write_compaction(self.engine.as_ref(), tail, &slice.keys, pass.target)?;
+            let paused = Instant::now();
+            self.index.read().write_compaction(self.engine.as_ref(), tail, &slice, pass.target)?;
             pass.index_pause += paused.elapsed();
         }
         if !done {
@@ -362,9 +370,6 @@ impl Shared {
         }
         ctl.progress.notify_all();
         drop(job);
-        // Deleted data may now be reclaimed (RocksDB: its own compaction of
-        // the range, in the background).
-        self.engine.compacted(Table::Key, &Revision::new(finished + 1, 0).to_bytes());
         if let Some(hook) = ON_FINISHED.get() {
             hook(&stats);
         }

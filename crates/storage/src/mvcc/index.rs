@@ -38,6 +38,10 @@ pub struct CompactSlice {
     /// The last key visited when the slice stopped early; None when it
     /// reached the end of the index.
     pub next: Option<Vec<u8>>,
+    /// The stored index: each key's history as the slice read it, before
+    /// compaction (the in-memory index compacts its own, under the writer
+    /// mutex, and leaves this empty).
+    pub histories: Vec<KeyIndex>,
 }
 
 /// Key -> history. See the module docs.

@@ -191,13 +191,13 @@ impl Index {
     }
 
     /// Writer only (the compactor holding the writer mutex): writes `batch`
-    /// and compacts `keys` at `at_rev`, whose dropped revisions already left
-    /// the engine.
+    /// and compacts `slice`'s keys at `at_rev`, whose dropped revisions
+    /// already left the engine.
     pub fn write_compaction(
         &self,
         engine: &dyn Engine,
         mut batch: WriteBatch,
-        keys: &[Vec<u8>],
+        slice: &CompactSlice,
         at_rev: i64,
     ) -> Result<(), MvccError> {
         match self {
@@ -205,10 +205,10 @@ impl Index {
                 if !batch.is_empty() {
                     engine.write(batch)?;
                 }
-                i.compact_keys(keys, at_rev);
+                i.compact_keys(&slice.keys, at_rev);
             }
             Index::Stored(i) => {
-                let staged = i.stage_compaction(keys, at_rev, &mut batch)?;
+                let staged = i.stage_compaction(slice, at_rev, &mut batch)?;
                 if !batch.is_empty() {
                     engine.write(batch)?;
                 }

@@ -30,6 +30,7 @@
 //! assert_eq!((r.rev, r.kvs[0].version, r.kvs[0].create_revision), (2, 1, 2));
 //! ```
 
+mod changed_keys;
 mod compact;
 mod compactor;
 mod count_marks;

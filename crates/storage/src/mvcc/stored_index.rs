@@ -40,6 +40,7 @@ use std::sync::Arc;
 use crate::engine::{Engine, WriteBatch};
 use crate::schema::{Table, INDEX_KEYS, INDEX_LEASES, INDEX_SLOT};
 
+use super::changed_keys::ChangedKeys;
 use super::error::MvccError;
 use super::history_cache::{HistoryCache, CAPACITY};
 use super::index::CompactSlice;
@@ -77,6 +78,8 @@ pub struct StoredIndex {
     keys: AtomicU64,
     /// Histories of keys read or written one at a time (scans bypass it).
     cache: HistoryCache,
+    /// Keys written while a compaction batch plans without the writer mutex.
+    changed: ChangedKeys,
 }
 
 /// What a writer staged in a batch, applied by [`StoredIndex::applied`]
@@ -145,7 +148,13 @@ impl StoredIndex {
     }
 
     fn new(engine: Arc<dyn Engine>, slot: u8, keys: u64) -> StoredIndex {
-        StoredIndex { engine, slot, keys: AtomicU64::new(keys), cache: HistoryCache::new(CAPACITY) }
+        StoredIndex {
+            engine,
+            slot,
+            keys: AtomicU64::new(keys),
+            cache: HistoryCache::new(CAPACITY),
+            changed: ChangedKeys::default(),
+        }
     }
 
     /// The slot this index reads.
@@ -272,11 +281,13 @@ impl StoredIndex {
         let start = after.map_or_else(Vec::new, |k| [k, &[0]].concat());
         let mut visited = 0;
         let mut last = None;
+        self.changed.open();
         self.scan(&start, None, &mut |k, ki| {
             let drops = ki.compact_drops(at_rev);
             if !drops.is_empty() {
                 slice.keys.push(k.to_vec());
                 slice.drops.extend(drops);
+                slice.histories.push(ki);
             }
             visited += 1;
             if visited >= max_keys || slice.drops.len() >= max_revs {
@@ -328,15 +339,28 @@ impl StoredIndex {
         Ok(Staged { keys, histories })
     }
 
-    /// Writer only: adds to `batch` the histories of `keys` compacted at
-    /// `at_rev` (removing those left empty) and the new key count, for
-    /// [`Self::applied`] once the batch is written.
-    pub fn stage_compaction(&self, keys: &[Vec<u8>], at_rev: i64, batch: &mut WriteBatch) -> Result<Staged, MvccError> {
+    /// Writer only: adds to `batch` the histories of `slice`'s keys
+    /// compacted at `at_rev` (removing those left empty) and the new key
+    /// count, for [`Self::applied`] once the batch is written. Each starts
+    /// from the history the slice's scan read or, for a key written since
+    /// the scan began (`changed_keys`), from the current one.
+    pub fn stage_compaction(
+        &self,
+        slice: &CompactSlice,
+        at_rev: i64,
+        batch: &mut WriteBatch,
+    ) -> Result<Staged, MvccError> {
+        let changed = self.changed.close();
         let mut count = self.keys.load(Ordering::Acquire);
-        let mut histories = Vec::with_capacity(keys.len());
-        for key in keys {
-            let Some(mut ki) = self.entry(key)? else {
-                continue;
+        let mut histories = Vec::with_capacity(slice.keys.len());
+        for (i, key) in slice.keys.iter().enumerate() {
+            let read = slice.histories.get(i).filter(|_| !changed.contains(key));
+            let mut ki = match read {
+                Some(ki) => ki.clone(),
+                None => match self.entry(key)? {
+                    Some(ki) => ki,
+                    None => continue,
+                },
             };
             ki.compact(at_rev);
             if ki.is_empty() {
@@ -366,6 +390,7 @@ impl StoredIndex {
             }
         }
         self.keys.store(staged.keys, Ordering::Release);
+        self.changed.record(staged.histories.iter().map(|(key, _)| key.as_slice()));
     }
 
     /// Removes every entry of `slot` (the one not in use), its lease rows

@@ -241,3 +241,49 @@ fn a_corrupt_history_is_an_error_not_a_panic() {
     let other = KeyRange::Single(b"k0002".to_vec());
     assert_eq!(s.range(&other, RangeOptions::default()).unwrap().kvs.len(), 1);
 }
+
+/// A compaction batch plans from histories it reads without the writer
+/// mutex; a txn that commits before the batch takes the mutex must keep its
+/// revisions (the batch reads that key again), with few late keys and with
+/// more than the watch names one by one.
+#[test]
+fn a_write_while_a_compaction_batch_plans_is_kept() {
+    for late_keys in [1usize, 20_000] {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let s = open(engine.clone(), KeyIndexKind::Stored);
+        fill(&s, 12, 80);
+        let at = s.current_revision();
+        s.compact(at, applied(500)).unwrap();
+        let shared = s.shared.clone();
+        let slice = shared.index.read().compact_slice(None, at, 1000, 1000).unwrap();
+        assert!(slice.next.is_none() && slice.keys.len() > 2, "one slice covers every key: {:?}", slice.keys);
+        let hot = slice.keys[1].clone();
+        let mut t = s.write_txn();
+        t.put(&hot, b"late", 0);
+        for i in 1..late_keys {
+            t.put(format!("late{i:06}").as_bytes(), b"x", 0);
+        }
+        t.commit(applied(501)).unwrap();
+        // The rest of the batch, as `compact_step` does it.
+        let mut deletes = WriteBatch::default();
+        for d in &slice.drops {
+            deletes.delete(Table::Key, d.encode());
+        }
+        engine.write(deletes).unwrap();
+        {
+            let _writer = shared.writer.lock();
+            shared.index.read().write_compaction(engine.as_ref(), WriteBatch::default(), &slice, at).unwrap();
+        }
+        let got = s.range(&KeyRange::Single(hot.clone()), RangeOptions::default()).unwrap();
+        assert_eq!(got.kvs.len(), 1);
+        assert_eq!(got.kvs[0].value, b"late", "{late_keys} late keys: the late put was lost");
+        assert_eq!(got.kvs[0].mod_revision, at + 1);
+        drop(s);
+        let reopened = open(engine.clone(), KeyIndexKind::Stored);
+        reopened.finish_compaction().unwrap();
+        let reference = reference_of(engine.as_ref());
+        reference.finish_compaction().unwrap();
+        assert_eq!(normalized_index(&reopened), normalized_index(&reference), "{late_keys} late keys");
+        assert_eq!(reopened.keys_total(), reference.keys_total());
+    }
+}
