@@ -14,8 +14,9 @@
 //! take the same mutex, so either the report comes after the opening and is
 //! kept, or the write happened before the scan and the scan read it.
 //!
-//! Bounded: past [`MAX_KEYS`] reports the watch forgets them and answers that
-//! every key changed, which only costs the batch its reads under the mutex.
+//! Bounded: past [`MAX_KEYS`] reports or [`MAX_BYTES`] of keys (a key may be
+//! as large as a request) the watch forgets them and answers that every key
+//! changed, which only costs the batch its reads under the mutex.
 
 use std::collections::HashSet;
 
@@ -23,12 +24,15 @@ use parking_lot::Mutex;
 
 /// Reports kept per batch before the watch gives up on naming them.
 const MAX_KEYS: usize = 16_384;
+/// The same bound on the bytes of the keys kept.
+const MAX_BYTES: usize = 4 << 20;
 
 #[derive(Default)]
 struct Watch {
     open: bool,
     overflow: bool,
     keys: HashSet<Vec<u8>>,
+    bytes: usize,
 }
 
 /// See the module docs.
@@ -62,6 +66,7 @@ impl ChangedKeys {
         w.open = true;
         w.overflow = false;
         w.keys.clear();
+        w.bytes = 0;
     }
 
     /// Writer only, after its engine write and cache update: it changed
@@ -72,20 +77,26 @@ impl ChangedKeys {
             return;
         }
         for key in keys {
-            if w.keys.len() >= MAX_KEYS {
+            if w.keys.len() >= MAX_KEYS || w.bytes + key.len() > MAX_BYTES {
                 w.overflow = true;
                 w.keys = HashSet::new();
+                w.bytes = 0;
                 return;
             }
-            w.keys.insert(key.to_vec());
+            if w.keys.insert(key.to_vec()) {
+                w.bytes += key.len();
+            }
         }
     }
 
-    /// Writer mutex held: ends the watch and says what changed during it.
+    /// Ends the watch and says what changed during it: complete only while
+    /// the caller holds the writer mutex (a scan that read nothing to
+    /// rewrite just drops the answer).
     pub fn close(&self) -> Changed {
         let mut w = self.watch.lock();
         let was_open = std::mem::replace(&mut w.open, false);
         let keys = std::mem::take(&mut w.keys);
+        w.bytes = 0;
         if !was_open || w.overflow {
             return Changed::All;
         }
@@ -123,5 +134,13 @@ mod tests {
         c.open();
         c.record([&b"x"[..]]);
         assert!(!c.close().contains(b"unrelated"), "the next watch starts exact again");
+        c.open();
+        let big = vec![7u8; MAX_BYTES / 2 + 1];
+        c.record([&big[..], &[8u8; 3][..]]);
+        assert!(!c.close().contains(b"unrelated"), "one large key fits");
+        c.open();
+        c.record([&big[..]]);
+        c.record([&[9u8; MAX_BYTES / 2][..]]);
+        assert!(c.close().contains(b"unrelated"), "two do not");
     }
 }

@@ -282,7 +282,7 @@ impl StoredIndex {
         let mut visited = 0;
         let mut last = None;
         self.changed.open();
-        self.scan(&start, None, &mut |k, ki| {
+        let scanned = self.scan(&start, None, &mut |k, ki| {
             let drops = ki.compact_drops(at_rev);
             if !drops.is_empty() {
                 slice.keys.push(k.to_vec());
@@ -295,7 +295,12 @@ impl StoredIndex {
                 return Ok(false);
             }
             Ok(true)
-        })?;
+        });
+        if scanned.is_err() || slice.keys.is_empty() {
+            // Nothing read will be rewritten: stop the writer's reports.
+            let _ = self.changed.close();
+        }
+        scanned?;
         slice.next = last;
         Ok(slice)
     }
