@@ -39,7 +39,8 @@ the script waits for the server's CPU to settle: requests the clients gave
 up on may still be running.
 
 Results: one JSON object per server in OUT/results.json, and a table on
-stdout. Servers are stopped by PID. Needs etcdctl and, for etcd, /usr/bin/etcd.
+stdout. The data dirs are removed at the end unless --keep-data (then
+OUT/<server>/<member> hold them, to rerun a phase on a copy). Servers are stopped by PID. Needs etcdctl and, for etcd, /usr/bin/etcd.
 """
 import argparse
 import base64
