@@ -40,7 +40,8 @@ up on may still be running.
 
 Results: one JSON object per server in OUT/results.json, and a table on
 stdout. The data dirs are removed at the end unless --keep-data (then
-OUT/<server>/<member> hold them, to rerun a phase on a copy). Servers are stopped by PID. Needs etcdctl and, for etcd, /usr/bin/etcd.
+OUT/<server>/<server>-m<N> hold them, to rerun a phase on a copy).
+Servers are stopped by PID. Needs etcdctl and, for etcd, /usr/bin/etcd.
 """
 import argparse
 import base64

@@ -5,7 +5,8 @@
 # docstring (scripts/scale.py --help) for the phases and what each measures.
 #
 #   scripts/scale.sh [--keys N] [--servers metastore,etcd] [--phases load,lists,restart,online,join]
-#                    [--members 1|3] [--window SECONDS] [--key-index auto|memory|stored] [--out DIR] [--no-build]
+#                    [--members 1|3] [--window SECONDS] [--key-index auto|memory|stored] [--out DIR]
+#                    [--keep-data] [--no-build]
 #
 # 10 M keys take about an hour per server on 2 cores and some 10 GB of disk
 # each (data dirs are removed as each server finishes). Results:

@@ -2,11 +2,13 @@
 //! the stored key index read their histories without the writer mutex.
 //!
 //! A compaction batch rewrites up to a thousand histories. Reading them
-//! under the writer mutex held every put back: at 2 M keys on three members
-//! sharing two cores, writers waited 4-6 s of a 13-16 s pass (the
-//! `index_compaction_pause` metric), and p99 put latency tripled. So the
-//! compactor keeps the histories its slice scan read, and under the mutex
-//! reads again only the keys the writer changed since the scan began.
+//! again under the writer mutex held every put back for as long as those
+//! reads took, and the compactor runs at nice +10: preempted while holding
+//! the mutex, it holds the writer behind it. So the compactor keeps the
+//! histories its slice scan read, and under the mutex reads again only the
+//! keys the writer changed since the scan began. (At 2 M keys on three
+//! members the compactor held or waited for the mutex 4-6 s of a 13-16 s
+//! pass; the held part alone is now 0.4-1.0 s. docs/benchmarks.md, Scale.)
 //!
 //! Invariant: a change the writer did not report was in the engine before
 //! the scan began. The writer reports after its engine write (and its cache
